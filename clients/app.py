@@ -1,0 +1,137 @@
+"""The agency: a Flower ClientApp (Message API).
+
+It trains the global model on its own records — plainly, or with DP-SGD under its own ε
+budget — and evaluates models on its own test months. A DP agency checks its budget and
+records the spend before any update leaves; if the next update would exceed the budget it
+replies with an error that says so instead of an update.
+"""
+
+from __future__ import annotations
+
+import logging
+
+# Opacus calls logging.basicConfig() on import, which would print every Flower line twice.
+logging.getLogger().addHandler(logging.NullHandler())
+
+import os  # noqa: E402
+import time  # noqa: E402
+
+import torch  # noqa: E402
+from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict  # noqa: E402
+from flwr.clientapp import ClientApp  # noqa: E402
+
+from clients import budget_state  # noqa: E402
+from clients.agency import Agency, load_split, locate  # noqa: E402
+from privacy.budget import BudgetExceeded, epsilon_after, plan_dp  # noqa: E402
+from privacy.dpsgd import train_dp  # noqa: E402
+from tasks.metrics import binary_metrics  # noqa: E402
+from tasks.model import make_model  # noqa: E402
+from tasks.seeding import stable_seed  # noqa: E402
+from tasks.train import predict_proba, train_plain  # noqa: E402
+
+torch.set_num_threads(1)  # many small clients share 2 cores; threads only add contention
+
+# Error code for a refusal by the agency's own budget (Flower's own codes are small ints).
+BUDGET_REFUSED = 4001
+
+app = ClientApp()
+
+
+def _model(agency: Agency, arrays: ArrayRecord) -> torch.nn.Module:
+    split = load_split(agency)
+    model = make_model(split.X_train.shape[1], agency.spec["config"]["task"]["hidden"])
+    model.load_state_dict(arrays.to_torch_state_dict())
+    return model
+
+
+def _reply(msg: Message, agency: Agency, arrays: ArrayRecord | None, metrics: dict) -> Message:
+    content = RecordDict({"metrics": MetricRecord(metrics), "agency": ConfigRecord({"name": agency.name})})
+    if arrays is not None:
+        content["arrays"] = arrays
+    return Message(content=content, reply_to=msg)
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    agency = locate(context)
+    config = msg.content["config"]
+    architecture = str(config["architecture"])
+    split = load_split(agency)
+    model = _model(agency, msg.content["arrays"])
+    started = time.perf_counter()
+    lr = float(config["learning-rate"])
+    if bool(config["dp"]):
+        privacy = agency.spec["config"]["privacy"]
+        plan = budget_state.cached_plan(context, architecture)
+        if plan is None:
+            try:
+                plan = plan_dp(
+                    len(split.y_train),
+                    batch_size=int(config["batch-size"]),
+                    local_epochs=int(config["local-epochs"]),
+                    rounds=int(config["rounds"]),
+                    target_epsilon=float(privacy["epsilon"]),
+                    delta=float(privacy["delta"]),
+                    max_grad_norm=float(privacy["max_grad_norm"]),
+                    accountant=str(privacy["accountant"]),
+                )
+            except BudgetExceeded as exc:
+                return Message(Error(BUDGET_REFUSED, f"{agency.name}: {exc}"), reply_to=msg)
+            budget_state.store_plan(context, architecture, plan)
+        try:
+            eps = epsilon_after(
+                budget_state.history(context, architecture),
+                plan.release,
+                budget=plan.target_epsilon,
+                delta=plan.delta,
+                accountant=plan.accountant,
+            )
+        except BudgetExceeded as exc:
+            return Message(Error(BUDGET_REFUSED, f"{agency.name}: {exc}"), reply_to=msg)
+        # Spend first: a crash after this line over-counts, never under-counts.
+        budget_state.record_release(context, architecture, plan.release)
+        # DP sampling and noise must be unpredictable to anyone else: seed from OS entropy.
+        secret = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little") >> 1)
+        stats = train_dp(model, split.X_train, split.y_train, plan=plan, lr=lr, generator=secret)
+        metrics = {
+            "epsilon": eps,
+            "delta": plan.delta,
+            "epsilon-budget": plan.target_epsilon,
+            "sigma": plan.noise_multiplier,
+            "sample-rate": plan.sample_rate,
+            "mean-batch": stats["mean_batch"],
+        }
+    else:
+        seed = stable_seed(agency.spec["config"]["seed"], agency.name, architecture, int(config["server-round"]))
+        generator = torch.Generator().manual_seed(seed)
+        stats = train_plain(
+            model,
+            split.X_train,
+            split.y_train,
+            epochs=int(config["local-epochs"]),
+            batch_size=int(config["batch-size"]),
+            lr=lr,
+            generator=generator,
+        )
+        metrics = {}
+    metrics.update(
+        {
+            "num-examples": len(split.y_train),
+            "train-loss": float(stats["loss"]),
+            "steps": int(stats["steps"]),
+            "train-seconds": time.perf_counter() - started,
+        }
+    )
+    return _reply(msg, agency, ArrayRecord(model.state_dict()), metrics)
+
+
+@app.evaluate()
+def evaluate(msg: Message, context: Context) -> Message:
+    agency = locate(context)
+    split = load_split(agency)
+    model = _model(agency, msg.content["arrays"])
+    scores = binary_metrics(split.y_test, predict_proba(model, split.X_test))
+    # MetricRecord holds numbers only: an undefined metric (one class in the test set) is NaN.
+    metrics = {k: float("nan") if v is None else float(v) for k, v in scores.items()}
+    metrics["num-examples"] = len(split.y_test)
+    return _reply(msg, agency, None, metrics)

@@ -1,0 +1,214 @@
+"""The one config schema of Peel, and the only place configs are read and validated.
+
+A bad file stops here with one line naming the key, the value and what is allowed; nothing has
+been written by then.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from policedata.schema import NO_SUSPECT, OUTCOME_CATEGORIES, STREET_COLUMNS
+
+ARCHITECTURES = ("central", "local", "fedavg", "fedavg-dp")
+Architecture = Literal["central", "local", "fedavg", "fedavg-dp"]
+
+
+class ConfigError(Exception):
+    """A user error in a config file or a --set override (message is one line)."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class AgencyColumn(_Section):
+    column: str = "Falls within"
+    pattern: str | None = None
+
+    @field_validator("column")
+    @classmethod
+    def _known_column(cls, value: str) -> str:
+        if value not in STREET_COLUMNS:
+            raise ValueError(f"must be one of the street CSV columns {list(STREET_COLUMNS)}")
+        return value
+
+    @field_validator("pattern")
+    @classmethod
+    def _one_group(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            groups = re.compile(value).groups
+        except re.error as exc:
+            raise ValueError(f"is not a valid regular expression ({exc})") from None
+        if groups != 1:
+            raise ValueError(f"must have exactly one capture group (has {groups})")
+        return value
+
+
+class DataConfig(_Section):
+    source: Literal["synthetic", "police_uk"] = "synthetic"
+    # Synthetic data: how many agencies, records (all agencies, all months) and months.
+    agencies: int = Field(8, ge=2, le=500)
+    incidents: int = Field(120_000, ge=1_000, le=50_000_000)
+    months: int = Field(24, ge=2, le=240)
+    start_month: str = Field("2023-01", pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
+    # Real data: a folder of data.police.uk street CSVs (any depth), and optionally a public
+    # area covariates table (LSOA code, deprivation, ...).
+    path: str | None = None
+    areas: str | None = None
+    agency: AgencyColumn = AgencyColumn()
+
+
+class TaskConfig(_Section):
+    name: Literal["outcome"] = "outcome"
+    positive: list[str] = Field(default_factory=lambda: [NO_SUSPECT], min_length=1)
+    test_months: int = Field(6, ge=1)
+    hidden: list[int] = Field(default_factory=lambda: [64, 64])
+
+    @field_validator("positive")
+    @classmethod
+    def _known_outcomes(cls, value: list[str]) -> list[str]:
+        unknown = [v for v in value if v not in OUTCOME_CATEGORIES]
+        if unknown:
+            raise ValueError(f"unknown outcome categor{'y' if len(unknown) == 1 else 'ies'} {unknown}; allowed: {list(OUTCOME_CATEGORIES)}")
+        return value
+
+    @field_validator("hidden")
+    @classmethod
+    def _positive_widths(cls, value: list[int]) -> list[int]:
+        if any(w < 1 for w in value):
+            raise ValueError("layer widths must be ≥ 1")
+        return value
+
+
+class FederationConfig(_Section):
+    rounds: int = Field(10, ge=1, le=10_000)
+    local_epochs: int = Field(1, ge=1, le=1_000)
+    batch_size: int = Field(256, ge=1)
+    learning_rate: float = Field(0.01, gt=0, le=10)
+    round_timeout: float = Field(600.0, gt=0)
+
+
+class PrivacyConfig(_Section):
+    # Each agency's budget for a whole run (cumulative over all rounds), record-level.
+    epsilon: float = Field(1.0, gt=0)
+    delta: float = Field(1e-5, gt=0, lt=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+    accountant: Literal["prv", "rdp"] = "prv"
+
+    @field_validator("epsilon")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+
+class PeelConfig(_Section):
+    seed: int = 0
+    # Parent folder of run folders: results land in <output>/<run-id>/.
+    output: str = "runs"
+    data: DataConfig = DataConfig()
+    task: TaskConfig = TaskConfig()
+    federation: FederationConfig = FederationConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
+    architectures: list[Architecture] = Field(default_factory=lambda: list(ARCHITECTURES), min_length=1)
+
+    @field_validator("architectures")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("lists an architecture twice")
+        return value
+
+    @model_validator(mode="after")
+    def _data_and_task_fit(self) -> PeelConfig:
+        data = self.data
+        if data.source == "police_uk":
+            if not data.path:
+                raise ValueError("data.path: required when data.source is police_uk")
+            if not Path(data.path).is_dir():
+                raise ValueError(f"data.path: folder {data.path!r} does not exist")
+            if data.areas and not Path(data.areas).is_file():
+                raise ValueError(f"data.areas: file {data.areas!r} does not exist")
+        elif self.task.test_months >= data.months:
+            raise ValueError(
+                f"task.test_months: {self.task.test_months} leaves no training months out of data.months={data.months}"
+            )
+        return self
+
+
+def _describe(error: dict) -> str:
+    key = ".".join(str(part) for part in error["loc"])
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown key"
+    if error["type"] == "literal_error" or not key:
+        return f"{key + ': ' if key else ''}{message}" + ("" if not key else f" (got {error['input']!r})")
+    return f"{key}: {message} (got {error['input']!r})"
+
+
+def validate(raw: dict, where: str) -> PeelConfig:
+    try:
+        return PeelConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {_describe(exc.errors()[0])}") from None
+
+
+def set_override(raw: dict, assignment: str) -> None:
+    """Apply one `--set key.path=value` (value parsed as YAML) to a raw config dict."""
+    key, sep, text = assignment.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {assignment!r}: expected key.path=value")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {assignment!r}: value is not valid YAML ({exc.problem})") from None
+    parts = key.strip().split(".")
+    node = raw
+    for depth, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {assignment!r}: {'.'.join(parts[: depth + 1])} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> PeelConfig:
+    """Read, override and validate a YAML config. Raises ConfigError with one line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: invalid YAML ({getattr(exc, 'problem', None) or exc})") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a config must be a mapping of keys to values")
+    for assignment in overrides:
+        set_override(raw, assignment)
+    return validate(raw, str(path))
+
+
+def dump(config: PeelConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def to_dict(config: PeelConfig) -> dict[str, Any]:
+    return config.model_dump(mode="json")

@@ -1,0 +1,59 @@
+"""FedAvg that also hands every reply to the round recorder (per-agency rows), and aggregates
+metrics the way Peel reports them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from flwr.app import ArrayRecord, Message, MetricRecord
+from flwr.serverapp.strategy import FedAvg
+
+from server.aggregation import aggregate_metrics
+from server.recorder import RoundRecorder
+
+log = logging.getLogger("peel.server")
+
+
+class RecordingFedAvg(FedAvg):
+    def __init__(self, recorder: RoundRecorder, n_agencies: int, num_rounds: int) -> None:
+        # Every agency takes part in every round; a refusal or failure is an error reply and
+        # the round aggregates the agencies that answered.
+        super().__init__(
+            fraction_train=1.0,
+            fraction_evaluate=1.0,
+            min_train_nodes=n_agencies,
+            min_evaluate_nodes=n_agencies,
+            min_available_nodes=n_agencies,
+            train_metrics_aggr_fn=aggregate_metrics,
+            evaluate_metrics_aggr_fn=aggregate_metrics,
+        )
+        self.recorder = recorder
+        self.num_rounds = num_rounds
+        self._epsilon_max: float | None = None
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        replies = list(replies)
+        self.recorder.train_replies(replies)
+        arrays, metrics = super().aggregate_train(server_round, replies)
+        self._epsilon_max = metrics.get("epsilon") if metrics is not None else None
+        return arrays, metrics
+
+    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
+        replies = list(replies)
+        self.recorder.evaluate_replies(server_round, replies)
+        metrics = super().aggregate_evaluate(server_round, replies)
+        failed = sum(msg.has_error() for msg in replies)
+        auc = metrics.get("auc") if metrics is not None else None
+        log.info(
+            "%s round %d/%d: AUC %s%s%s",
+            self.recorder.architecture,
+            server_round,
+            self.num_rounds,
+            "n/a" if auc is None else f"{auc:.3f}",
+            "" if self._epsilon_max is None else f", ε max {self._epsilon_max:.3f}",
+            f", {failed} agencies failed" if failed else "",
+        )
+        return metrics

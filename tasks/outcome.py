@@ -1,0 +1,82 @@
+"""The ``outcome`` task: predict whether a crime ends in one of the ``positive`` outcomes.
+
+Records without an outcome (e.g. anti-social behaviour) have nothing to learn from and are left
+out; records without a location or a known area are kept and flagged by their features. The split
+is by time: months from ``test_from`` on are held out, which is also how the model would be used.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from tasks import features
+
+
+@dataclass
+class OutcomeSplit:
+    X_train: np.ndarray  # float32 (n_train, N_FEATURES)
+    y_train: np.ndarray  # float32 0/1
+    X_test: np.ndarray
+    y_test: np.ndarray
+    test_crime_ids: np.ndarray  # str, aligned with the test rows
+    test_crime_types: np.ndarray  # str
+    feature_names: list[str]
+    # rows_total, rows_no_outcome, rows_no_location, rows_unknown_area, n_train, n_test,
+    # positives_train, positives_test
+    counts: dict[str, int]
+
+
+def build_outcome_split(
+    records: pd.DataFrame,
+    areas: pd.DataFrame | None,
+    positive: Sequence[str],
+    test_from: str,
+) -> OutcomeSplit:
+    """Label, encode and split ``records`` by month; row order follows ``records``."""
+    positive = [positive] if isinstance(positive, str) else list(positive)
+    if not positive:
+        raise ValueError("outcome task: `positive` names no outcome category; give at least one.")
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", str(test_from)):
+        raise ValueError(f"outcome task: test_from {test_from!r} is not a 'YYYY-MM' month.")
+    for column in ("crime_id", "outcome"):
+        if column not in records.columns:
+            raise ValueError(f"records lack column {column!r}; it has {list(records.columns)}.")
+
+    outcome = records["outcome"].astype("string").fillna("")
+    has_outcome = (outcome != "").to_numpy()
+    kept = records[has_outcome]
+    X = features.encode(kept, areas)
+    y = outcome[has_outcome].isin(positive).to_numpy(dtype=np.float32)
+    # "YYYY-MM" strings order like the months they name.
+    test = (kept["month"].astype("string") >= test_from).to_numpy(dtype=bool)
+    train = ~test
+
+    counts = {
+        "rows_total": len(records),
+        "rows_no_outcome": int((~has_outcome).sum()),
+        "rows_no_location": int(X[:, features.column("no_location")].sum()),
+        "rows_unknown_area": int(X[:, features.column("unknown_area")].sum()),
+        "n_train": int(train.sum()),
+        "n_test": int(test.sum()),
+        "positives_train": int(y[train].sum()),
+        "positives_test": int(y[test].sum()),
+    }
+    return OutcomeSplit(
+        X_train=X[train],
+        y_train=y[train],
+        X_test=X[test],
+        y_test=y[test],
+        test_crime_ids=_as_str(kept["crime_id"][test]),
+        test_crime_types=_as_str(kept["crime_type"][test]),
+        feature_names=list(features.FEATURE_NAMES),
+        counts=counts,
+    )
+
+
+def _as_str(values: pd.Series) -> np.ndarray:
+    return values.astype("string").fillna("").to_numpy(dtype=str)
