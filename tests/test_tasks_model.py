@@ -119,3 +119,20 @@ def test_predict_proba():
 def test_optimizer_is_the_same_for_every_architecture():
     model = make_model(4, seed=0)
     assert isinstance(make_optimizer(model.parameters(), lr=1e-3), torch.optim.Adam)
+
+
+# Opacus' hooks on a first layer whose input needs no gradient: harmless, torch warns anyway.
+@pytest.mark.filterwarnings("ignore:Full backward hook is firing:UserWarning")
+def test_opacus_per_sample_gradients_match_one_by_one_gradients():
+    from opacus import GradSampleModule
+
+    X, y = toy_problem(n=6)
+    model = make_model(X.shape[1], (8,), seed=0)
+    wrapped = GradSampleModule(make_model(X.shape[1], (8,), seed=0))
+    loss_fn()(wrapped(torch.as_tensor(X)), torch.as_tensor(y)).backward()
+    for i in range(len(X)):
+        model.zero_grad()
+        loss_fn()(model(torch.as_tensor(X[i : i + 1])), torch.as_tensor(y[i : i + 1])).backward()
+        for p, q in zip(model.parameters(), wrapped.parameters()):
+            # loss_reduction="mean" (Opacus' default) already undoes the batch mean's 1/n
+            torch.testing.assert_close(q.grad_sample[i], p.grad)

@@ -1,0 +1,100 @@
+"""The `peel` command line."""
+
+from __future__ import annotations
+
+from experiments.quiet import go_offline
+
+go_offline()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from experiments.config import ConfigError, load_config  # noqa: E402
+from policedata.errors import DataError  # noqa: E402
+
+USAGE_ERROR = 2
+
+
+class _Progress(logging.Formatter):
+    """Progress lines with the time elapsed since the command started."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = time.monotonic()
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"[{time.monotonic() - self.started:6.1f}s] {record.getMessage()}"
+
+
+def _show_progress() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Progress())
+    logger = logging.getLogger("peel")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line and exit 2, like every user error
+        self.exit(USAGE_ERROR, f"peel: {message} (see peel --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="peel", description="Federated analytics for police data, with differential privacy, measured against pooling everything.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run = sub.add_parser("run", help="run every architecture of a config and write a results folder")
+    run.add_argument("config", help="YAML experiment config, e.g. configs/default.yaml")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key (value in YAML), e.g. --set privacy.epsilon=2")
+    gen = sub.add_parser("generate", help="write the synthetic agencies of a config, without training")
+    gen.add_argument("config")
+    gen.add_argument("out_dir", help="folder to create (must not exist or be empty)")
+    gen.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from experiments.results import format_table
+    from experiments.runner import run
+
+    config = load_config(args.config, args.overrides)
+    run_dir = run(config, args.config)
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    print(format_table(summary))
+    print(f"\nResults: {run_dir}/summary.json (per round and agency: {run_dir}/metrics.jsonl)")
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from experiments.prepare import synthetic_spec
+    from policedata.synthetic import generate
+
+    config = load_config(args.config, args.overrides)
+    if config.data.source != "synthetic":
+        raise ConfigError(f"{args.config}: data.source is {config.data.source!r}; peel generate writes synthetic data only")
+    manifest = generate(synthetic_spec(config), Path(args.out_dir))
+    for agency in manifest["agencies"]:
+        print(f"{agency['name']:<28} {agency['incidents']:>9} records  {Path(args.out_dir) / agency['folder']}")
+    print(f"Wrote {sum(a['incidents'] for a in manifest['agencies'])} records of {len(manifest['agencies'])} agencies to {args.out_dir}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _show_progress()
+    try:
+        return {"run": _run, "generate": _generate}[args.command](args)
+    except (ConfigError, DataError) as exc:
+        print(f"peel: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        print("peel: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""Results files of a run: atomic writes, metrics.jsonl rows, summary.json, the end table."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+
+METRIC_KEYS = ("auc", "accuracy", "f1", "log_loss", "brier")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, data: object) -> None:
+    write_atomic(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+def append_rows(path: Path, rows: Iterable[dict]) -> None:
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def read_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def clean_metrics(metrics: dict) -> dict:
+    """Metric values as JSON-safe floats (None for undefined)."""
+    out = {}
+    for key, value in metrics.items():
+        if isinstance(value, float) and math.isnan(value):
+            value = None
+        out[key] = value
+    return out
+
+
+def per_agency_from_rows(rows: list[dict], architecture: str) -> dict[str, dict]:
+    """For a federated architecture: each agency's metrics after the last round it was
+    evaluated, its cumulative ε (the largest reported: ε never decreases), updates sent and
+    refusals."""
+    out: dict[str, dict] = defaultdict(lambda: {"metrics": None, "epsilon": None, "updates_sent": 0, "errors": []})
+    for row in sorted((r for r in rows if r["architecture"] == architecture), key=lambda r: r["round"]):
+        entry = out[row["agency"]]
+        if "auc" in row:
+            entry["metrics"] = {k: row.get(k) for k in METRIC_KEYS}
+            entry["n_test"] = row.get("n_test")
+        if "train_error" in row:
+            entry["errors"].append({"round": row["round"], "reason": row["train_error"]})
+        elif "n_train" in row:
+            entry["updates_sent"] += 1
+            entry["n_train"] = row["n_train"]
+        if row.get("epsilon") is not None:
+            entry["epsilon"] = max(entry["epsilon"] or 0.0, row["epsilon"])
+    return dict(out)
+
+
+def format_table(summary: dict) -> str:
+    """Per-agency AUC side by side for every architecture (smallest agency first), then one line
+    per architecture."""
+    archs = list(summary["architectures"])
+    bayes = summary.get("bayes_optimal")
+    agencies = sorted(summary["agencies"], key=lambda a: a["n_train"])
+    head = ["agency", "n_train"] + [f"{a} AUC" for a in archs]
+    if "fedavg-dp" in archs:
+        head.append("fedavg-dp ε")
+    if bayes:
+        head.append("Bayes AUC")
+    lines = [head]
+
+    def fmt(value: float | None, digits: int = 3) -> str:
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    for agency in agencies:
+        name = agency["name"]
+        row = [name, str(agency["n_train"])]
+        for arch in archs:
+            row.append(fmt((summary["architectures"][arch]["per_agency"][name]["metrics"] or {}).get("auc")))
+        if "fedavg-dp" in archs:
+            row.append(fmt(summary["architectures"]["fedavg-dp"]["per_agency"][name]["epsilon"], 2))
+        if bayes:
+            row.append(fmt(bayes["per_agency"][name]["auc"]))
+        lines.append(row)
+    total = ["all (test-weighted)", str(sum(a["n_train"] for a in agencies))]
+    total += [fmt(summary["architectures"][a]["metrics"].get("auc")) for a in archs]
+    if "fedavg-dp" in archs:
+        total.append(fmt(summary["architectures"]["fedavg-dp"]["epsilon_max"], 2) + " max")
+    if bayes:
+        total.append(fmt(bayes["metrics"]["auc"]))
+    lines.append(total)
+    text = _grid(lines, rules=(1, len(lines) - 1))
+
+    arch_head = ["architecture", "AUC", "accuracy", "log loss", "ε max", "records moved", "update MB sent", "wall s"]
+    arch_lines = [arch_head]
+    for arch in archs:
+        entry = summary["architectures"][arch]
+        m = entry["metrics"]
+        arch_lines.append(
+            [
+                arch,
+                fmt(m.get("auc")),
+                fmt(m.get("accuracy")),
+                fmt(m.get("log_loss")),
+                "none (no DP)" if entry["epsilon_max"] is None else f"{entry['epsilon_max']:.2f} (δ={entry['delta']:g})",
+                str(entry["records_moved"]),
+                f"{entry['update_bytes'] / 1e6:.2f}",
+                f"{entry['wall_s']:.1f}",
+            ]
+        )
+    return "\n".join(text + [""] + _grid(arch_lines, rules=(1,)))
+
+
+def _grid(rows: list[list[str]], rules: tuple[int, ...]) -> list[str]:
+    """Columns padded to width (first left-aligned, the rest right-aligned), with a rule line
+    inserted before each row index in `rules`."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    out = []
+    for index, row in enumerate(rows):
+        if index in rules:
+            out.append("  ".join("-" * w for w in widths))
+        out.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+    return out

@@ -1,0 +1,165 @@
+"""`peel run`: every architecture of the config on the same agencies, split, initial model and
+seed; results in one run folder."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from pathlib import Path
+
+from clients.agency import Agency, load_split
+from experiments.baselines import run_central, run_local
+from experiments.config import PeelConfig, dump, to_dict
+from experiments.prepare import Federation, materialise, write_spec
+from experiments.results import (
+    METRIC_KEYS,
+    append_rows,
+    clean_metrics,
+    per_agency_from_rows,
+    read_rows,
+    write_atomic,
+    write_json,
+)
+from policedata.ground_truth import outcome_probability
+from server.app import initial_model
+from tasks.metrics import binary_metrics, weighted_mean
+from tasks.outcome import OutcomeSplit
+
+log = logging.getLogger("peel.run")
+
+FEATURES_NOTE = (
+    "Every feature is computed from the record itself (crime type, month, location) or from the "
+    "public area covariates table; none is a statistic of an agency's own records, so one record "
+    "changes one training example and the record-level DP-SGD guarantee holds as stated."
+)
+EPSILON_SCOPE = (
+    "Record-level (one incident record) (ε, δ)-DP of everything an agency releases in one "
+    "architecture, cumulative over all rounds of this run, per agency; max over agencies "
+    "reported. Architectures are alternatives trained on the same records: an agency that ran "
+    "two of them for real would spend the sum."
+)
+
+
+def new_run_dir(config: PeelConfig) -> Path:
+    digest = hashlib.sha256(dump(config).encode()).hexdigest()[:6]
+    base = Path(config.output) / f"{time.strftime('%Y%m%d-%H%M%S')}-{digest}"
+    run_dir, n = base, 1
+    while run_dir.exists():
+        n += 1
+        run_dir = base.with_name(f"{base.name}-{n}")
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def _bayes(federation: Federation, splits: dict[str, OutcomeSplit], positive: list[str]) -> dict | None:
+    """The Bayes-optimal ceiling: the true outcome probabilities (synthetic data only) scored on
+    the same test records."""
+    if federation.ground_truth is None:
+        return None
+    per_agency = {}
+    for agency in federation.agencies:
+        split = splits[agency["name"]]
+        p = outcome_probability(federation.ground_truth, agency["slug"], split.test_crime_ids, split.test_crime_types, positive)
+        per_agency[agency["name"]] = clean_metrics(binary_metrics(split.y_test, p))
+    return per_agency
+
+
+def _architecture_entry(per_agency: dict[str, dict], splits: dict[str, OutcomeSplit], wall_s: float, delta: float | None, moved: dict[str, int], update_bytes: int) -> dict:
+    weights = {name: len(split.y_test) for name, split in splits.items()}
+    metrics = {name: (entry["metrics"] or {}) for name, entry in per_agency.items()}
+    eps = [e["epsilon"] for e in per_agency.values() if e.get("epsilon") is not None]
+    return {
+        "metrics": {k: v for k, v in weighted_mean(metrics, weights).items() if k in METRIC_KEYS},
+        "per_agency": per_agency,
+        "epsilon_max": max(eps) if eps else None,
+        "delta": delta if eps else None,
+        "wall_s": wall_s,
+        "records_moved": sum(moved.values()),
+        "update_bytes": update_bytes,
+    }
+
+
+def run(config: PeelConfig, config_path: str) -> Path:
+    started = time.perf_counter()
+    run_dir = new_run_dir(config)
+    write_atomic(run_dir / "config.yaml", dump(config))
+    log.info("run folder %s", run_dir)
+    log.info("preparing %s data", config.data.source)
+    federation = materialise(config, run_dir / "data")
+    spec_path = write_spec(config, federation, run_dir)
+    splits = {a["name"]: load_split(Agency(a["name"], Path(a["folder"]), spec_path)) for a in federation.agencies}
+    log.info("%d agencies, %d training and %d test records", len(splits), sum(len(s.y_train) for s in splits.values()), sum(len(s.y_test) for s in splits.values()))
+
+    fed = config.federation
+    cfg = to_dict(config)
+    hyper = {"epochs": fed.rounds * fed.local_epochs, "batch_size": fed.batch_size, "lr": fed.learning_rate, "seed": config.seed}
+    metrics_path = run_dir / "metrics.jsonl"
+    results: dict[str, dict] = {}
+    n_params = sum(p.numel() for p in initial_model(cfg).parameters())
+    no_moves = {name: 0 for name in splits}
+
+    def baseline_rows(arch: str, per_agency: dict[str, dict]) -> None:
+        append_rows(metrics_path, ({"architecture": arch, "round": fed.rounds, "agency": n, **m, "n_train": len(splits[n].y_train), "n_test": len(splits[n].y_test)} for n, m in per_agency.items()))
+
+    for arch in config.architectures:
+        if arch in results:
+            continue
+        t0 = time.perf_counter()
+        if arch == "central":
+            log.info("central: pooling every agency's records into one model")
+            per, _ = run_central(splits, lambda: initial_model(cfg), **hyper)
+            baseline_rows(arch, per)
+            moved = {name: split.counts["rows_total"] for name, split in splits.items()}
+            entries = {n: {"metrics": clean_metrics(m), "epsilon": None, "n_train": len(splits[n].y_train), "n_test": len(splits[n].y_test)} for n, m in per.items()}
+            results[arch] = _architecture_entry(entries, splits, time.perf_counter() - t0, None, moved, 0)
+        elif arch == "local":
+            log.info("local: every agency alone")
+            per = run_local(splits, lambda: initial_model(cfg), **hyper)
+            baseline_rows(arch, per)
+            entries = {n: {"metrics": clean_metrics(m), "epsilon": None, "n_train": len(splits[n].y_train), "n_test": len(splits[n].y_test)} for n, m in per.items()}
+            results[arch] = _architecture_entry(entries, splits, time.perf_counter() - t0, None, no_moves, 0)
+        else:
+            federated = [a for a in config.architectures if a.startswith("fedavg")]
+            log.info("starting Flower simulation for %s", ", ".join(federated))
+            from experiments.simulation import run_federated
+
+            run_federated(spec_path, len(splits))
+            rows = read_rows(metrics_path)
+            walls = {r["architecture"]: r["wall_s"] for r in read_rows(run_dir / "federated.jsonl")}
+            for name in federated:
+                per = per_agency_from_rows(rows, name)
+                update_bytes = sum(e["updates_sent"] for e in per.values()) * n_params * 4
+                for agency_name, entry in per.items():
+                    entry["n_train"] = len(splits[agency_name].y_train)
+                    entry["n_test"] = len(splits[agency_name].y_test)
+                    entry["update_bytes_sent"] = entry["updates_sent"] * n_params * 4
+                delta = config.privacy.delta if name == "fedavg-dp" else None
+                results[name] = _architecture_entry(per, splits, walls.get(name, 0.0), delta, no_moves, update_bytes)
+
+    bayes = _bayes(federation, splits, config.task.positive)
+    weights = {name: len(split.y_test) for name, split in splits.items()}
+    summary = {
+        "run_id": run_dir.name,
+        "config_file": str(config_path),
+        "task": config.task.name,
+        "agencies": [
+            {"name": a["name"], "slug": a["slug"], "n_train": len(splits[a["name"]].y_train), "n_test": len(splits[a["name"]].y_test), "counts": splits[a["name"]].counts}
+            for a in federation.agencies
+        ],
+        "architectures": {a: results[a] for a in config.architectures},
+        "bayes_optimal": None if bayes is None else {"metrics": {k: v for k, v in weighted_mean(bayes, weights).items() if k in METRIC_KEYS}, "per_agency": bayes},
+        "privacy": {
+            "unit": "one incident record",
+            "scope": EPSILON_SCOPE,
+            "accountant": config.privacy.accountant,
+            "sampling": "Poisson, rate = batch_size / agency training records",
+            "noise_rng": "torch PRNG seeded from OS entropy (not a CSPRNG: Opacus secure_mode needs torchcsprng, unavailable here)",
+            "features": FEATURES_NOTE,
+        },
+        "data": {"source": config.data.source, "test_from": federation.test_from, "notes": federation.notes},
+        "metrics_note": "metrics are per-agency scores on each agency's own test months; 'metrics' is their mean weighted by test records",
+        "wall_s": time.perf_counter() - started,
+    }
+    write_json(run_dir / "summary.json", summary)
+    return run_dir

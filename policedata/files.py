@@ -1,0 +1,83 @@
+"""Writing files safely: atomic replacement, deterministic CSV (optionally gzip), street folders.
+
+Every file `policedata` writes goes through `write_csv` or `write_text`, so a crash never leaves a
+half-written final file and the same frame always gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import DataError
+from .schema import MONTH_PATTERN, RECORD_COLUMNS, STREET_COLUMNS
+
+_SLUG = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
+
+
+def require_empty_folder(path: Path) -> None:
+    """Refuse to write into a folder that already holds something (no silent mixing of runs)."""
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise DataError(f"{path}: already exists and is not empty; choose a new folder or remove it")
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; on success it replaces `path` in one step."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_csv(frame: pd.DataFrame, path: Path, *, float_format: str = "%.6f") -> None:
+    """Write `frame` without its index; a `.gz` suffix compresses it (gzip header without a
+    timestamp or file name, so the bytes are reproducible)."""
+    with atomic_path(path) as tmp:
+        if path.suffix == ".gz":
+            text = frame.to_csv(index=False, float_format=float_format, lineterminator="\n")
+            tmp.write_bytes(gzip.compress(text.encode("utf-8"), compresslevel=1, mtime=0))
+        else:
+            frame.to_csv(tmp, index=False, float_format=float_format, lineterminator="\n")
+
+
+def write_street_files(records: pd.DataFrame, folder: Path, slug: str) -> int:
+    """Write normalised records (`RECORD_COLUMNS` values) as data.police.uk street files:
+    ``folder/YYYY-MM/YYYY-MM-<slug>-street.csv``, original column names and order.
+
+    Returns the number of files written. The generator and the real-data partitioner both use
+    this, so both produce exactly the layout the loader reads.
+    """
+    if not _SLUG.fullmatch(slug):
+        raise DataError(f"agency slug '{slug}' is not filesystem-safe (use a-z, 0-9 and '-')")
+    missing = [c for c in RECORD_COLUMNS.values() if c not in records.columns]
+    if missing:
+        raise DataError(f"records to write under {folder}: missing columns {_quoted(missing)}")
+    street = pd.DataFrame({col: records[RECORD_COLUMNS[col]].to_numpy() for col in STREET_COLUMNS})
+    months = street["Month"].astype(str)
+    bad = ~months.str.fullmatch(MONTH_PATTERN)
+    if bad.any():
+        raise DataError(f"records to write under {folder}: Month '{months[bad].iloc[0]}' is not YYYY-MM")
+    files = 0
+    for month, part in street.groupby(months, sort=True):
+        write_csv(part, folder / month / f"{month}-{slug}-street.csv")
+        files += 1
+    return files
+
+
+def _quoted(names: list[str]) -> str:
+    return ", ".join(f"'{n}'" for n in names)
