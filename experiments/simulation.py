@@ -26,7 +26,9 @@ def run_federated(spec_path: Path, n_agencies: int) -> None:
         from clients.app import app as client_app
         from server.app import app as server_app
 
-        logging.getLogger("flwr").setLevel(logging.WARNING)
+        # Flower logs every round at INFO and deprecation notices at WARNING; Peel prints its own
+        # progress, and failures come back to the strategy as error replies.
+        logging.getLogger("flwr").setLevel(logging.ERROR)
         backend_config = {
             # One ClientApp at a time on two cores: the models are small, and parallel actors
             # would each pay the torch/opacus import and fight over the cores.

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .errors import DataError
@@ -47,12 +48,41 @@ def write_text(path: Path, text: str) -> None:
 def write_csv(frame: pd.DataFrame, path: Path, *, float_format: str = "%.6f") -> None:
     """Write `frame` without its index; a `.gz` suffix compresses it (gzip header without a
     timestamp or file name, so the bytes are reproducible)."""
+    data = csv_text(frame, float_format).encode("utf-8")
+    if path.suffix == ".gz":
+        data = gzip.compress(data, compresslevel=1, mtime=0)
     with atomic_path(path) as tmp:
-        if path.suffix == ".gz":
-            text = frame.to_csv(index=False, float_format=float_format, lineterminator="\n")
-            tmp.write_bytes(gzip.compress(text.encode("utf-8"), compresslevel=1, mtime=0))
-        else:
-            frame.to_csv(tmp, index=False, float_format=float_format, lineterminator="\n")
+        tmp.write_bytes(data)
+
+
+def csv_text(frame: pd.DataFrame, float_format: str = "%.6f") -> str:
+    """`frame` as CSV text, byte-identical to ``frame.to_csv(index=False, float_format=...,
+    lineterminator="\\n")`` (minimal quoting, missing values empty) but about twice as fast:
+    writing the street files dominates the generator's run time."""
+    columns = [_csv_field_texts(frame[c].to_numpy(), float_format) for c in frame.columns]
+    lines = [",".join(_quote_minimal([str(c) for c in frame.columns])), *map(",".join, zip(*columns))]
+    return "\n".join(lines) + "\n"
+
+
+def _csv_field_texts(values: np.ndarray, float_format: str) -> list[str]:
+    if values.dtype.kind == "f":
+        return [float_format % x if x == x else "" for x in values.tolist()]
+    if values.dtype.kind == "O":
+        texts = ["" if v is None or v != v else str(v) for v in values.tolist()]
+    else:
+        texts = [str(v) for v in values.tolist()]
+    return _quote_minimal(texts)
+
+
+_NEEDS_QUOTES = re.compile(r'[",\n\r]')
+
+
+def _quote_minimal(texts: list[str]) -> list[str]:
+    """Quote fields holding a comma, quote or line break (one scan of the joined column first,
+    since almost no column has any)."""
+    if not _NEEDS_QUOTES.search("\x00".join(texts)):
+        return texts
+    return ['"' + t.replace('"', '""') + '"' if _NEEDS_QUOTES.search(t) else t for t in texts]
 
 
 def write_street_files(records: pd.DataFrame, folder: Path, slug: str) -> int:
@@ -68,15 +98,13 @@ def write_street_files(records: pd.DataFrame, folder: Path, slug: str) -> int:
     if missing:
         raise DataError(f"records to write under {folder}: missing columns {_quoted(missing)}")
     street = pd.DataFrame({col: records[RECORD_COLUMNS[col]].to_numpy() for col in STREET_COLUMNS})
-    months = street["Month"].astype(str)
-    bad = ~months.str.fullmatch(MONTH_PATTERN)
-    if bad.any():
-        raise DataError(f"records to write under {folder}: Month '{months[bad].iloc[0]}' is not YYYY-MM")
-    files = 0
-    for month, part in street.groupby(months, sort=True):
-        write_csv(part, folder / month / f"{month}-{slug}-street.csv")
-        files += 1
-    return files
+    by_month = street.groupby("Month", sort=True).indices
+    for month in by_month:
+        if not (isinstance(month, str) and re.fullmatch(MONTH_PATTERN, month)):
+            raise DataError(f"records to write under {folder}: Month '{month}' is not YYYY-MM")
+    for month, rows in by_month.items():
+        write_csv(street.iloc[rows], folder / month / f"{month}-{slug}-street.csv")
+    return len(by_month)
 
 
 def _quoted(names: list[str]) -> str:

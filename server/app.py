@@ -42,8 +42,7 @@ def _spec(context: Context) -> dict:
 
 def initial_model(config: dict) -> torch.nn.Module:
     """The shared starting point (the same for every architecture, central and local too)."""
-    torch.manual_seed(stable_seed(config["seed"], "initial-model"))
-    return make_model(N_FEATURES, config["task"]["hidden"])
+    return make_model(N_FEATURES, config["task"]["hidden"], seed=stable_seed(config["seed"], "initial-model"))
 
 
 @app.main()

@@ -1,0 +1,359 @@
+"""Seeded synthetic police records in the data.police.uk street layout, with their ground truth.
+
+Agencies are non-IID (sizes ~100x apart, own areas, modest own offsets) but share one crime model
+(`policedata.world`). Everything is vectorised per agency: counts per (month, area, crime type)
+from a multinomial, expanded to rows with `np.repeat`.
+
+Output under `out_dir`::
+
+    agencies/<slug>/YYYY-MM/YYYY-MM-<slug>-street.csv   street files (schema.STREET_COLUMNS)
+    areas.csv                                           public covariates + "agency"
+    ground_truth/<slug>.csv.gz                          "Crime ID", p_no_suspect
+    ground_truth/outcome_given_suspect.csv              crime_type, category, probability
+    ground_truth/intensity.csv.gz                       agency, "LSOA code", month, expected
+    manifest.json                                       spec, version, agencies, seconds
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import names, world
+from .errors import DataError
+from .files import require_empty_folder, write_csv, write_street_files, write_text
+from .partition import slugify
+from .schema import AREA_COLUMNS, CRIME_TYPES, MONTH_PATTERN, NO_LOCATION, NO_OUTCOME_TYPES, NO_SUSPECT
+
+GENERATOR_VERSION = "peel-synthetic/1"
+
+SIZE_RATIO = 100.0  # largest / smallest agency, like the forces of England and Wales
+INCIDENTS_PER_AREA = 96  # over the whole period: sets the number of areas of an agency
+MIN_AREAS, MAX_AREAS = 20, 3000
+SNAP_POINTS = 6  # anonymised map points per area (data.police.uk snaps to such points)
+NO_LOCATION_SHARE = (0.025, 0.045)  # per-agency share of records without a location
+LON_RANGE, LAT_RANGE = (-5.5, 1.5), (50.3, 55.5)  # England and Wales, roughly
+LON_PER_LAT = 1.65  # degrees of longitude per degree of latitude for equal distances near 53°N
+_MAX_AREA_CODES = 999_999
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    agencies: int = 8
+    incidents: int = 120_000  # total records over all agencies and months (incl. anti-social behaviour)
+    months: int = 24  # >= 24 recommended; must be >= 1
+    start_month: str = "2023-01"
+    seed: int = 0
+
+    def validate(self) -> None:
+        if not 1 <= self.agencies <= names.MAX_AGENCIES:
+            raise DataError(f"agencies={self.agencies}: must be between 1 and {names.MAX_AGENCIES}")
+        if self.months < 1:
+            raise DataError(f"months={self.months}: must be at least 1")
+        if not re.fullmatch(MONTH_PATTERN, self.start_month):
+            raise DataError(f"start_month='{self.start_month}': must be YYYY-MM, e.g. 2023-01")
+        if self.seed < 0:
+            raise DataError(f"seed={self.seed}: must be a non-negative integer")
+        smallest = self.incidents / _size_weights_sum(self.agencies)
+        if smallest < 1:
+            need = int(np.ceil(_size_weights_sum(self.agencies) * 1.2))
+            raise DataError(
+                f"incidents={self.incidents}: too few for {self.agencies} agencies whose sizes"
+                f" differ {SIZE_RATIO:.0f}-fold; use at least {need}"
+            )
+
+
+@dataclass
+class _Agency:
+    name: str
+    slug: str
+    word: str  # its place word, also its main town
+    incidents: int
+    rng: np.random.Generator
+    areas: pd.DataFrame | None = None  # AREA_COLUMNS
+    snap: np.ndarray | None = None  # (areas, SNAP_POINTS, 2) lon/lat offsets of map points
+    streets: np.ndarray | None = None  # (areas, SNAP_POINTS) index into names.STREET_LOCATIONS
+
+
+def generate(spec: SyntheticSpec, out_dir: Path) -> dict:
+    """Generate the synthetic data set of `spec` under `out_dir` (must be absent or empty);
+    returns the manifest, also written to ``out_dir/manifest.json``."""
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    spec.validate()
+    require_empty_folder(out_dir)
+    # One child stream per agency: an agency's records do not depend on draws made for others.
+    world_seq, *agency_seqs = np.random.SeedSequence(spec.seed).spawn(spec.agencies + 1)
+    rng = np.random.default_rng(world_seq)
+    months = month_range(spec.start_month, spec.months)
+    agencies = [
+        _Agency(name, slugify(name), word, int(size), np.random.default_rng(seq))
+        for (word, name), size, seq in zip(
+            names.agency_names(rng, spec.agencies),
+            agency_sizes(rng, spec.agencies, spec.incidents),
+            agency_seqs,
+        )
+    ]
+    _make_areas(rng, agencies)
+    type_norm = _type_normaliser(agencies, months)
+
+    truth_dir = out_dir / "ground_truth"
+    intensity = []
+    for agency in agencies:
+        records, p_no_suspect, expected = _simulate(agency, months, type_norm)
+        write_street_files(records, out_dir / "agencies" / agency.slug, agency.slug)
+        has_id = records["crime_id"] != ""
+        truth = pd.DataFrame({"Crime ID": records["crime_id"][has_id], "p_no_suspect": p_no_suspect[has_id]})
+        write_csv(truth, truth_dir / f"{agency.slug}.csv.gz", float_format="%.8f")
+        intensity.append(expected)
+    write_csv(world.given_suspect_table(), truth_dir / "outcome_given_suspect.csv", float_format="%.4f")
+    write_csv(pd.concat(intensity, ignore_index=True), truth_dir / "intensity.csv.gz", float_format="%.6f")
+    areas = pd.concat([a.areas.assign(agency=a.name) for a in agencies], ignore_index=True)
+    write_csv(areas, out_dir / "areas.csv")
+
+    manifest = {
+        "generator": GENERATOR_VERSION,
+        "spec": asdict(spec),
+        "months": [months[0], months[-1]],
+        "agencies": [
+            {
+                "name": a.name,
+                "slug": a.slug,
+                "folder": f"agencies/{a.slug}",
+                "incidents": a.incidents,
+                "areas": len(a.areas),
+            }
+            for a in agencies
+        ],
+        "areas": "areas.csv",
+        "ground_truth": "ground_truth",
+        "seconds": round(time.perf_counter() - started, 2),  # the only non-reproducible value
+    }
+    write_text(out_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def month_range(start: str, n: int) -> list[str]:
+    """`n` consecutive "YYYY-MM" months from `start`."""
+    year, month = int(start[:4]), int(start[5:7])
+    index = year * 12 + month - 1 + np.arange(n)
+    return [f"{i // 12:04d}-{i % 12 + 1:02d}" for i in index]
+
+
+def _size_weights_sum(n: int) -> float:
+    """Sum of agency size weights when the smallest weighs 1 (for the "too few" check)."""
+    return float(np.sum(SIZE_RATIO ** np.linspace(0, 1, n))) if n > 1 else 1.0
+
+
+def agency_sizes(rng: np.random.Generator, n: int, incidents: int) -> np.ndarray:
+    """Records per agency, summing to `incidents`: log-uniformly spaced with seeded jitter, so
+    the largest is 70-130x the smallest (rounding aside), in random order."""
+    if n == 1:
+        return np.array([incidents])
+    position = np.linspace(0, 1, n) + rng.normal(0, 0.25 / n, n)
+    position = (position - position.min()) / np.ptp(position)
+    ratio = SIZE_RATIO * np.exp(rng.uniform(-0.15, 0.15))  # 86..116
+    weights = ratio**position
+    exact = incidents * weights / weights.sum()
+    sizes = np.floor(exact).astype(np.int64)
+    # Largest remainders get the records lost to flooring, so the total is exact.
+    sizes[np.argsort(sizes - exact, kind="stable")[: incidents - sizes.sum()]] += 1
+    return rng.permutation(sizes)
+
+
+def _make_areas(rng: np.random.Generator, agencies: list[_Agency]) -> None:
+    """Areas of every agency: unique LSOA-like codes, names, centroids and public covariates."""
+    counts = [int(np.clip(a.incidents // INCIDENTS_PER_AREA, MIN_AREAS, MAX_AREAS)) for a in agencies]
+    if sum(counts) > _MAX_AREA_CODES:
+        raise DataError(f"{sum(counts)} areas needed but LSOA-like codes allow {_MAX_AREA_CODES}")
+    codes = np.sort(rng.choice(_MAX_AREA_CODES, size=sum(counts), replace=False) + 1)
+    first = np.cumsum([0, *counts])
+    for i, agency in enumerate(agencies):
+        agency.areas = _agency_areas(agency, codes[first[i] : first[i + 1]])
+
+
+def _agency_areas(agency: _Agency, codes: np.ndarray) -> pd.DataFrame:
+    rng, n = agency.rng, len(codes)
+    radius = 0.008 * np.sqrt(n)  # degrees of latitude; ~0.44 for 3000 areas
+    centre = np.array([
+        rng.uniform(LON_RANGE[0] + 0.5, LON_RANGE[1] - 0.5),
+        rng.uniform(LAT_RANGE[0] + 0.4, LAT_RANGE[1] - 0.4),
+    ])
+    # Towns: the agency's main town at its centre takes the largest share of areas.
+    n_towns = 1 + n // 300
+    towns = names.town_names(rng, agency.word, n_towns)
+    town_share = np.concatenate([[0.4], 0.6 * rng.dirichlet(np.ones(n_towns - 1))]) if n_towns > 1 else np.ones(1)
+    town_centre = centre + _disc(rng, n_towns, radius) * [LON_PER_LAT, 1]
+    town_centre[0] = centre
+    town = rng.choice(n_towns, size=n, p=town_share)
+    town_sd = 0.45 * radius * np.sqrt(town_share)[town]
+    offset = rng.normal(0, 1, (n, 2))  # in units of the town's spread
+    lonlat = town_centre[town] + offset * town_sd[:, None] * [LON_PER_LAT, 1]
+    lonlat = np.clip(lonlat, [LON_RANGE[0], LAT_RANGE[0]], [LON_RANGE[1], LAT_RANGE[1]])
+    centrality = np.exp(-np.sum(offset**2, axis=1))
+    # Night economy: high only in a few central areas of each town, more in the main town.
+    town_weight = np.where(town == 0, 1.0, 0.6)
+    night = np.exp(-np.sum(offset**2, axis=1) / 0.2) * rng.uniform(0.5, 1.0, n) * town_weight
+    night = np.clip(night + 0.05 * rng.beta(1, 5, n), 0, 1)
+    # Deprivation (IMD-like): agency-wide level, a central bump, mostly area-level variation.
+    dep_logit = rng.normal(0, 0.4) + 0.8 * centrality - 0.3 + rng.normal(0, 1.0, n)
+    deprivation = 1 / (1 + np.exp(-dep_logit))
+    population = np.clip(np.round(world.REFERENCE_POPULATION * np.exp(rng.normal(0, 0.2, n))), 900, 3500)
+    # LSOA-like names "<Town> 012A": MSOA number and letter by order within the town.
+    rank = np.zeros(n, dtype=np.int64)
+    for t in range(n_towns):
+        members = np.flatnonzero(town == t)
+        rank[members] = np.arange(len(members))
+    lsoa_names = [f"{towns[t]} {r // 4 + 1:03d}{'ABCD'[r % 4]}" for t, r in zip(town, rank)]
+    # Anonymised map points around each centroid, each tied to a street.
+    agency.snap = rng.normal(0, 0.003, (n, SNAP_POINTS, 2)) * [LON_PER_LAT, 1]
+    agency.streets = rng.integers(0, len(names.STREET_LOCATIONS), (n, SNAP_POINTS))
+    # Rounded as written to areas.csv, so the ground truth uses exactly the public values.
+    return pd.DataFrame(
+        dict(zip(AREA_COLUMNS, (
+            [f"E01{c:06d}" for c in codes],
+            lsoa_names,
+            np.round(lonlat[:, 0], 6),
+            np.round(lonlat[:, 1], 6),
+            np.round(deprivation, 6),
+            np.round(night, 6),
+            population.astype(np.int64),
+        )))
+    )
+
+
+def _disc(rng: np.random.Generator, n: int, radius: float) -> np.ndarray:
+    """`n` points uniform in a disc of `radius`; shape (n, 2)."""
+    r = radius * np.sqrt(rng.uniform(0, 1, n))
+    angle = rng.uniform(0, 2 * np.pi, n)
+    return np.column_stack([r * np.cos(angle), r * np.sin(angle)])
+
+
+def _covariates(agency: _Agency, months: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    areas = agency.areas
+    month_of_year = np.array([int(m[5:7]) for m in months])
+    return areas["deprivation"].to_numpy(), areas["night_economy"].to_numpy(), month_of_year
+
+
+def _type_normaliser(agencies: list[_Agency], months: list[str]) -> np.ndarray:
+    """Per crime type, the population-weighted mean of exp(shared log-rate) over every area and
+    month of the federation, so national shares equal `world.CRIME_SHARE`."""
+    total, population = np.zeros(len(CRIME_TYPES)), 0.0
+    for agency in agencies:
+        dep, night, moy = _covariates(agency, months)
+        pop = agency.areas["population"].to_numpy(dtype=np.float64)
+        total += np.einsum("tak,a->k", np.exp(world.log_rate(dep, night, moy)), pop)
+        population += pop.sum() * len(months)
+    return total / population
+
+
+def _simulate(agency: _Agency, months: list[str], type_norm: np.ndarray) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+    """Counts, then records, of one agency. Returns (normalised records, true P(no suspect) per
+    record (NaN without outcome), expected incidents per area-month)."""
+    rng, areas = agency.rng, agency.areas
+    dep, night, moy = _covariates(agency, months)
+    n_types, n_areas = len(CRIME_TYPES), len(areas)
+    # Expected-rate weights per (month, area, type): shared model x agency and area effects.
+    log_w = (
+        world.log_rate(dep, night, moy)
+        + np.log(world.CRIME_SHARE / type_norm)
+        + np.log(areas["population"].to_numpy() / world.REFERENCE_POPULATION)[None, :, None]
+        + rng.normal(0, world.AGENCY_RATE_SD, n_types)[None, None, :]
+        + rng.normal(0, world.AREA_RATE_SD, n_areas)[None, :, None]
+        + rng.normal(0, world.AREA_TYPE_RATE_SD, (n_areas, n_types))[None, :, :]
+    )
+    weights = np.exp(log_w)
+    month_share = weights.sum(axis=(1, 2)) / weights.sum()
+    month_totals = rng.multinomial(agency.incidents, month_share)
+    alpha = world.SELF_EXCITATION
+    counts = np.zeros((len(months), n_areas, n_types), dtype=np.int64)
+    expected = np.zeros((len(months), n_areas))
+    for t in range(len(months)):
+        mu = weights[t] / weights[t].sum()
+        # Near repeats: last month's count carries part of this month's expected count.
+        lam = mu if t == 0 else (1 - alpha) * mu + alpha * counts[t - 1] / max(month_totals[t - 1], 1)
+        p = lam / lam.sum()
+        counts[t] = rng.multinomial(month_totals[t], p.ravel()).reshape(n_areas, n_types)
+        expected[t] = agency.incidents * month_share[t] * p.sum(axis=1)
+
+    offset = rng.uniform(-world.AGENCY_OUTCOME_OFFSET, world.AGENCY_OUTCOME_OFFSET)
+    p_table = world.no_suspect_probability(dep, night, moy, offset)
+    records, p_no_suspect = _records(agency, months, counts, p_table)
+    intensity = pd.DataFrame({
+        "agency": agency.name,
+        "LSOA code": np.tile(areas["LSOA code"].to_numpy(), len(months)),
+        "month": np.repeat(months, n_areas),
+        "expected": expected.ravel(),
+    })
+    return records, p_no_suspect, intensity
+
+
+def _records(agency: _Agency, months: list[str], counts: np.ndarray, p_table: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+    """Expand counts (months, areas, types) to shuffled records with locations and outcomes."""
+    rng, areas = agency.rng, agency.areas
+    n_areas, n_types = counts.shape[1:]
+    cell = np.repeat(np.arange(counts.size), counts.ravel())
+    cell = cell[np.lexsort((rng.random(cell.size), cell // (n_areas * n_types)))]  # shuffle within month
+    t, a, k = np.unravel_index(cell, counts.shape)
+    n = cell.size
+
+    no_location = rng.random(n) < rng.uniform(*NO_LOCATION_SHARE)
+    point = rng.integers(0, SNAP_POINTS, n)
+    lon = np.where(no_location, np.nan, areas["Longitude"].to_numpy()[a] + agency.snap[a, point, 0])
+    lat = np.where(no_location, np.nan, areas["Latitude"].to_numpy()[a] + agency.snap[a, point, 1])
+    location = np.array(names.STREET_LOCATIONS, dtype=object)[agency.streets[a, point]]
+    location[no_location] = NO_LOCATION
+    lsoa_code = areas["LSOA code"].to_numpy(dtype=object)[a]
+    lsoa_name = areas["LSOA name"].to_numpy(dtype=object)[a]
+    lsoa_code[no_location] = ""
+    lsoa_name[no_location] = ""
+
+    # Outcomes: NO_SUSPECT with the true probability, otherwise a category given the type.
+    has_outcome = ~np.isin(k, [CRIME_TYPES.index(c) for c in NO_OUTCOME_TYPES])
+    p_no_suspect = np.where(has_outcome, p_table[t, a, k], np.nan)
+    no_suspect = rng.random(n) < p_no_suspect
+    outcome = np.array(world.SUSPECT_CATEGORIES, dtype=object)[_suspect_categories(rng, k)]
+    outcome[no_suspect] = NO_SUSPECT
+    outcome[~has_outcome] = ""
+    crime_id = np.full(n, "", dtype=object)
+    crime_id[has_outcome] = _hex_ids(rng, int(has_outcome.sum()))
+
+    records = pd.DataFrame({
+        "crime_id": crime_id,
+        "month": np.array(months, dtype=object)[t],
+        "reported_by": agency.name,
+        "falls_within": agency.name,
+        "longitude": lon,
+        "latitude": lat,
+        "location": location,
+        "lsoa_code": lsoa_code,
+        "lsoa_name": lsoa_name,
+        "crime_type": np.array(CRIME_TYPES, dtype=object)[k],
+        "outcome": outcome,
+        "context": "",
+    })
+    return records, p_no_suspect
+
+
+def _suspect_categories(rng: np.random.Generator, k: np.ndarray) -> np.ndarray:
+    """Index into `world.SUSPECT_CATEGORIES` drawn from P(category | crime type k, suspect)."""
+    u = rng.random(k.size)
+    category = np.zeros(k.size, dtype=np.int64)
+    for j, row in enumerate(np.cumsum(world.given_suspect_matrix(), axis=1)):
+        rows = k == j
+        if row[-1] > 0 and rows.any():
+            # side="right" never lands on a zero-probability category.
+            category[rows] = np.searchsorted(row, u[rows] * row[-1], side="right")
+    return category
+
+
+def _hex_ids(rng: np.random.Generator, n: int) -> list[str]:
+    """`n` seeded 64-hex-character ids (like data.police.uk's SHA-256 Crime IDs)."""
+    text = rng.bytes(32 * n).hex()
+    return [text[i : i + 64] for i in range(0, 64 * n, 64)]
