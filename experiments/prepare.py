@@ -63,7 +63,7 @@ def materialise(config: PeelConfig, data_dir: Path) -> Federation:
             f"{config.data.path}: {len(months)} months of data, need more than task.test_months={config.task.test_months}"
         )
     written = write_agency_folders(records, data_dir / "agencies")
-    agencies = [{"name": a["name"], "slug": a["slug"], "folder": str(Path(a["folder"]).resolve())} for a in written]
+    agencies = [{"name": a["name"], "slug": a["slug"], "folder": str((data_dir / "agencies" / a["folder"]).resolve())} for a in written]
     areas = Path(config.data.areas).resolve() if config.data.areas else None
     return Federation(agencies, areas, None, months[-config.task.test_months], report.lines())
 

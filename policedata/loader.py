@@ -7,6 +7,7 @@ Line numbers count the header as line 1, as an editor shows them.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,7 +86,7 @@ def load_areas(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
     frame = _read_csv(path)
-    _require_columns(frame, AREA_COLUMNS, path)
+    require_columns(frame, AREA_COLUMNS, path)
     codes = frame["LSOA code"]
     _fail_at(codes == "", path, lambda i: "empty LSOA code")
     duplicated = codes.duplicated()
@@ -119,14 +120,15 @@ def _agency_regex(pattern: str | None) -> re.Pattern[str] | None:
 
 def _read_street_file(file: Path, agency_column: str, pattern: re.Pattern[str] | None) -> pd.DataFrame:
     frame = _read_csv(file)
-    _require_columns(frame, STREET_COLUMNS, file)
+    require_columns(frame, STREET_COLUMNS, file)
     months = frame["Month"]
     bad_months = [m for m in months.unique() if not re.fullmatch(MONTH_PATTERN, m)]
     _fail_at(months.isin(bad_months), file, lambda i: f"Month '{months.iloc[i]}' is not YYYY-MM")
     agency = _agencies(frame[agency_column], agency_column, pattern, file)
     records = frame[list(STREET_COLUMNS)].rename(columns=RECORD_COLUMNS)
     for column, limit in (("Longitude", 180), ("Latitude", 90)):
-        records[RECORD_COLUMNS[column]] = _numbers(frame[column], column, file, -limit, limit, allow_missing=True)
+        values = _numbers(frame[column], column, file, -limit, limit, allow_missing=True)
+        records[RECORD_COLUMNS[column]] = values
     records[AGENCY] = agency
     return records
 
@@ -136,7 +138,8 @@ def _read_csv(file: Path) -> pd.DataFrame:
     try:
         frame = pd.read_csv(file, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except UnicodeDecodeError as err:
-        raise DataError(f"{file}: not UTF-8 text (byte {err.start}: {err.reason}); is it a CSV file?") from None
+        reason = f"byte {err.start}: {err.reason}"
+        raise DataError(f"{file}: not UTF-8 text ({reason}); is it a CSV file?") from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{file}: the file is empty; expected a header line and records") from None
     except (pd.errors.ParserError, ValueError) as err:
@@ -148,7 +151,8 @@ def _read_csv(file: Path) -> pd.DataFrame:
     return frame
 
 
-def _require_columns(frame: pd.DataFrame, required: tuple[str, ...], file: Path) -> None:
+def require_columns(frame: pd.DataFrame, required: Sequence[str], file: Path) -> None:
+    """DataError listing the columns of `required` that `frame` (read from `file`) lacks."""
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise DataError(f"{file}: missing columns {', '.join(repr(c) for c in missing)}")
@@ -162,15 +166,20 @@ def _fail_at(bad: pd.Series | np.ndarray, file: Path, describe) -> None:
         raise DataError(f"{file}: line {i + 2}: {describe(i)}")
 
 
-def _numbers(texts: pd.Series, column: str, file: Path, low: float, high: float, allow_missing: bool) -> np.ndarray:
+def _numbers(
+    texts: pd.Series, column: str, file: Path, low: float, high: float, allow_missing: bool
+) -> np.ndarray:
     """Parse a text column to float (empty -> NaN where allowed) and check its range."""
-    stripped = texts.str.strip()
-    empty = (stripped == "").to_numpy()
-    values = pd.to_numeric(stripped.mask(empty, "nan"), errors="coerce").to_numpy(dtype=np.float64)
+    empty = (texts == "").to_numpy(dtype=bool, copy=True)
+    values = pd.to_numeric(texts.mask(empty), errors="coerce").to_numpy(dtype=np.float64)
+    unparsed = np.isnan(values) & ~empty
+    if unparsed.any():  # blanks count as empty (to_numeric itself ignores surrounding spaces)
+        empty[unparsed] = (texts[unparsed].str.strip() == "").to_numpy()
     if not allow_missing:
         _fail_at(empty, file, lambda i: f"{column} is empty")
     _fail_at(np.isnan(values) & ~empty, file, lambda i: f"{column} '{texts.iloc[i]}' is not a number")
-    _fail_at((values < low) | (values > high), file, lambda i: f"{column} {texts.iloc[i]} is out of range [{low:g}, {high:g}]")
+    out_of_range = (values < low) | (values > high)
+    _fail_at(out_of_range, file, lambda i: f"{column} {texts.iloc[i]} is out of range [{low:g}, {high:g}]")
     return values
 
 
@@ -186,7 +195,11 @@ def _agencies(values: pd.Series, column: str, pattern: re.Pattern[str] | None, f
             match = pattern.search(v)
             names[v] = match.group(1).strip() if match and match.group(1) is not None else None
         unmatched = values.map(names).isna()
-        _fail_at(unmatched, file, lambda i: f"'{column}' value '{values.iloc[i]}' does not match the agency pattern '{pattern.pattern}'")
+        _fail_at(
+            unmatched,
+            file,
+            lambda i: f"'{column}' value '{values.iloc[i]}' does not match the agency pattern '{pattern.pattern}'",
+        )
     agency = values.map(names)
     _fail_at(agency == "", file, lambda i: f"empty agency ('{column}' is '{values.iloc[i]}')")
     return agency.to_numpy(dtype=object)

@@ -41,6 +41,8 @@ NO_LOCATION_SHARE = (0.025, 0.045)  # per-agency share of records without a loca
 LON_RANGE, LAT_RANGE = (-5.5, 1.5), (50.3, 55.5)  # England and Wales, roughly
 LON_PER_LAT = 1.65  # degrees of longitude per degree of latitude for equal distances near 53°N
 _MAX_AREA_CODES = 999_999
+_RATIO_JITTER = 0.15  # log-scale jitter of SIZE_RATIO
+_MAX_RATIO = SIZE_RATIO * np.exp(_RATIO_JITTER)
 
 
 @dataclass(frozen=True)
@@ -60,12 +62,12 @@ class SyntheticSpec:
             raise DataError(f"start_month='{self.start_month}': must be YYYY-MM, e.g. 2023-01")
         if self.seed < 0:
             raise DataError(f"seed={self.seed}: must be a non-negative integer")
-        smallest = self.incidents / _size_weights_sum(self.agencies)
-        if smallest < 1:
-            need = int(np.ceil(_size_weights_sum(self.agencies) * 1.2))
+        # Enough that even the smallest agency (1/ratio of the largest) gets a record.
+        need = 1 + (self.agencies - 1) * int(np.ceil(_MAX_RATIO))
+        if self.incidents < need:
             raise DataError(
                 f"incidents={self.incidents}: too few for {self.agencies} agencies whose sizes"
-                f" differ {SIZE_RATIO:.0f}-fold; use at least {need}"
+                f" differ about {SIZE_RATIO:.0f}-fold; use at least {need}"
             )
 
 
@@ -109,11 +111,13 @@ def generate(spec: SyntheticSpec, out_dir: Path) -> dict:
         records, p_no_suspect, expected = _simulate(agency, months, type_norm)
         write_street_files(records, out_dir / "agencies" / agency.slug, agency.slug)
         has_id = records["crime_id"] != ""
-        truth = pd.DataFrame({"Crime ID": records["crime_id"][has_id], "p_no_suspect": p_no_suspect[has_id]})
+        truth = pd.DataFrame(
+            {"Crime ID": records["crime_id"][has_id], "p_no_suspect": p_no_suspect[has_id]}
+        )
         write_csv(truth, truth_dir / f"{agency.slug}.csv.gz", float_format="%.8f")
         intensity.append(expected)
     write_csv(world.given_suspect_table(), truth_dir / "outcome_given_suspect.csv", float_format="%.4f")
-    write_csv(pd.concat(intensity, ignore_index=True), truth_dir / "intensity.csv.gz", float_format="%.6f")
+    write_csv(pd.concat(intensity, ignore_index=True), truth_dir / "intensity.csv.gz")
     areas = pd.concat([a.areas.assign(agency=a.name) for a in agencies], ignore_index=True)
     write_csv(areas, out_dir / "areas.csv")
 
@@ -146,11 +150,6 @@ def month_range(start: str, n: int) -> list[str]:
     return [f"{i // 12:04d}-{i % 12 + 1:02d}" for i in index]
 
 
-def _size_weights_sum(n: int) -> float:
-    """Sum of agency size weights when the smallest weighs 1 (for the "too few" check)."""
-    return float(np.sum(SIZE_RATIO ** np.linspace(0, 1, n))) if n > 1 else 1.0
-
-
 def agency_sizes(rng: np.random.Generator, n: int, incidents: int) -> np.ndarray:
     """Records per agency, summing to `incidents`: log-uniformly spaced with seeded jitter, so
     the largest is 70-130x the smallest (rounding aside), in random order."""
@@ -158,7 +157,7 @@ def agency_sizes(rng: np.random.Generator, n: int, incidents: int) -> np.ndarray
         return np.array([incidents])
     position = np.linspace(0, 1, n) + rng.normal(0, 0.25 / n, n)
     position = (position - position.min()) / np.ptp(position)
-    ratio = SIZE_RATIO * np.exp(rng.uniform(-0.15, 0.15))  # 86..116
+    ratio = SIZE_RATIO * np.exp(rng.uniform(-_RATIO_JITTER, _RATIO_JITTER))  # 86..116
     weights = ratio**position
     exact = incidents * weights / weights.sum()
     sizes = np.floor(exact).astype(np.int64)
@@ -188,7 +187,8 @@ def _agency_areas(agency: _Agency, codes: np.ndarray) -> pd.DataFrame:
     # Towns: the agency's main town at its centre takes the largest share of areas.
     n_towns = 1 + n // 300
     towns = names.town_names(rng, agency.word, n_towns)
-    town_share = np.concatenate([[0.4], 0.6 * rng.dirichlet(np.ones(n_towns - 1))]) if n_towns > 1 else np.ones(1)
+    town_share = np.concatenate([[0.4], 0.6 * rng.dirichlet(np.ones(n_towns - 1))])[:n_towns]
+    town_share /= town_share.sum()  # a lone town takes every area
     town_centre = centre + _disc(rng, n_towns, radius) * [LON_PER_LAT, 1]
     town_centre[0] = centre
     town = rng.choice(n_towns, size=n, p=town_share)
@@ -202,7 +202,7 @@ def _agency_areas(agency: _Agency, codes: np.ndarray) -> pd.DataFrame:
     night = np.exp(-np.sum(offset**2, axis=1) / 0.2) * rng.uniform(0.5, 1.0, n) * town_weight
     night = np.clip(night + 0.05 * rng.beta(1, 5, n), 0, 1)
     # Deprivation (IMD-like): agency-wide level, a central bump, mostly area-level variation.
-    dep_logit = rng.normal(0, 0.4) + 0.8 * centrality - 0.3 + rng.normal(0, 1.0, n)
+    dep_logit = rng.normal(0, 0.3) + 0.8 * centrality - 0.3 + rng.normal(0, 1.0, n)
     deprivation = 1 / (1 + np.exp(-dep_logit))
     population = np.clip(np.round(world.REFERENCE_POPULATION * np.exp(rng.normal(0, 0.2, n))), 900, 3500)
     # LSOA-like names "<Town> 012A": MSOA number and letter by order within the town.
@@ -253,7 +253,9 @@ def _type_normaliser(agencies: list[_Agency], months: list[str]) -> np.ndarray:
     return total / population
 
 
-def _simulate(agency: _Agency, months: list[str], type_norm: np.ndarray) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+def _simulate(
+    agency: _Agency, months: list[str], type_norm: np.ndarray
+) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
     """Counts, then records, of one agency. Returns (normalised records, true P(no suspect) per
     record (NaN without outcome), expected incidents per area-month)."""
     rng, areas = agency.rng, agency.areas
@@ -294,7 +296,9 @@ def _simulate(agency: _Agency, months: list[str], type_norm: np.ndarray) -> tupl
     return records, p_no_suspect, intensity
 
 
-def _records(agency: _Agency, months: list[str], counts: np.ndarray, p_table: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+def _records(
+    agency: _Agency, months: list[str], counts: np.ndarray, p_table: np.ndarray
+) -> tuple[pd.DataFrame, np.ndarray]:
     """Expand counts (months, areas, types) to shuffled records with locations and outcomes."""
     rng, areas = agency.rng, agency.areas
     n_areas, n_types = counts.shape[1:]
@@ -305,8 +309,9 @@ def _records(agency: _Agency, months: list[str], counts: np.ndarray, p_table: np
 
     no_location = rng.random(n) < rng.uniform(*NO_LOCATION_SHARE)
     point = rng.integers(0, SNAP_POINTS, n)
-    lon = np.where(no_location, np.nan, areas["Longitude"].to_numpy()[a] + agency.snap[a, point, 0])
-    lat = np.where(no_location, np.nan, areas["Latitude"].to_numpy()[a] + agency.snap[a, point, 1])
+    lon = np.clip(areas["Longitude"].to_numpy()[a] + agency.snap[a, point, 0], *LON_RANGE)
+    lat = np.clip(areas["Latitude"].to_numpy()[a] + agency.snap[a, point, 1], *LAT_RANGE)
+    lon[no_location] = lat[no_location] = np.nan
     location = np.array(names.STREET_LOCATIONS, dtype=object)[agency.streets[a, point]]
     location[no_location] = NO_LOCATION
     lsoa_code = areas["LSOA code"].to_numpy(dtype=object)[a]

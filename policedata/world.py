@@ -54,8 +54,8 @@ SEASON = _by_type({
 SELF_EXCITATION = _by_type({"Burglary": 0.35, "Vehicle crime": 0.25})
 
 # Random effects (standard deviations of log-rate), drawn per agency in `synthetic`.
-AGENCY_RATE_SD = 0.15  # per agency and crime type: recording practice, local priorities
-AREA_RATE_SD = 0.9  # per area: makes crime concentrate in a minority of areas
+AGENCY_RATE_SD = 0.10  # per agency and crime type: recording practice, local priorities
+AREA_RATE_SD = 1.0  # per area: makes crime concentrate in a minority of areas
 AREA_TYPE_RATE_SD = 0.3  # per area and crime type
 REFERENCE_POPULATION = 1600.0
 
@@ -75,7 +75,7 @@ def log_rate(deprivation: np.ndarray, night: np.ndarray, month_of_year: np.ndarr
 # --- Outcomes ---------------------------------------------------------------------------------
 # P(no suspect identified) at deprivation 0.5, night economy 0, average month, average agency.
 NO_SUSPECT_RATE = _by_type({
-    "Bicycle theft": 0.84, "Burglary": 0.68, "Criminal damage and arson": 0.66, "Drugs": 0.04,
+    "Bicycle theft": 0.84, "Burglary": 0.65, "Criminal damage and arson": 0.66, "Drugs": 0.04,
     "Other crime": 0.25, "Other theft": 0.72, "Possession of weapons": 0.06, "Public order": 0.35,
     "Robbery": 0.56, "Shoplifting": 0.38, "Theft from the person": 0.80, "Vehicle crime": 0.83,
     "Violence and sexual offences": 0.21,
