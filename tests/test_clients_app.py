@@ -1,0 +1,93 @@
+"""The agency's ClientApp handlers, called directly with Flower messages: it trains on its own
+partition, reports cumulative ε, records the spend before replying, and refuses an update
+that would exceed its budget."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from flwr.supercore.task_identity import TaskIdentity
+
+from clients import budget_state
+from clients.app import BUDGET_REFUSED, evaluate, train
+from privacy.accounting import epsilon
+from server.app import initial_model
+
+
+@pytest.fixture(autouse=True)
+def _flower_task_identity():
+    # Messages outside a running Flower app need the run/task identity Flower would set.
+    TaskIdentity.run_id, TaskIdentity.task_id, TaskIdentity.node_id = 1, 1, 0
+
+
+def _context(spec_path, partition: int = 0) -> Context:
+    return Context(
+        run_id=1,
+        node_id=partition + 1,
+        node_config={"partition-id": partition, "num-partitions": 3},
+        state=RecordDict(),
+        run_config={"peel-spec": str(spec_path)},
+    )
+
+
+def _message(spec_path, kind: str, server_round: int, dp: bool = True, rounds: int = 2) -> Message:
+    spec = json.loads(spec_path.read_text())
+    config = ConfigRecord(
+        {
+            "architecture": "fedavg-dp" if dp else "fedavg",
+            "dp": dp,
+            "rounds": rounds,
+            "local-epochs": 1,
+            "batch-size": 64,
+            "learning-rate": 0.01,
+            "server-round": server_round,
+        }
+    )
+    arrays = ArrayRecord(initial_model(spec["config"]).state_dict())
+    return Message(RecordDict({"arrays": arrays, "config": config}), dst_node_id=1, message_type=kind)
+
+
+def test_dp_rounds_report_cumulative_epsilon_then_refuse(tiny_spec):
+    context = _context(tiny_spec)
+    reported = []
+    for server_round in (1, 2):
+        reply = train(_message(tiny_spec, "train", server_round), context)
+        assert not reply.has_error()
+        metrics = reply.content["metrics"]
+        reported.append(metrics["epsilon"])
+        # The spend is in the agency's state by the time the reply exists.
+        history = budget_state.history(context, "fedavg-dp")
+        assert len(history) == server_round
+        assert metrics["epsilon"] == pytest.approx(epsilon(history, metrics["delta"]))
+        assert reply.content["agency"]["name"]
+    assert reported[0] < reported[1] <= 2.0
+    # A third round was never planned: the agency refuses instead of overspending.
+    refused = train(_message(tiny_spec, "train", 3), context)
+    assert refused.has_error()
+    assert refused.error.code == BUDGET_REFUSED
+    assert "budget exhausted" in refused.error.reason
+    assert len(budget_state.history(context, "fedavg-dp")) == 2
+
+
+def test_plain_training_reports_no_epsilon_and_evaluate_scores_own_test_split(tiny_spec):
+    context = _context(tiny_spec, partition=1)
+    reply = train(_message(tiny_spec, "train", 1, dp=False), context)
+    metrics = reply.content["metrics"]
+    assert "epsilon" not in metrics
+    assert metrics["num-examples"] > 0
+    scored = evaluate(Message(RecordDict({"arrays": reply.content["arrays"], "config": ConfigRecord({})}), dst_node_id=1, message_type="evaluate"), context)
+    scores = scored.content["metrics"]
+    assert 0.0 <= scores["accuracy"] <= 1.0
+    assert scores["num-examples"] > 0
+
+
+def test_agency_is_found_by_node_config_in_deployment(tiny_spec):
+    spec = json.loads(tiny_spec.read_text())
+    agency = spec["agencies"][2]
+    context = Context(
+        run_id=1, node_id=9, node_config={"agency": agency["name"], "data-path": agency["folder"]}, state=RecordDict(), run_config={"peel-spec": str(tiny_spec)}
+    )
+    reply = train(_message(tiny_spec, "train", 1, dp=False), context)
+    assert reply.content["agency"]["name"] == agency["name"]

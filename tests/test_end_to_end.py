@@ -1,0 +1,113 @@
+"""`peel run` end to end: Flower simulation of the federated architectures beside the central
+and local baselines; results files; cumulative ε checked against an independent accountant;
+no process left behind. Marked slow (run by `make test` and CI, skipped by `make test-fast`)."""
+
+from __future__ import annotations
+
+import glob
+import json
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from check_bar import check  # noqa: E402
+from test_privacy_accounting import pld_epsilon  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+RAY_PROCESSES = ("raylet", "gcs_server", "flower-superlink", "flwr-simulation")
+
+SMALL = """
+seed: 1
+output: out
+data: {agencies: 4, incidents: 8000, months: 12}
+task: {test_months: 3, hidden: [32]}
+federation: {rounds: 3, batch_size: 64}
+privacy: {epsilon: 1.5}
+"""
+
+
+def _ray_processes() -> set[str]:
+    ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return {line.split()[0] for line in ps.splitlines() if any(name in line for name in RAY_PROCESSES)}
+
+
+def peel_run(cwd: Path, *args: str) -> Path:
+    result = subprocess.run(
+        [sys.executable, "-m", "experiments.cli", "run", *args], cwd=cwd, capture_output=True, text=True, timeout=900
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    run_dir = Path(cwd, result.stdout.split("Results: ")[1].split("/summary.json")[0])
+    return run_dir if run_dir.is_absolute() else cwd / run_dir
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory) -> tuple[Path, set[str], set[str]]:
+    cwd = tmp_path_factory.mktemp("e2e")
+    (cwd / "small.yaml").write_text(SMALL)
+    before = _ray_processes()
+    scratch_before = set(glob.glob(str(Path(tempfile.gettempdir()) / "peel-*")))
+    run_dir = peel_run(cwd, "small.yaml")
+    scratch_after = set(glob.glob(str(Path(tempfile.gettempdir()) / "peel-*")))
+    return run_dir, before, _ray_processes() | (scratch_after - scratch_before)
+
+
+def test_results_files_and_summary(small_run):
+    run_dir, _, _ = small_run
+    for name in ("config.yaml", "metrics.jsonl", "summary.json", "federation.json", "models/fedavg.pt", "models/fedavg-dp.pt"):
+        assert (run_dir / name).exists(), name
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert set(summary) >= {"run_id", "task", "agencies", "architectures", "bayes_optimal"}
+    assert list(summary["architectures"]) == ["central", "local", "fedavg", "fedavg-dp"]
+    names = {a["name"] for a in summary["agencies"]}
+    for arch, entry in summary["architectures"].items():
+        assert set(entry) >= {"metrics", "per_agency", "epsilon_max", "delta", "wall_s"}
+        assert set(entry["per_agency"]) == names
+        for agency in entry["per_agency"].values():
+            assert set(agency) >= {"metrics", "epsilon", "n_train", "n_test"}
+            assert agency["metrics"]["auc"] is not None
+        assert 0.5 < entry["metrics"]["auc"] <= 1.0, arch
+    dp = summary["architectures"]["fedavg-dp"]
+    assert dp["epsilon_max"] == max(a["epsilon"] for a in dp["per_agency"].values())
+    assert 0 < dp["epsilon_max"] <= 1.5 and dp["delta"] == 1e-5
+    assert summary["architectures"]["fedavg"]["epsilon_max"] is None
+    assert summary["architectures"]["central"]["records_moved"] > 0
+    assert summary["architectures"]["fedavg-dp"]["records_moved"] == 0
+    assert summary["bayes_optimal"]["metrics"]["auc"] > 0.5
+
+
+def test_epsilon_grows_stays_in_budget_and_matches_independent_accountant(small_run):
+    run_dir, _, _ = small_run
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    histories: dict[str, list] = defaultdict(list)
+    for row in sorted((r for r in rows if r["architecture"] == "fedavg-dp"), key=lambda r: r["round"]):
+        histories[row["agency"]].append(row)
+    assert len(histories) == 4
+    for agency, agency_rows in histories.items():
+        eps = [r["epsilon"] for r in agency_rows]
+        assert [r["round"] for r in agency_rows] == [1, 2, 3]
+        assert all(b > a for a, b in zip(eps, eps[1:])), (agency, eps)
+        assert eps[-1] <= 1.5
+        releases = [(r["sigma"], r["sample_rate"], r["steps"]) for r in agency_rows]
+        assert eps[-1] == pytest.approx(pld_epsilon(releases, 1e-5), rel=0.03), agency
+
+
+def test_no_process_or_scratch_left_behind(small_run):
+    _, before, after = small_run
+    assert after - before == set()
+
+
+@pytest.mark.parametrize("seeds", [(0, 1, 2)])
+def test_default_config_meets_the_utility_bar(tmp_path, seeds):
+    """The issue's bar on configs/default.yaml, over 3 seeds (small test sets are noisy)."""
+    config = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+    runs = [peel_run(tmp_path, str(config), "--set", f"seed={seed}", "--set", f"output={tmp_path / 'runs'}") for seed in seeds]
+    rows = check(runs)
+    missed = [f"{name}: {value:.3f} ({threshold})" for name, value, threshold, ok in rows if not ok]
+    assert not missed, missed
