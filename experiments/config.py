@@ -93,7 +93,7 @@ class FederationConfig(_Section):
     rounds: int = Field(10, ge=1, le=10_000)
     local_epochs: int = Field(1, ge=1, le=1_000)
     batch_size: int = Field(256, ge=1)
-    learning_rate: float = Field(0.01, gt=0, le=10)
+    learning_rate: float = Field(0.003, gt=0, le=10)
     round_timeout: float = Field(600.0, gt=0)
 
 
@@ -101,7 +101,7 @@ class PrivacyConfig(_Section):
     # Each agency's budget for a whole run (cumulative over all rounds), record-level.
     epsilon: float = Field(1.0, gt=0)
     delta: float = Field(1e-5, gt=0, lt=1)
-    max_grad_norm: float = Field(1.0, gt=0)
+    max_grad_norm: float = Field(5.0, gt=0)
     accountant: Literal["prv", "rdp"] = "prv"
 
     @field_validator("epsilon")

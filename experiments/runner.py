@@ -40,6 +40,8 @@ EPSILON_SCOPE = (
     "two of them for real would spend the sum."
 )
 
+Splits = dict[str, OutcomeSplit]
+
 
 def new_run_dir(config: PeelConfig) -> Path:
     digest = hashlib.sha256(dump(config).encode()).hexdigest()[:6]
@@ -52,7 +54,77 @@ def new_run_dir(config: PeelConfig) -> Path:
     return run_dir
 
 
-def _bayes(federation: Federation, splits: dict[str, OutcomeSplit], positive: list[str]) -> dict | None:
+def _test_weights(splits: Splits) -> dict[str, int]:
+    return {name: len(split.y_test) for name, split in splits.items()}
+
+
+def _overall(per_agency_metrics: dict[str, dict], splits: Splits) -> dict:
+    return {k: v for k, v in weighted_mean(per_agency_metrics, _test_weights(splits)).items() if k in METRIC_KEYS}
+
+
+def _entry(per_agency: dict[str, dict], splits: Splits, *, wall_s: float, delta: float | None, records_moved: int, update_bytes: int) -> dict:
+    """One architecture's block of summary.json."""
+    for name, agency in per_agency.items():
+        agency["n_train"], agency["n_test"] = len(splits[name].y_train), len(splits[name].y_test)
+    eps = [a["epsilon"] for a in per_agency.values() if a.get("epsilon") is not None]
+    return {
+        "metrics": _overall({n: a["metrics"] or {} for n, a in per_agency.items()}, splits),
+        "per_agency": per_agency,
+        "epsilon_max": max(eps) if eps else None,
+        "delta": delta if eps else None,
+        "wall_s": wall_s,
+        "records_moved": records_moved,
+        "update_bytes": update_bytes,
+    }
+
+
+def _baseline(arch: str, config: PeelConfig, splits: Splits, metrics_path: Path) -> dict:
+    """central or local, in process; rows in metrics.jsonl like the federated ones."""
+    fed = config.federation
+    cfg = to_dict(config)
+    hyper = {"epochs": fed.rounds * fed.local_epochs, "batch_size": fed.batch_size, "lr": fed.learning_rate, "seed": config.seed}
+    started = time.perf_counter()
+    if arch == "central":
+        log.info("central: pooling every agency's records into one model")
+        per, _ = run_central(splits, lambda: initial_model(cfg), **hyper)
+        moved = sum(split.counts["rows_total"] for split in splits.values())
+    else:
+        log.info("local: every agency trains alone")
+        per, moved = run_local(splits, lambda: initial_model(cfg), **hyper), 0
+    wall_s = time.perf_counter() - started
+    append_rows(metrics_path, ({"architecture": arch, "round": fed.rounds, "agency": n, **m, "n_train": len(splits[n].y_train), "n_test": len(splits[n].y_test)} for n, m in per.items()))
+    per_agency = {n: {"metrics": clean_metrics(m), "epsilon": None} for n, m in per.items()}
+    return _entry(per_agency, splits, wall_s=wall_s, delta=None, records_moved=moved, update_bytes=0)
+
+
+def _federated(config: PeelConfig, splits: Splits, spec_path: Path, run_dir: Path) -> dict[str, dict]:
+    """Every federated architecture in one Flower simulation; results read back from the
+    coordinator's metrics.jsonl rows."""
+    from experiments.simulation import run_federated  # imports flwr and ray: only when needed
+
+    federated = [a for a in config.architectures if a.startswith("fedavg")]
+    log.info("starting Flower simulation for %s", ", ".join(federated))
+    run_federated(spec_path, len(splits))
+    rows = read_rows(run_dir / "metrics.jsonl")
+    walls = {r["architecture"]: r["wall_s"] for r in read_rows(run_dir / "federated.jsonl")}
+    update_size = 4 * sum(p.numel() for p in initial_model(to_dict(config)).parameters())  # float32
+    results = {}
+    for arch in federated:
+        per_agency = per_agency_from_rows(rows, arch)
+        for agency in per_agency.values():
+            agency["update_bytes_sent"] = agency["updates_sent"] * update_size
+        results[arch] = _entry(
+            per_agency,
+            splits,
+            wall_s=walls.get(arch, 0.0),
+            delta=config.privacy.delta if arch == "fedavg-dp" else None,
+            records_moved=0,
+            update_bytes=sum(a["update_bytes_sent"] for a in per_agency.values()),
+        )
+    return results
+
+
+def _bayes(federation: Federation, splits: Splits, positive: list[str]) -> dict | None:
     """The Bayes-optimal ceiling: the true outcome probabilities (synthetic data only) scored on
     the same test records."""
     if federation.ground_truth is None:
@@ -62,22 +134,7 @@ def _bayes(federation: Federation, splits: dict[str, OutcomeSplit], positive: li
         split = splits[agency["name"]]
         p = outcome_probability(federation.ground_truth, agency["slug"], split.test_crime_ids, split.test_crime_types, positive)
         per_agency[agency["name"]] = clean_metrics(binary_metrics(split.y_test, p))
-    return per_agency
-
-
-def _architecture_entry(per_agency: dict[str, dict], splits: dict[str, OutcomeSplit], wall_s: float, delta: float | None, moved: dict[str, int], update_bytes: int) -> dict:
-    weights = {name: len(split.y_test) for name, split in splits.items()}
-    metrics = {name: (entry["metrics"] or {}) for name, entry in per_agency.items()}
-    eps = [e["epsilon"] for e in per_agency.values() if e.get("epsilon") is not None]
-    return {
-        "metrics": {k: v for k, v in weighted_mean(metrics, weights).items() if k in METRIC_KEYS},
-        "per_agency": per_agency,
-        "epsilon_max": max(eps) if eps else None,
-        "delta": delta if eps else None,
-        "wall_s": wall_s,
-        "records_moved": sum(moved.values()),
-        "update_bytes": update_bytes,
-    }
+    return {"metrics": _overall(per_agency, splits), "per_agency": per_agency}
 
 
 def run(config: PeelConfig, config_path: str) -> Path:
@@ -89,56 +146,20 @@ def run(config: PeelConfig, config_path: str) -> Path:
     federation = materialise(config, run_dir / "data")
     spec_path = write_spec(config, federation, run_dir)
     splits = {a["name"]: load_split(Agency(a["name"], Path(a["folder"]), spec_path)) for a in federation.agencies}
-    log.info("%d agencies, %d training and %d test records", len(splits), sum(len(s.y_train) for s in splits.values()), sum(len(s.y_test) for s in splits.values()))
+    log.info(
+        "%d agencies, %d training and %d test records",
+        len(splits),
+        sum(len(s.y_train) for s in splits.values()),
+        sum(len(s.y_test) for s in splits.values()),
+    )
 
-    fed = config.federation
-    cfg = to_dict(config)
-    hyper = {"epochs": fed.rounds * fed.local_epochs, "batch_size": fed.batch_size, "lr": fed.learning_rate, "seed": config.seed}
-    metrics_path = run_dir / "metrics.jsonl"
     results: dict[str, dict] = {}
-    n_params = sum(p.numel() for p in initial_model(cfg).parameters())
-    no_moves = {name: 0 for name in splits}
-
-    def baseline_rows(arch: str, per_agency: dict[str, dict]) -> None:
-        append_rows(metrics_path, ({"architecture": arch, "round": fed.rounds, "agency": n, **m, "n_train": len(splits[n].y_train), "n_test": len(splits[n].y_test)} for n, m in per_agency.items()))
-
     for arch in config.architectures:
-        if arch in results:
-            continue
-        t0 = time.perf_counter()
-        if arch == "central":
-            log.info("central: pooling every agency's records into one model")
-            per, _ = run_central(splits, lambda: initial_model(cfg), **hyper)
-            baseline_rows(arch, per)
-            moved = {name: split.counts["rows_total"] for name, split in splits.items()}
-            entries = {n: {"metrics": clean_metrics(m), "epsilon": None, "n_train": len(splits[n].y_train), "n_test": len(splits[n].y_test)} for n, m in per.items()}
-            results[arch] = _architecture_entry(entries, splits, time.perf_counter() - t0, None, moved, 0)
-        elif arch == "local":
-            log.info("local: every agency alone")
-            per = run_local(splits, lambda: initial_model(cfg), **hyper)
-            baseline_rows(arch, per)
-            entries = {n: {"metrics": clean_metrics(m), "epsilon": None, "n_train": len(splits[n].y_train), "n_test": len(splits[n].y_test)} for n, m in per.items()}
-            results[arch] = _architecture_entry(entries, splits, time.perf_counter() - t0, None, no_moves, 0)
-        else:
-            federated = [a for a in config.architectures if a.startswith("fedavg")]
-            log.info("starting Flower simulation for %s", ", ".join(federated))
-            from experiments.simulation import run_federated
+        if arch in ("central", "local"):
+            results[arch] = _baseline(arch, config, splits, run_dir / "metrics.jsonl")
+        elif arch not in results:
+            results.update(_federated(config, splits, spec_path, run_dir))
 
-            run_federated(spec_path, len(splits))
-            rows = read_rows(metrics_path)
-            walls = {r["architecture"]: r["wall_s"] for r in read_rows(run_dir / "federated.jsonl")}
-            for name in federated:
-                per = per_agency_from_rows(rows, name)
-                update_bytes = sum(e["updates_sent"] for e in per.values()) * n_params * 4
-                for agency_name, entry in per.items():
-                    entry["n_train"] = len(splits[agency_name].y_train)
-                    entry["n_test"] = len(splits[agency_name].y_test)
-                    entry["update_bytes_sent"] = entry["updates_sent"] * n_params * 4
-                delta = config.privacy.delta if name == "fedavg-dp" else None
-                results[name] = _architecture_entry(per, splits, walls.get(name, 0.0), delta, no_moves, update_bytes)
-
-    bayes = _bayes(federation, splits, config.task.positive)
-    weights = {name: len(split.y_test) for name, split in splits.items()}
     summary = {
         "run_id": run_dir.name,
         "config_file": str(config_path),
@@ -148,7 +169,7 @@ def run(config: PeelConfig, config_path: str) -> Path:
             for a in federation.agencies
         ],
         "architectures": {a: results[a] for a in config.architectures},
-        "bayes_optimal": None if bayes is None else {"metrics": {k: v for k, v in weighted_mean(bayes, weights).items() if k in METRIC_KEYS}, "per_agency": bayes},
+        "bayes_optimal": _bayes(federation, splits, config.task.positive),
         "privacy": {
             "unit": "one incident record",
             "scope": EPSILON_SCOPE,
