@@ -132,6 +132,6 @@ def evaluate(msg: Message, context: Context) -> Message:
     model = _model(agency, msg.content["arrays"])
     scores = binary_metrics(split.y_test, predict_proba(model, split.X_test))
     # MetricRecord holds numbers only: an undefined metric (one class in the test set) is NaN.
-    metrics = {k: float("nan") if v is None else float(v) for k, v in scores.items()}
+    metrics = {k: float("nan") if v is None else float(v) for k, v in scores.items() if k != "n"}
     metrics["num-examples"] = len(split.y_test)
     return _reply(msg, agency, None, metrics)

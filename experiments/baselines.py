@@ -6,12 +6,13 @@ initialisation and hyperparameters as the federated ones.
 - `local`: every agency trains alone on its own records; nothing leaves any agency.
 
 Both train for as many epochs as a federated agency does over the whole run
-(rounds × local epochs).
+(rounds × local epochs). More local epochs were measured to overfit the small agencies.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -24,40 +25,31 @@ from tasks.train import predict_proba, train_plain
 PerAgency = dict[str, dict]
 
 
-def _evaluate(model: torch.nn.Module, split: OutcomeSplit) -> dict:
+@dataclass(frozen=True)
+class Training:
+    new_model: Callable[[], torch.nn.Module]
+    epochs: int
+    batch_size: int
+    lr: float
+    seed: int
+
+    def fit(self, X: np.ndarray, y: np.ndarray, *seed_parts: str) -> torch.nn.Module:
+        model = self.new_model()
+        generator = torch.Generator().manual_seed(stable_seed(self.seed, *seed_parts))
+        train_plain(model, X, y, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, generator=generator)
+        return model
+
+
+def _score(model: torch.nn.Module, split: OutcomeSplit) -> dict:
     return binary_metrics(split.y_test, predict_proba(model, split.X_test))
 
 
-def run_central(
-    splits: Mapping[str, OutcomeSplit],
-    new_model: Callable[[], torch.nn.Module],
-    *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    seed: int,
-) -> tuple[PerAgency, torch.nn.Module]:
-    model = new_model()
+def run_central(splits: Mapping[str, OutcomeSplit], training: Training) -> PerAgency:
     X = np.concatenate([s.X_train for s in splits.values()])
     y = np.concatenate([s.y_train for s in splits.values()])
-    generator = torch.Generator().manual_seed(stable_seed(seed, "central"))
-    train_plain(model, X, y, epochs=epochs, batch_size=batch_size, lr=lr, generator=generator)
-    return {name: _evaluate(model, split) for name, split in splits.items()}, model
+    model = training.fit(X, y, "central")
+    return {name: _score(model, split) for name, split in splits.items()}
 
 
-def run_local(
-    splits: Mapping[str, OutcomeSplit],
-    new_model: Callable[[], torch.nn.Module],
-    *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    seed: int,
-) -> PerAgency:
-    results: PerAgency = {}
-    for name, split in splits.items():
-        model = new_model()
-        generator = torch.Generator().manual_seed(stable_seed(seed, "local", name))
-        train_plain(model, split.X_train, split.y_train, epochs=epochs, batch_size=batch_size, lr=lr, generator=generator)
-        results[name] = _evaluate(model, split)
-    return results
+def run_local(splits: Mapping[str, OutcomeSplit], training: Training) -> PerAgency:
+    return {name: _score(training.fit(split.X_train, split.y_train, "local", name), split) for name, split in splits.items()}

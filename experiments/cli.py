@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run every architecture of a config and write a results folder")
     run.add_argument("config", help="YAML experiment config, e.g. configs/default.yaml")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key (value in YAML), e.g. --set privacy.epsilon=2")
+    prep = sub.add_parser("prepare", help="write a run folder (data and federation spec) for Flower's own `flwr run`")
+    prep.add_argument("config")
+    prep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     gen = sub.add_parser("generate", help="write the synthetic agencies of a config, without training")
     gen.add_argument("config")
     gen.add_argument("out_dir", help="folder to create (must not exist or be empty)")
@@ -66,6 +69,20 @@ def _run(args: argparse.Namespace) -> int:
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     print(format_table(summary))
     print(f"\nResults: {run_dir}/summary.json (per round and agency: {run_dir}/metrics.jsonl)")
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from experiments.runner import prepare
+
+    config = load_config(args.config, args.overrides)
+    run_dir, federation, spec_path = prepare(config)
+    print(f"Prepared {run_dir}: {len(federation.agencies)} agencies, each in its own folder under {run_dir / 'data'}")
+    print("Run the federated architectures with Flower's CLI (with .venv/bin on PATH):")
+    print(
+        f"  flwr run . --run-config \"peel-spec='{spec_path.resolve()}'\" "
+        f"--federation-config \"num-supernodes={len(federation.agencies)}\" --stream"
+    )
     return 0
 
 
@@ -87,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _show_progress()
     try:
-        return {"run": _run, "generate": _generate}[args.command](args)
+        return {"run": _run, "prepare": _prepare, "generate": _generate}[args.command](args)
     except (ConfigError, DataError) as exc:
         print(f"peel: {exc}", file=sys.stderr)
         return USAGE_ERROR

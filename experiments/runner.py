@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from clients.agency import Agency, load_split
-from experiments.baselines import run_central, run_local
+from experiments.baselines import Training, run_central, run_local
 from experiments.config import PeelConfig, dump, to_dict
 from experiments.prepare import Federation, materialise, write_spec
 from experiments.results import (
@@ -82,15 +82,15 @@ def _baseline(arch: str, config: PeelConfig, splits: Splits, metrics_path: Path)
     """central or local, in process; rows in metrics.jsonl like the federated ones."""
     fed = config.federation
     cfg = to_dict(config)
-    hyper = {"epochs": fed.rounds * fed.local_epochs, "batch_size": fed.batch_size, "lr": fed.learning_rate, "seed": config.seed}
+    training = Training(lambda: initial_model(cfg), fed.rounds * fed.local_epochs, fed.batch_size, fed.learning_rate, config.seed)
     started = time.perf_counter()
     if arch == "central":
         log.info("central: pooling every agency's records into one model")
-        per, _ = run_central(splits, lambda: initial_model(cfg), **hyper)
+        per = run_central(splits, training)
         moved = sum(split.counts["rows_total"] for split in splits.values())
     else:
         log.info("local: every agency trains alone")
-        per, moved = run_local(splits, lambda: initial_model(cfg), **hyper), 0
+        per, moved = run_local(splits, training), 0
     wall_s = time.perf_counter() - started
     append_rows(metrics_path, ({"architecture": arch, "round": fed.rounds, "agency": n, **m, "n_train": len(splits[n].y_train), "n_test": len(splits[n].y_test)} for n, m in per.items()))
     per_agency = {n: {"metrics": clean_metrics(m), "epsilon": None} for n, m in per.items()}
@@ -137,14 +137,20 @@ def _bayes(federation: Federation, splits: Splits, positive: list[str]) -> dict 
     return {"metrics": _overall(per_agency, splits), "per_agency": per_agency}
 
 
-def run(config: PeelConfig, config_path: str) -> Path:
-    started = time.perf_counter()
+def prepare(config: PeelConfig) -> tuple[Path, Federation, Path]:
+    """A new run folder with the resolved config, every agency's records in its own folder,
+    and the federation spec the Flower apps read."""
     run_dir = new_run_dir(config)
     write_atomic(run_dir / "config.yaml", dump(config))
     log.info("run folder %s", run_dir)
     log.info("preparing %s data", config.data.source)
     federation = materialise(config, run_dir / "data")
-    spec_path = write_spec(config, federation, run_dir)
+    return run_dir, federation, write_spec(config, federation, run_dir)
+
+
+def run(config: PeelConfig, config_path: str) -> Path:
+    started = time.perf_counter()
+    run_dir, federation, spec_path = prepare(config)
     splits = {a["name"]: load_split(Agency(a["name"], Path(a["folder"]), spec_path)) for a in federation.agencies}
     log.info(
         "%d agencies, %d training and %d test records",

@@ -10,7 +10,10 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
 fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 export PIP_DISABLE_PIP_VERSION_CHECK=1
+# -qq: errors only (some machines' pip configs print a warning per package otherwise).
 if ! .venv/bin/python -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != "2.13.0")' 2>/dev/null; then
-    .venv/bin/pip install --quiet "torch==2.13.0"
+    echo "setup: installing torch 2.13.0 (CPU) into .venv"
+    .venv/bin/pip install -qq "torch==2.13.0"
 fi
-.venv/bin/pip install --quiet -e ".[test]"
+echo "setup: installing Peel and its dependencies into .venv"
+.venv/bin/pip install -qq -e ".[test]"
