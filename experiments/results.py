@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -45,12 +44,14 @@ def clean_metrics(metrics: dict) -> dict:
     return out
 
 
-def per_agency_from_rows(rows: list[dict], architecture: str) -> dict[str, dict]:
+def per_agency_from_rows(rows: list[dict], architecture: str, agencies: list[str]) -> dict[str, dict]:
     """For a federated architecture: each agency's metrics after the last round it was
     evaluated, its cumulative ε (the largest reported: ε never decreases), updates sent and
-    refusals."""
-    out: dict[str, dict] = defaultdict(lambda: {"metrics": None, "epsilon": None, "updates_sent": 0, "errors": []})
+    refusals. Every agency gets an entry, also one that never answered."""
+    out = {name: {"metrics": None, "epsilon": None, "updates_sent": 0, "errors": []} for name in agencies}
     for row in sorted((r for r in rows if r["architecture"] == architecture), key=lambda r: r["round"]):
+        if row["agency"] not in out:  # a node that never named its agency: nothing to attribute
+            continue
         entry = out[row["agency"]]
         if "auc" in row:
             entry["metrics"] = {k: row.get(k) for k in METRIC_KEYS}
@@ -62,7 +63,7 @@ def per_agency_from_rows(rows: list[dict], architecture: str) -> dict[str, dict]
             entry["n_train"] = row["n_train"]
         if row.get("epsilon") is not None:
             entry["epsilon"] = max(entry["epsilon"] or 0.0, row["epsilon"])
-    return dict(out)
+    return out
 
 
 def format_table(summary: dict) -> str:

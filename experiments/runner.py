@@ -110,9 +110,12 @@ def _federated(config: PeelConfig, splits: Splits, spec_path: Path, run_dir: Pat
     update_size = 4 * sum(p.numel() for p in initial_model(to_dict(config)).parameters())  # float32
     results = {}
     for arch in federated:
-        per_agency = per_agency_from_rows(rows, arch)
-        for agency in per_agency.values():
+        per_agency = per_agency_from_rows(rows, arch, list(splits))
+        for name, agency in per_agency.items():
             agency["update_bytes_sent"] = agency["updates_sent"] * update_size
+            if agency["errors"]:
+                first = agency["errors"][0]
+                log.warning("%s: %s sent no update in %d round(s), first in round %d: %s", arch, name, len(agency["errors"]), first["round"], first["reason"])
         results[arch] = _entry(
             per_agency,
             splits,

@@ -56,7 +56,7 @@ def main(grid: Grid, context: Context) -> None:
     for architecture in spec["federated"]:
         started = time.perf_counter()
         log.info("%s: %d rounds with %d agencies", architecture, fed["rounds"], n_agencies)
-        recorder = RoundRecorder(run_dir / "metrics.jsonl", architecture)
+        recorder = RoundRecorder(run_dir / "metrics.jsonl", architecture, [a["name"] for a in spec["agencies"]])
         strategy = RecordingFedAvg(recorder, n_agencies, fed["rounds"])
         train_config = ConfigRecord(
             {

@@ -19,15 +19,23 @@ def _clean(value: object) -> object:
 
 
 class RoundRecorder:
-    def __init__(self, metrics_path: Path, architecture: str) -> None:
+    def __init__(self, metrics_path: Path, architecture: str, agencies: list[str]) -> None:
         self.metrics_path = metrics_path
         self.architecture = architecture
+        self.agencies = agencies
         self.node_agency: dict[int, str] = {}
         self._train: dict[str, dict] = {}
 
     def _agency(self, msg: Message) -> str:
+        """The agency behind a reply: named in its content, or (for an error, which carries only
+        a reason) remembered from an earlier reply or named at the start of the reason."""
         node = msg.metadata.src_node_id
-        if not msg.has_error() and "agency" in msg.content.config_records:
+        if msg.has_error():
+            reason = msg.error.reason or ""
+            named = [a for a in self.agencies if reason.startswith(f"{a}: ")]
+            if named and node not in self.node_agency:
+                self.node_agency[node] = named[0]
+        elif "agency" in msg.content.config_records:
             self.node_agency[node] = str(msg.content["agency"]["name"])
         return self.node_agency.get(node, f"node-{node}")
 
