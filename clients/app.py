@@ -51,72 +51,73 @@ def _reply(msg: Message, agency: Agency, arrays: ArrayRecord | None, metrics: di
     return Message(content=content, reply_to=msg)
 
 
+def _dp_round(context: Context, agency: Agency, config: ConfigRecord, model: torch.nn.Module) -> tuple[dict, dict]:
+    """One DP-SGD release under the agency's own budget: plan σ once per architecture, check the
+    budget, record the spend, then train. Raises BudgetExceeded before anything is trained."""
+    architecture = str(config["architecture"])
+    split = load_split(agency)
+    plan = budget_state.cached_plan(context, architecture)
+    if plan is None:
+        privacy = agency.spec["config"]["privacy"]
+        plan = plan_dp(
+            len(split.y_train),
+            batch_size=int(config["batch-size"]),
+            local_epochs=int(config["local-epochs"]),
+            rounds=int(config["rounds"]),
+            target_epsilon=float(privacy["epsilon"]),
+            delta=float(privacy["delta"]),
+            max_grad_norm=float(privacy["max_grad_norm"]),
+            accountant=str(privacy["accountant"]),
+        )
+        budget_state.store_plan(context, architecture, plan)
+    history = budget_state.history(context, architecture)
+    eps = epsilon_after(history, plan.release, budget=plan.target_epsilon, delta=plan.delta, accountant=plan.accountant)
+    # Spend first: a crash after this line over-counts, never under-counts.
+    budget_state.record_release(context, architecture, plan.release)
+    # DP sampling and noise must be unpredictable to anyone else: seed from OS entropy.
+    secret = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little") >> 1)
+    stats = train_dp(model, split.X_train, split.y_train, plan=plan, lr=float(config["learning-rate"]), generator=secret)
+    metrics = {
+        "epsilon": eps,
+        "delta": plan.delta,
+        "epsilon-budget": plan.target_epsilon,
+        "sigma": plan.noise_multiplier,
+        "sample-rate": plan.sample_rate,
+        "mean-batch": stats["mean_batch"],
+    }
+    return stats, metrics
+
+
+def _plain_round(agency: Agency, config: ConfigRecord, model: torch.nn.Module) -> dict:
+    split = load_split(agency)
+    seed = stable_seed(agency.spec["config"]["seed"], agency.name, config["architecture"], int(config["server-round"]))
+    return train_plain(
+        model,
+        split.X_train,
+        split.y_train,
+        epochs=int(config["local-epochs"]),
+        batch_size=int(config["batch-size"]),
+        lr=float(config["learning-rate"]),
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     agency = locate(context)
     config = msg.content["config"]
-    architecture = str(config["architecture"])
-    split = load_split(agency)
     model = _model(agency, msg.content["arrays"])
     started = time.perf_counter()
-    lr = float(config["learning-rate"])
     if bool(config["dp"]):
-        privacy = agency.spec["config"]["privacy"]
-        plan = budget_state.cached_plan(context, architecture)
-        if plan is None:
-            try:
-                plan = plan_dp(
-                    len(split.y_train),
-                    batch_size=int(config["batch-size"]),
-                    local_epochs=int(config["local-epochs"]),
-                    rounds=int(config["rounds"]),
-                    target_epsilon=float(privacy["epsilon"]),
-                    delta=float(privacy["delta"]),
-                    max_grad_norm=float(privacy["max_grad_norm"]),
-                    accountant=str(privacy["accountant"]),
-                )
-            except BudgetExceeded as exc:
-                return Message(Error(BUDGET_REFUSED, f"{agency.name}: {exc}"), reply_to=msg)
-            budget_state.store_plan(context, architecture, plan)
         try:
-            eps = epsilon_after(
-                budget_state.history(context, architecture),
-                plan.release,
-                budget=plan.target_epsilon,
-                delta=plan.delta,
-                accountant=plan.accountant,
-            )
+            stats, metrics = _dp_round(context, agency, config, model)
         except BudgetExceeded as exc:
             return Message(Error(BUDGET_REFUSED, f"{agency.name}: {exc}"), reply_to=msg)
-        # Spend first: a crash after this line over-counts, never under-counts.
-        budget_state.record_release(context, architecture, plan.release)
-        # DP sampling and noise must be unpredictable to anyone else: seed from OS entropy.
-        secret = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little") >> 1)
-        stats = train_dp(model, split.X_train, split.y_train, plan=plan, lr=lr, generator=secret)
-        metrics = {
-            "epsilon": eps,
-            "delta": plan.delta,
-            "epsilon-budget": plan.target_epsilon,
-            "sigma": plan.noise_multiplier,
-            "sample-rate": plan.sample_rate,
-            "mean-batch": stats["mean_batch"],
-        }
     else:
-        seed = stable_seed(agency.spec["config"]["seed"], agency.name, architecture, int(config["server-round"]))
-        generator = torch.Generator().manual_seed(seed)
-        stats = train_plain(
-            model,
-            split.X_train,
-            split.y_train,
-            epochs=int(config["local-epochs"]),
-            batch_size=int(config["batch-size"]),
-            lr=lr,
-            generator=generator,
-        )
-        metrics = {}
+        stats, metrics = _plain_round(agency, config, model), {}
     metrics.update(
         {
-            "num-examples": len(split.y_train),
+            "num-examples": len(load_split(agency).y_train),
             "train-loss": float(stats["loss"]),
             "steps": int(stats["steps"]),
             "train-seconds": time.perf_counter() - started,
