@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -38,6 +39,13 @@ EPSILON_SCOPE = (
     "architecture, cumulative over all rounds of this run, per agency; max over agencies "
     "reported. Architectures are alternatives trained on the same records: an agency that ran "
     "two of them for real would spend the sum."
+)
+
+RELEASED_WITHOUT_DP = (
+    "Besides its DP model updates, each agency sends the coordinator its number of training "
+    "records (the FedAvg weight) and, every round, metrics of the global model on its own test "
+    "records (AUC, accuracy, F1, log loss, Brier). These are aggregates over whole test sets but "
+    "carry no formal DP guarantee; test records are never trained on."
 )
 
 Splits = dict[str, OutcomeSplit]
@@ -144,6 +152,9 @@ def prepare(config: PeelConfig) -> tuple[Path, Federation, Path]:
     """A new run folder with the resolved config, every agency's records in its own folder,
     and the federation spec the Flower apps read."""
     run_dir = new_run_dir(config)
+    # torch's optimizers create an (empty) inductor cache folder in /tmp on first use; keep
+    # it in the run folder instead (Flower's simulation workers inherit this too).
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str((run_dir / "cache" / "torchinductor").resolve()))
     write_atomic(run_dir / "config.yaml", dump(config))
     log.info("run folder %s", run_dir)
     log.info("preparing %s data", config.data.source)
@@ -186,6 +197,7 @@ def run(config: PeelConfig, config_path: str) -> Path:
             "sampling": "Poisson, rate = batch_size / agency training records",
             "noise_rng": "torch PRNG seeded from OS entropy (not a CSPRNG: Opacus secure_mode needs torchcsprng, unavailable here)",
             "features": FEATURES_NOTE,
+            "released_without_dp": RELEASED_WITHOUT_DP,
         },
         "data": {"source": config.data.source, "test_from": federation.test_from, "notes": federation.notes},
         "metrics_note": "metrics are per-agency scores on each agency's own test months; 'metrics' is their mean weighted by test records",
