@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -155,11 +156,16 @@ def prepare(config: PeelConfig) -> tuple[Path, Federation, Path]:
     # torch's optimizers create an (empty) inductor cache folder in /tmp on first use; keep
     # it in the run folder instead (Flower's simulation workers inherit this too).
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str((run_dir / "cache" / "torchinductor").resolve()))
-    write_atomic(run_dir / "config.yaml", dump(config))
-    log.info("run folder %s", run_dir)
-    log.info("preparing %s data", config.data.source)
-    federation = materialise(config, run_dir / "data")
-    return run_dir, federation, write_spec(config, federation, run_dir)
+    try:
+        write_atomic(run_dir / "config.yaml", dump(config))
+        log.info("run folder %s", run_dir)
+        log.info("preparing %s data", config.data.source)
+        federation = materialise(config, run_dir / "data")
+        return run_dir, federation, write_spec(config, federation, run_dir)
+    except BaseException:
+        # Bad data (or an interrupt) before anything ran: leave no half-made run folder.
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
 
 
 def run(config: PeelConfig, config_path: str) -> Path:

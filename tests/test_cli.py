@@ -58,3 +58,15 @@ def test_generate_writes_the_street_layout(tmp_path):
     assert all(f.name.startswith(f.parent.name) for f in files)  # YYYY-MM/YYYY-MM-<slug>-street.csv
     again = peel("generate", "c.yaml", "out", cwd=tmp_path)  # refuses to overwrite
     assert again.returncode == 2 and "Traceback" not in again.stderr
+
+
+def test_bad_data_folder_leaves_no_run_folder(tmp_path):
+    data = tmp_path / "download" / "2024-01"
+    data.mkdir(parents=True)
+    (data / "2024-01-x-street.csv").write_text("Crime ID,Month\nabc,2024-01\n")
+    (tmp_path / "c.yaml").write_text("output: out\ndata:\n  source: police_uk\n  path: download\n")
+    result = peel("run", "c.yaml", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "2024-01-x-street.csv" in result.stderr and "missing columns" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert list((tmp_path / "out").glob("*")) == []  # the half-made run folder was removed
