@@ -112,7 +112,7 @@ def _federated(config: PeelConfig, splits: Splits, spec_path: Path, run_dir: Pat
     from experiments.simulation import run_federated  # imports flwr and ray: only when needed
 
     federated = [a for a in config.architectures if a.startswith("fedavg")]
-    log.info("starting Flower simulation for %s", ", ".join(federated))
+    log.info("starting Flower simulation for %s (Ray and the agencies' first imports take ~10 s)", ", ".join(federated))
     run_federated(spec_path, len(splits))
     rows = read_rows(run_dir / "metrics.jsonl")
     walls = {r["architecture"]: r["wall_s"] for r in read_rows(run_dir / "federated.jsonl")}

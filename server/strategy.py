@@ -4,6 +4,7 @@ metrics the way Peel reports them."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 
 from flwr.app import ArrayRecord, Message, MetricRecord
@@ -31,6 +32,8 @@ class RecordingFedAvg(FedAvg):
         self.recorder = recorder
         self.num_rounds = num_rounds
         self._epsilon_max: float | None = None
+        self._train_failed = 0
+        self._started = self._round_ended = time.monotonic()
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
@@ -39,21 +42,27 @@ class RecordingFedAvg(FedAvg):
         self.recorder.train_replies(replies)
         arrays, metrics = super().aggregate_train(server_round, replies)
         self._epsilon_max = metrics.get("epsilon") if metrics is not None else None
+        self._train_failed = sum(msg.has_error() for msg in replies)
         return arrays, metrics
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
         replies = list(replies)
         self.recorder.evaluate_replies(server_round, replies)
         metrics = super().aggregate_evaluate(server_round, replies)
-        failed = sum(msg.has_error() for msg in replies)
         auc = metrics.get("auc") if metrics is not None else None
+        now = time.monotonic()
+        # The last round's duration predicts the next ones (the first also pays start-up).
+        remaining = (now - self._round_ended) * (self.num_rounds - server_round)
+        elapsed, self._round_ended = now - self._started, now
         log.info(
-            "%s round %d/%d: AUC %s%s%s",
+            "%s round %d/%d: AUC %s%s%s (%.0f s, ~%.0f s left)",
             self.recorder.architecture,
             server_round,
             self.num_rounds,
             "n/a" if auc is None else f"{auc:.3f}",
             "" if self._epsilon_max is None else f", ε max {self._epsilon_max:.3f}",
-            f", {failed} agencies failed" if failed else "",
+            f", {self._train_failed} agencies sent no update" if self._train_failed else "",
+            elapsed,
+            remaining,
         )
         return metrics
