@@ -22,7 +22,7 @@ from flwr.clientapp import ClientApp  # noqa: E402
 
 from clients import budget_state  # noqa: E402
 from clients.agency import Agency, load_split, locate  # noqa: E402
-from privacy.budget import BudgetExceeded, epsilon_after, plan_dp  # noqa: E402
+from privacy.budget import ReleaseRefused, epsilon_after, plan_dp  # noqa: E402
 from privacy.dpsgd import train_dp  # noqa: E402
 from tasks.metrics import binary_metrics  # noqa: E402
 from tasks.model import make_model  # noqa: E402
@@ -31,8 +31,8 @@ from tasks.train import predict_proba, train_plain  # noqa: E402
 
 torch.set_num_threads(1)  # many small clients share 2 cores; threads only add contention
 
-# Error code for a refusal by the agency's own budget (Flower's own codes are small ints).
-BUDGET_REFUSED = 4001
+# Error code of an agency's refusal to release an update (Flower's own codes are small ints).
+REFUSED = 4001
 
 app = ClientApp()
 
@@ -53,7 +53,7 @@ def _reply(msg: Message, agency: Agency, arrays: ArrayRecord | None, metrics: di
 
 def _dp_round(context: Context, agency: Agency, config: ConfigRecord, model: torch.nn.Module) -> tuple[dict, dict]:
     """One DP-SGD release under the agency's own budget: plan σ once per architecture, check the
-    budget, record the spend, then train. Raises BudgetExceeded before anything is trained."""
+    budget, record the spend, then train. Raises ReleaseRefused (e.g. BudgetExceeded) before anything is trained."""
     architecture = str(config["architecture"])
     split = load_split(agency)
     plan = budget_state.cached_plan(context, architecture)
@@ -111,8 +111,8 @@ def train(msg: Message, context: Context) -> Message:
     if bool(config["dp"]):
         try:
             stats, metrics = _dp_round(context, agency, config, model)
-        except BudgetExceeded as exc:
-            return Message(Error(BUDGET_REFUSED, f"{agency.name}: {exc}"), reply_to=msg)
+        except ReleaseRefused as exc:
+            return Message(Error(REFUSED, f"{agency.name}: {exc}"), reply_to=msg)
     else:
         stats, metrics = _plain_round(agency, config, model), {}
     metrics.update(

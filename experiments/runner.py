@@ -136,6 +136,18 @@ def _federated(config: PeelConfig, splits: Splits, spec_path: Path, run_dir: Pat
     return results
 
 
+def _check_delta(delta: float, splits: Splits) -> None:
+    """(ε, δ)-DP with δ ≥ 1/n allows releasing a whole record outright with probability δ per
+    record: warn when an agency is that large."""
+    too_large = [name for name, split in splits.items() if delta * len(split.y_train) >= 1]
+    if too_large:
+        log.warning(
+            "privacy.delta=%g is not below 1/(training records) for %s: choose δ well below 1/n",
+            delta,
+            ", ".join(too_large),
+        )
+
+
 def _bayes(federation: Federation, splits: Splits, positive: list[str]) -> dict | None:
     """The Bayes-optimal ceiling: the true outcome probabilities (synthetic data only) scored on
     the same test records."""
@@ -178,6 +190,9 @@ def run(config: PeelConfig, config_path: str) -> Path:
         sum(len(s.y_train) for s in splits.values()),
         sum(len(s.y_test) for s in splits.values()),
     )
+
+    if "fedavg-dp" in config.architectures:
+        _check_delta(config.privacy.delta, splits)
 
     results: dict[str, dict] = {}
     for arch in config.architectures:

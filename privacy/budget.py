@@ -10,7 +10,11 @@ from dataclasses import asdict, dataclass
 from privacy.accounting import Release, calibrate_noise, epsilon
 
 
-class BudgetExceeded(Exception):
+class ReleaseRefused(Exception):
+    """The agency will not release an update (the message says why)."""
+
+
+class BudgetExceeded(ReleaseRefused):
     """Releasing the next update would take the agency past its ε budget."""
 
 
@@ -53,7 +57,7 @@ def plan_dp(
     """Calibrate σ for an agency with `n_train` training records (agencies differ in size, so
     each gets its own σ for the same ε)."""
     if n_train <= 0:
-        raise BudgetExceeded("no training records: nothing to train on")
+        raise ReleaseRefused("no training records: nothing to train on")
     sample_rate = min(1.0, batch_size / n_train)
     # Poisson sampling: an "epoch" is 1/q expected batches.
     steps_per_round = local_epochs * max(1, round(1.0 / sample_rate))

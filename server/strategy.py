@@ -61,7 +61,7 @@ class RecordingFedAvg(FedAvg):
             self.num_rounds,
             "n/a" if auc is None else f"{auc:.3f}",
             "" if self._epsilon_max is None else f", ε max {self._epsilon_max:.3f}",
-            f", {self._train_failed} agencies sent no update" if self._train_failed else "",
+            f", {self._train_failed} agenc{'y' if self._train_failed == 1 else 'ies'} sent no update" if self._train_failed else "",
             elapsed,
             remaining,
         )

@@ -11,7 +11,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
 from clients import budget_state
-from clients.app import BUDGET_REFUSED, evaluate, train
+from clients.app import REFUSED, evaluate, train
 from privacy.accounting import epsilon
 from server.app import initial_model
 
@@ -66,7 +66,7 @@ def test_dp_rounds_report_cumulative_epsilon_then_refuse(tiny_spec):
     # A third round was never planned: the agency refuses instead of overspending.
     refused = train(_message(tiny_spec, "train", 3), context)
     assert refused.has_error()
-    assert refused.error.code == BUDGET_REFUSED
+    assert refused.error.code == REFUSED
     assert "budget exhausted" in refused.error.reason
     assert len(budget_state.history(context, "fedavg-dp")) == 2
 
