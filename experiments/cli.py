@@ -48,15 +48,12 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="peel", description="Federated analytics for police data, with differential privacy, measured against pooling everything.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser("run", help="run every architecture of a config and write a results folder")
-    run.add_argument("config", help="YAML experiment config, e.g. configs/default.yaml")
-    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key (value in YAML), e.g. --set privacy.epsilon=2")
     prep = sub.add_parser("prepare", help="write a run folder (data and federation spec) for Flower's own `flwr run`")
-    prep.add_argument("config")
-    prep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     gen = sub.add_parser("generate", help="write the synthetic agencies of a config, without training")
-    gen.add_argument("config")
+    for command in (run, prep, gen):
+        command.add_argument("config", help="YAML experiment config, e.g. configs/default.yaml")
+        command.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key (value in YAML), e.g. --set privacy.epsilon=2")
     gen.add_argument("out_dir", help="folder to create (must not exist or be empty)")
-    gen.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     return parser
 
 

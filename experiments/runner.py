@@ -12,7 +12,7 @@ from pathlib import Path
 
 from clients.agency import Agency, load_split
 from experiments.baselines import Training, run_central, run_local
-from experiments.config import PeelConfig, dump, to_dict
+from experiments.config import PeelConfig, dump
 from experiments.prepare import Federation, materialise, write_spec
 from experiments.results import (
     METRIC_KEYS,
@@ -24,8 +24,8 @@ from experiments.results import (
     write_json,
 )
 from policedata.ground_truth import outcome_probability
-from server.app import initial_model
 from tasks.metrics import binary_metrics, weighted_mean
+from tasks.model import initial_model
 from tasks.outcome import OutcomeSplit
 
 log = logging.getLogger("peel.run")
@@ -90,8 +90,7 @@ def _entry(per_agency: dict[str, dict], splits: Splits, *, wall_s: float, delta:
 def _baseline(arch: str, config: PeelConfig, splits: Splits, metrics_path: Path) -> dict:
     """central or local, in process; rows in metrics.jsonl like the federated ones."""
     fed = config.federation
-    cfg = to_dict(config)
-    training = Training(lambda: initial_model(cfg), fed.rounds * fed.local_epochs, fed.batch_size, fed.learning_rate, config.seed)
+    training = Training(lambda: initial_model(config.task.hidden, config.seed), fed.rounds * fed.local_epochs, fed.batch_size, fed.learning_rate, config.seed)
     started = time.perf_counter()
     if arch == "central":
         log.info("central: pooling every agency's records into one model")
@@ -116,7 +115,7 @@ def _federated(config: PeelConfig, splits: Splits, spec_path: Path, run_dir: Pat
     run_federated(spec_path, len(splits))
     rows = read_rows(run_dir / "metrics.jsonl")
     walls = {r["architecture"]: r["wall_s"] for r in read_rows(run_dir / "federated.jsonl")}
-    update_size = 4 * sum(p.numel() for p in initial_model(to_dict(config)).parameters())  # float32
+    update_size = 4 * sum(p.numel() for p in initial_model(config.task.hidden, config.seed).parameters())  # float32
     results = {}
     for arch in federated:
         per_agency = per_agency_from_rows(rows, arch, list(splits))

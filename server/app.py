@@ -20,9 +20,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from server.recorder import RoundRecorder
 from server.strategy import RecordingFedAvg
-from tasks.features import N_FEATURES
-from tasks.model import make_model
-from tasks.seeding import stable_seed
+from tasks.model import initial_model
 
 log = logging.getLogger("peel.server")
 
@@ -38,11 +36,6 @@ def _spec(context: Context) -> dict:
         raise RuntimeError("no federation spec: set run config 'peel-spec' or PEEL_SPEC")
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
-
-
-def initial_model(config: dict) -> torch.nn.Module:
-    """The shared starting point (the same for every architecture, central and local too)."""
-    return make_model(N_FEATURES, config["task"]["hidden"], seed=stable_seed(config["seed"], "initial-model"))
 
 
 @app.main()
@@ -70,7 +63,7 @@ def main(grid: Grid, context: Context) -> None:
         )
         result = strategy.start(
             grid=grid,
-            initial_arrays=ArrayRecord(initial_model(config).state_dict()),
+            initial_arrays=ArrayRecord(initial_model(config["task"]["hidden"], config["seed"]).state_dict()),
             num_rounds=fed["rounds"],
             timeout=fed["round_timeout"],
             train_config=train_config,

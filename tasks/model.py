@@ -37,6 +37,15 @@ def make_model(n_features: int, hidden: Sequence[int] = (64, 64), *, seed: int |
         return MLP(*layers)
 
 
+def initial_model(hidden: Sequence[int], seed: int) -> MLP:
+    """The shared starting point of every architecture of a run (central, local, federated):
+    the same weights for the same config seed."""
+    from tasks.features import N_FEATURES
+    from tasks.seeding import stable_seed
+
+    return make_model(N_FEATURES, hidden, seed=stable_seed(seed, "initial-model"))
+
+
 def get_weights(model: nn.Module) -> list[np.ndarray]:
     """Copies of the model's tensors, in ``model.state_dict()`` order."""
     return [t.detach().cpu().numpy().copy() for t in model.state_dict().values()]

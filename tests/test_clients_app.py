@@ -13,7 +13,7 @@ from flwr.supercore.task_identity import TaskIdentity
 from clients import budget_state
 from clients.app import REFUSED, evaluate, train
 from privacy.accounting import epsilon
-from server.app import initial_model
+from tasks.model import initial_model
 
 
 @pytest.fixture(autouse=True)
@@ -45,7 +45,7 @@ def _message(spec_path, kind: str, server_round: int, dp: bool = True, rounds: i
             "server-round": server_round,
         }
     )
-    arrays = ArrayRecord(initial_model(spec["config"]).state_dict())
+    arrays = ArrayRecord(initial_model(spec["config"]["task"]["hidden"], spec["config"]["seed"]).state_dict())
     return Message(RecordDict({"arrays": arrays, "config": config}), dst_node_id=1, message_type=kind)
 
 
