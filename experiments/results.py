@@ -34,13 +34,12 @@ def read_rows(path: Path) -> list[dict]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
-def clean_metrics(metrics: dict) -> dict:
-    """Metric values as JSON-safe floats (None for undefined)."""
+def metric_values(metrics: dict) -> dict:
+    """The reported metrics (METRIC_KEYS) as JSON-safe values: None for undefined or NaN."""
     out = {}
-    for key, value in metrics.items():
-        if isinstance(value, float) and math.isnan(value):
-            value = None
-        out[key] = value
+    for key in METRIC_KEYS:
+        value = metrics.get(key)
+        out[key] = None if isinstance(value, float) and math.isnan(value) else value
     return out
 
 
@@ -54,7 +53,7 @@ def per_agency_from_rows(rows: list[dict], architecture: str, agencies: list[str
             continue
         entry = out[row["agency"]]
         if "auc" in row:
-            entry["metrics"] = {k: row.get(k) for k in METRIC_KEYS}
+            entry["metrics"] = metric_values(row)
             entry["n_test"] = row.get("n_test")
         if "train_error" in row:
             entry["errors"].append({"round": row["round"], "reason": row["train_error"]})

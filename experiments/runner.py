@@ -15,9 +15,8 @@ from experiments.baselines import Training, run_central, run_local
 from experiments.config import PeelConfig, dump
 from experiments.prepare import Federation, materialise, write_spec
 from experiments.results import (
-    METRIC_KEYS,
     append_rows,
-    clean_metrics,
+    metric_values,
     per_agency_from_rows,
     read_rows,
     write_atomic,
@@ -68,7 +67,7 @@ def _test_weights(splits: Splits) -> dict[str, int]:
 
 
 def _overall(per_agency_metrics: dict[str, dict], splits: Splits) -> dict:
-    return {k: v for k, v in weighted_mean(per_agency_metrics, _test_weights(splits)).items() if k in METRIC_KEYS}
+    return metric_values(weighted_mean(per_agency_metrics, _test_weights(splits)))
 
 
 def _entry(per_agency: dict[str, dict], splits: Splits, *, wall_s: float, delta: float | None, records_moved: int, update_bytes: int) -> dict:
@@ -101,7 +100,7 @@ def _baseline(arch: str, config: PeelConfig, splits: Splits, metrics_path: Path)
         per, moved = run_local(splits, training), 0
     wall_s = time.perf_counter() - started
     append_rows(metrics_path, ({"architecture": arch, "round": fed.rounds, "agency": n, **m, "n_train": len(splits[n].y_train), "n_test": len(splits[n].y_test)} for n, m in per.items()))
-    per_agency = {n: {"metrics": clean_metrics(m), "epsilon": None} for n, m in per.items()}
+    per_agency = {n: {"metrics": metric_values(m), "epsilon": None} for n, m in per.items()}
     return _entry(per_agency, splits, wall_s=wall_s, delta=None, records_moved=moved, update_bytes=0)
 
 
@@ -156,7 +155,7 @@ def _bayes(federation: Federation, splits: Splits, positive: list[str]) -> dict 
     for agency in federation.agencies:
         split = splits[agency["name"]]
         p = outcome_probability(federation.ground_truth, agency["slug"], split.test_crime_ids, split.test_crime_types, positive)
-        per_agency[agency["name"]] = clean_metrics(binary_metrics(split.y_test, p))
+        per_agency[agency["name"]] = metric_values(binary_metrics(split.y_test, p))
     return {"metrics": _overall(per_agency, splits), "per_agency": per_agency}
 
 
