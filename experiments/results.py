@@ -117,7 +117,10 @@ def format_table(summary: dict) -> str:
                 f"{entry['wall_s']:.1f}",
             ]
         )
-    return "\n".join(text + [""] + _grid(arch_lines, rules=(1,)))
+    footer = []
+    if summary.get("flower_startup_s") is not None:
+        footer = [f"Flower start-up: {summary['flower_startup_s']:.1f} s, paid once by the federated architectures (not in their wall times)"]
+    return "\n".join(text + [""] + _grid(arch_lines, rules=(1,)) + footer)
 
 
 def _grid(rows: list[list[str]], rules: tuple[int, ...]) -> list[str]:

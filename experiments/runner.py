@@ -104,9 +104,9 @@ def _baseline(arch: str, config: PeelConfig, splits: Splits, metrics_path: Path)
     return _entry(per_agency, splits, wall_s=wall_s, delta=None, records_moved=moved, update_bytes=0)
 
 
-def _federated(config: PeelConfig, splits: Splits, spec_path: Path, run_dir: Path) -> dict[str, dict]:
+def _federated(config: PeelConfig, splits: Splits, spec_path: Path, run_dir: Path) -> tuple[dict[str, dict], float]:
     """Every federated architecture in one Flower simulation; results read back from the
-    coordinator's metrics.jsonl rows."""
+    coordinator's metrics.jsonl rows. Also returns the simulation's start-up seconds."""
     from experiments.simulation import run_federated  # imports flwr and ray: only when needed
 
     federated = [a for a in config.architectures if a.startswith("fedavg")]
@@ -114,6 +114,7 @@ def _federated(config: PeelConfig, splits: Splits, spec_path: Path, run_dir: Pat
     run_federated(spec_path, len(splits))
     rows = read_rows(run_dir / "metrics.jsonl")
     walls = {r["architecture"]: r["wall_s"] for r in read_rows(run_dir / "federated.jsonl")}
+    log.info("Flower start-up %.1f s, paid once for all federated architectures (not in their wall times)", walls.get("start-up", 0.0))
     update_size = 4 * sum(p.numel() for p in initial_model(config.task.hidden, config.seed).parameters())  # float32
     results = {}
     for arch in federated:
@@ -131,7 +132,7 @@ def _federated(config: PeelConfig, splits: Splits, spec_path: Path, run_dir: Pat
             records_moved=0,
             update_bytes=sum(a["update_bytes_sent"] for a in per_agency.values()),
         )
-    return results
+    return results, walls.get("start-up", 0.0)
 
 
 def _check_delta(delta: float, splits: Splits) -> None:
@@ -193,11 +194,13 @@ def run(config: PeelConfig, config_path: str) -> Path:
         _check_delta(config.privacy.delta, splits)
 
     results: dict[str, dict] = {}
+    startup_s = None
     for arch in config.architectures:
         if arch in ("central", "local"):
             results[arch] = _baseline(arch, config, splits, run_dir / "metrics.jsonl")
         elif arch not in results:
-            results.update(_federated(config, splits, spec_path, run_dir))
+            federated, startup_s = _federated(config, splits, spec_path, run_dir)
+            results.update(federated)
 
     summary = {
         "run_id": run_dir.name,
@@ -221,6 +224,7 @@ def run(config: PeelConfig, config_path: str) -> Path:
         "data": {"source": config.data.source, "test_from": federation.test_from, "notes": federation.notes},
         "metrics_note": "metrics are per-agency scores on each agency's own test months; 'metrics' is their mean weighted by test records",
         "wall_s": time.perf_counter() - started,
+        "flower_startup_s": startup_s,
     }
     write_json(run_dir / "summary.json", summary)
     return run_dir

@@ -81,6 +81,7 @@ def test_results_files_and_summary(small_run):
     assert summary["architectures"]["central"]["records_moved"] > 0
     assert summary["architectures"]["fedavg-dp"]["records_moved"] == 0
     assert summary["bayes_optimal"]["metrics"]["auc"] > 0.5
+    assert summary["flower_startup_s"] > 0  # timed apart from the architectures' wall times
 
 
 def test_epsilon_grows_stays_in_budget_and_matches_independent_accountant(small_run):
