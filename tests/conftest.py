@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,12 @@ TINY = {
     "federation": {"rounds": 2, "batch_size": 64},
     "privacy": {"epsilon": 2.0},
 }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _torch_cache_in_test_tmp(tmp_path_factory):
+    """torch's optimizers create an inductor cache folder on first use; keep it out of /tmp."""
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(tmp_path_factory.mktemp("torchinductor")))
 
 
 @pytest.fixture(scope="session")
