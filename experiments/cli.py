@@ -8,35 +8,14 @@ go_offline()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import logging  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from experiments.config import ConfigError, load_config  # noqa: E402
+from experiments.progress import show_progress  # noqa: E402
 from policedata.errors import DataError  # noqa: E402
 
 USAGE_ERROR = 2
-
-
-class _Progress(logging.Formatter):
-    """Progress lines with the time elapsed since the command started."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.started = time.monotonic()
-
-    def format(self, record: logging.LogRecord) -> str:
-        return f"[{time.monotonic() - self.started:6.1f}s] {record.getMessage()}"
-
-
-def _show_progress() -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Progress())
-    logger = logging.getLogger("peel")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
 
 
 class _Parser(argparse.ArgumentParser):
@@ -50,10 +29,12 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run every architecture of a config and write a results folder")
     prep = sub.add_parser("prepare", help="write a run folder (data and federation spec) for Flower's own `flwr run`")
     gen = sub.add_parser("generate", help="write the synthetic agencies of a config, without training")
-    for command in (run, prep, gen):
+    sweep = sub.add_parser("sweep", help="run a config's sweep grid (resumable): one run folder per cell, sweep.csv, report")
+    for command in (run, prep, gen, sweep):
         command.add_argument("config", help="YAML experiment config, e.g. configs/default.yaml")
         command.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key (value in YAML), e.g. --set privacy.epsilon=2")
     gen.add_argument("out_dir", help="folder to create (must not exist or be empty)")
+    sweep.add_argument("--dir", dest="sweep_dir", help="sweep folder (default: <output>/sweep-<config name>-<hash of the config>, so re-running resumes)")
     return parser
 
 
@@ -69,11 +50,21 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from experiments.sweep import run_sweep
+
+    config = load_config(args.config, args.overrides)
+    sweep_dir = run_sweep(config, args.config, Path(args.sweep_dir) if args.sweep_dir else None)
+    print(f"Sweep: {sweep_dir}/sweep.csv (one row per cell and agency; cells in {sweep_dir}/cells/)")
+    return 0
+
+
 def _prepare(args: argparse.Namespace) -> int:
     from experiments.runner import prepare
 
     config = load_config(args.config, args.overrides)
-    run_dir, federation, spec_path = prepare(config)
+    folder = prepare(config, args.config)
+    run_dir, federation, spec_path = folder.run_dir, folder.federation, folder.spec_path
     print(f"Prepared {run_dir}: {len(federation.agencies)} agencies, each in its own folder under {run_dir / 'data'}")
     print("Run the federated architectures with Flower's CLI (with .venv/bin on PATH):")
     print(
@@ -99,15 +90,17 @@ def _generate(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    _show_progress()
+    progress = show_progress()
     try:
-        return {"run": _run, "prepare": _prepare, "generate": _generate}[args.command](args)
+        return {"run": _run, "prepare": _prepare, "generate": _generate, "sweep": _sweep}[args.command](args)
     except (ConfigError, DataError) as exc:
         print(f"peel: {exc}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:
         print("peel: interrupted", file=sys.stderr)
         return 130
+    finally:
+        progress.close()
 
 
 if __name__ == "__main__":

@@ -16,8 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from policedata.schema import NO_SUSPECT, OUTCOME_CATEGORIES, STREET_COLUMNS
 
-ARCHITECTURES = ("central", "local", "fedavg", "fedavg-dp")
-Architecture = Literal["central", "local", "fedavg", "fedavg-dp"]
+ARCHITECTURES = ("central", "local", "fedavg", "fedavg-dp", "fedavg-dp-secagg", "fedavg-central-dp")
+Architecture = Literal["central", "local", "fedavg", "fedavg-dp", "fedavg-dp-secagg", "fedavg-central-dp"]
+# Architectures whose agencies run DP-SGD and spend their own record-level budget (ledger).
+RECORD_DP = ("fedavg-dp", "fedavg-dp-secagg")
+DEFAULT_ARCHITECTURES = ["central", "local", "fedavg", "fedavg-dp"]
 
 
 class ConfigError(Exception):
@@ -54,7 +57,10 @@ class AgencyColumn(_Section):
 
 
 class DataConfig(_Section):
-    source: Literal["synthetic", "police_uk"] = "synthetic"
+    # synthetic: generated per run; police_uk: a folder of street CSVs, partitioned per run;
+    # agencies: a folder made by `peel generate` or `peel prepare`, used in place — so each
+    # agency's budget ledger in it persists across runs.
+    source: Literal["synthetic", "police_uk", "agencies"] = "synthetic"
     # Synthetic data: how many agencies, records (all agencies, all months) and months.
     agencies: int = Field(8, ge=2, le=500)
     incidents: int = Field(120_000, ge=1_000, le=50_000_000)
@@ -68,7 +74,9 @@ class DataConfig(_Section):
 
 
 class TaskConfig(_Section):
-    name: Literal["outcome"] = "outcome"
+    name: Literal["outcome", "hotspot"] = "outcome"
+    # hotspot: the share of an agency's areas flagged each month (the label's top share too).
+    hotspot_share: float = Field(0.05, gt=0, le=0.5)
     positive: list[str] = Field(default_factory=lambda: [NO_SUSPECT], min_length=1)
     test_months: int = Field(6, ge=1)
     hidden: list[int] = Field(default_factory=lambda: [64, 64])
@@ -97,12 +105,27 @@ class FederationConfig(_Section):
     round_timeout: float = Field(600.0, gt=0)
 
 
+class CentralDPConfig(_Section):
+    """fedavg-central-dp: agency-level DP, clipping and noise added by the coordinator."""
+
+    epsilon: float | None = Field(None, gt=0)  # None: privacy.epsilon
+    clipping_norm: float = Field(1.0, gt=0)
+    adaptive: bool = False
+    target_quantile: float = Field(0.5, gt=0, lt=1)
+    clip_learning_rate: float = Field(0.2, gt=0)
+    clipped_count_stddev: float | None = Field(None, gt=0)
+
+
 class PrivacyConfig(_Section):
-    # Each agency's budget for a whole run (cumulative over all rounds), record-level.
+    # Each agency's record-level budget (ε over everything it ever releases from its records,
+    # kept in its ledger); `budgets` overrides it for named agencies.
     epsilon: float = Field(1.0, gt=0)
+    budgets: dict[str, float] = Field(default_factory=dict)
     delta: float = Field(1e-5, gt=0, lt=1)
     max_grad_norm: float = Field(5.0, gt=0)
-    accountant: Literal["prv", "rdp"] = "prv"
+    # auto: the tightest accountant that is correct for Poisson sampling (PLD).
+    accountant: Literal["auto", "pld", "prv", "rdp"] = "auto"
+    central: CentralDPConfig = CentralDPConfig()
 
     @field_validator("epsilon")
     @classmethod
@@ -110,6 +133,24 @@ class PrivacyConfig(_Section):
         if not math.isfinite(value):
             raise ValueError("must be a finite number")
         return value
+
+    @field_validator("budgets")
+    @classmethod
+    def _positive_budgets(cls, value: dict[str, float]) -> dict[str, float]:
+        for agency, eps in value.items():
+            if not (isinstance(eps, int | float) and math.isfinite(eps) and eps > 0):
+                raise ValueError(f"budget of {agency!r} must be a finite number > 0")
+        return value
+
+
+class AuditConfig(_Section):
+    """Privacy audits run after training: membership inference on every architecture's final
+    model, and a one-run canary audit of the DP-SGD mechanism."""
+
+    enabled: bool = False
+    canaries: int = Field(1000, ge=10, le=100_000)
+    # Share of each agency's training-period records held out as the attack's non-members.
+    holdout: float = Field(0.2, gt=0, lt=0.9)
 
 
 class PeelConfig(_Section):
@@ -120,7 +161,31 @@ class PeelConfig(_Section):
     task: TaskConfig = TaskConfig()
     federation: FederationConfig = FederationConfig()
     privacy: PrivacyConfig = PrivacyConfig()
-    architectures: list[Architecture] = Field(default_factory=lambda: list(ARCHITECTURES), min_length=1)
+    architectures: list[Architecture] = Field(default_factory=lambda: list(DEFAULT_ARCHITECTURES), min_length=1)
+    audit: AuditConfig = AuditConfig()
+    # `peel sweep`: a grid over config keys, e.g. {privacy.epsilon: [0.5, 1, 2], seed: [0, 1, 2]}.
+    sweep: dict[str, list[Any]] | None = None
+
+    @field_validator("audit", mode="before")
+    @classmethod
+    def _audit_flag(cls, value: Any) -> Any:
+        return {"enabled": value} if isinstance(value, bool) else value
+
+    @field_validator("sweep")
+    @classmethod
+    def _sweep_keys(cls, value: dict[str, list[Any]] | None) -> dict[str, list[Any]] | None:
+        if value is None:
+            return value
+        if not value:
+            raise ValueError("names no key to sweep over")
+        for key, values in value.items():
+            if key.split(".")[0] in ("sweep", "output"):
+                raise ValueError(f"cannot sweep over {key!r}")
+            if not _is_config_key(key):
+                raise ValueError(f"{key!r} is not a config key")
+            if not values:
+                raise ValueError(f"{key!r} has no values")
+        return value
 
     @field_validator("architectures")
     @classmethod
@@ -139,11 +204,24 @@ class PeelConfig(_Section):
                 raise ValueError(f"data.path: folder {data.path!r} does not exist")
             if data.areas and not Path(data.areas).is_file():
                 raise ValueError(f"data.areas: file {data.areas!r} does not exist")
+        elif data.source == "agencies":
+            if not data.path or not (Path(data.path) / "manifest.json").is_file():
+                raise ValueError(f"data.path: {data.path!r} is not a folder made by `peel generate` (no manifest.json)")
         elif self.task.test_months >= data.months:
             raise ValueError(
                 f"task.test_months: {self.task.test_months} leaves no training months out of data.months={data.months}"
             )
         return self
+
+
+def _is_config_key(dotted: str) -> bool:
+    model: Any = PeelConfig
+    for part in dotted.split("."):
+        fields = getattr(model, "model_fields", None)
+        if fields is None or part not in fields:
+            return False
+        model = fields[part].annotation
+    return True
 
 
 def _describe(error: dict) -> str:

@@ -9,20 +9,22 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from experiments.config import PeelConfig, to_dict
+from experiments.config import ConfigError, PeelConfig, to_dict
 from policedata.errors import DataError
 from policedata.loader import load_street_folder
 from policedata.partition import write_agency_folders
 from policedata.synthetic import SyntheticSpec, generate
 
 SPEC_FILE = "federation.json"
+# Each agency's budget ledger lives in its own folder: it is the agency's, not the run's.
+LEDGER_FILE = "ledger.sqlite"
 
 
 @dataclass(frozen=True)
 class Federation:
     """What a run knows about its agencies (paths are absolute)."""
 
-    agencies: list[dict]  # {"name", "slug", "folder"}
+    agencies: list[dict]  # {"name", "slug", "folder", "ledger", "budget"}
     areas: Path | None  # public covariates
     ground_truth: Path | None  # synthetic only; read by the evaluation, never by agencies
     test_from: str  # first test month, "YYYY-MM"
@@ -46,16 +48,41 @@ def synthetic_spec(config: PeelConfig) -> SyntheticSpec:
     )
 
 
+def _from_manifest(manifest: dict, data_dir: Path, test_months: int) -> Federation:
+    agencies = [{"name": a["name"], "slug": a["slug"], "folder": str((data_dir / a["folder"]).resolve())} for a in manifest["agencies"]]
+    last_month = manifest["months"][-1]
+    ground_truth = data_dir / "ground_truth"
+    return Federation(
+        agencies,
+        (data_dir / "areas.csv").resolve(),
+        ground_truth.resolve() if ground_truth.is_dir() else None,
+        add_months(last_month, 1 - test_months),
+        [],
+    )
+
+
+def _read_manifest(folder: Path) -> dict:
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        months = [str(m) for m in manifest["months"]]
+        manifest["agencies"] = [{k: str(a[k]) for k in ("name", "slug", "folder")} for a in manifest["agencies"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{folder / 'manifest.json'}: not a manifest written by `peel generate` ({exc})") from None
+    manifest["months"] = months
+    return manifest
+
+
 def materialise(config: PeelConfig, data_dir: Path) -> Federation:
-    """Write the agencies' folders under `data_dir` (which must not exist yet)."""
+    """Write the agencies' folders under `data_dir` (which must not exist yet), or, for
+    `data.source: agencies`, use the named folder in place."""
     if config.data.source == "synthetic":
         manifest = generate(synthetic_spec(config), data_dir)
-        agencies = [
-            {"name": a["name"], "slug": a["slug"], "folder": str((data_dir / a["folder"]).resolve())}
-            for a in manifest["agencies"]
-        ]
-        test_from = add_months(config.data.start_month, config.data.months - config.task.test_months)
-        return Federation(agencies, (data_dir / "areas.csv").resolve(), (data_dir / "ground_truth").resolve(), test_from, [])
+        return _from_manifest(manifest, data_dir, config.task.test_months)
+    if config.data.source == "agencies":
+        folder = Path(config.data.path)
+        federation = _from_manifest(_read_manifest(folder), folder, config.task.test_months)
+        federation.notes.append(f"agency folders used in place from {folder} (their budget ledgers persist across runs)")
+        return federation
     records, report = load_street_folder(Path(config.data.path), config.data.agency.column, config.data.agency.pattern)
     months = sorted(records["month"].unique())
     if len(months) <= config.task.test_months:
@@ -68,15 +95,31 @@ def materialise(config: PeelConfig, data_dir: Path) -> Federation:
     return Federation(agencies, areas, None, months[-config.task.test_months], report.lines())
 
 
-def write_spec(config: PeelConfig, federation: Federation, run_dir: Path) -> Path:
-    """The federation spec: the resolved config, the agencies and where the results go."""
+def assign_budgets(config: PeelConfig, federation: Federation, ledger_dir: Path | None = None) -> None:
+    """Give every agency its record-level budget and its ledger file (by default in its own
+    folder; `ledger_dir` for sweep cells, which are alternative worlds with separate spends)."""
+    names = {a["name"] for a in federation.agencies}
+    unknown = sorted(set(config.privacy.budgets) - names)
+    if unknown:
+        raise ConfigError(f"privacy.budgets: no agency named {unknown[0]!r} in the data (agencies: {', '.join(sorted(names))})")
+    for agency in federation.agencies:
+        agency["budget"] = float(config.privacy.budgets.get(agency["name"], config.privacy.epsilon))
+        ledger = (ledger_dir / f"{agency['slug']}.sqlite") if ledger_dir else Path(agency["folder"]) / LEDGER_FILE
+        agency["ledger"] = str(ledger.resolve())
+
+
+def write_spec(config: PeelConfig, federation: Federation, run_dir: Path, ledger_dir: Path | None = None) -> Path:
+    """The federation spec: the resolved config, the agencies (with budgets and ledgers) and
+    where the results go."""
+    assign_budgets(config, federation, ledger_dir)
     spec = {
         "run_dir": str(run_dir.resolve()),
         "config": to_dict(config),
         "agencies": federation.agencies,
         "areas": str(federation.areas) if federation.areas else None,
-        "task": {"positive": config.task.positive, "test_from": federation.test_from},
+        "task": {"name": config.task.name, "positive": config.task.positive, "hotspot_share": config.task.hotspot_share, "test_from": federation.test_from},
         "federated": [a for a in config.architectures if a.startswith("fedavg")],
+        "ground_truth": str(federation.ground_truth) if federation.ground_truth else None,
     }
     path = run_dir / SPEC_FILE
     tmp = path.with_suffix(".tmp")

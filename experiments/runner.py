@@ -1,5 +1,6 @@
 """`peel run`: every architecture of the config on the same agencies, split, initial model and
-seed; results in one run folder."""
+seed; results in one run folder. `peel sweep` runs many such folders through the same steps
+(experiments/sweep.py), sharing data and one Flower start-up."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from clients.agency import Agency, load_split
 from experiments.baselines import Training, run_central, run_local
-from experiments.config import PeelConfig, dump
+from experiments.config import RECORD_DP, PeelConfig, dump
 from experiments.prepare import Federation, materialise, write_spec
 from experiments.results import (
     append_rows,
@@ -35,31 +38,85 @@ FEATURES_NOTE = (
     "changes one training example and the record-level DP-SGD guarantee holds as stated."
 )
 EPSILON_SCOPE = (
-    "Record-level (one incident record) (ε, δ)-DP of everything an agency releases in one "
-    "architecture, cumulative over all rounds of this run, per agency; max over agencies "
-    "reported. Architectures are alternatives trained on the same records: an agency that ran "
-    "two of them for real would spend the sum."
+    "Record-level (one incident record) (ε, δ)-DP of everything an agency has released from its "
+    "records, cumulative over all rounds, architectures and runs recorded in its budget ledger; "
+    "max over agencies reported. `epsilon_this_run` is what one architecture's releases alone cost."
 )
-
 RELEASED_WITHOUT_DP = (
     "Besides its DP model updates, each agency sends the coordinator its number of training "
     "records (the FedAvg weight) and, every round, metrics of the global model on its own test "
     "records (AUC, accuracy, F1, log loss, Brier). These are aggregates over whole test sets but "
     "carry no formal DP guarantee; test records are never trained on."
 )
+# What one unit of DP protects in each architecture (None: no DP).
+PRIVACY_UNIT = {"fedavg-dp": "record", "fedavg-dp-secagg": "record", "fedavg-central-dp": "agency"}
 
 Splits = dict[str, OutcomeSplit]
 
 
-def new_run_dir(config: PeelConfig) -> Path:
+@dataclass
+class RunFolder:
+    """One run folder: its resolved config, its agencies' data and the results gathered so far."""
+
+    config: PeelConfig
+    config_file: str
+    run_dir: Path
+    federation: Federation
+    spec_path: Path
+    results: dict[str, dict] = field(default_factory=dict)
+    startup_s: float | None = None
+    started: float = field(default_factory=time.perf_counter)
+    _splits: Splits | None = None
+
+    @property
+    def splits(self) -> Splits:
+        if self._splits is None:
+            self._splits = {a["name"]: load_split(Agency(a["name"], Path(a["folder"]), self.spec_path)) for a in self.federation.agencies}
+        return self._splits
+
+    @property
+    def federated(self) -> list[str]:
+        return [a for a in self.config.architectures if a.startswith("fedavg")]
+
+
+def new_run_dir(config: PeelConfig, parent: Path | None = None) -> Path:
     digest = hashlib.sha256(dump(config).encode()).hexdigest()[:6]
-    base = Path(config.output) / f"{time.strftime('%Y%m%d-%H%M%S')}-{digest}"
+    base = (parent or Path(config.output)) / f"{time.strftime('%Y%m%d-%H%M%S')}-{digest}"
     run_dir, n = base, 1
     while run_dir.exists():
         n += 1
         run_dir = base.with_name(f"{base.name}-{n}")
     run_dir.mkdir(parents=True)
     return run_dir
+
+
+def keep_torch_cache_in(folder: Path) -> None:
+    """torch's optimizers create an (empty) inductor cache folder in /tmp on first use; keep it
+    in the run folder instead (Flower's simulation workers inherit this too)."""
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str((folder / "cache" / "torchinductor").resolve()))
+
+
+def open_folder(config: PeelConfig, config_file: str, run_dir: Path, federation: Federation, ledger_dir: Path | None = None) -> RunFolder:
+    """Write the resolved config and the federation spec of a run folder whose data exists."""
+    write_atomic(run_dir / "config.yaml", dump(config))
+    spec_path = write_spec(config, federation, run_dir, ledger_dir)
+    return RunFolder(config, config_file, run_dir, federation, spec_path)
+
+
+def prepare(config: PeelConfig, config_file: str = "") -> RunFolder:
+    """A new run folder with the resolved config, every agency's records in its own folder,
+    and the federation spec the Flower apps read."""
+    run_dir = new_run_dir(config)
+    keep_torch_cache_in(run_dir)
+    try:
+        log.info("run folder %s", run_dir)
+        log.info("preparing %s data", config.data.source)
+        federation = materialise(config, run_dir / "data")
+        return open_folder(config, config_file, run_dir, federation)
+    except BaseException:
+        # Bad data or config (or an interrupt) before anything ran: leave no half-made run folder.
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
 
 
 def _test_weights(splits: Splits) -> dict[str, int]:
@@ -70,69 +127,89 @@ def _overall(per_agency_metrics: dict[str, dict], splits: Splits) -> dict:
     return metric_values(weighted_mean(per_agency_metrics, _test_weights(splits)))
 
 
-def _entry(per_agency: dict[str, dict], splits: Splits, *, wall_s: float, delta: float | None, records_moved: int, update_bytes: int) -> dict:
+def _entry(arch: str, per_agency: dict[str, dict], folder: RunFolder, *, wall_s: float, delta: float | None, records_moved: int, update_bytes: int) -> dict:
     """One architecture's block of summary.json."""
+    splits = folder.splits
     for name, agency in per_agency.items():
         agency["n_train"], agency["n_test"] = len(splits[name].y_train), len(splits[name].y_test)
     eps = [a["epsilon"] for a in per_agency.values() if a.get("epsilon") is not None]
     return {
         "metrics": _overall({n: a["metrics"] or {} for n, a in per_agency.items()}, splits),
         "per_agency": per_agency,
+        "privacy_unit": PRIVACY_UNIT.get(arch),
         "epsilon_max": max(eps) if eps else None,
         "delta": delta if eps else None,
+        "accountant": folder.config.privacy.accountant if eps else None,
         "wall_s": wall_s,
         "records_moved": records_moved,
         "update_bytes": update_bytes,
     }
 
 
-def _baseline(arch: str, config: PeelConfig, splits: Splits, metrics_path: Path) -> dict:
+def train_baseline(arch: str, folder: RunFolder) -> None:
     """central or local, in process; rows in metrics.jsonl like the federated ones."""
+    config, splits = folder.config, folder.splits
     fed = config.federation
     training = Training(lambda: initial_model(config.task.hidden, config.seed), fed.rounds * fed.local_epochs, fed.batch_size, fed.learning_rate, config.seed)
     started = time.perf_counter()
     if arch == "central":
         log.info("central: pooling every agency's records into one model")
         per = run_central(splits, training)
-        moved = sum(split.counts["rows_total"] for split in splits.values())
+        moved = {n: split.counts["rows_total"] for n, split in splits.items()}
     else:
         log.info("local: every agency trains alone")
-        per, moved = run_local(splits, training), 0
+        per, moved = run_local(splits, training), dict.fromkeys(splits, 0)
     wall_s = time.perf_counter() - started
-    append_rows(metrics_path, ({"architecture": arch, "round": fed.rounds, "agency": n, **m, "n_train": len(splits[n].y_train), "n_test": len(splits[n].y_test)} for n, m in per.items()))
-    per_agency = {n: {"metrics": metric_values(m), "epsilon": None} for n, m in per.items()}
-    return _entry(per_agency, splits, wall_s=wall_s, delta=None, records_moved=moved, update_bytes=0)
+    append_rows(
+        folder.run_dir / "metrics.jsonl",
+        ({"architecture": arch, "round": fed.rounds, "agency": n, **m, "n_train": len(splits[n].y_train), "n_test": len(splits[n].y_test)} for n, m in per.items()),
+    )
+    per_agency = {n: {"metrics": metric_values(m), "epsilon": None, "records_moved": moved[n], "updates_sent": 0, "update_bytes_sent": 0} for n, m in per.items()}
+    folder.results[arch] = _entry(arch, per_agency, folder, wall_s=wall_s, delta=None, records_moved=sum(moved.values()), update_bytes=0)
 
 
-def _federated(config: PeelConfig, splits: Splits, spec_path: Path, run_dir: Path) -> tuple[dict[str, dict], float]:
-    """Every federated architecture in one Flower simulation; results read back from the
-    coordinator's metrics.jsonl rows. Also returns the simulation's start-up seconds."""
+def train_federated(folders: list[RunFolder], on_done: Callable[[RunFolder], None]) -> None:
+    """Every federated architecture of every folder on Flower's simulation engine."""
     from experiments.simulation import run_federated  # imports flwr and ray: only when needed
 
-    federated = [a for a in config.architectures if a.startswith("fedavg")]
-    log.info("starting Flower simulation for %s (Ray and the agencies' first imports take ~10 s)", ", ".join(federated))
-    run_federated(spec_path, len(splits))
+    for folder in folders:
+        log.info("starting Flower simulation for %s (Ray and the agencies' first imports take ~10 s)", ", ".join(folder.federated))
+        run_federated(folder.spec_path, len(folder.federation.agencies))
+        collect_federated(folder)
+        on_done(folder)
+
+
+def collect_federated(folder: RunFolder) -> None:
+    """Read a folder's federated results back from the coordinator's metrics.jsonl rows."""
+    config, run_dir = folder.config, folder.run_dir
     rows = read_rows(run_dir / "metrics.jsonl")
-    walls = {r["architecture"]: r["wall_s"] for r in read_rows(run_dir / "federated.jsonl")}
-    log.info("Flower start-up %.1f s, paid once for all federated architectures (not in their wall times)", walls.get("start-up", 0.0))
+    walls = {r["architecture"]: r for r in read_rows(run_dir / "federated.jsonl")}
+    folder.startup_s = walls.get("start-up", {}).get("wall_s")
+    if folder.startup_s is not None:
+        log.info("Flower start-up %.1f s, paid once for all federated architectures (not in their wall times)", folder.startup_s)
     update_size = 4 * sum(p.numel() for p in initial_model(config.task.hidden, config.seed).parameters())  # float32
-    results = {}
-    for arch in federated:
-        per_agency = per_agency_from_rows(rows, arch, list(splits))
+    for arch in folder.federated:
+        per_agency = per_agency_from_rows(rows, arch, list(folder.splits))
         for name, agency in per_agency.items():
             agency["update_bytes_sent"] = agency["updates_sent"] * update_size
+            agency["records_moved"] = 0
             if agency["errors"]:
                 first = agency["errors"][0]
                 log.warning("%s: %s sent no update in %d round(s), first in round %d: %s", arch, name, len(agency["errors"]), first["round"], first["reason"])
-        results[arch] = _entry(
+        server_side = walls.get(arch, {})
+        if arch == "fedavg-central-dp" and server_side.get("epsilon") is not None:
+            # Agency-level ε is the coordinator's: the same for every agency.
+            for agency in per_agency.values():
+                agency["epsilon"] = server_side["epsilon"]
+        folder.results[arch] = _entry(
+            arch,
             per_agency,
-            splits,
-            wall_s=walls.get(arch, 0.0),
-            delta=config.privacy.delta if arch == "fedavg-dp" else None,
+            folder,
+            wall_s=server_side.get("wall_s", 0.0),
+            delta=config.privacy.delta if arch in PRIVACY_UNIT else None,
             records_moved=0,
             update_bytes=sum(a["update_bytes_sent"] for a in per_agency.values()),
         )
-    return results, walls.get("start-up", 0.0)
 
 
 def _check_delta(delta: float, splits: Splits) -> None:
@@ -140,78 +217,37 @@ def _check_delta(delta: float, splits: Splits) -> None:
     record: warn when an agency is that large."""
     too_large = [name for name, split in splits.items() if delta * len(split.y_train) >= 1]
     if too_large:
-        log.warning(
-            "privacy.delta=%g is not below 1/(training records) for %s: choose δ well below 1/n",
-            delta,
-            ", ".join(too_large),
-        )
+        log.warning("privacy.delta=%g is not below 1/(training records) for %s: choose δ well below 1/n", delta, ", ".join(too_large))
 
 
-def _bayes(federation: Federation, splits: Splits, positive: list[str]) -> dict | None:
+def _bayes(folder: RunFolder) -> dict | None:
     """The Bayes-optimal ceiling: the true outcome probabilities (synthetic data only) scored on
     the same test records."""
+    federation, splits = folder.federation, folder.splits
     if federation.ground_truth is None:
         return None
     per_agency = {}
     for agency in federation.agencies:
         split = splits[agency["name"]]
-        p = outcome_probability(federation.ground_truth, agency["slug"], split.test_crime_ids, split.test_crime_types, positive)
+        p = outcome_probability(federation.ground_truth, agency["slug"], split.test_crime_ids, split.test_crime_types, folder.config.task.positive)
         per_agency[agency["name"]] = metric_values(binary_metrics(split.y_test, p))
     return {"metrics": _overall(per_agency, splits), "per_agency": per_agency}
 
 
-def prepare(config: PeelConfig) -> tuple[Path, Federation, Path]:
-    """A new run folder with the resolved config, every agency's records in its own folder,
-    and the federation spec the Flower apps read."""
-    run_dir = new_run_dir(config)
-    # torch's optimizers create an (empty) inductor cache folder in /tmp on first use; keep
-    # it in the run folder instead (Flower's simulation workers inherit this too).
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str((run_dir / "cache" / "torchinductor").resolve()))
-    try:
-        write_atomic(run_dir / "config.yaml", dump(config))
-        log.info("run folder %s", run_dir)
-        log.info("preparing %s data", config.data.source)
-        federation = materialise(config, run_dir / "data")
-        return run_dir, federation, write_spec(config, federation, run_dir)
-    except BaseException:
-        # Bad data (or an interrupt) before anything ran: leave no half-made run folder.
-        shutil.rmtree(run_dir, ignore_errors=True)
-        raise
-
-
-def run(config: PeelConfig, config_path: str) -> Path:
-    started = time.perf_counter()
-    run_dir, federation, spec_path = prepare(config)
-    splits = {a["name"]: load_split(Agency(a["name"], Path(a["folder"]), spec_path)) for a in federation.agencies}
-    log.info(
-        "%d agencies, %d training and %d test records",
-        len(splits),
-        sum(len(s.y_train) for s in splits.values()),
-        sum(len(s.y_test) for s in splits.values()),
-    )
-
-    if "fedavg-dp" in config.architectures:
-        _check_delta(config.privacy.delta, splits)
-
-    results: dict[str, dict] = {}
-    startup_s = None
-    for arch in config.architectures:
-        if arch in ("central", "local"):
-            results[arch] = _baseline(arch, config, splits, run_dir / "metrics.jsonl")
-        elif arch not in results:
-            federated, startup_s = _federated(config, splits, spec_path, run_dir)
-            results.update(federated)
-
+def summarise(folder: RunFolder) -> Path:
+    """Write summary.json of a run folder whose architectures have all run."""
+    config, splits, federation = folder.config, folder.splits, folder.federation
     summary = {
-        "run_id": run_dir.name,
-        "config_file": str(config_path),
+        "run_id": folder.run_dir.name,
+        "config_file": str(folder.config_file),
         "task": config.task.name,
+        "headline_metric": "auc",
         "agencies": [
-            {"name": a["name"], "slug": a["slug"], "n_train": len(splits[a["name"]].y_train), "n_test": len(splits[a["name"]].y_test), "counts": splits[a["name"]].counts}
+            {"name": a["name"], "slug": a["slug"], "n_train": len(splits[a["name"]].y_train), "n_test": len(splits[a["name"]].y_test), "budget": a["budget"], "counts": splits[a["name"]].counts}
             for a in federation.agencies
         ],
-        "architectures": {a: results[a] for a in config.architectures},
-        "bayes_optimal": _bayes(federation, splits, config.task.positive),
+        "architectures": {a: folder.results[a] for a in config.architectures},
+        "bayes_optimal": _bayes(folder),
         "privacy": {
             "unit": "one incident record",
             "scope": EPSILON_SCOPE,
@@ -223,8 +259,35 @@ def run(config: PeelConfig, config_path: str) -> Path:
         },
         "data": {"source": config.data.source, "test_from": federation.test_from, "notes": federation.notes},
         "metrics_note": "metrics are per-agency scores on each agency's own test months; 'metrics' is their mean weighted by test records",
-        "wall_s": time.perf_counter() - started,
-        "flower_startup_s": startup_s,
+        "wall_s": time.perf_counter() - folder.started,
+        "flower_startup_s": folder.startup_s,
     }
-    write_json(run_dir / "summary.json", summary)
-    return run_dir
+    path = folder.run_dir / "summary.json"
+    write_json(path, summary)
+    return path
+
+
+def execute(folders: list[RunFolder], on_done: Callable[[RunFolder], None] = summarise) -> None:
+    """Train every architecture of every folder (baselines in process, federated ones on Flower),
+    calling `on_done` for each folder as soon as all its architectures have run."""
+    for folder in folders:
+        log.info(
+            "%d agencies, %d training and %d test records",
+            len(folder.splits),
+            sum(len(s.y_train) for s in folder.splits.values()),
+            sum(len(s.y_test) for s in folder.splits.values()),
+        )
+        if any(a in RECORD_DP for a in folder.config.architectures):
+            _check_delta(folder.config.privacy.delta, folder.splits)
+        for arch in folder.config.architectures:
+            if arch in ("central", "local"):
+                train_baseline(arch, folder)
+        if not folder.federated:
+            on_done(folder)
+    train_federated([f for f in folders if f.federated], on_done)
+
+
+def run(config: PeelConfig, config_path: str) -> Path:
+    folder = prepare(config, config_path)
+    execute([folder])
+    return folder.run_dir

@@ -1,0 +1,55 @@
+"""`write_report(folder)`: read a run or sweep folder, write `<folder>/report/report.html` and
+the figures as PNGs beside it (`<folder>/report/<figure>.png`).
+
+The report has its own sub-folder so that its PNGs do not mix with the run's result files.
+Every file is written to a temporary name and renamed, so a reader never sees half a report; a
+figure that can no longer be drawn (e.g. its data are gone) has its old PNG removed."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+
+from experiments.report import html, plots, reading, tables, views
+from experiments.report.load import load
+
+REPORT_DIR = "report"
+REPORT_FILE = "report.html"
+FIGURES = ("privacy-utility", "per-agency-utility", "epsilon-per-agency", "data-movement", "fairness-agencies", "fairness-quintiles")
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_report(path: Path, generated: datetime | None = None) -> Path:
+    """Write the report of the run or sweep folder `path`; returns the path of report.html.
+    Raises ReportError (one line naming the file) when the folder holds no results."""
+    folder = Path(path)
+    study = load(folder)
+    focus = views.focus(study)
+    figures = plots.all_plots(study, focus)
+    page = html.render(
+        study,
+        focus,
+        reading.reading(study, focus),
+        {"comparison": tables.comparison(study), "per-agency": tables.per_agency(study, focus), "fairness": tables.fairness(study, focus)},
+        figures,
+        generated or datetime.now(),
+    )
+    out = folder / REPORT_DIR
+    out.mkdir(exist_ok=True)
+    for figure in figures:
+        target = out / f"{figure.name}.png"
+        if isinstance(figure, plots.Plot):
+            _write_atomic(target, figure.png)
+        else:
+            target.unlink(missing_ok=True)
+    _write_atomic(out / REPORT_FILE, page.encode("utf-8"))
+    return out / REPORT_FILE

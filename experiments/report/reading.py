@@ -1,0 +1,370 @@
+"""The plain-language reading: sentences computed from the numbers, never fixed prose.
+
+Each `*_sentence` function takes plain numbers and chooses its wording from them (better or worse,
+within or over budget, gained or lost), so a sentence cannot claim what its numbers contradict.
+`reading()` pulls those numbers out of a study."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import pandas as pd
+
+from experiments.report import fmt, plots, views
+from experiments.report.load import Study
+
+DP_KIND = {"record": "record-level DP", "agency": "agency-level DP", "area-month": "area-month-level DP"}
+
+
+def _m(value: object) -> bool:
+    return fmt.missing(value)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _list(items: Sequence[str], limit: int = 3) -> str:
+    items = list(items)
+    if len(items) > limit:
+        items = items[:limit] + [f"{len(items) - limit} more"]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _precision(digits: int = 3) -> float:
+    """Differences smaller than half the last printed digit read as "the same"."""
+    return 0.5 * 10**-digits
+
+
+# --- utility --------------------------------------------------------------------------------------
+
+
+def utility_sentence(label: str, chance: float | None, name: str, kind: str, value: float, central: float, note: str = "") -> str:
+    """How `name` compares with pooling; `kind` says what it is ("with record-level DP at ε = 1",
+    "without DP"; empty: `name` says it all)."""
+    who = f"Federated learning {kind} ({name})" if kind else name
+    if _m(value):
+        return f"{who}: {label} {fmt.NOT_MEASURED}."
+    if _m(central):
+        return f"{who} reached {label} {fmt.num(value)}{note}; pooling all records was not run, so there is nothing to compare it with."
+    tail = f" ({fmt.num(value)} vs {fmt.num(central)}{note})"
+    if value >= central - _precision():
+        relation = "matched" if abs(value - central) < _precision() else "beat"
+        return f"{who} {relation} pooling all records in one place: {label}{tail}."
+    if chance is not None:
+        if central <= chance:
+            return f"Pooling all records did no better than chance ({label} {fmt.num(central)}; chance is {chance:g}), so no share of its gain can be kept; {name} reached {fmt.num(value)}."
+        if value <= chance:
+            return f"{who} did no better than chance ({label} {fmt.num(value)}; chance is {chance:g}) while pooling reached {fmt.num(central)}: the noise destroyed what the model learnt."
+        kept = (value - chance) / (central - chance)
+        # Floor, so that "100%" is never printed for a model that is below pooling.
+        return f"{who} kept {math.floor(100 * kept)}% of the {label} gain over chance that pooling all records achieved{tail}."
+    return f"{who} reached {math.floor(100 * value / central)}% of the {label} of pooling all records{tail}."
+
+
+def trend_sentence(label: str, name: str, points: Sequence[tuple[float, float]], reference: str | None, ref_value: float | None) -> str | None:
+    """How `name`'s utility moves across ε budgets, and where it ends against `reference`."""
+    points = sorted((e, v) for e, v in points if not _m(v))
+    if len(points) < 2:
+        return None
+    (e0, v0), (e1, v1) = points[0], points[-1]
+    values = [v for _, v in points]
+    ends = f"{fmt.num(v0)} at ε = {e0:g} to {fmt.num(v1)} at ε = {e1:g}"
+    if abs(v1 - v0) < _precision():
+        text = f"Across budgets, {name}'s {label} stayed level ({ends})"
+    elif v1 > v0:
+        steady = all(b >= a - _precision() for a, b in zip(values, values[1:]))
+        text = f"As the ε budget grows, {name}'s {label} rose from {ends}" + ("" if steady else ", though not at every step")
+    else:
+        steady = all(b <= a + _precision() for a, b in zip(values, values[1:]))
+        text = f"As the ε budget grows, {name}'s {label} fell from {ends}" + ("" if steady else ", though not at every step")
+    if reference and not _m(ref_value):
+        gap = ref_value - v1
+        if abs(gap) < _precision():
+            text += f", reaching the level of {reference} without DP ({fmt.num(ref_value)})"
+        elif gap > 0:
+            text += f", ending {fmt.num(gap)} below {reference} without DP ({fmt.num(ref_value)})"
+        else:
+            text += f", ending {fmt.num(-gap)} above {reference} without DP ({fmt.num(ref_value)})"
+    return text + "."
+
+
+def chance_sentence(label: str, chance: float | None, failures: Sequence[tuple[str, float, float]]) -> str | None:
+    """(line, ε, value) settings that did no better than chance."""
+    if chance is None or not failures:
+        return None
+    parts = [f"{line} at ε = {e:g} ({label} {fmt.num(v)})" if not _m(e) else f"{line} ({label} {fmt.num(v)})" for line, e, v in failures]
+    return f"No better than chance (chance is {label} {chance:g}): {_list(parts, 5)}; at those settings the DP noise destroyed what the model learnt."
+
+
+# --- privacy --------------------------------------------------------------------------------------
+
+
+def budget_sentence(spends: pd.DataFrame, scope: str = "") -> str:
+    """Whether every agency stayed within its ε budget. `spends` has columns line, agency,
+    epsilon, budget, n_errors, first_error (one row per DP architecture, agency and cell)."""
+    if spends.empty:
+        return "No architecture here uses differential privacy: no ε was spent or bounded, and nothing formally limits what the shared models reveal."
+    where = f" {scope}" if scope else ""
+    known = spends[spends["epsilon"].notna()]
+    over = known[known["budget"].notna() & (known["epsilon"] > known["budget"] * (1 + 1e-9))]
+    no_eps = spends[spends["epsilon"].isna()]
+    sentences = []
+    if not over.empty:
+        items = [f"{r['agency']} under {r['line']} (ε {fmt.eps(r['epsilon'])} > {fmt.budget(r['budget'])})" for _, r in over.iterrows()]
+        sentences.append(f"Budget exceeded{where}: {_list(items)}. That agency's guarantee is weaker than configured.")
+    elif not known.empty:
+        with_budget = known[known["budget"].notna()]
+        if with_budget.empty:
+            sentences.append(f"Agencies spent up to ε = {fmt.eps(known['epsilon'].max())}{where}; no budget was recorded to compare against.")
+        else:
+            ratio = with_budget["epsilon"] / with_budget["budget"]
+            worst = with_budget.loc[ratio.idxmax()]
+            budgets = set(with_budget["budget"])
+            if len(budgets) == 1:
+                sentences.append(f"Every agency's ε stayed within its budget{where} (max {fmt.eps(with_budget['epsilon'].max())} ≤ {fmt.budget(next(iter(budgets)))}).")
+            else:
+                sentences.append(
+                    f"Every agency's ε stayed within its budget{where}; the closest was {worst['agency']} under {worst['line']} "
+                    f"(ε {fmt.eps(worst['epsilon'])} of {fmt.budget(worst['budget'])}, {math.ceil(1000 * ratio.max()) / 10:g}% of it)."
+                )
+    if not no_eps.empty:
+        sentences.append(f"{_plural(no_eps['agency'].nunique(), 'agency')} recorded no ε ({_list(sorted(set(no_eps['agency'])))}): their spend is not measured.")
+    refused = spends[spends["n_errors"] > 0]
+    if not refused.empty:
+        items = [f"{r['agency']} under {r['line']} ({_plural(int(r['n_errors']), 'round')}; first {r['first_error']})" for _, r in refused.iterrows()]
+        sentences.append(f"Some agencies sent no update in some rounds: {_list(items)}.")
+    return " ".join(sentences)
+
+
+def attack_sentence(name: str, mia: float, bound: float, eps_claimed: float = math.nan, eps_lower: float = math.nan, note: str = "") -> str | None:
+    """What a membership-inference attacker achieved on `name`, against what its ε allows."""
+    if _m(mia):
+        return None
+    text = f"The membership attack on {name} reached AUC {fmt.num(mia)}{note} (0.5 = guessing)"
+    if _m(bound):
+        text += "; it has no ε, so nothing bounds it" if mia > 0.5 + _precision() else ""
+    elif mia <= bound:
+        text += f", within the {fmt.num(bound)} its claimed ε permits"
+    else:
+        text += f", above the {fmt.num(bound)} its claimed ε permits: the audit contradicts the privacy claim"
+    if not _m(eps_lower):
+        claim = f" (claimed {fmt.budget(eps_claimed)})" if not _m(eps_claimed) else ""
+        if not _m(eps_claimed) and eps_lower > eps_claimed:
+            text += f"; the audit's lower bound on ε, {fmt.num(eps_lower, 2)}, is above the claimed {fmt.budget(eps_claimed)}: the claim is contradicted"
+        else:
+            text += f"; the audit shows ε is at least {fmt.num(eps_lower, 2)}{claim}"
+    return text + "."
+
+
+# --- agencies, movement, fairness, time -----------------------------------------------------------
+
+
+def collaboration_sentence(label: str, fed: str, rows: pd.DataFrame) -> str:
+    """Who gains from collaborating: `rows` has agency, n_train, local, fed (the scores)."""
+    rows = rows[rows["local"].notna() & rows["fed"].notna()]
+    if rows.empty:
+        return f"Gain from collaborating: {fmt.NOT_MEASURED} (needs both 'local' and a federated architecture)."
+    rows = rows.assign(gain=rows["fed"] - rows["local"])
+    smallest = rows.sort_values(["n_train", "agency"]).iloc[0]
+    best = rows.sort_values(["gain", "n_train"], ascending=[False, True]).iloc[0]
+    up = int((rows["gain"] >= _precision()).sum())
+    down = int((rows["gain"] <= -_precision()).sum())
+    n = len(rows)
+    counts = f"Under {fed}, {up} of {n} agencies scored higher than training alone" + (f" and {down} lower" if down else "")
+    size = f"{fmt.count(smallest['n_train'])} training records" if not _m(smallest["n_train"]) else "fewest records"
+    if best["gain"] < _precision():
+        return counts + f"; no agency gained from collaborating (the best change was {best['agency']}'s, {fmt.signed(best['gain'])} {label})."
+    if best["agency"] == smallest["agency"]:
+        return counts + f"; the smallest agency ({smallest['agency']}, {size}) gained most ({fmt.signed(smallest['gain'])} {label} over training alone)."
+    verb = "gained" if smallest["gain"] >= _precision() else "lost" if smallest["gain"] <= -_precision() else "changed by"
+    amount = fmt.signed(smallest["gain"]) if verb == "changed by" else fmt.num(abs(smallest["gain"]))
+    return counts + f"; {best['agency']} gained most ({fmt.signed(best['gain'])} {label}), and the smallest agency ({smallest['agency']}, {size}) {verb} {amount}."
+
+
+def movement_sentence(rows: pd.DataFrame) -> str:
+    """What left the agencies: `rows` has line, records_moved, update_bytes (totals)."""
+    moved = rows[rows["records_moved"] > 0]
+    none = rows[rows["records_moved"] == 0]
+    unknown = rows[rows["records_moved"].isna()]
+    parts = []
+    if not moved.empty:
+        parts.append(_list([f"{r['line']} copied {fmt.count(r['records_moved'])} raw records out of the agencies" for _, r in moved.iterrows()]))
+    if not none.empty:
+        sent = [f"{r['line']} {fmt.megabytes(r['update_bytes'])}" for _, r in none.iterrows() if r["update_bytes"] > 0]
+        text = f"{_list(list(none['line']), 6)} moved no raw records"
+        if sent:
+            text += f"; the federated ones sent model updates instead ({_list(sent, 6)} in total)"
+        parts.append(text)
+    if not unknown.empty:
+        parts.append(f"records moved: {fmt.NOT_MEASURED} for {_list(list(unknown['line']))}")
+    text = "; ".join(parts)
+    return text[:1].upper() + text[1:] + "." if text else f"Data movement: {fmt.NOT_MEASURED}."
+
+
+def spread_sentence(label: str, spreads: pd.DataFrame, reference: str | None) -> str | None:
+    """Utility spread across agencies per line (`spreads`: line, min, max, range, worst, is_dp),
+    and whether each DP line widens it against `reference`."""
+    if spreads.empty:
+        return None
+    ref = spreads[spreads["line"] == reference] if reference else spreads.iloc[0:0]
+    parts = []
+    for _, r in spreads[spreads["is_dp"]].iterrows():
+        text = f"{r['line']}'s {label} ranged from {fmt.num(r['min'])} ({r['worst']}) to {fmt.num(r['max'])}, a spread of {fmt.num(r['range'])}"
+        if not ref.empty:
+            d = r["range"] - ref["range"].iloc[0]
+            if abs(d) < _precision():
+                text += f", the same as {reference} without DP"
+            else:
+                text += f", {'wider' if d > 0 else 'narrower'} than {reference}'s {fmt.num(ref['range'].iloc[0])}" + (": DP widens the gap between agencies" if d > 0 else "")
+        parts.append(text)
+    if not parts:
+        r = spreads.sort_values("range").iloc[-1]
+        parts.append(f"the widest spread is {r['line']}'s ({fmt.num(r['range'])}, worst {r['worst']} at {fmt.num(r['min'])})")
+    text = "Across agencies, " + "; ".join(parts)
+    return text + "."
+
+
+def quintile_sentence(gaps: pd.DataFrame, reference: str | None) -> str | None:
+    """Largest flag-vs-incident gap per line (`gaps` from plots.quintile_gaps) against `reference`."""
+    if gaps.empty:
+        return None
+    ref = gaps[gaps["line"] == reference] if reference else gaps.iloc[0:0]
+    parts = []
+    rows = gaps[gaps["is_dp"]] if gaps["is_dp"].any() else gaps
+    for _, g in rows.iterrows():
+        text = (
+            f"under {g['line']}, deprivation quintile {g['quintile']} received {fmt.percent(g['flag_share'])} of flags against "
+            f"{fmt.percent(g['target_share'])} of {g['reference']} incidents (a gap of {100 * g['gap']:.1f} points)"
+        )
+        if not ref.empty and g["line"] != reference:
+            d = g["gap"] - ref["gap"].iloc[0]
+            if abs(d) < 0.0005:
+                text += f", the same as under {reference}"
+            elif d > 0:
+                text += f", larger than under {reference} ({100 * ref['gap'].iloc[0]:.1f} points): here DP makes the flags less even"
+            else:
+                text += f", smaller than under {reference} ({100 * ref['gap'].iloc[0]:.1f} points)"
+        parts.append(text)
+    text = "; ".join(parts)
+    return text[:1].upper() + text[1:] + "."
+
+
+def time_sentence(walls: pd.DataFrame, startup: float) -> str | None:
+    """Wall time per line (`walls`: line, wall_s)."""
+    walls = walls[walls["wall_s"].notna()]
+    if walls.empty:
+        return None
+    walls = walls.sort_values("wall_s")
+    items = [f"{r['line']} {fmt.seconds(r['wall_s'])}" for _, r in walls.iterrows()]
+    text = f"Training time: {_list(items, 8)}"
+    if not _m(startup):
+        text += f", plus {fmt.seconds(startup)} of Flower start-up paid once by the federated architectures"
+    if len(walls) > 1:
+        text += f"; {walls.iloc[-1]['line']} was the slowest"
+    return text + "."
+
+
+def ceiling_sentence(label: str, ceiling: float, best_line: str | None, best_value: float | None) -> str:
+    if _m(ceiling):
+        return f"Best achievable score: {fmt.NOT_MEASURED} (these records carry no ground truth)."
+    text = f"The true probabilities behind the synthetic records score {label} {fmt.num(ceiling)} on the same test months, the practical ceiling"
+    if best_line and not _m(best_value):
+        gap = ceiling - best_value
+        text += (
+            f"; the best model here, {best_line}, is {fmt.num(gap)} below it"
+            if gap >= _precision()
+            else f"; the best model here, {best_line}, reaches it ({fmt.num(best_value)})"
+        )
+    return text + "."
+
+
+# --- the reading of a study -----------------------------------------------------------------------
+
+
+def reading(study: Study, focus: views.Focus) -> list[str]:
+    """The sentences, most important first."""
+    label, chance = study.headline_label, study.chance
+    archs = views.focus_archs(study, focus)
+    seeds = int(archs["n_seeds"].max()) if not archs.empty else 1
+    note = f", mean over {seeds} seeds" if seeds > 1 else ""
+    get = {r["line"]: r for _, r in archs.iterrows()}
+    central = get["central"]["headline"] if "central" in get else math.nan
+    out: list[str] = []
+
+    dp_lines = [line for line in sorted(get, key=views.arch_order) if get[line]["is_dp"]]
+    for line in dp_lines:
+        r = get[line]
+        kind = "with " + DP_KIND.get(str(r["privacy_unit"]), "DP") + (f" at ε = {fmt.budget(r['eps_budget'])}" if not _m(r["eps_budget"]) else "")
+        out.append(utility_sentence(label, chance, line, kind, r["headline"], central, note))
+    if "fedavg" in get:
+        out.append(utility_sentence(label, chance, "fedavg", "without DP", get["fedavg"]["headline"], central, note))
+    if not dp_lines and "fedavg" not in get and "local" in get:
+        out.append(utility_sentence(label, chance, "Each agency training alone (local)", "", get["local"]["headline"], central, note))
+
+    table = views.summary_table(study)
+    if study.kind == "sweep" and not table.empty:
+        sub = table[table["facet"] == focus.facet]
+        reference = "fedavg" if "fedavg" in set(sub["line"]) else "central" if "central" in set(sub["line"]) else None
+        ref_value = sub.loc[sub["line"] == reference, "headline"].mean() if reference else None
+        for line in sorted(set(sub.loc[sub["is_dp"], "line"]), key=views.arch_order):
+            pts = sub[sub["line"] == line]
+            sentence = trend_sentence(label, line, list(zip(pts["eps_budget"], pts["headline"])), reference, ref_value)
+            if sentence:
+                out.append(sentence)
+        failures = [(r["line"], r["eps_budget"], r["headline"]) for _, r in table.iterrows() if chance is not None and not _m(r["headline"]) and r["headline"] <= chance]
+        sentence = chance_sentence(label, chance, failures)
+        if sentence:
+            out.append(sentence)
+
+    agencies = study.agencies
+    dp_rows = agencies[agencies["is_dp"]] if not agencies.empty else agencies
+    scope = "in every cell of the sweep" if study.kind == "sweep" else ""
+    out.append(budget_sentence(dp_rows[["line", "agency", "epsilon", "budget", "n_errors", "first_error"]] if not dp_rows.empty else pd.DataFrame(), scope))
+
+    attacks = [attack_sentence(line, r["mia_auc"], r["mia_bound"], r["eps_claimed"], r["eps_lower"], note) for line, r in sorted(get.items(), key=lambda kv: views.arch_order(kv[0]))]
+    attacks = [a for a in attacks if a]
+    out.extend(attacks if attacks else [f"Membership-inference attack: {fmt.NOT_MEASURED} (no audit in these results)."])
+    over = int(table["mia_over_bound"].sum()) if not table.empty else 0
+    if study.kind == "sweep" and over:
+        out.append(f"In {_plural(over, 'cell')} of the sweep the membership attack beat the AUC its claimed ε permits.")
+
+    per_agency = views.focus_agencies(study, focus)
+    if not per_agency.empty:
+        fed = next((line for line in dp_lines if line in set(per_agency["line"])), "fedavg" if "fedavg" in set(per_agency["line"]) else None)
+        if fed:
+            local = per_agency[per_agency["line"] == "local"].set_index("agency")["headline"]
+            fed_rows = per_agency[per_agency["line"] == fed]
+            frame = pd.DataFrame({"agency": fed_rows["agency"], "n_train": fed_rows["n_train"], "fed": fed_rows["headline"], "local": fed_rows["agency"].map(local)})
+            out.append(collaboration_sentence(label, fed, frame))
+    if not archs.empty:
+        out.append(movement_sentence(archs[["line", "records_moved", "update_bytes"]]))
+
+    spread = plots.spreads(study)
+    spread = spread[spread["cell"].isin(focus.cells)].drop_duplicates("line") if not spread.empty else spread
+    lines = set(spread["line"]) if not spread.empty else set()
+    reference = "fedavg" if "fedavg" in lines else "central" if "central" in lines else None
+    sentence = spread_sentence(label, spread, reference)
+    if sentence:
+        out.append(sentence)
+    gaps = plots.quintile_gaps(study)
+    gaps = gaps[gaps["cell"].isin(focus.cells)].drop_duplicates("line") if not gaps.empty else gaps
+    sentence = quintile_sentence(gaps, "fedavg" if not gaps.empty and "fedavg" in set(gaps["line"]) else None)
+    if sentence:
+        out.append(sentence)
+    elif study.task == "hotspot":
+        out.append(f"Flags per deprivation quintile: {fmt.NOT_MEASURED}.")
+
+    if not archs.empty:
+        sentence = time_sentence(archs[["line", "wall_s"]], archs["flower_startup_s"].mean())
+        if sentence:
+            out.append(sentence)
+        best = archs.loc[archs["headline"].idxmax()] if archs["headline"].notna().any() else None
+        out.append(ceiling_sentence(label, archs["ceiling"].mean(), best["line"] if best is not None else None, best["headline"] if best is not None else None))
+    if focus.describe(study):
+        out.append(
+            f"Per-agency statements (who gains, spread across agencies, quintiles) are for {focus.describe(study)}; "
+            "utility, attack, movement and time are seed means at that ε; the budget check covers every cell."
+        )
+    return out

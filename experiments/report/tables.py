@@ -1,0 +1,172 @@
+"""The report's tables, as header + rows of strings (the HTML writer only escapes and lays out)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from experiments.report import fmt, plots, views
+from experiments.report.load import Study
+
+WHAT = {
+    "central": "all records pooled in one place",
+    "local": "each agency alone, nothing shared",
+    "fedavg": "federated averaging, no DP",
+    "fedavg-dp": "federated, each agency runs DP-SGD to its own (ε, δ)",
+    "fedavg-dp-secagg": "as fedavg-dp, coordinator sees only the masked sum",
+    "fedavg-central-dp": "federated, coordinator adds agency-level DP noise",
+}
+UNIT = {"record": "per incident record", "agency": "per agency (all its records)", "area-month": "per area and month"}
+
+
+@dataclass
+class Table:
+    name: str
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    note: str = ""
+    highlight: set[int] = field(default_factory=set)  # row indices drawn in bold
+
+
+def _utility(row: pd.Series, column: str) -> str:
+    value = fmt.num(row[column])
+    if row["n_seeds"] > 1 and not fmt.missing(row[column]):
+        value += f" ({fmt.num(row[f'{column}_min'])}–{fmt.num(row[f'{column}_max'])})"
+    return value
+
+
+def _privacy(row: pd.Series) -> str:
+    if not row["is_dp"]:
+        return "none (no DP)"
+    unit = UNIT.get(str(row["privacy_unit"]), str(row["privacy_unit"] or "unit not stated"))
+    delta = f", δ = {fmt.budget(row['delta'])}" if not fmt.missing(row["delta"]) else ""
+    spent = fmt.eps(row["epsilon_max"]) if not fmt.missing(row["epsilon_max"]) else "not recorded"
+    return f"{spent}{delta}, {unit}"
+
+
+def attack_text(mia: float, bound: float) -> str:
+    if fmt.missing(mia):
+        return fmt.NOT_MEASURED
+    if fmt.missing(bound):
+        return f"{fmt.num(mia)} (no ε bound: no DP)"
+    relation = "≤" if mia <= bound else "> (exceeds)"
+    return f"{fmt.num(mia)} {relation} {fmt.num(bound)} allowed by ε"
+
+
+def comparison(study: Study) -> Table:
+    """One row per architecture (and ε budget, and other swept setting): utility, privacy spent,
+    attack, what moved, time."""
+    table = views.summary_table(study)
+    sweep = study.kind == "sweep"
+    facets = sorted(set(table["facet"])) if not table.empty else []
+    show_facet = len(facets) > 1 or (facets and facets[0])
+    label = study.headline_label
+    header = (["setting"] if show_facet else []) + ["architecture", "what it is", "ε budget"]
+    header += [f"{label}" + (" mean (min–max over seeds)" if sweep else "")]
+    if study.headline != "auc":
+        header.append("AUC")
+    header += ["ε spent (max over agencies" + (", seeds" if sweep else "") + ")", "membership attack AUC", "attack TPR at 1% FPR", "raw records moved", "model updates sent", "wall time"]
+    if sweep:
+        header.append("seeds")
+    rows = []
+    for _, r in table.iterrows():
+        line = [r["facet"]] if show_facet else []
+        base = r["architecture"]
+        line += [r["line"], WHAT.get(base, ""), fmt.budget(r["eps_budget"]) if r["is_dp"] else "–", _utility(r, "headline")]
+        if study.headline != "auc":
+            line.append(_utility(r, "auc"))
+        line += [
+            _privacy(r),
+            attack_text(r["mia_auc"], r["mia_bound"]),
+            fmt.num(r["mia_tpr"]) if not fmt.missing(r["mia_tpr"]) else fmt.NOT_MEASURED,
+            fmt.count(r["records_moved"]),
+            fmt.megabytes(r["update_bytes"]),
+            fmt.seconds(r["wall_s"]),
+        ]
+        if sweep:
+            line.append(str(int(r["n_seeds"])))
+        rows.append(line)
+    ceiling = table["ceiling"].mean() if not table.empty else float("nan")
+    notes = [
+        f"{label}: each agency scored on its own held-out test months, averaged with weights = test records.",
+        "ε spent is cumulative over all rounds; the max over agencies is shown, never an average.",
+        "Membership attack: AUC 0.5 means the attacker cannot tell training records from others; 'allowed by ε' is the highest AUC the claimed (ε, δ) permits.",
+        "Wall times of federated architectures exclude Flower's one-off start-up"
+        + (f" ({fmt.seconds(table['flower_startup_s'].mean())})." if not fmt.missing(table["flower_startup_s"].mean()) else "."),
+        f"Ceiling (ground truth): {fmt.num(ceiling)}." if not fmt.missing(ceiling) else f"Ceiling (ground truth): {fmt.NOT_MEASURED} (no ground truth for these records).",
+    ]
+    return Table("comparison", "Architectures side by side", header, rows, " ".join(notes))
+
+
+def per_agency(study: Study, focus: views.Focus) -> Table:
+    """Each agency (smallest first): its size, its score under every architecture, ε spent
+    against its budget, what left it."""
+    rows = plots.movement_per_agency(study, focus)
+    if rows.empty:
+        return Table("per-agency", "Per agency", ["agency"], [], fmt.NOT_MEASURED)
+    lines = sorted(set(rows["line"]), key=views.arch_order)
+    dp_lines = [line for line in lines if rows.loc[rows["line"] == line, "is_dp"].any()]
+    header = ["agency", "training records"] + [f"{line} {study.headline_label}" for line in lines]
+    header += [f"{line} ε spent / budget" for line in dp_lines] + ["ceiling", "records moved (max over architectures)", "update MB sent (max)", "refused updates"]
+    out = []
+    small = set(plots.smallest(rows))
+    highlight = set()
+    for agency, group in rows.groupby("agency", sort=False):
+        by_line = group.set_index("line")
+        line = [agency + (" (smallest)" if agency in small else ""), fmt.count(group["n_train"].iloc[0])]
+        line += [fmt.num(by_line["headline"].get(name)) for name in lines]
+        for name in dp_lines:
+            spent, cap = by_line["epsilon"].get(name), by_line["budget"].get(name)
+            line.append(f"{fmt.eps(spent)} / {fmt.budget(cap)}" + (" OVER" if not fmt.missing(spent) and not fmt.missing(cap) and spent > cap * (1 + 1e-9) else ""))
+        line += [
+            fmt.num(group["ceiling"].iloc[0]) if not fmt.missing(group["ceiling"].iloc[0]) else fmt.NOT_MEASURED,
+            fmt.count(group["records_moved"].max()),
+            fmt.megabytes(group["update_bytes_sent"].max()),
+            str(int(group["n_errors"].sum())),
+        ]
+        if agency in small:
+            highlight.add(len(out))
+        out.append(line)
+    shown = focus.describe(study)
+    return Table("per-agency", "Per agency", header, out, f"Shown: {shown}." if shown else "", highlight)
+
+
+def fairness(study: Study, focus: views.Focus) -> Table:
+    """Per architecture at the focus setting: the worst and best agency, the spread, the smallest
+    agencies' score, and for hotspot flags the largest quintile gap."""
+    spread = plots.spreads(study)
+    spread = spread[spread["cell"].isin(focus.cells)] if not spread.empty else spread
+    rows_all = views.focus_agencies(study, focus)
+    small = set(plots.smallest(rows_all)) if not rows_all.empty else set()
+    gaps = plots.quintile_gaps(study)
+    gaps = gaps[gaps["cell"].isin(focus.cells)] if not gaps.empty else gaps
+    label = study.headline_label
+    header = ["architecture", f"worst agency {label}", f"best agency {label}", "spread (best − worst)", f"smallest agencies' mean {label}", "largest flag-vs-incident gap (quintile)"]
+    out = []
+    for line in sorted(set(rows_all["line"]) if not rows_all.empty else [], key=views.arch_order):
+        group = rows_all[(rows_all["line"] == line) & rows_all["headline"].notna()]
+        if group.empty:
+            continue
+        worst, best = group.sort_values("headline").iloc[0], group.sort_values("headline").iloc[-1]
+        gap = gaps[gaps["line"] == line] if not gaps.empty else gaps
+        gap_text = fmt.NOT_MEASURED
+        if not gap.empty:
+            g = gap.iloc[0]
+            gap_text = f"{100 * g['gap']:.1f} points (quintile {g['quintile']}: {fmt.percent(g['flag_share'])} of flags vs {fmt.percent(g['target_share'])} of {g['reference']} incidents)"
+        out.append(
+            [
+                line,
+                f"{fmt.num(worst['headline'])} ({worst['agency']})",
+                f"{fmt.num(best['headline'])} ({best['agency']})",
+                fmt.num(best["headline"] - worst["headline"]),
+                fmt.num(group.loc[group["agency"].isin(small), "headline"].mean()),
+                gap_text,
+            ]
+        )
+    disparity = study.archs[study.archs["cell"].isin(focus.cells)].drop_duplicates("line")
+    extra = [f"{r['line']}: {fmt.num(r['disparity'])}" for _, r in disparity.iterrows() if not fmt.missing(r["disparity"])]
+    note = ("Disparity index from summary.json: " + "; ".join(extra) + ". ") if extra else ""
+    shown = focus.describe(study)
+    return Table("fairness", "Fairness", header, out, note + (f"Shown: {shown}." if shown else ""))

@@ -1,0 +1,223 @@
+"""`peel sweep CONFIG`: a grid over config keys, one run folder per cell.
+
+A cell is one architecture at one combination of the swept values. Cells that would be
+identical (a key the architecture does not use, e.g. privacy.epsilon for fedavg) are run once.
+Cells that share data share its generation; every federated cell runs inside shared Flower
+runs. Re-running a sweep skips cells whose summary.json exists. Each cell keeps its own budget
+ledgers: cells are alternative worlds, not successive spends of the same agencies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from experiments.config import RECORD_DP, ConfigError, PeelConfig, dump, set_override, to_dict, validate
+from experiments.prepare import Federation, materialise
+from experiments.results import write_atomic, write_json
+from experiments.runner import RunFolder, execute, keep_torch_cache_in, open_folder, summarise
+
+log = logging.getLogger("peel.sweep")
+
+SWEEP_FILE, CSV_FILE = "sweep.json", "sweep.csv"
+
+
+@dataclass(frozen=True)
+class Cell:
+    id: str
+    architecture: str
+    values: dict[str, Any]  # swept key -> value (None where the architecture does not use it)
+    config: PeelConfig
+
+    @property
+    def data_key(self) -> str:
+        """Cells with equal data sections and seeds read the same generated records."""
+        raw = {"data": to_dict(self.config)["data"], "seed": self.config.seed}
+        return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _uses(architecture: str, key: str) -> bool:
+    """Whether an architecture reads a config key: sweeping a key it ignores must not multiply
+    its cells."""
+    if not key.startswith("privacy"):
+        return True
+    if architecture in RECORD_DP:
+        return not key.startswith("privacy.central")
+    if architecture == "fedavg-central-dp":
+        return key.startswith(("privacy.central", "privacy.delta", "privacy.accountant", "privacy.epsilon"))
+    return False
+
+
+def _slug(value: Any) -> str:
+    return re.sub(r"[^A-Za-z0-9.+-]+", "-", str(value)).strip("-") or "x"
+
+
+def expand(config: PeelConfig, where: str) -> list[Cell]:
+    """Every distinct cell of the config's sweep grid, in grid order."""
+    if not config.sweep:
+        raise ConfigError(f"{where}: sweep: the config has no sweep section (e.g. sweep: {{privacy.epsilon: [1, 2], seed: [0, 1]}})")
+    base = to_dict(config)
+    base.pop("sweep")
+    keys = list(config.sweep)
+    cells: dict[str, Cell] = {}
+    for combination in itertools.product(*(config.sweep[k] for k in keys)):
+        values = dict(zip(keys, combination, strict=True))
+        raw = json.loads(json.dumps(base))
+        for key, value in values.items():
+            if key != "architectures":
+                set_override(raw, f"{key}={json.dumps(value)}")
+        archs = values.get("architectures", config.architectures)
+        for arch in [archs] if isinstance(archs, str) else archs:
+            raw["architectures"] = [arch]
+            used = {k: (v if k != "architectures" and _uses(arch, k) else None) for k, v in values.items() if k != "architectures"}
+            cell_raw = json.loads(json.dumps(raw))
+            for key, value in values.items():  # an unused key keeps the base value: identical cells merge
+                if key != "architectures" and used[key] is None:
+                    set_override(cell_raw, f"{key}={json.dumps(_get(base, key))}")
+            cell_config = validate(cell_raw, f"{where}: sweep cell {arch} {used}")
+            cell_id = "--".join([arch] + [f"{k.split('.')[-1]}={_slug(v)}" for k, v in used.items() if v is not None])
+            cells.setdefault(cell_id, Cell(cell_id, arch, used, cell_config))
+    return list(cells.values())
+
+
+def _get(raw: dict, dotted: str) -> Any:
+    node: Any = raw
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def new_sweep_dir(config: PeelConfig, config_file: str) -> Path:
+    digest = hashlib.sha256(dump(config).encode()).hexdigest()[:6]
+    return Path(config.output) / f"sweep-{Path(config_file).stem}-{digest}"
+
+
+def run_sweep(config: PeelConfig, config_file: str, sweep_dir: Path | None = None) -> Path:
+    """Run every unfinished cell; write sweep.json and sweep.csv. The sweep folder is named by
+    the config's content, so re-running the same config resumes it."""
+    cells = expand(config, config_file)
+    sweep_dir = sweep_dir or new_sweep_dir(config, config_file)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    keep_torch_cache_in(sweep_dir)
+    done = [c for c in cells if (sweep_dir / "cells" / c.id / "summary.json").is_file()]
+    todo = [c for c in cells if c not in done]
+    log.info("sweep %s: %d cells, %d already done, %d to run", sweep_dir, len(cells), len(done), len(todo))
+    _write_index(sweep_dir, config_file, config, cells)
+    started = time.monotonic()
+    folders = []
+    for group in _by_data(todo):
+        federation = _shared_data(sweep_dir, group[0])
+        folders += [_open_cell(sweep_dir, cell, federation, config_file) for cell in group]
+    finished = len(done)
+
+    def cell_done(folder: RunFolder) -> None:
+        nonlocal finished
+        summarise(folder)
+        finished += 1
+        elapsed = time.monotonic() - started
+        left = elapsed / max(finished - len(done), 1) * (len(cells) - finished)
+        log.info("sweep: %d/%d cells done (last: %s; %.0f s elapsed, ~%.0f s left)", finished, len(cells), folder.run_dir.name, elapsed, left, extra={"progress": "cells"})
+
+    execute(folders, on_done=cell_done)
+    _write_index(sweep_dir, config_file, config, cells)
+    write_csv(sweep_dir, cells)
+    return sweep_dir
+
+
+def _by_data(cells: list[Cell]) -> list[list[Cell]]:
+    groups: dict[str, list[Cell]] = {}
+    for cell in cells:
+        groups.setdefault(cell.data_key, []).append(cell)
+    return list(groups.values())
+
+
+def _shared_data(sweep_dir: Path, cell: Cell) -> Federation:
+    """Generate (or reuse) the data of a group of cells once, in the sweep folder."""
+    data_dir = sweep_dir / "data" / cell.data_key
+    if cell.config.data.source == "agencies":
+        return materialise(cell.config, data_dir)
+    if not (data_dir / "ready").is_file():
+        shutil.rmtree(data_dir, ignore_errors=True)  # a half-written folder from an interrupted sweep
+        federation = materialise(cell.config, data_dir)
+        write_json(data_dir / "ready", {"federation": {"agencies": federation.agencies, "areas": str(federation.areas) if federation.areas else None, "ground_truth": str(federation.ground_truth) if federation.ground_truth else None, "test_from": federation.test_from, "notes": federation.notes}})
+    saved = json.loads((data_dir / "ready").read_text(encoding="utf-8"))["federation"]
+    return Federation(
+        [dict(a) for a in saved["agencies"]],
+        Path(saved["areas"]) if saved["areas"] else None,
+        Path(saved["ground_truth"]) if saved["ground_truth"] else None,
+        saved["test_from"],
+        list(saved["notes"]),
+    )
+
+
+def _open_cell(sweep_dir: Path, cell: Cell, federation: Federation, config_file: str) -> RunFolder:
+    run_dir = sweep_dir / "cells" / cell.id
+    shutil.rmtree(run_dir, ignore_errors=True)  # an unfinished cell starts again from scratch
+    run_dir.mkdir(parents=True)
+    fresh = Federation([dict(a) for a in federation.agencies], federation.areas, federation.ground_truth, federation.test_from, list(federation.notes))
+    return open_folder(cell.config, config_file, run_dir, fresh, ledger_dir=run_dir / "ledgers")
+
+
+def _write_index(sweep_dir: Path, config_file: str, config: PeelConfig, cells: list[Cell]) -> None:
+    write_json(
+        sweep_dir / SWEEP_FILE,
+        {
+            "config_file": str(config_file),
+            "swept_keys": [k for k in (config.sweep or {}) if k != "architectures"],
+            "cells": [
+                {"cell": c.id, "architecture": c.architecture, "run_dir": f"cells/{c.id}", "values": c.values, "status": "done" if (sweep_dir / "cells" / c.id / "summary.json").is_file() else "pending"}
+                for c in cells
+            ],
+        },
+    )
+
+
+def write_csv(sweep_dir: Path, cells: list[Cell]) -> Path:
+    """sweep.csv: one row per (cell, agency), the swept values as columns; plus the Bayes
+    ceiling per data group as rows of architecture `bayes-optimal`."""
+    rows, bayes_seen = [], set()
+    swept = sorted({k for c in cells for k in c.values})
+    for cell in cells:
+        path = sweep_dir / "cells" / cell.id / "summary.json"
+        if not path.is_file():
+            continue
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        entry = summary["architectures"][cell.architecture]
+        for agency in summary["agencies"]:
+            name = agency["name"]
+            per = entry["per_agency"][name]
+            rows.append(
+                {
+                    "cell": cell.id,
+                    "run_dir": f"cells/{cell.id}",
+                    "architecture": cell.architecture,
+                    "agency": name,
+                    **{k: cell.values.get(k) for k in swept},
+                    "n_train": agency["n_train"],
+                    "n_test": agency["n_test"],
+                    **(per.get("metrics") or {}),
+                    "epsilon": per.get("epsilon"),
+                    "records_moved": per.get("records_moved", 0),
+                    "update_bytes_sent": per.get("update_bytes_sent", 0),
+                    "wall_s": entry["wall_s"],
+                }
+            )
+        bayes = summary.get("bayes_optimal")
+        if bayes and cell.data_key not in bayes_seen:
+            bayes_seen.add(cell.data_key)
+            for agency in summary["agencies"]:
+                values = {k: (cell.values.get(k) if k.startswith(("seed", "data.")) else None) for k in swept}
+                rows.append({"cell": f"bayes-optimal--{cell.data_key}", "run_dir": f"data/{cell.data_key}", "architecture": "bayes-optimal", "agency": agency["name"], **values, "n_train": agency["n_train"], "n_test": agency["n_test"], **bayes["per_agency"][agency["name"]]})
+    path = sweep_dir / CSV_FILE
+    write_atomic(path, pd.DataFrame(rows).to_csv(index=False))
+    return path
