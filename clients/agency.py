@@ -22,7 +22,7 @@ import pandas as pd
 from flwr.app import Context
 
 from policedata.loader import load_areas, load_street_folder
-from tasks.outcome import OutcomeSplit, build_outcome_split
+from tasks.registry import Split, build_split
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def locate(context: Context) -> Agency:
 
 
 @lru_cache(maxsize=64)
-def load_split(agency: Agency) -> OutcomeSplit:
+def load_split(agency: Agency) -> Split:
     """The agency's train/test split, cached for the life of this process (a simulation actor
     serves many rounds; a deployment SuperNode may start a fresh process per message)."""
     spec = agency.spec
@@ -70,5 +70,4 @@ def load_split(agency: Agency) -> OutcomeSplit:
     if records.empty:
         raise RuntimeError(f"{agency.folder}: no records of agency {agency.name!r}")
     areas: pd.DataFrame | None = load_areas(Path(spec["areas"])) if spec.get("areas") else None
-    task = spec["task"]
-    return build_outcome_split(records, areas, task["positive"], task["test_from"])
+    return build_split(spec["task"], records, areas)

@@ -17,13 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tasks.metrics import binary_metrics
-from tasks.outcome import OutcomeSplit
+from tasks.registry import Split
 from tasks.seeding import stable_seed
-from tasks.train import predict_proba, train_plain
-
-PerAgency = dict[str, dict]
-
+from tasks.train import train_plain
 
 @dataclass(frozen=True)
 class Training:
@@ -40,16 +36,13 @@ class Training:
         return model
 
 
-def _score(model: torch.nn.Module, split: OutcomeSplit) -> dict:
-    return binary_metrics(split.y_test, predict_proba(model, split.X_test))
-
-
-def run_central(splits: Mapping[str, OutcomeSplit], training: Training) -> PerAgency:
+def train_central(splits: Mapping[str, Split], training: Training) -> torch.nn.Module:
+    """One model on every agency's training records pooled."""
     X = np.concatenate([s.X_train for s in splits.values()])
     y = np.concatenate([s.y_train for s in splits.values()])
-    model = training.fit(X, y, "central")
-    return {name: _score(model, split) for name, split in splits.items()}
+    return training.fit(X, y, "central")
 
 
-def run_local(splits: Mapping[str, OutcomeSplit], training: Training) -> PerAgency:
-    return {name: _score(training.fit(split.X_train, split.y_train, "local", name), split) for name, split in splits.items()}
+def train_local(splits: Mapping[str, Split], training: Training) -> dict[str, torch.nn.Module]:
+    """One model per agency, on its own records only."""
+    return {name: training.fit(split.X_train, split.y_train, "local", name) for name, split in splits.items()}

@@ -204,6 +204,8 @@ class PeelConfig(_Section):
                 raise ValueError(f"data.path: folder {data.path!r} does not exist")
             if data.areas and not Path(data.areas).is_file():
                 raise ValueError(f"data.areas: file {data.areas!r} does not exist")
+            if self.task.name == "hotspot" and not data.areas:
+                raise ValueError("data.areas: the hotspot task needs the public areas table (area centroids, deprivation)")
         elif data.source == "agencies":
             if not data.path or not (Path(data.path) / "manifest.json").is_file():
                 raise ValueError(f"data.path: {data.path!r} is not a folder made by `peel generate` (no manifest.json)")

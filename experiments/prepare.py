@@ -29,6 +29,7 @@ class Federation:
     ground_truth: Path | None  # synthetic only; read by the evaluation, never by agencies
     test_from: str  # first test month, "YYYY-MM"
     notes: list[str]
+    period: tuple[str, str] | None = None  # first and last month of the data
 
 
 def add_months(month: str, n: int) -> str:
@@ -58,6 +59,7 @@ def _from_manifest(manifest: dict, data_dir: Path, test_months: int) -> Federati
         ground_truth.resolve() if ground_truth.is_dir() else None,
         add_months(last_month, 1 - test_months),
         [],
+        (manifest["months"][0], last_month),
     )
 
 
@@ -92,7 +94,7 @@ def materialise(config: PeelConfig, data_dir: Path) -> Federation:
     written = write_agency_folders(records, data_dir / "agencies")
     agencies = [{"name": a["name"], "slug": a["slug"], "folder": str((data_dir / "agencies" / a["folder"]).resolve())} for a in written]
     areas = Path(config.data.areas).resolve() if config.data.areas else None
-    return Federation(agencies, areas, None, months[-config.task.test_months], report.lines())
+    return Federation(agencies, areas, None, months[-config.task.test_months], report.lines(), (months[0], months[-1]))
 
 
 def assign_budgets(config: PeelConfig, federation: Federation, ledger_dir: Path | None = None) -> None:
@@ -117,7 +119,7 @@ def write_spec(config: PeelConfig, federation: Federation, run_dir: Path, ledger
         "config": to_dict(config),
         "agencies": federation.agencies,
         "areas": str(federation.areas) if federation.areas else None,
-        "task": {"name": config.task.name, "positive": config.task.positive, "hotspot_share": config.task.hotspot_share, "test_from": federation.test_from},
+        "task": {"name": config.task.name, "positive": config.task.positive, "hotspot_share": config.task.hotspot_share, "test_from": federation.test_from, "period": federation.period},
         "federated": [a for a in config.architectures if a.startswith("fedavg")],
         "ground_truth": str(federation.ground_truth) if federation.ground_truth else None,
     }

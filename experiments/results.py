@@ -9,6 +9,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 METRIC_KEYS = ("auc", "accuracy", "f1", "log_loss", "brier")
+# The hotspot task's crime-analyst metrics, reported when present.
+HOTSPOT_KEYS = ("hit_rate", "pai", "pei", "pai_oracle", "pai_hindsight", "flagged_share")
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -37,7 +39,7 @@ def read_rows(path: Path) -> list[dict]:
 def metric_values(metrics: dict) -> dict:
     """The reported metrics (METRIC_KEYS) as JSON-safe values: None for undefined or NaN."""
     out = {}
-    for key in METRIC_KEYS:
+    for key in METRIC_KEYS + tuple(k for k in HOTSPOT_KEYS if k in metrics):
         value = metrics.get(key)
         out[key] = None if isinstance(value, float) and math.isnan(value) else value
     return out
@@ -70,12 +72,14 @@ def format_table(summary: dict) -> str:
     per architecture."""
     archs = list(summary["architectures"])
     bayes = summary.get("bayes_optimal")
+    key = summary.get("headline_metric", "auc")
+    label = key.upper()
     agencies = sorted(summary["agencies"], key=lambda a: a["n_train"])
-    head = ["agency", "n_train"] + [f"{a} AUC" for a in archs]
+    head = ["agency", "n_train"] + [f"{a} {label}" for a in archs]
     if "fedavg-dp" in archs:
         head.append("fedavg-dp ε")
     if bayes:
-        head.append("Bayes AUC")
+        head.append(f"{'Bayes' if key == 'auc' else 'oracle'} {label}")
     lines = [head]
 
     def fmt(value: float | None, digits: int = 3) -> str:
@@ -85,33 +89,34 @@ def format_table(summary: dict) -> str:
         name = agency["name"]
         row = [name, str(agency["n_train"])]
         for arch in archs:
-            row.append(fmt((summary["architectures"][arch]["per_agency"][name]["metrics"] or {}).get("auc")))
+            row.append(fmt((summary["architectures"][arch]["per_agency"][name]["metrics"] or {}).get(key)))
         if "fedavg-dp" in archs:
             row.append(fmt(summary["architectures"]["fedavg-dp"]["per_agency"][name]["epsilon"], 2))
         if bayes:
-            row.append(fmt(bayes["per_agency"][name]["auc"]))
+            row.append(fmt(bayes["per_agency"][name].get(key)))
         lines.append(row)
     total = ["all (test-weighted)", str(sum(a["n_train"] for a in agencies))]
-    total += [fmt(summary["architectures"][a]["metrics"].get("auc")) for a in archs]
+    total += [fmt(summary["architectures"][a]["metrics"].get(key)) for a in archs]
     if "fedavg-dp" in archs:
         total.append(fmt(summary["architectures"]["fedavg-dp"]["epsilon_max"], 2) + " max")
     if bayes:
-        total.append(fmt(bayes["metrics"]["auc"]))
+        total.append(fmt(bayes["metrics"].get(key)))
     lines.append(total)
     text = _grid(lines, rules=(1, len(lines) - 1))
 
-    arch_head = ["architecture", "AUC", "accuracy", "log loss", "ε max", "records moved", "update MB sent", "wall s"]
+    arch_head = ["architecture"] + ([label] if key != "auc" else []) + ["AUC", "accuracy", "log loss", "ε max", "records moved", "update MB sent", "wall s"]
     arch_lines = [arch_head]
     for arch in archs:
         entry = summary["architectures"][arch]
         m = entry["metrics"]
         arch_lines.append(
-            [
-                arch,
+            [arch]
+            + ([fmt(m.get(key))] if key != "auc" else [])
+            + [
                 fmt(m.get("auc")),
                 fmt(m.get("accuracy")),
                 fmt(m.get("log_loss")),
-                "none (no DP)" if entry["epsilon_max"] is None else f"{entry['epsilon_max']:.2f} (δ={entry['delta']:g})",
+                "none (no DP)" if entry["epsilon_max"] is None else f"{entry['epsilon_max']:.2f} (δ={entry['delta']:g}, {entry.get('privacy_unit') or 'record'})",
                 str(entry["records_moved"]),
                 f"{entry['update_bytes'] / 1e6:.2f}",
                 f"{entry['wall_s']:.1f}",

@@ -4,17 +4,22 @@ seed; results in one run folder. `peel sweep` runs many such folders through the
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
 import shutil
 import time
+
+import numpy as np
+import pandas as pd
+import torch
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from clients.agency import Agency, load_split
-from experiments.baselines import Training, run_central, run_local
+from experiments.baselines import Training, train_central, train_local
 from experiments.config import RECORD_DP, PeelConfig, dump
 from experiments.prepare import Federation, materialise, write_spec
 from experiments.results import (
@@ -26,9 +31,14 @@ from experiments.results import (
     write_json,
 )
 from policedata.ground_truth import outcome_probability
+from policedata.loader import load_areas
+from tasks import registry
+from tasks.fairness import deprivation_quintiles, flag_disparity, flag_shares_by_quintile, utility_spread
+from tasks.hotspot import HotspotSplit
+from tasks.hotspot_metrics import flag_weights, intensity_for_test
 from tasks.metrics import binary_metrics, weighted_mean
 from tasks.model import initial_model
-from tasks.outcome import OutcomeSplit
+from tasks.train import predict_proba
 
 log = logging.getLogger("peel.run")
 
@@ -51,7 +61,9 @@ RELEASED_WITHOUT_DP = (
 # What one unit of DP protects in each architecture (None: no DP).
 PRIVACY_UNIT = {"fedavg-dp": "record", "fedavg-dp-secagg": "record", "fedavg-central-dp": "agency"}
 
-Splits = dict[str, OutcomeSplit]
+Splits = dict[str, registry.Split]
+# The model each agency would use after training: one shared model, or one per agency (local).
+Models = torch.nn.Module | dict[str, torch.nn.Module]
 
 
 @dataclass
@@ -64,6 +76,7 @@ class RunFolder:
     federation: Federation
     spec_path: Path
     results: dict[str, dict] = field(default_factory=dict)
+    models: dict[str, Models] = field(default_factory=dict)
     startup_s: float | None = None
     started: float = field(default_factory=time.perf_counter)
     _splits: Splits | None = None
@@ -73,6 +86,18 @@ class RunFolder:
         if self._splits is None:
             self._splits = {a["name"]: load_split(Agency(a["name"], Path(a["folder"]), self.spec_path)) for a in self.federation.agencies}
         return self._splits
+
+    @functools.cached_property
+    def intensity(self) -> pd.DataFrame | None:
+        return registry.read_intensity(self.federation.ground_truth) if self.config.task.name == "hotspot" else None
+
+    @functools.cached_property
+    def areas(self) -> pd.DataFrame:
+        return load_areas(self.federation.areas)
+
+    def new_model(self) -> torch.nn.Module:
+        config = self.config
+        return initial_model(config.task.hidden, config.seed, registry.n_features(config.task.name))
 
     @property
     def federated(self) -> list[str]:
@@ -133,10 +158,11 @@ def _entry(arch: str, per_agency: dict[str, dict], folder: RunFolder, *, wall_s:
     for name, agency in per_agency.items():
         agency["n_train"], agency["n_test"] = len(splits[name].y_train), len(splits[name].y_test)
     eps = [a["epsilon"] for a in per_agency.values() if a.get("epsilon") is not None]
+    unit = PRIVACY_UNIT.get(arch)
     return {
-        "metrics": _overall({n: a["metrics"] or {} for n, a in per_agency.items()}, splits),
+        "metrics": None,  # filled by score()
         "per_agency": per_agency,
-        "privacy_unit": PRIVACY_UNIT.get(arch),
+        "privacy_unit": registry.DP_EXAMPLE[folder.config.task.name] if unit == "record" else unit,
         "epsilon_max": max(eps) if eps else None,
         "delta": delta if eps else None,
         "accountant": folder.config.privacy.accountant if eps else None,
@@ -147,24 +173,27 @@ def _entry(arch: str, per_agency: dict[str, dict], folder: RunFolder, *, wall_s:
 
 
 def train_baseline(arch: str, folder: RunFolder) -> None:
-    """central or local, in process; rows in metrics.jsonl like the federated ones."""
+    """central or local, in process, from the same initial model and hyperparameters."""
     config, splits = folder.config, folder.splits
     fed = config.federation
-    training = Training(lambda: initial_model(config.task.hidden, config.seed), fed.rounds * fed.local_epochs, fed.batch_size, fed.learning_rate, config.seed)
+    training = Training(folder.new_model, fed.rounds * fed.local_epochs, fed.batch_size, fed.learning_rate, config.seed)
     started = time.perf_counter()
+    models_dir = folder.run_dir / "models"
+    models_dir.mkdir(exist_ok=True)
     if arch == "central":
         log.info("central: pooling every agency's records into one model")
-        per = run_central(splits, training)
+        folder.models[arch] = model = train_central(splits, training)
+        torch.save(model.state_dict(), models_dir / "central.pt")
         moved = {n: split.counts["rows_total"] for n, split in splits.items()}
     else:
         log.info("local: every agency trains alone")
-        per, moved = run_local(splits, training), dict.fromkeys(splits, 0)
+        folder.models[arch] = models = train_local(splits, training)
+        slugs = {a["name"]: a["slug"] for a in folder.federation.agencies}
+        for name, model in models.items():
+            torch.save(model.state_dict(), models_dir / f"local-{slugs[name]}.pt")
+        moved = dict.fromkeys(splits, 0)
     wall_s = time.perf_counter() - started
-    append_rows(
-        folder.run_dir / "metrics.jsonl",
-        ({"architecture": arch, "round": fed.rounds, "agency": n, **m, "n_train": len(splits[n].y_train), "n_test": len(splits[n].y_test)} for n, m in per.items()),
-    )
-    per_agency = {n: {"metrics": metric_values(m), "epsilon": None, "records_moved": moved[n], "updates_sent": 0, "update_bytes_sent": 0} for n, m in per.items()}
+    per_agency = {n: {"epsilon": None, "records_moved": moved[n], "updates_sent": 0, "update_bytes_sent": 0, "errors": []} for n in splits}
     folder.results[arch] = _entry(arch, per_agency, folder, wall_s=wall_s, delta=None, records_moved=sum(moved.values()), update_bytes=0)
 
 
@@ -187,8 +216,11 @@ def collect_federated(folder: RunFolder) -> None:
     folder.startup_s = walls.get("start-up", {}).get("wall_s")
     if folder.startup_s is not None:
         log.info("Flower start-up %.1f s, paid once for all federated architectures (not in their wall times)", folder.startup_s)
-    update_size = 4 * sum(p.numel() for p in initial_model(config.task.hidden, config.seed).parameters())  # float32
+    update_size = 4 * sum(p.numel() for p in folder.new_model().parameters())  # float32
     for arch in folder.federated:
+        model = folder.new_model()
+        model.load_state_dict(torch.load(run_dir / "models" / f"{arch}.pt"))
+        folder.models[arch] = model
         per_agency = per_agency_from_rows(rows, arch, list(folder.splits))
         for name, agency in per_agency.items():
             agency["update_bytes_sent"] = agency["updates_sent"] * update_size
@@ -220,34 +252,79 @@ def _check_delta(delta: float, splits: Splits) -> None:
         log.warning("privacy.delta=%g is not below 1/(training records) for %s: choose δ well below 1/n", delta, ", ".join(too_large))
 
 
-def _bayes(folder: RunFolder) -> dict | None:
-    """The Bayes-optimal ceiling: the true outcome probabilities (synthetic data only) scored on
-    the same test records."""
+def _ceiling(folder: RunFolder) -> dict | None:
+    """The ground-truth ceiling (synthetic data only), scored on the same test rows: the true
+    outcome probabilities (Bayes-optimal), or hotspot flags by the true intensity."""
     federation, splits = folder.federation, folder.splits
     if federation.ground_truth is None:
         return None
+    intensity = folder.intensity
     per_agency = {}
     for agency in federation.agencies:
         split = splits[agency["name"]]
-        p = outcome_probability(federation.ground_truth, agency["slug"], split.test_crime_ids, split.test_crime_types, folder.config.task.positive)
-        per_agency[agency["name"]] = metric_values(binary_metrics(split.y_test, p))
+        if isinstance(split, HotspotSplit):
+            per_agency[agency["name"]] = metric_values(registry.hotspot_ceiling(split, intensity))
+        else:
+            p = outcome_probability(federation.ground_truth, agency["slug"], split.test_crime_ids, split.test_crime_types, folder.config.task.positive)
+            per_agency[agency["name"]] = metric_values(binary_metrics(split.y_test, p))
     return {"metrics": _overall(per_agency, splits), "per_agency": per_agency}
 
 
+def _model_of(models: Models, agency: str) -> torch.nn.Module:
+    return models[agency] if isinstance(models, dict) else models
+
+
+def score(folder: RunFolder) -> None:
+    """Score every architecture's final models on every agency's test rows, in one place and
+    the same way for all (the evaluation harness sees everything; the agencies never do)."""
+    splits, task = folder.splits, folder.config.task
+    headline = registry.HEADLINE[task.name]
+    for arch, entry in folder.results.items():
+        models = folder.models[arch]
+        probas = {name: predict_proba(_model_of(models, name), split.X_test) for name, split in splits.items()}
+        for name, split in splits.items():
+            entry["per_agency"][name]["metrics"] = metric_values(registry.score(split, probas[name], folder.intensity))
+            if isinstance(split, HotspotSplit):
+                entry["per_agency"][name]["record_influence"] = split.record_influence
+        entry["metrics"] = _overall({n: a["metrics"] for n, a in entry["per_agency"].items()}, splits)
+        entry["fairness"] = _fairness(folder, entry, probas, headline)
+        if arch in ("central", "local"):  # the federated ones' rows come from the coordinator
+            rounds = folder.config.federation.rounds
+            append_rows(folder.run_dir / "metrics.jsonl", ({"architecture": arch, "round": rounds, "agency": n, **a["metrics"], "n_train": a["n_train"], "n_test": a["n_test"]} for n, a in entry["per_agency"].items()))
+
+
+def _fairness(folder: RunFolder, entry: dict, probas: dict, headline: str) -> dict:
+    """Utility spread across agencies; for hotspot flags, shares per deprivation quintile."""
+    splits = folder.splits
+    out: dict = {"metric": headline, "utility_spread": utility_spread({n: a["metrics"] for n, a in entry["per_agency"].items()}, {n: len(s.y_train) for n, s in splits.items()}, headline)}
+    if folder.config.task.name == "hotspot" and folder.federation.areas is not None:
+        edges = deprivation_quintiles(folder.areas)
+        hotspot_splits = [(name, s) for name, s in splits.items() if isinstance(s, HotspotSplit)]
+        flags = np.concatenate([flag_weights(s, probas[n]) for n, s in hotspot_splits])
+        deprivation = np.concatenate([s.test_deprivation for _, s in hotspot_splits])
+        recorded = np.concatenate([s.test_next_counts for _, s in hotspot_splits])
+        true = np.concatenate([intensity_for_test(s, folder.intensity) for _, s in hotspot_splits]) if folder.intensity is not None else None
+        rows = flag_shares_by_quintile(flags, deprivation, true, recorded, edges)
+        out["quintiles"] = rows
+        out["disparity"] = flag_disparity(rows)
+    return out
+
+
 def summarise(folder: RunFolder) -> Path:
-    """Write summary.json of a run folder whose architectures have all run."""
+    """Score a run folder whose architectures have all run, and write its summary.json."""
+    score(folder)
     config, splits, federation = folder.config, folder.splits, folder.federation
     summary = {
         "run_id": folder.run_dir.name,
         "config_file": str(folder.config_file),
         "task": config.task.name,
-        "headline_metric": "auc",
+        "headline_metric": registry.HEADLINE[config.task.name],
         "agencies": [
             {"name": a["name"], "slug": a["slug"], "n_train": len(splits[a["name"]].y_train), "n_test": len(splits[a["name"]].y_test), "budget": a["budget"], "counts": splits[a["name"]].counts}
             for a in federation.agencies
         ],
         "architectures": {a: folder.results[a] for a in config.architectures},
-        "bayes_optimal": _bayes(folder),
+        "bayes_optimal": _ceiling(folder),
         "privacy": {
             "unit": "one incident record",
             "scope": EPSILON_SCOPE,

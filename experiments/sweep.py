@@ -9,6 +9,7 @@ ledgers: cells are alternative worlds, not successive spends of the same agencie
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -149,7 +150,7 @@ def _shared_data(sweep_dir: Path, cell: Cell) -> Federation:
     if not (data_dir / "ready").is_file():
         shutil.rmtree(data_dir, ignore_errors=True)  # a half-written folder from an interrupted sweep
         federation = materialise(cell.config, data_dir)
-        write_json(data_dir / "ready", {"federation": {"agencies": federation.agencies, "areas": str(federation.areas) if federation.areas else None, "ground_truth": str(federation.ground_truth) if federation.ground_truth else None, "test_from": federation.test_from, "notes": federation.notes}})
+        write_json(data_dir / "ready", {"federation": {"agencies": federation.agencies, "areas": str(federation.areas) if federation.areas else None, "ground_truth": str(federation.ground_truth) if federation.ground_truth else None, "test_from": federation.test_from, "notes": federation.notes, "period": federation.period}})
     saved = json.loads((data_dir / "ready").read_text(encoding="utf-8"))["federation"]
     return Federation(
         [dict(a) for a in saved["agencies"]],
@@ -157,6 +158,7 @@ def _shared_data(sweep_dir: Path, cell: Cell) -> Federation:
         Path(saved["ground_truth"]) if saved["ground_truth"] else None,
         saved["test_from"],
         list(saved["notes"]),
+        tuple(saved["period"]) if saved.get("period") else None,
     )
 
 
@@ -164,7 +166,7 @@ def _open_cell(sweep_dir: Path, cell: Cell, federation: Federation, config_file:
     run_dir = sweep_dir / "cells" / cell.id
     shutil.rmtree(run_dir, ignore_errors=True)  # an unfinished cell starts again from scratch
     run_dir.mkdir(parents=True)
-    fresh = Federation([dict(a) for a in federation.agencies], federation.areas, federation.ground_truth, federation.test_from, list(federation.notes))
+    fresh = dataclasses.replace(federation, agencies=[dict(a) for a in federation.agencies], notes=list(federation.notes))
     return open_folder(cell.config, config_file, run_dir, fresh, ledger_dir=run_dir / "ledgers")
 
 

@@ -37,13 +37,13 @@ def make_model(n_features: int, hidden: Sequence[int] = (64, 64), *, seed: int |
         return MLP(*layers)
 
 
-def initial_model(hidden: Sequence[int], seed: int) -> MLP:
+def initial_model(hidden: Sequence[int], seed: int, n_features: int | None = None) -> MLP:
     """The shared starting point of every architecture of a run (central, local, federated):
-    the same weights for the same config seed."""
+    the same weights for the same config seed. `n_features` defaults to the outcome task's."""
     from tasks.features import N_FEATURES
     from tasks.seeding import stable_seed
 
-    return make_model(N_FEATURES, hidden, seed=stable_seed(seed, "initial-model"))
+    return make_model(n_features or N_FEATURES, hidden, seed=stable_seed(seed, "initial-model"))
 
 
 def get_weights(model: nn.Module) -> list[np.ndarray]:

@@ -46,6 +46,7 @@ def _summary():
             "per_agency": {"Big": {"metrics": {"auc": auc}, "epsilon": eps}, "Small": {"metrics": None, "epsilon": eps}},
             "epsilon_max": eps,
             "delta": 1e-5 if eps else None,
+            "privacy_unit": "record" if eps else None,
             "records_moved": 0,
             "update_bytes": 1_000_000,
             "wall_s": 1.0,
@@ -64,7 +65,7 @@ def test_table_lists_agencies_smallest_first_with_epsilon_and_missing_values():
     assert lines[2].startswith("Small") and lines[3].startswith("Big")
     assert "-" in lines[2].split()  # an agency without metrics shows '-', not a crash
     assert "0.98" in lines[2]
-    assert any(line.startswith("fedavg-dp") and "0.98 (δ=1e-05)" in line for line in lines)
+    assert any(line.startswith("fedavg-dp") and "0.98 (δ=1e-05, record)" in line for line in lines)
 
 
 def test_delta_warning_names_large_agencies(caplog):

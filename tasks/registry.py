@@ -1,0 +1,58 @@
+"""The tasks Peel can learn, behind one front door: how to build an agency's split, how wide
+the model's input is, how to score predictions, and the ground-truth ceiling.
+
+`task` below is the federation spec's task block: {"name", "test_from", "positive",
+"hotspot_share", "period"}.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tasks import features, hotspot
+from tasks.hotspot import HotspotSplit, build_hotspot_split
+from tasks.hotspot_metrics import hotspot_metrics, oracle_scores
+from tasks.metrics import binary_metrics
+from tasks.outcome import OutcomeSplit, build_outcome_split
+
+Split = OutcomeSplit | HotspotSplit
+
+# The figure a reader should look at first, per task.
+HEADLINE = {"outcome": "auc", "hotspot": "pai"}
+# What one training example is, i.e. the unit record-level DP-SGD protects directly.
+DP_EXAMPLE = {"outcome": "record", "hotspot": "area-month"}
+
+
+def n_features(task_name: str) -> int:
+    return len(hotspot.feature_names()) if task_name == "hotspot" else features.N_FEATURES
+
+
+def build_split(task: dict, records: pd.DataFrame, areas: pd.DataFrame | None) -> Split:
+    if task["name"] == "hotspot":
+        if areas is None:
+            raise ValueError("the hotspot task needs the public areas table (data.areas)")
+        period = tuple(task["period"]) if task.get("period") else None
+        return build_hotspot_split(records, areas, task["test_from"], share=float(task.get("hotspot_share", 0.05)), period=period)
+    return build_outcome_split(records, areas, task["positive"], task["test_from"])
+
+
+def score(split: Split, proba: np.ndarray, intensity: pd.DataFrame | None = None) -> dict:
+    """Every metric of the task (hotspot: hit rate, PAI, PEI with ground truth, plus AUC...)."""
+    if isinstance(split, HotspotSplit):
+        return hotspot_metrics(split, proba, intensity)
+    return binary_metrics(split.y_test, proba)
+
+
+def read_intensity(ground_truth: Path | None) -> pd.DataFrame | None:
+    """The synthetic generator's true expected incident counts per area-month (hotspot's PEI)."""
+    if ground_truth is None or not (ground_truth / "intensity.csv.gz").is_file():
+        return None
+    return pd.read_csv(ground_truth / "intensity.csv.gz")
+
+
+def hotspot_ceiling(split: HotspotSplit, intensity: pd.DataFrame) -> dict:
+    """Flags by the true intensity: the best PAI achievable in expectation."""
+    return hotspot_metrics(split, oracle_scores(split, intensity), intensity)
