@@ -56,11 +56,34 @@ class AgencyColumn(_Section):
         return value
 
 
+class CsvColumns(_Section):
+    """data.source: csv — which column of the user's CSV holds each of Peel's record fields.
+    `date` (free text, parsed) or `month` ("YYYY-MM") is required; area is a code of the public
+    areas table (e.g. a precinct), category maps onto Peel's crime types via data.values."""
+
+    agency: str
+    date: str | None = None
+    month: str | None = None
+    latitude: str | None = None
+    longitude: str | None = None
+    area: str | None = None
+    category: str
+    outcome: str | None = None
+    crime_id: str | None = None
+
+    @model_validator(mode="after")
+    def _one_time_column(self) -> CsvColumns:
+        if (self.date is None) == (self.month is None):
+            raise ValueError("give exactly one of date (free-text dates) or month (YYYY-MM)")
+        return self
+
+
 class DataConfig(_Section):
     # synthetic: generated per run; police_uk: a folder of street CSVs, partitioned per run;
     # agencies: a folder made by `peel generate` or `peel prepare`, used in place — so each
     # agency's budget ledger in it persists across runs.
-    source: Literal["synthetic", "police_uk", "agencies"] = "synthetic"
+    # csv: one incident table (a city's own export) mapped onto Peel's fields by `columns`.
+    source: Literal["synthetic", "police_uk", "agencies", "csv"] = "synthetic"
     # Synthetic data: how many agencies, records (all agencies, all months) and months.
     agencies: int = Field(8, ge=2, le=500)
     incidents: int = Field(120_000, ge=1_000, le=50_000_000)
@@ -71,6 +94,11 @@ class DataConfig(_Section):
     path: str | None = None
     areas: str | None = None
     agency: AgencyColumn = AgencyColumn()
+    # data.source: csv only.
+    columns: CsvColumns | None = None
+    values: dict[str, dict[str, str]] = Field(default_factory=dict)  # field -> {their value: Peel's}
+    date_format: str | None = None  # strftime format of `date`; None: inferred
+    delimiter: str = ","
 
 
 class TaskConfig(_Section):
@@ -197,6 +225,15 @@ class PeelConfig(_Section):
     @model_validator(mode="after")
     def _data_and_task_fit(self) -> PeelConfig:
         data = self.data
+        if data.source == "csv":
+            if not data.path or not Path(data.path).is_file():
+                raise ValueError(f"data.path: file {data.path!r} does not exist (data.source csv reads one CSV file)")
+            if data.columns is None:
+                raise ValueError("data.columns: required when data.source is csv (which column holds agency, date, category, ...)")
+            if data.areas and not Path(data.areas).is_file():
+                raise ValueError(f"data.areas: file {data.areas!r} does not exist")
+        elif data.source != "csv" and (data.columns is not None or data.values):
+            raise ValueError("data.columns: only for data.source csv")
         if data.source == "police_uk":
             if not data.path:
                 raise ValueError("data.path: required when data.source is police_uk")
