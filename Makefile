@@ -12,7 +12,7 @@ test: setup
 
 # Unit tests only (skips the end-to-end runs marked slow).
 test-fast: setup
-	.venv/bin/pytest -q -m "not slow"
+	.venv/bin/pytest -q -m "not slow and not browser and not deploy"
 
 clean:
 	rm -rf runs .pytest_cache

@@ -13,6 +13,7 @@ from pathlib import Path  # noqa: E402
 
 from experiments.config import ConfigError, load_config  # noqa: E402
 from experiments.progress import show_progress  # noqa: E402
+from experiments.report import ReportError  # noqa: E402
 from policedata.errors import DataError  # noqa: E402
 
 USAGE_ERROR = 2
@@ -34,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("config", help="YAML experiment config, e.g. configs/default.yaml")
         command.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key (value in YAML), e.g. --set privacy.epsilon=2")
     gen.add_argument("out_dir", help="folder to create (must not exist or be empty)")
+    rep = sub.add_parser("report", help="write report.html (and its PNG figures) for a run or sweep folder")
+    rep.add_argument("folder", help="a run folder (runs/<id>) or a sweep folder")
     sweep.add_argument("--dir", dest="sweep_dir", help="sweep folder (default: <output>/sweep-<config name>-<hash of the config>, so re-running resumes)")
     return parser
 
@@ -47,6 +50,18 @@ def _run(args: argparse.Namespace) -> int:
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     print(format_table(summary))
     print(f"\nResults: {run_dir}/summary.json (per round and agency: {run_dir}/metrics.jsonl)")
+    _write_report(run_dir)
+    return 0
+
+
+def _write_report(folder: Path) -> None:
+    from experiments.report import write_report
+
+    print(f"Report: {write_report(folder)}")
+
+
+def _report(args: argparse.Namespace) -> int:
+    _write_report(Path(args.folder))
     return 0
 
 
@@ -56,6 +71,7 @@ def _sweep(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
     sweep_dir = run_sweep(config, args.config, Path(args.sweep_dir) if args.sweep_dir else None)
     print(f"Sweep: {sweep_dir}/sweep.csv (one row per cell and agency; cells in {sweep_dir}/cells/)")
+    _write_report(sweep_dir)
     return 0
 
 
@@ -92,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     progress = show_progress()
     try:
-        return {"run": _run, "prepare": _prepare, "generate": _generate, "sweep": _sweep}[args.command](args)
-    except (ConfigError, DataError) as exc:
+        return {"run": _run, "prepare": _prepare, "generate": _generate, "sweep": _sweep, "report": _report}[args.command](args)
+    except (ConfigError, DataError, ReportError) as exc:
         print(f"peel: {exc}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:

@@ -74,6 +74,16 @@ def _read_manifest(folder: Path) -> dict:
     return manifest
 
 
+def _load_records(config: PeelConfig) -> tuple:
+    """Real records: a folder of data.police.uk street CSVs, or one CSV mapped by data.columns."""
+    data = config.data
+    if data.source == "csv":
+        from policedata.csv_source import load_csv_source
+
+        return load_csv_source(Path(data.path), data.columns.model_dump(), data.values, data.date_format, data.delimiter)
+    return load_street_folder(Path(data.path), data.agency.column, data.agency.pattern)
+
+
 def materialise(config: PeelConfig, data_dir: Path) -> Federation:
     """Write the agencies' folders under `data_dir` (which must not exist yet), or, for
     `data.source: agencies`, use the named folder in place."""
@@ -85,7 +95,7 @@ def materialise(config: PeelConfig, data_dir: Path) -> Federation:
         federation = _from_manifest(_read_manifest(folder), folder, config.task.test_months)
         federation.notes.append(f"agency folders used in place from {folder} (their budget ledgers persist across runs)")
         return federation
-    records, report = load_street_folder(Path(config.data.path), config.data.agency.column, config.data.agency.pattern)
+    records, report = _load_records(config)
     months = sorted(records["month"].unique())
     if len(months) <= config.task.test_months:
         raise DataError(

@@ -6,7 +6,17 @@ writes a plain-language reading computed from the numbers, and writes `<folder>/
 saved as a PNG beside it.
 """
 
-from experiments.report.build import write_report
+from __future__ import annotations
+
+from pathlib import Path
+
 from experiments.report.load import ReportError
 
 __all__ = ["ReportError", "write_report"]
+
+
+def write_report(path: Path, **kwargs) -> Path:
+    # matplotlib loads only when a report is written, not with every `peel` command.
+    from experiments.report.build import write_report as build
+
+    return build(path, **kwargs)

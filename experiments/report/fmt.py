@@ -16,11 +16,11 @@ def num(value: object, digits: int = 3) -> str:
 
 
 def eps(value: object) -> str:
-    """ε spent, rounded up (never shown smaller than it is) to 3 decimals below 10."""
+    """ε spent, rounded up (never shown smaller than it is): 4 decimals below 1, 3 below 10."""
     if missing(value):
         return "–"
     v = float(value)
-    digits = 3 if v < 10 else 2 if v < 100 else 0
+    digits = 4 if v < 1 else 3 if v < 10 else 2 if v < 100 else 0
     # The small offset keeps float noise (0.5 stored as 0.50000000001) from rounding up a digit.
     return f"{math.ceil(v * 10**digits - 1e-6) / 10**digits:.{digits}f}"
 

@@ -116,6 +116,8 @@ def _get(data: dict | None, *path: str) -> object:
 
 def _load_run(folder: Path) -> Study:
     summary = _read_json(folder / "summary.json")
+    if not isinstance(summary.get("architectures"), dict) or not summary["architectures"]:
+        raise ReportError(f"{folder / 'summary.json'}: lists no architectures (is the run finished?)")
     cell = Cell(name=summary.get("run_id") or folder.name, folder=folder, values={}, status="done", summary=summary, source="summary.json")
     study = _study("run", folder, summary.get("run_id") or folder.name, summary.get("config_file"), summary, [cell], [])
     study.sources = [

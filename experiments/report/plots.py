@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from experiments.report import views
 from experiments.report.load import Study
@@ -120,7 +121,7 @@ def privacy_utility(study: Study) -> Plot | Missing:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
     seeds = int(table["n_seeds"].max())
-    bars = f"points are means over {seeds} seeds; bars span the lowest to the highest seed (min–max)" if multi_seed else "one seed per point: no error bars"
+    bars = f"Points are means over {seeds} seeds; bars span the lowest to the highest seed (min–max)" if multi_seed else "One seed per point: no error bars"
     caption = (
         f"{label} of every architecture on the agencies' held-out test months (test-weighted over agencies) "
         f"against the ε budget each agency was given. Lines: DP architectures; horizontal lines: architectures "
@@ -140,7 +141,7 @@ def per_agency_utility(study: Study, focus: views.Focus) -> Plot | Missing:
         return Missing("per-agency-utility", title, "not measured: no per-agency scores in the results")
     agencies = rows.drop_duplicates("agency")  # already smallest first
     ypos = {name: i for i, name in enumerate(agencies["agency"])}
-    fig = Figure(figsize=(8, 1.2 + 0.42 * len(ypos)), layout="constrained")
+    fig = Figure(figsize=(9, 1.2 + 0.42 * len(ypos)), layout="constrained")
     ax = fig.subplots()
     lines = sorted(set(rows["line"]), key=views.arch_order)
     offsets = np.linspace(-0.25, 0.25, len(lines)) if len(lines) > 1 else [0.0]
@@ -154,7 +155,7 @@ def per_agency_utility(study: Study, focus: views.Focus) -> Plot | Missing:
     ax.invert_yaxis()
     ax.set_xlabel(f"{study.headline_label} on the agency's own test months (higher is better)")
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=8, loc="outside right upper")
     shown = focus.describe(study)
     caption = (
         f"Each agency's {study.headline_label} under every architecture, smallest agency at the top. "
@@ -185,17 +186,22 @@ def epsilon_per_agency(study: Study, focus: views.Focus) -> Plot | Missing:
         pts = rows[rows["line"] == line]
         y = [ypos[a] - 0.4 + height * (i + 0.5) for a in pts["agency"]]
         ax.barh(y, pts["epsilon"].fillna(0), height=height * 0.9, color=colour(line), label=f"{line} (ε spent)")
+        for _, r in pts[pts["epsilon"].isna()].iterrows():
+            ax.annotate(f"{line}: no ε recorded", (0, ypos[r["agency"]] - 0.4 + height * (i + 0.5)), fontsize=8, xytext=(4, 0), textcoords="offset points", va="center")
         over = pts[pts["epsilon"] > pts["budget"] * (1 + 1e-9)]
         for _, r in over.iterrows():
             ax.annotate("over budget", (r["epsilon"], ypos[r["agency"]]), fontsize=8, color="red", xytext=(4, 0), textcoords="offset points", va="center")
-    budgets = rows.drop_duplicates("agency")
-    if budgets["budget"].notna().any():
-        ax.scatter(budgets["budget"], [ypos[a] for a in budgets["agency"]], marker="|", s=400, color="black", label="budget", zorder=3)
+    budgets = rows[rows["budget"].notna()].drop_duplicates(["agency", "budget"])
+    if not budgets.empty:
+        y = np.array([ypos[a] for a in budgets["agency"]])
+        ax.vlines(budgets["budget"], y - 0.45, y + 0.45, color="black", linewidth=2.5, label="budget", zorder=4)
+    top = np.nanmax(np.concatenate([rows["epsilon"].to_numpy(float), rows["budget"].to_numpy(float)]))
+    ax.set_xlim(0, 1.12 * top)
     ax.set_yticks(range(len(ypos)), [_agency_label(r) for _, r in agencies.iterrows()], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("ε spent over the whole run (cumulative; lower is more private)")
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=8, loc="outside lower center", ncol=len(lines) + 1)
     shown = focus.describe(study)
     caption = (
         "Cumulative ε each agency spent over all rounds (bars) against the budget it was given (black tick), "
@@ -213,7 +219,7 @@ def movement_per_agency(study: Study, focus: views.Focus) -> pd.DataFrame:
     rows = views.focus_agencies(study, focus)
     if rows.empty:
         return rows
-    archs = study.archs[study.archs["cell"].isin(focus.cells)].drop_duplicates("line").set_index("line")
+    archs = views.at_focus(study.archs, focus).drop_duplicates("line").set_index("line")
     rows = rows.copy()
     for column, total in (("records_moved", "records_moved"), ("update_bytes_sent", "update_bytes")):
         known_zero = rows["line"].map(lambda line: archs[total].get(line) == 0)
@@ -224,36 +230,49 @@ def movement_per_agency(study: Study, focus: views.Focus) -> pd.DataFrame:
 def data_movement(study: Study, focus: views.Focus) -> Plot | Missing:
     title = "What left each agency"
     rows = movement_per_agency(study, focus)
-    if rows.empty:
+    totals = views.focus_archs(study, focus)
+    if rows.empty or totals.empty:
         return Missing("data-movement", title, "not measured: no per-agency results")
     agencies = rows.drop_duplicates("agency")
     ypos = {name: i for i, name in enumerate(agencies["agency"])}
     lines = sorted(set(rows["line"]), key=views.arch_order)
     height = 0.8 / len(lines)
-    fig = Figure(figsize=(10, 1.4 + 0.45 * len(ypos) * max(1, len(lines) / 3)), layout="constrained")
-    ax_rec, ax_mb = fig.subplots(1, 2, sharey=True)
-    unknown = []
+    fig = Figure(figsize=(11, 1.6 + 0.45 * len(ypos) * max(1, len(lines) / 3)), layout="constrained")
+    ax_rec, ax_mb = fig.subplots(1, 2, width_ratios=[1, 1.6])
+    # Left: raw records per architecture, summed over agencies (always known, unlike per agency).
+    order = sorted(totals["line"], key=views.arch_order)
+    records = totals.set_index("line")["records_moved"]
+    values = [records.get(line, math.nan) for line in order]
+    ax_rec.barh(range(len(order)), np.nan_to_num(values), color=[colour(line) for line in order])
+    top = max([v for v in values if not math.isnan(v)], default=0.0)
+    for i, v in enumerate(values):
+        # White inside a long bar, black where the bar is short or absent.
+        inside = not math.isnan(v) and v > 0.25 * top
+        ax_rec.annotate("not recorded" if math.isnan(v) else f"{v:,.0f}", (0, i), xytext=(4, 0), textcoords="offset points", va="center", fontsize=9, color="white" if inside else "black")
+    ax_rec.set_yticks(range(len(order)), order, fontsize=8)
+    ax_rec.invert_yaxis()
+    ax_rec.set_xlim(0, max(1.0, top) * 1.05)
+    ax_rec.xaxis.set_major_locator(MaxNLocator(4))
+    ax_rec.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}"))
+    ax_rec.set_xlabel("raw records that left the agencies (all agencies)")
+    ax_rec.grid(axis="x", alpha=0.3)
+    # Right: megabytes of model updates per agency.
     for i, line in enumerate(lines):
         pts = rows[rows["line"] == line]
         y = [ypos[a] - 0.4 + height * (i + 0.5) for a in pts["agency"]]
-        if pts["records_moved"].isna().all():
-            unknown.append(line)
-        ax_rec.barh(y, pts["records_moved"].fillna(0), height=height * 0.9, color=colour(line), label=line)
         ax_mb.barh(y, pts["update_bytes_sent"].fillna(0) / 1e6, height=height * 0.9, color=colour(line), label=line)
-    ax_rec.set_yticks(range(len(ypos)), [_agency_label(r) for _, r in agencies.iterrows()], fontsize=8)
-    ax_rec.invert_yaxis()
-    ax_rec.set_xlabel("raw records that left the agency")
-    ax_mb.set_xlabel("MB of model updates sent (whole run)")
-    for ax in (ax_rec, ax_mb):
-        ax.grid(axis="x", alpha=0.3)
-    ax_mb.legend(fontsize=8, loc="lower right")
+    ax_mb.set_yticks(range(len(ypos)), [_agency_label(r) for _, r in agencies.iterrows()], fontsize=8)
+    ax_mb.invert_yaxis()
+    ax_mb.set_xlabel("MB of model updates each agency sent (whole run)")
+    ax_mb.grid(axis="x", alpha=0.3)
+    fig.legend(*ax_mb.get_legend_handles_labels(), fontsize=8, loc="outside lower center", ncol=len(lines))
     shown = focus.describe(study)
-    note = f" Per-agency record counts are not in the results for {', '.join(unknown)} (its total is in the table)." if unknown else ""
     caption = (
-        "Left: raw incident records that left each agency (pooling copies every record out). Right: megabytes of "
-        "model updates each agency sent to the coordinator over all rounds." + note + (f" Shown: {shown}." if shown else "")
+        "Left: raw incident records that left the agencies under each architecture (pooling copies records out; "
+        "per-agency counts are in the table below the per-agency figure). Right: megabytes of model updates each agency "
+        "sent to the coordinator over all rounds (architectures that send nothing have no bar)." + (f" Shown: {shown}." if shown else "")
     )
-    return Plot("data-movement", title, _png(fig), caption, "Bar charts of records and megabytes that left each agency per architecture")
+    return Plot("data-movement", title, _png(fig), caption, "Bar charts of raw records moved per architecture and megabytes of updates sent per agency")
 
 
 # --- fairness -------------------------------------------------------------------------------------
@@ -373,8 +392,7 @@ def fairness_quintiles(study: Study, focus: views.Focus) -> Plot | Missing:
     if q.empty:
         reason = "not measured: this task flags no areas" if study.task != "hotspot" else "not measured: the results hold no per-quintile flag shares"
         return Missing("fairness-quintiles", title, reason)
-    rows = q[q["cell"].isin(focus.cells) & (q["facet"] == focus.facet)]
-    rows = rows[~rows["is_dp"] | rows["eps_budget"].apply(lambda e: views.same_eps(e, focus.eps))]
+    rows = views.at_focus(q, focus)
     if rows.empty:
         return Missing("fairness-quintiles", title, "not measured for the setting shown")
     gaps = quintile_gaps(study)

@@ -22,7 +22,9 @@ def _m(value: object) -> bool:
 
 
 def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
+    if n == 1:
+        return f"{n} {word}"
+    return f"{n} {word[:-1]}ies" if word.endswith("y") else f"{n} {word}s"
 
 
 def _list(items: Sequence[str], limit: int = 3) -> str:
@@ -50,13 +52,14 @@ def utility_sentence(label: str, chance: float | None, name: str, kind: str, val
         return f"{who} reached {label} {fmt.num(value)}{note}; pooling all records was not run, so there is nothing to compare it with."
     tail = f" ({fmt.num(value)} vs {fmt.num(central)}{note})"
     if value >= central - _precision():
-        relation = "matched" if abs(value - central) < _precision() else "beat"
-        return f"{who} {relation} pooling all records in one place: {label}{tail}."
+        if abs(value - central) < _precision():
+            return f"{who} matched pooling all records in one place to three decimals: {label}{tail}."
+        return f"{who} beat pooling all records in one place: {label}{tail}."
     if chance is not None:
         if central <= chance:
             return f"Pooling all records did no better than chance ({label} {fmt.num(central)}; chance is {chance:g}), so no share of its gain can be kept; {name} reached {fmt.num(value)}."
         if value <= chance:
-            return f"{who} did no better than chance ({label} {fmt.num(value)}; chance is {chance:g}) while pooling reached {fmt.num(central)}: the noise destroyed what the model learnt."
+            return f"{who} did no better than chance ({label} {fmt.num(value)}; chance is {chance:g}) while pooling reached {fmt.num(central)}."
         kept = (value - chance) / (central - chance)
         # Floor, so that "100%" is never printed for a model that is below pooling.
         return f"{who} kept {math.floor(100 * kept)}% of the {label} gain over chance that pooling all records achieved{tail}."
@@ -90,12 +93,16 @@ def trend_sentence(label: str, name: str, points: Sequence[tuple[float, float]],
     return text + "."
 
 
-def chance_sentence(label: str, chance: float | None, failures: Sequence[tuple[str, float, float]]) -> str | None:
-    """(line, ε, value) settings that did no better than chance."""
+def chance_sentence(label: str, chance: float | None, failures: Sequence[tuple[str, float, float]], reference: str | None, ref_value: float | None) -> str | None:
+    """(line, ε, value) DP settings that did no better than chance. The DP noise is named as the
+    cause only when `reference` (the same federation without DP) did beat chance."""
     if chance is None or not failures:
         return None
     parts = [f"{line} at ε = {e:g} ({label} {fmt.num(v)})" if not _m(e) else f"{line} ({label} {fmt.num(v)})" for line, e, v in failures]
-    return f"No better than chance (chance is {label} {chance:g}): {_list(parts, 5)}; at those settings the DP noise destroyed what the model learnt."
+    text = f"No better than chance (chance is {label} {chance:g}): {_list(parts, 5)}"
+    if reference and not _m(ref_value) and ref_value > chance:
+        text += f"; {reference} without DP reached {fmt.num(ref_value)}, so at those budgets the DP noise destroyed what the model learnt"
+    return text + "."
 
 
 # --- privacy --------------------------------------------------------------------------------------
@@ -122,15 +129,17 @@ def budget_sentence(spends: pd.DataFrame, scope: str = "") -> str:
             ratio = with_budget["epsilon"] / with_budget["budget"]
             worst = with_budget.loc[ratio.idxmax()]
             budgets = set(with_budget["budget"])
+            who = "Every agency that recorded an ε stayed" if not no_eps.empty or len(with_budget) < len(known) else "Every agency's ε stayed"
             if len(budgets) == 1:
-                sentences.append(f"Every agency's ε stayed within its budget{where} (max {fmt.eps(with_budget['epsilon'].max())} ≤ {fmt.budget(next(iter(budgets)))}).")
+                sentences.append(f"{who} within its budget{where} (max {fmt.eps(with_budget['epsilon'].max())} ≤ {fmt.budget(next(iter(budgets)))}).")
             else:
                 sentences.append(
-                    f"Every agency's ε stayed within its budget{where}; the closest was {worst['agency']} under {worst['line']} "
+                    f"{who} within its budget{where}; the closest was {worst['agency']} under {worst['line']} "
                     f"(ε {fmt.eps(worst['epsilon'])} of {fmt.budget(worst['budget'])}, {math.ceil(1000 * ratio.max()) / 10:g}% of it)."
                 )
     if not no_eps.empty:
-        sentences.append(f"{_plural(no_eps['agency'].nunique(), 'agency')} recorded no ε ({_list(sorted(set(no_eps['agency'])))}): their spend is not measured.")
+        n = no_eps["agency"].nunique()
+        sentences.append(f"{_plural(n, 'agency')} recorded no ε ({_list(sorted(set(no_eps['agency'])))}): {'its' if n == 1 else 'their'} spend is {fmt.NOT_MEASURED}.")
     refused = spends[spends["n_errors"] > 0]
     if not refused.empty:
         items = [f"{r['agency']} under {r['line']} ({_plural(int(r['n_errors']), 'round')}; first {r['first_error']})" for _, r in refused.iterrows()]
@@ -163,17 +172,23 @@ def attack_sentence(name: str, mia: float, bound: float, eps_claimed: float = ma
 
 def collaboration_sentence(label: str, fed: str, rows: pd.DataFrame) -> str:
     """Who gains from collaborating: `rows` has agency, n_train, local, fed (the scores)."""
+    smallest = rows.sort_values(["n_train", "agency"]).iloc[0] if not rows.empty else None
+    total = len(rows)
     rows = rows[rows["local"].notna() & rows["fed"].notna()]
     if rows.empty:
         return f"Gain from collaborating: {fmt.NOT_MEASURED} (needs both 'local' and a federated architecture)."
     rows = rows.assign(gain=rows["fed"] - rows["local"])
-    smallest = rows.sort_values(["n_train", "agency"]).iloc[0]
     best = rows.sort_values(["gain", "n_train"], ascending=[False, True]).iloc[0]
     up = int((rows["gain"] >= _precision()).sum())
     down = int((rows["gain"] <= -_precision()).sum())
     n = len(rows)
     counts = f"Under {fed}, {up} of {n} agencies scored higher than training alone" + (f" and {down} lower" if down else "")
+    if n < total:
+        counts += f" ({_plural(total - n, 'agency')} without a score under both)"
     size = f"{fmt.count(smallest['n_train'])} training records" if not _m(smallest["n_train"]) else "fewest records"
+    if smallest["agency"] not in set(rows["agency"]):
+        return counts + f"; the smallest agency ({smallest['agency']}, {size}) has no score under both, so its gain is {fmt.NOT_MEASURED}."
+    smallest = rows[rows["agency"] == smallest["agency"]].iloc[0]
     if best["gain"] < _precision():
         return counts + f"; no agency gained from collaborating (the best change was {best['agency']}'s, {fmt.signed(best['gain'])} {label})."
     if best["agency"] == smallest["agency"]:
@@ -190,17 +205,16 @@ def movement_sentence(rows: pd.DataFrame) -> str:
     unknown = rows[rows["records_moved"].isna()]
     parts = []
     if not moved.empty:
-        parts.append(_list([f"{r['line']} copied {fmt.count(r['records_moved'])} raw records out of the agencies" for _, r in moved.iterrows()]))
+        parts.append(_list([f"{r['line']} copied {fmt.count(r['records_moved'])} out of the agencies" for _, r in moved.iterrows()]))
     if not none.empty:
         sent = [f"{r['line']} {fmt.megabytes(r['update_bytes'])}" for _, r in none.iterrows() if r["update_bytes"] > 0]
-        text = f"{_list(list(none['line']), 6)} moved no raw records"
+        text = f"{_list(list(none['line']), 6)} moved none"
         if sent:
-            text += f"; the federated ones sent model updates instead ({_list(sent, 6)} in total)"
+            text += f"; model updates were sent instead ({_list(sent, 6)} in total)"
         parts.append(text)
     if not unknown.empty:
-        parts.append(f"records moved: {fmt.NOT_MEASURED} for {_list(list(unknown['line']))}")
-    text = "; ".join(parts)
-    return text[:1].upper() + text[1:] + "." if text else f"Data movement: {fmt.NOT_MEASURED}."
+        parts.append(f"for {_list(list(unknown['line']))} the count is {fmt.NOT_MEASURED}")
+    return f"Raw records: {'; '.join(parts)}." if parts else f"Data movement: {fmt.NOT_MEASURED}."
 
 
 def spread_sentence(label: str, spreads: pd.DataFrame, reference: str | None) -> str | None:
@@ -214,10 +228,16 @@ def spread_sentence(label: str, spreads: pd.DataFrame, reference: str | None) ->
         text = f"{r['line']}'s {label} ranged from {fmt.num(r['min'])} ({r['worst']}) to {fmt.num(r['max'])}, a spread of {fmt.num(r['range'])}"
         if not ref.empty:
             d = r["range"] - ref["range"].iloc[0]
+            worst_gap = r["min"] - ref["min"].iloc[0]
+            worst = f" ({fmt.num(r['min'])} vs {fmt.num(ref['min'].iloc[0])} under {reference})"
             if abs(d) < _precision():
                 text += f", the same as {reference} without DP"
+            elif d < 0:
+                text += f", narrower than {reference}'s {fmt.num(ref['range'].iloc[0])}"
+            elif worst_gap <= -_precision():
+                text += f", wider than {reference}'s {fmt.num(ref['range'].iloc[0])}, and its worst agency scores lower{worst}: here DP widens the gap at the bottom"
             else:
-                text += f", {'wider' if d > 0 else 'narrower'} than {reference}'s {fmt.num(ref['range'].iloc[0])}" + (": DP widens the gap between agencies" if d > 0 else "")
+                text += f", wider than {reference}'s {fmt.num(ref['range'].iloc[0])}, though its worst agency scores no lower{worst}"
         parts.append(text)
     if not parts:
         r = spreads.sort_values("range").iloc[-1]
@@ -251,6 +271,27 @@ def quintile_sentence(gaps: pd.DataFrame, reference: str | None) -> str | None:
     return text[:1].upper() + text[1:] + "."
 
 
+def worse_sentence(what: str, line: str, points: Sequence[tuple[float, float]], reference: str, ref_value: float, *, scale: float = 1.0, unit: str = "", word: str = "wider") -> str | None:
+    """At which ε budgets `line`'s `what` (lower is fairer) is worse than `reference`'s.
+    Values are compared on the printed scale (`scale`, 3 decimals, or 1 with a `unit`)."""
+    points = sorted((e, v) for e, v in points if not _m(v) and not _m(e))
+    if len(points) < 2 or _m(ref_value):
+        return None
+    digits = 1 if unit else 3
+    worse = [e for e, v in points if (v - ref_value) * scale >= 0.5 * 10**-digits]
+    rest = [e for e, _ in points if e not in worse]
+    head = f"{what[:1].upper()}{what[1:]} under {line}, against {reference} without DP ({ref_value * scale:.{digits}f}{unit})"
+
+    def budgets(values: list[float]) -> str:
+        return "ε = " + _list([f"{e:g}" for e in values], 8)
+
+    if not worse:
+        return f"{head}: no {word} at any ε budget."
+    if not rest:
+        return f"{head}: {word} at every ε budget ({budgets(worse)})."
+    return f"{head}: {word} at {budgets(worse)}; not at {budgets(rest)}."
+
+
 def time_sentence(walls: pd.DataFrame, startup: float) -> str | None:
     """Wall time per line (`walls`: line, wall_s)."""
     walls = walls[walls["wall_s"].notna()]
@@ -262,7 +303,9 @@ def time_sentence(walls: pd.DataFrame, startup: float) -> str | None:
     if not _m(startup):
         text += f", plus {fmt.seconds(startup)} of Flower start-up paid once by the federated architectures"
     if len(walls) > 1:
-        text += f"; {walls.iloc[-1]['line']} was the slowest"
+        slowest = walls[walls["wall_s"] >= walls["wall_s"].max() - 0.05]
+        if len(slowest) < len(walls):
+            text += f"; {_list(list(slowest['line']))} {'was' if len(slowest) == 1 else 'were'} the slowest"
     return text + "."
 
 
@@ -280,6 +323,47 @@ def ceiling_sentence(label: str, ceiling: float, best_line: str | None, best_val
     return text + "."
 
 
+def _spends(study: Study, dp_rows: pd.DataFrame) -> pd.DataFrame:
+    """ε spent against budget per (DP line, agency, cell). A line that records no per-agency ε
+    (agency-level DP: one ε covers the federation) contributes its one ε per cell instead."""
+    columns = ["line", "agency", "epsilon", "budget", "n_errors", "first_error"]
+    if dp_rows.empty:
+        return pd.DataFrame(columns=columns)
+    per_cell = dp_rows.groupby(["cell", "line"])["epsilon"].transform(lambda e: e.notna().any())
+    rows = [dp_rows.loc[per_cell, columns]]
+    whole = study.archs[study.archs["is_dp"]].merge(dp_rows.loc[~per_cell, ["cell", "line"]].drop_duplicates(), on=["cell", "line"])
+    if not whole.empty:
+        errors = dp_rows.loc[~per_cell].groupby(["cell", "line"])["n_errors"].sum().rename("n_errors").reset_index()
+        whole = whole.drop(columns="n_errors").merge(errors, on=["cell", "line"])
+        rows.append(pd.DataFrame({"line": whole["line"], "agency": "the federation (agency-level ε)", "epsilon": whole["epsilon_max"], "budget": whole["eps_budget"], "n_errors": whole["n_errors"], "first_error": ""}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def _worse_by_budget(study: Study, focus: views.Focus, label: str) -> list[str]:
+    """For sweeps over ε: the budgets at which a DP architecture spreads utility across agencies
+    more, or skews hotspot flags more, than fedavg without DP (seed means)."""
+    if study.kind != "sweep" or len(views.dp_budgets(study, focus.facet)) < 2:
+        return []
+    out = []
+    for frame, column, what, scale, unit, word in (
+        (plots.spreads(study), "range", f"the spread of {label} across agencies", 1.0, "", "wider"),
+        (plots.quintile_gaps(study), "gap", "the largest flag-vs-incident gap across deprivation quintiles", 100.0, " points", "larger"),
+    ):
+        if frame.empty:
+            continue
+        frame = frame[frame["facet"] == focus.facet]
+        reference = "fedavg" if "fedavg" in set(frame["line"]) else "central" if "central" in set(frame["line"]) else None
+        if reference is None:
+            continue
+        ref_value = frame.loc[frame["line"] == reference, column].mean()
+        for line in sorted(set(frame.loc[frame["is_dp"], "line"]), key=views.arch_order):
+            means = frame[frame["line"] == line].groupby("eps_budget")[column].mean()
+            sentence = worse_sentence(what, line, list(means.items()), reference, ref_value, scale=scale, unit=unit, word=word)
+            if sentence:
+                out.append(sentence)
+    return out
+
+
 # --- the reading of a study -----------------------------------------------------------------------
 
 
@@ -287,9 +371,12 @@ def reading(study: Study, focus: views.Focus) -> list[str]:
     """The sentences, most important first."""
     label, chance = study.headline_label, study.chance
     archs = views.focus_archs(study, focus)
-    seeds = int(archs["n_seeds"].max()) if not archs.empty else 1
-    note = f", mean over {seeds} seeds" if seeds > 1 else ""
     get = {r["line"]: r for _, r in archs.iterrows()}
+
+    def note(line: str) -> str:
+        seeds = int(get[line]["n_seeds"]) if line in get else 1
+        return f", mean over {seeds} seeds" if seeds > 1 else ""
+
     central = get["central"]["headline"] if "central" in get else math.nan
     out: list[str] = []
 
@@ -297,14 +384,14 @@ def reading(study: Study, focus: views.Focus) -> list[str]:
     for line in dp_lines:
         r = get[line]
         kind = "with " + DP_KIND.get(str(r["privacy_unit"]), "DP") + (f" at ε = {fmt.budget(r['eps_budget'])}" if not _m(r["eps_budget"]) else "")
-        out.append(utility_sentence(label, chance, line, kind, r["headline"], central, note))
+        out.append(utility_sentence(label, chance, line, kind, r["headline"], central, note(line)))
     if "fedavg" in get:
-        out.append(utility_sentence(label, chance, "fedavg", "without DP", get["fedavg"]["headline"], central, note))
+        out.append(utility_sentence(label, chance, "fedavg", "without DP", get["fedavg"]["headline"], central, note("fedavg")))
     if not dp_lines and "fedavg" not in get and "local" in get:
-        out.append(utility_sentence(label, chance, "Each agency training alone (local)", "", get["local"]["headline"], central, note))
+        out.append(utility_sentence(label, chance, "Each agency training alone (local)", "", get["local"]["headline"], central, note("local")))
 
     table = views.summary_table(study)
-    if study.kind == "sweep" and not table.empty:
+    if not table.empty:
         sub = table[table["facet"] == focus.facet]
         reference = "fedavg" if "fedavg" in set(sub["line"]) else "central" if "central" in set(sub["line"]) else None
         ref_value = sub.loc[sub["line"] == reference, "headline"].mean() if reference else None
@@ -313,17 +400,18 @@ def reading(study: Study, focus: views.Focus) -> list[str]:
             sentence = trend_sentence(label, line, list(zip(pts["eps_budget"], pts["headline"])), reference, ref_value)
             if sentence:
                 out.append(sentence)
-        failures = [(r["line"], r["eps_budget"], r["headline"]) for _, r in table.iterrows() if chance is not None and not _m(r["headline"]) and r["headline"] <= chance]
-        sentence = chance_sentence(label, chance, failures)
+        failures = [(r["line"], r["eps_budget"], r["headline"]) for _, r in sub.iterrows() if r["is_dp"] and chance is not None and not _m(r["headline"]) and r["headline"] <= chance]
+        fed = sub.loc[sub["line"] == "fedavg", "headline"].mean() if "fedavg" in set(sub["line"]) else None
+        sentence = chance_sentence(label, chance, failures, "fedavg" if fed is not None else None, fed)
         if sentence:
             out.append(sentence)
 
     agencies = study.agencies
     dp_rows = agencies[agencies["is_dp"]] if not agencies.empty else agencies
     scope = "in every cell of the sweep" if study.kind == "sweep" else ""
-    out.append(budget_sentence(dp_rows[["line", "agency", "epsilon", "budget", "n_errors", "first_error"]] if not dp_rows.empty else pd.DataFrame(), scope))
+    out.append(budget_sentence(_spends(study, dp_rows), scope))
 
-    attacks = [attack_sentence(line, r["mia_auc"], r["mia_bound"], r["eps_claimed"], r["eps_lower"], note) for line, r in sorted(get.items(), key=lambda kv: views.arch_order(kv[0]))]
+    attacks = [attack_sentence(line, r["mia_auc"], r["mia_bound"], r["eps_claimed"], r["eps_lower"], note(line)) for line, r in sorted(get.items(), key=lambda kv: views.arch_order(kv[0]))]
     attacks = [a for a in attacks if a]
     out.extend(attacks if attacks else [f"Membership-inference attack: {fmt.NOT_MEASURED} (no audit in these results)."])
     over = int(table["mia_over_bound"].sum()) if not table.empty else 0
@@ -342,14 +430,15 @@ def reading(study: Study, focus: views.Focus) -> list[str]:
         out.append(movement_sentence(archs[["line", "records_moved", "update_bytes"]]))
 
     spread = plots.spreads(study)
-    spread = spread[spread["cell"].isin(focus.cells)].drop_duplicates("line") if not spread.empty else spread
+    spread = views.at_focus(spread, focus).drop_duplicates("line")
     lines = set(spread["line"]) if not spread.empty else set()
     reference = "fedavg" if "fedavg" in lines else "central" if "central" in lines else None
     sentence = spread_sentence(label, spread, reference)
     if sentence:
         out.append(sentence)
+    out.extend(_worse_by_budget(study, focus, label))
     gaps = plots.quintile_gaps(study)
-    gaps = gaps[gaps["cell"].isin(focus.cells)].drop_duplicates("line") if not gaps.empty else gaps
+    gaps = views.at_focus(gaps, focus).drop_duplicates("line")
     sentence = quintile_sentence(gaps, "fedavg" if not gaps.empty and "fedavg" in set(gaps["line"]) else None)
     if sentence:
         out.append(sentence)
@@ -357,7 +446,8 @@ def reading(study: Study, focus: views.Focus) -> list[str]:
         out.append(f"Flags per deprivation quintile: {fmt.NOT_MEASURED}.")
 
     if not archs.empty:
-        sentence = time_sentence(archs[["line", "wall_s"]], archs["flower_startup_s"].mean())
+        federated = archs["architecture"].str.startswith("fedavg").any()
+        sentence = time_sentence(archs[["line", "wall_s"]], archs["flower_startup_s"].mean() if federated else math.nan)
         if sentence:
             out.append(sentence)
         best = archs.loc[archs["headline"].idxmax()] if archs["headline"].notna().any() else None

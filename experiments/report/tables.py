@@ -79,7 +79,7 @@ def comparison(study: Study) -> Table:
             line.append(_utility(r, "auc"))
         line += [
             _privacy(r),
-            attack_text(r["mia_auc"], r["mia_bound"]),
+            attack_text(r["mia_auc"], r["mia_bound"]) + (f"; above it in {int(r['mia_over_bound'])} of the cells" if r["mia_over_bound"] > 0 else ""),
             fmt.num(r["mia_tpr"]) if not fmt.missing(r["mia_tpr"]) else fmt.NOT_MEASURED,
             fmt.count(r["records_moved"]),
             fmt.megabytes(r["update_bytes"]),
@@ -109,7 +109,7 @@ def per_agency(study: Study, focus: views.Focus) -> Table:
     lines = sorted(set(rows["line"]), key=views.arch_order)
     dp_lines = [line for line in lines if rows.loc[rows["line"] == line, "is_dp"].any()]
     header = ["agency", "training records"] + [f"{line} {study.headline_label}" for line in lines]
-    header += [f"{line} ε spent / budget" for line in dp_lines] + ["ceiling", "records moved (max over architectures)", "update MB sent (max)", "refused updates"]
+    header += [f"{line} ε spent / budget" for line in dp_lines] + ["ceiling", "raw records that left it", "model updates sent", "rounds without an update"]
     out = []
     small = set(plots.smallest(rows))
     highlight = set()
@@ -122,8 +122,8 @@ def per_agency(study: Study, focus: views.Focus) -> Table:
             line.append(f"{fmt.eps(spent)} / {fmt.budget(cap)}" + (" OVER" if not fmt.missing(spent) and not fmt.missing(cap) and spent > cap * (1 + 1e-9) else ""))
         line += [
             fmt.num(group["ceiling"].iloc[0]) if not fmt.missing(group["ceiling"].iloc[0]) else fmt.NOT_MEASURED,
-            fmt.count(group["records_moved"].max()),
-            fmt.megabytes(group["update_bytes_sent"].max()),
+            _moved(group, "records_moved", fmt.count),
+            _moved(group, "update_bytes_sent", fmt.megabytes),
             str(int(group["n_errors"].sum())),
         ]
         if agency in small:
@@ -133,15 +133,21 @@ def per_agency(study: Study, focus: views.Focus) -> Table:
     return Table("per-agency", "Per agency", header, out, f"Shown: {shown}." if shown else "", highlight)
 
 
+def _moved(group: pd.DataFrame, column: str, show) -> str:
+    """The architectures under which something left this agency, with how much; "none" only
+    when every architecture is known to have moved nothing."""
+    parts = [f"{r['line']}: {show(r[column])}" for _, r in group.iterrows() if not fmt.missing(r[column]) and r[column] > 0]
+    parts += [f"{r['line']}: not recorded" for _, r in group.iterrows() if fmt.missing(r[column])]
+    return "; ".join(parts) if parts else "none"
+
+
 def fairness(study: Study, focus: views.Focus) -> Table:
     """Per architecture at the focus setting: the worst and best agency, the spread, the smallest
     agencies' score, and for hotspot flags the largest quintile gap."""
-    spread = plots.spreads(study)
-    spread = spread[spread["cell"].isin(focus.cells)] if not spread.empty else spread
     rows_all = views.focus_agencies(study, focus)
     small = set(plots.smallest(rows_all)) if not rows_all.empty else set()
     gaps = plots.quintile_gaps(study)
-    gaps = gaps[gaps["cell"].isin(focus.cells)] if not gaps.empty else gaps
+    gaps = views.at_focus(gaps, focus)
     label = study.headline_label
     header = ["architecture", f"worst agency {label}", f"best agency {label}", "spread (best − worst)", f"smallest agencies' mean {label}", "largest flag-vs-incident gap (quintile)"]
     out = []
@@ -165,7 +171,7 @@ def fairness(study: Study, focus: views.Focus) -> Table:
                 gap_text,
             ]
         )
-    disparity = study.archs[study.archs["cell"].isin(focus.cells)].drop_duplicates("line")
+    disparity = views.at_focus(study.archs, focus).drop_duplicates("line")
     extra = [f"{r['line']}: {fmt.num(r['disparity'])}" for _, r in disparity.iterrows() if not fmt.missing(r["disparity"])]
     note = ("Disparity index from summary.json: " + "; ".join(extra) + ". ") if extra else ""
     shown = focus.describe(study)

@@ -59,7 +59,7 @@ def summary_table(study: Study) -> pd.DataFrame:
     out["privacy_unit"] = grouped["privacy_unit"].first()
     out["accountant"] = grouped["accountant"].first()
     out["n_errors"] = grouped["n_errors"].sum()
-    out["n_seeds"] = grouped["cell"].nunique()
+    out["n_seeds"] = grouped["seed"].nunique().clip(lower=1)  # a single run has no seed column value
     out["mia_over_bound"] = grouped["_over"].sum()  # cells where the attack beat the bound ε allows
     out = out.reset_index()
     out["_order"] = [arch_order(line) for line in out["line"]]
@@ -111,13 +111,19 @@ def same_eps(a: float, b: float | None) -> bool:
     return not math.isnan(a) and math.isclose(a, b)
 
 
+def at_focus(frame: pd.DataFrame, f: Focus) -> pd.DataFrame:
+    """Rows of `frame` (with cell, facet, is_dp, eps_budget columns) in the focus setting."""
+    if frame.empty:
+        return frame
+    frame = frame[frame["cell"].isin(f.cells) & (frame["facet"] == f.facet)]
+    return frame[~frame["is_dp"].astype(bool) | frame["eps_budget"].apply(lambda e: same_eps(e, f.eps))]
+
+
 def focus_agencies(study: Study, f: Focus) -> pd.DataFrame:
     """Per-agency rows of the focus setting, one per (line, agency), smallest agency first."""
-    rows = study.agencies
+    rows = at_focus(study.agencies, f)
     if rows.empty:
         return rows
-    rows = rows[rows["cell"].isin(f.cells) & (rows["facet"] == f.facet)]
-    rows = rows[~rows["is_dp"] | rows["eps_budget"].apply(lambda e: same_eps(e, f.eps))]
     rows = rows.drop_duplicates(["line", "agency"])
     return rows.sort_values(["n_train", "agency"]).reset_index(drop=True)
 
