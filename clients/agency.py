@@ -12,6 +12,7 @@ An agency reads only its own folder and the public areas table.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -22,7 +23,9 @@ import pandas as pd
 from flwr.app import Context
 
 from policedata.loader import load_areas, load_street_folder
+from privacy.audit.mia import holdout_same_months
 from tasks.registry import Split, build_split
+from tasks.seeding import stable_seed
 
 
 @dataclass(frozen=True)
@@ -70,4 +73,24 @@ def load_split(agency: Agency) -> Split:
     if records.empty:
         raise RuntimeError(f"{agency.folder}: no records of agency {agency.name!r}")
     areas: pd.DataFrame | None = load_areas(Path(spec["areas"])) if spec.get("areas") else None
-    return build_split(spec["task"], records, areas)
+    split = build_split(spec["task"], records, areas)
+    audit = spec["config"].get("audit", {})
+    if audit.get("enabled"):
+        split = hold_out_for_audit(split, float(audit["holdout"]), stable_seed(spec["config"]["seed"], agency.name, "audit"))
+    return split
+
+
+def hold_out_for_audit(split: Split, fraction: float, seed: int) -> Split:
+    """Keep a random `fraction` of each training month out of training: the membership
+    audit's non-members, from the same months as its members (the training rows)."""
+    held = holdout_same_months(split.train_months, fraction, seed)
+    counts = {**split.counts, "n_train": int((~held).sum()), "n_audit_holdout": int(held.sum())}
+    return dataclasses.replace(
+        split,
+        X_train=split.X_train[~held],
+        y_train=split.y_train[~held],
+        train_months=split.train_months[~held],
+        X_holdout=split.X_train[held],
+        y_holdout=split.y_train[held],
+        counts=counts,
+    )

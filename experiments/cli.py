@@ -35,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("config", help="YAML experiment config, e.g. configs/default.yaml")
         command.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key (value in YAML), e.g. --set privacy.epsilon=2")
     gen.add_argument("out_dir", help="folder to create (must not exist or be empty)")
+    aud = sub.add_parser("audit", help="privacy audits of a finished run (membership inference, canaries); `peel audit verify RUN_DIR` checks its audit trail")
+    aud.add_argument("target", nargs="+", metavar="[verify] RUN_DIR", help="a run folder made with audit: true")
     rep = sub.add_parser("report", help="write report.html (and its PNG figures) for a run or sweep folder")
     rep.add_argument("folder", help="a run folder (runs/<id>) or a sweep folder")
     sweep.add_argument("--dir", dest="sweep_dir", help="sweep folder (default: <output>/sweep-<config name>-<hash of the config>, so re-running resumes)")
@@ -62,6 +64,37 @@ def _write_report(folder: Path) -> None:
 
 def _report(args: argparse.Namespace) -> int:
     _write_report(Path(args.folder))
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    if args.target[0] == "verify":
+        from experiments.trail import verify_run
+
+        if len(args.target) != 2:
+            raise ConfigError("peel audit verify: give exactly one run folder")
+        return verify_run(Path(args.target[1]))
+    if len(args.target) != 1:
+        raise ConfigError("peel audit: give exactly one run folder (or: peel audit verify RUN_DIR)")
+    from experiments.audit import AuditUnavailable, audit_folder
+    from experiments.results import write_json
+    from experiments.runner import reopen
+
+    run_dir = Path(args.target[0])
+    folder = reopen(run_dir)
+    try:
+        audit_folder(folder)
+    except AuditUnavailable as exc:
+        raise ConfigError(str(exc)) from None
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    summary["architectures"] = folder.results
+    write_json(run_dir / "summary.json", summary)
+    for arch, entry in folder.results.items():
+        audit = entry["audit"]
+        bound = f" (the claimed ε allows ≤ {audit['mia_auc_bound']:.3f})" if audit.get("mia_auc_bound") is not None else ""
+        lower = f"; canary lower bound on ε {audit['epsilon_lower_bound']:.2f}" if audit.get("epsilon_lower_bound") is not None else ""
+        print(f"{arch:<18} membership attack AUC {audit['mia_auc']:.3f}{bound}, TPR at 1% FPR {audit['mia_tpr_at_1pct_fpr']:.3f}{lower}")
+    _write_report(run_dir)
     return 0
 
 
@@ -108,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     progress = show_progress()
     try:
-        return {"run": _run, "prepare": _prepare, "generate": _generate, "sweep": _sweep, "report": _report}[args.command](args)
+        return {"run": _run, "prepare": _prepare, "generate": _generate, "sweep": _sweep, "report": _report, "audit": _audit}[args.command](args)
     except (ConfigError, DataError, ReportError) as exc:
         print(f"peel: {exc}", file=sys.stderr)
         return USAGE_ERROR

@@ -21,7 +21,7 @@ from pathlib import Path
 from clients.agency import Agency, load_split
 from experiments.baselines import Training, train_central, train_local
 from experiments.config import RECORD_DP, PeelConfig, dump
-from experiments.prepare import Federation, materialise, write_spec
+from experiments.prepare import SPEC_FILE, Federation, materialise, write_spec
 from experiments.results import (
     append_rows,
     metric_values,
@@ -102,6 +102,40 @@ class RunFolder:
     @property
     def federated(self) -> list[str]:
         return [a for a in self.config.architectures if a.startswith("fedavg")]
+
+
+def reopen(run_dir: Path) -> RunFolder:
+    """A finished run folder, read back (config, data, results and final models), e.g. to audit
+    it afterwards."""
+    import json
+
+    from experiments.config import ConfigError, load_config
+
+    try:
+        spec = json.loads((run_dir / SPEC_FILE).read_text(encoding="utf-8"))
+        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{run_dir}: not a finished run folder ({exc})") from None
+    config = load_config(run_dir / "config.yaml")
+    task = spec["task"]
+    federation = Federation(
+        spec["agencies"],
+        Path(spec["areas"]) if spec.get("areas") else None,
+        Path(spec["ground_truth"]) if spec.get("ground_truth") else None,
+        task["test_from"],
+        list(summary.get("data", {}).get("notes", [])),
+        tuple(task["period"]) if task.get("period") else None,
+    )
+    folder = RunFolder(config, summary["config_file"], run_dir, federation, run_dir / SPEC_FILE, results=summary["architectures"])
+    slugs = {a["name"]: a["slug"] for a in federation.agencies}
+    for arch in summary["architectures"]:
+        def load(file: str) -> torch.nn.Module:
+            model = folder.new_model()
+            model.load_state_dict(torch.load(run_dir / "models" / file))
+            return model
+
+        folder.models[arch] = {n: load(f"local-{slug}.pt") for n, slug in slugs.items()} if arch == "local" else load(f"{arch}.pt")
+    return folder
 
 
 def new_run_dir(config: PeelConfig, parent: Path | None = None) -> Path:
@@ -270,7 +304,7 @@ def _ceiling(folder: RunFolder) -> dict | None:
     return {"metrics": _overall(per_agency, splits), "per_agency": per_agency}
 
 
-def _model_of(models: Models, agency: str) -> torch.nn.Module:
+def model_of(models: Models, agency: str) -> torch.nn.Module:
     return models[agency] if isinstance(models, dict) else models
 
 
@@ -281,7 +315,7 @@ def score(folder: RunFolder) -> None:
     headline = registry.HEADLINE[task.name]
     for arch, entry in folder.results.items():
         models = folder.models[arch]
-        probas = {name: predict_proba(_model_of(models, name), split.X_test) for name, split in splits.items()}
+        probas = {name: predict_proba(model_of(models, name), split.X_test) for name, split in splits.items()}
         for name, split in splits.items():
             entry["per_agency"][name]["metrics"] = metric_values(registry.score(split, probas[name], folder.intensity))
             if isinstance(split, HotspotSplit):
@@ -311,8 +345,13 @@ def _fairness(folder: RunFolder, entry: dict, probas: dict, headline: str) -> di
 
 
 def summarise(folder: RunFolder) -> Path:
-    """Score a run folder whose architectures have all run, and write its summary.json."""
+    """Score (and, with audit: true, audit) a run folder whose architectures have all run, and
+    write its summary.json."""
     score(folder)
+    if folder.config.audit.enabled:
+        from experiments.audit import audit_folder  # imports this module
+
+        audit_folder(folder)
     config, splits, federation = folder.config, folder.splits, folder.federation
     summary = {
         "run_id": folder.run_dir.name,

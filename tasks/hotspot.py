@@ -93,6 +93,10 @@ class HotspotSplit:
     k: int  # areas flagged (and labelled) per month
     agency: str
     record_influence: int  # most training examples whose content one incident record changes
+    train_months: np.ndarray | None = None  # str, the label month of each training row
+    # Training-period rows held out as non-members for the membership audit (audit: true).
+    X_holdout: np.ndarray | None = None
+    y_holdout: np.ndarray | None = None
 
 
 def build_hotspot_split(
@@ -172,6 +176,7 @@ def build_hotspot_split(
         k=k,
         agency=agency,
         record_influence=influence,
+        train_months=label_month[train],
     )
 
 

@@ -29,6 +29,10 @@ class OutcomeSplit:
     # rows_total, rows_no_outcome, rows_no_location, rows_unknown_area, n_train, n_test,
     # positives_train, positives_test
     counts: dict[str, int]
+    train_months: np.ndarray | None = None  # str "YYYY-MM", aligned with the training rows
+    # Training-period rows held out as non-members for the membership audit (audit: true).
+    X_holdout: np.ndarray | None = None
+    y_holdout: np.ndarray | None = None
 
 
 def build_outcome_split(
@@ -75,6 +79,7 @@ def build_outcome_split(
         test_crime_types=_as_str(kept["crime_type"][test]),
         feature_names=list(features.FEATURE_NAMES),
         counts=counts,
+        train_months=_as_str(kept["month"][train]),
     )
 
 
