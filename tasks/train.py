@@ -1,17 +1,22 @@
 """Plain (non-private) training and prediction for the one-logit models of ``tasks.model``.
 
 Batches are taken by indexing tensors with a seeded permutation: on small tabular data a torch
-DataLoader costs 2-3x the whole training step. The DP path (``privacy``) wraps the same optimizer
-and loss, so plain and private runs differ only in the privacy mechanism.
+DataLoader costs 2-3x the whole training step. For the MLPs of ``tasks.model`` the forward and
+backward passes are written out by hand (``LinearStack``): on a 64-64 MLP autograd's bookkeeping
+costs more than the arithmetic. The DP path (``privacy``) uses the same optimizer, loss and
+passes, so plain and private runs differ only in the privacy mechanism.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
+
+from tasks.model import MLP
 
 PREDICT_CHUNK = 65_536  # rows per forward pass in predict_proba: bounds memory, not speed
 
@@ -42,6 +47,107 @@ def as_tensors(X: np.ndarray, y: np.ndarray | None = None) -> tuple[torch.Tensor
     return X_t, y_t
 
 
+# ---------------------------------------------------------------- hand-written passes
+
+# Elementwise activations the manual passes know: (forward, backward from the output alone).
+# Only exact types: a subclass may compute something else.
+_ACTIVATIONS: dict[type, tuple[Callable, Callable]] = {
+    # threshold_backward is what autograd itself runs for ReLU: grad where output > 0, else 0
+    nn.ReLU: (torch.relu, lambda g, out: torch.ops.aten.threshold_backward(g, out, 0)),
+    nn.Tanh: (torch.tanh, lambda g, out: g * (1 - out * out)),
+    nn.Sigmoid: (torch.sigmoid, lambda g, out: g * out * (1 - out)),
+}
+
+
+class LinearStack:
+    """A ``tasks.model.MLP`` as what it is: Linear layers and elementwise activations, each
+    sample one row. ``forward`` keeps every intermediate value; ``backward`` returns, per Linear
+    layer, its input rows and the gradient of the loss w.r.t. its output rows, from which weight
+    gradients (and per-sample gradient norms, see ``privacy.fastclip``) follow by matmuls.
+
+    Build it with ``linear_stack(model)``; the passes read the module's parameters live, so the
+    optimizer can update them in place between steps.
+    """
+
+    def __init__(self, model: nn.Sequential) -> None:
+        self.model = model
+        # ("linear", layer) or ("act", (forward, backward))
+        self.ops: list[tuple[str, object]] = [
+            ("linear", m) if isinstance(m, nn.Linear) else ("act", _ACTIVATIONS[type(m)]) for m in model
+        ]
+        self.linears: list[nn.Linear] = [m for m in model if isinstance(m, nn.Linear)]
+        self._first_linear = next(i for i, (kind, _) in enumerate(self.ops) if kind == "linear")
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(logits of shape (batch,), the input of every op followed by the output)."""
+        values = [x]
+        for kind, op in self.ops:
+            a = values[-1]
+            if kind == "linear":
+                out = a @ op.weight.t() if op.bias is None else torch.addmm(op.bias, a, op.weight.t())
+            else:
+                out = op[0](a)
+            values.append(out)
+        return values[-1].squeeze(-1), values
+
+    def backward(self, values: list[torch.Tensor], dlogits: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per Linear layer (forward order): (its input rows A, d loss / d its output rows G)."""
+        g = dlogits.unsqueeze(-1)
+        pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for k in range(len(self.ops) - 1, self._first_linear - 1, -1):
+            kind, op = self.ops[k]
+            if kind == "linear":
+                pairs.append((values[k], g))
+                if k > self._first_linear:  # no gradient w.r.t. the features
+                    g = g @ op.weight
+            else:
+                g = op[1](g, values[k + 1])
+        pairs.reverse()
+        return pairs
+
+    def attach_flat_grads(self) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor | None]]]:
+        """Point every parameter's ``.grad`` at a view of one flat tensor (parameter order);
+        returns it and the (weight, bias) gradient views per Linear. One buffer lets a step
+        write, noise or scale all gradients with one call each."""
+        params = list(self.model.parameters())
+        flat = torch.zeros(sum(p.numel() for p in params), dtype=params[0].dtype)
+        views: dict[int, torch.Tensor] = {}
+        offset = 0
+        for p in params:
+            p.grad = views[id(p)] = flat[offset : offset + p.numel()].view_as(p)
+            offset += p.numel()
+        per_layer = [(views[id(m.weight)], None if m.bias is None else views[id(m.bias)]) for m in self.linears]
+        return flat, per_layer
+
+    def release_grads(self) -> None:
+        for p in self.model.parameters():
+            p.grad = None
+
+
+def linear_stack(model: nn.Module) -> LinearStack | None:
+    """A ``LinearStack`` of `model`, or None when the hand-written passes would not compute
+    exactly what ``model(x)`` and autograd compute (then use autograd)."""
+    if not isinstance(model, MLP) or type(model).forward is not MLP.forward or len(model) == 0:
+        return None
+    linears = [m for m in model if isinstance(m, nn.Linear)]
+    if not linears or not all(type(m) is nn.Linear or type(m) in _ACTIVATIONS for m in model):
+        return None
+    if linears[-1].out_features != 1:  # the output must squeeze to one logit per row
+        return None
+    params = list(model.parameters())
+    if len(params) != sum(1 + (m.bias is not None) for m in linears):  # shared (tied) weights
+        return None
+    if any(not p.requires_grad or p.dtype != torch.float32 for p in params):
+        return None
+    # hooks would be skipped by the hand-written passes
+    if any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in model.modules()):
+        return None
+    return LinearStack(model)
+
+
+# ---------------------------------------------------------------- training
+
+
 def train_plain(
     model: nn.Module,
     X: np.ndarray,
@@ -64,22 +170,55 @@ def train_plain(
     if n == 0 or epochs == 0:
         return {"loss": float("nan"), "steps": 0}
     optimizer = make_optimizer(model.parameters(), lr)
-    criterion = loss_fn()
     model.train()
+    stack = linear_stack(model)
+    step = _autograd_step(model, optimizer) if stack is None else _manual_step(stack, optimizer)
     steps = 0
-    for _ in range(epochs):
-        perm = torch.randperm(n, generator=generator)
-        X_epoch, y_epoch = X_t[perm], y_t[perm]  # one gather per epoch; batches are then views
-        total = 0.0
-        for start in range(0, n, batch_size):
-            xb, yb = X_epoch[start : start + batch_size], y_epoch[start : start + batch_size]
-            optimizer.zero_grad(set_to_none=True)
-            loss = criterion(model(xb), yb)
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(xb)
-            steps += 1
+    try:
+        for _ in range(epochs):
+            perm = torch.randperm(n, generator=generator)
+            X_epoch, y_epoch = X_t[perm], y_t[perm]  # one gather per epoch; batches are then views
+            total = 0.0
+            for start in range(0, n, batch_size):
+                total += step(X_epoch[start : start + batch_size], y_epoch[start : start + batch_size])
+                steps += 1
+    finally:
+        if stack is not None:
+            stack.release_grads()
     return {"loss": total / n, "steps": steps}
+
+
+def _autograd_step(model: nn.Module, optimizer: torch.optim.Optimizer) -> Callable[[torch.Tensor, torch.Tensor], float]:
+    criterion = loss_fn()
+
+    def step(xb: torch.Tensor, yb: torch.Tensor) -> float:
+        optimizer.zero_grad(set_to_none=True)
+        loss = criterion(model(xb), yb)
+        loss.backward()
+        optimizer.step()
+        return loss.item() * len(xb)
+
+    return step
+
+
+def _manual_step(stack: LinearStack, optimizer: torch.optim.Optimizer) -> Callable[[torch.Tensor, torch.Tensor], float]:
+    """One Adam step on the batch mean of the logistic loss, gradients by the hand-written passes
+    (equal to autograd's up to float rounding; tests/test_tasks_train.py checks it)."""
+    _, grads = stack.attach_flat_grads()
+
+    @torch.no_grad()
+    def step(xb: torch.Tensor, yb: torch.Tensor) -> float:
+        logits, values = stack.forward(xb)
+        # d mean BCE-with-logits / d logit = (sigmoid(logit) - y) / batch
+        dlogits = (torch.sigmoid(logits) - yb).div_(len(xb))
+        for (a, g), (w_grad, b_grad) in zip(stack.backward(values, dlogits), grads):
+            torch.mm(g.t(), a, out=w_grad)
+            if b_grad is not None:
+                torch.sum(g, 0, out=b_grad)
+        optimizer.step()
+        return F.binary_cross_entropy_with_logits(logits, yb, reduction="sum").item()
+
+    return step
 
 
 def predict_proba(model: nn.Module, X: np.ndarray) -> np.ndarray:
