@@ -24,6 +24,7 @@ from flwr.app import Context
 
 from policedata.loader import load_areas, load_street_folder
 from privacy.audit.mia import holdout_same_months
+from privacy.ledger import LEDGER_FILENAME
 from tasks.registry import Split, build_split
 from tasks.seeding import stable_seed
 
@@ -33,6 +34,8 @@ class Agency:
     name: str
     folder: Path
     spec_path: Path
+    ledger: Path  # the agency's own budget ledger (SQLite), kept across runs
+    budget: float  # its record-level ε budget
 
     @property
     def spec(self) -> dict:
@@ -57,26 +60,51 @@ def locate(context: Context) -> Agency:
     path = spec_path(context)
     node = context.node_config
     if "agency" in node and "data-path" in node:
-        return Agency(str(node["agency"]), Path(str(node["data-path"])), path)
+        # Deployment: the agency's operator, not the coordinator, sets its data, ledger and budget.
+        folder = Path(str(node["data-path"]))
+        ledger = Path(str(node.get("ledger-path", folder / LEDGER_FILENAME)))
+        budget = float(node["budget"]) if "budget" in node else _spec_budget(read_spec(path), str(node["agency"]))
+        return Agency(str(node["agency"]), folder, path, ledger, budget)
     entry = read_spec(path)["agencies"][int(node["partition-id"])]
-    return Agency(entry["name"], Path(entry["folder"]), path)
+    return Agency(entry["name"], Path(entry["folder"]), path, Path(entry["ledger"]), float(entry["budget"]))
+
+
+def _spec_budget(spec: dict, name: str) -> float:
+    privacy = spec["config"]["privacy"]
+    return float(privacy.get("budgets", {}).get(name, privacy["epsilon"]))
+
+
+def load_split(agency: Agency) -> Split:
+    """The agency's train/test split. Cached for the life of this process by what it depends
+    on (not by run), so that sweep cells over the same records build it once (a simulation
+    worker serves many rounds and runs; a deployment SuperNode may start afresh per message)."""
+    spec = agency.spec
+    config = spec["config"]
+    audit = config.get("audit", {})
+    key = json.dumps(
+        {
+            "agency": config["data"]["agency"],
+            "areas": spec.get("areas"),
+            "task": spec["task"],
+            "holdout": audit.get("holdout") if audit.get("enabled") else None,
+            "seed": config["seed"],
+        },
+        sort_keys=True,
+    )
+    return _split(agency.name, agency.folder, key)
 
 
 @lru_cache(maxsize=64)
-def load_split(agency: Agency) -> Split:
-    """The agency's train/test split, cached for the life of this process (a simulation actor
-    serves many rounds; a deployment SuperNode may start a fresh process per message)."""
-    spec = agency.spec
-    data = spec["config"]["data"]["agency"]
-    records, _ = load_street_folder(agency.folder, data["column"], data["pattern"])
-    records = records[records["agency"] == agency.name]
+def _split(name: str, folder: Path, key: str) -> Split:
+    settings = json.loads(key)
+    records, _ = load_street_folder(folder, settings["agency"]["column"], settings["agency"]["pattern"])
+    records = records[records["agency"] == name]
     if records.empty:
-        raise RuntimeError(f"{agency.folder}: no records of agency {agency.name!r}")
-    areas: pd.DataFrame | None = load_areas(Path(spec["areas"])) if spec.get("areas") else None
-    split = build_split(spec["task"], records, areas)
-    audit = spec["config"].get("audit", {})
-    if audit.get("enabled"):
-        split = hold_out_for_audit(split, float(audit["holdout"]), stable_seed(spec["config"]["seed"], agency.name, "audit"))
+        raise RuntimeError(f"{folder}: no records of agency {name!r}")
+    areas: pd.DataFrame | None = load_areas(Path(settings["areas"])) if settings["areas"] else None
+    split = build_split(settings["task"], records, areas)
+    if settings["holdout"] is not None:
+        split = hold_out_for_audit(split, float(settings["holdout"]), stable_seed(settings["seed"], name, "audit"))
     return split
 
 

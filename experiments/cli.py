@@ -35,6 +35,16 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("config", help="YAML experiment config, e.g. configs/default.yaml")
         command.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key (value in YAML), e.g. --set privacy.epsilon=2")
     gen.add_argument("out_dir", help="folder to create (must not exist or be empty)")
+    budget = sub.add_parser("budget", help="each agency's privacy budget ledger: ε spent, budget, remaining")
+    budget_sub = budget.add_subparsers(dest="budget_command", required=True, parser_class=_Parser)
+    show = budget_sub.add_parser("show", help="a table of every agency ledger (ledger.sqlite) under a folder")
+    show.add_argument("folder", nargs="?", default=".", help="folder to search at any depth (default: .)")
+    show.add_argument("--accountant", default="auto", choices=["auto", "pld", "prv", "rdp"], help="accountant that recomputes ε (default: auto = pld)")
+    reset = budget_sub.add_parser("reset", help="start an agency's spend afresh (recorded in its ledger; needs --yes)")
+    reset.add_argument("target", help="a ledger file, or a folder holding the agency's ledger")
+    reset.add_argument("--agency", help="which agency, when the folder holds several ledgers")
+    reset.add_argument("--reason", required=True, help="why (recorded in the ledger)")
+    reset.add_argument("--yes", action="store_true", help="confirm: the agency's past spend stops counting")
     aud = sub.add_parser("audit", help="privacy audits of a finished run (membership inference, canaries); `peel audit verify RUN_DIR` checks its audit trail")
     aud.add_argument("target", nargs="+", metavar="[verify] RUN_DIR", help="a run folder made with audit: true")
     rep = sub.add_parser("report", help="write report.html (and its PNG figures) for a run or sweep folder")
@@ -64,6 +74,19 @@ def _write_report(folder: Path) -> None:
 
 def _report(args: argparse.Namespace) -> int:
     _write_report(Path(args.folder))
+    return 0
+
+
+def _budget(args: argparse.Namespace) -> int:
+    from experiments import budget_cmd
+
+    try:
+        if args.budget_command == "show":
+            print(budget_cmd.show(Path(args.folder), args.accountant))
+        else:
+            print(budget_cmd.reset(Path(args.target), args.agency, args.reason, args.yes))
+    except budget_cmd.BudgetCommandError as exc:
+        raise ConfigError(str(exc)) from None
     return 0
 
 
@@ -141,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     progress = show_progress()
     try:
-        return {"run": _run, "prepare": _prepare, "generate": _generate, "sweep": _sweep, "report": _report, "audit": _audit}[args.command](args)
+        return {"run": _run, "prepare": _prepare, "generate": _generate, "sweep": _sweep, "report": _report, "audit": _audit, "budget": _budget}[args.command](args)
     except (ConfigError, DataError, ReportError) as exc:
         print(f"peel: {exc}", file=sys.stderr)
         return USAGE_ERROR

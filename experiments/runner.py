@@ -84,7 +84,7 @@ class RunFolder:
     @property
     def splits(self) -> Splits:
         if self._splits is None:
-            self._splits = {a["name"]: load_split(Agency(a["name"], Path(a["folder"]), self.spec_path)) for a in self.federation.agencies}
+            self._splits = {a["name"]: load_split(Agency(a["name"], Path(a["folder"]), self.spec_path, Path(a["ledger"]), a["budget"])) for a in self.federation.agencies}
         return self._splits
 
     @functools.cached_property

@@ -3,46 +3,93 @@ calibration.
 
 A history is a list of `(noise_multiplier, sample_rate, steps)` entries, one per release, in the
 order they happened. It is the only state an agency needs to know what it has spent, so it is
-what the agency persists (today in its Flower `context.state`).
+what the agency persists (its ledger, `privacy/ledger.py`). The accountants themselves live in
+`privacy/accountants.py`; this module is the front door.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
-from opacus.accountants import PRVAccountant, RDPAccountant
-from opacus.accountants.utils import get_noise_multiplier
+from privacy.accountants import ACCOUNTANTS, AUTO, Release
 
-Release = tuple[float, float, int]  # (noise multiplier σ, Poisson sample rate q, steps)
+__all__ = [
+    "ACCOUNTANT_CHOICES",
+    "DEFAULT_ACCOUNTANT",
+    "MAX_SIGMA",
+    "CalibrationError",
+    "Release",
+    "calibrate_noise",
+    "check_release",
+    "epsilon",
+    "merge_history",
+    "resolve_accountant",
+]
 
-# PRV (Gopi et al. 2021) is the tighter of Opacus' two accountants for the Poisson-subsampled
-# Gaussian; it reports the upper end of its error bound. RDP is looser but simple.
-ACCOUNTANTS = {"prv": PRVAccountant, "rdp": RDPAccountant}
-DEFAULT_ACCOUNTANT = "prv"
+DEFAULT_ACCOUNTANT = "auto"
+ACCOUNTANT_CHOICES = ("auto", *ACCOUNTANTS)
+
+# Calibration searches σ in [MIN_SIGMA, MAX_SIGMA]. Below 0.1 every useful history has ε in the
+# thousands (and the PLD grows huge); a plan needing σ above 1000 is noise, not training.
+MIN_SIGMA = 0.1
+MAX_SIGMA = 1000.0
+
+
+class CalibrationError(ValueError):
+    """No σ in the searched range meets the target (the message says why)."""
+
+
+def resolve_accountant(name: str) -> str:
+    """The registered accountant `name` stands for ("auto" → the tightest correct one, PLD)."""
+    if name == "auto":
+        return AUTO
+    if name not in ACCOUNTANTS:
+        raise ValueError(f"unknown accountant {name!r}: use one of {', '.join(ACCOUNTANT_CHOICES)}")
+    return name
+
+
+def check_release(release: Sequence) -> Release:
+    """`release` as (float σ, float q, int steps); ValueError if it is not a valid release."""
+    if len(release) != 3:
+        raise ValueError(f"a release is (σ, sample rate, steps), got {release!r}")
+    sigma, q, steps = float(release[0]), float(release[1]), release[2]
+    if not (sigma >= 0 and math.isfinite(sigma)):
+        raise ValueError(f"noise multiplier must be a finite number ≥ 0, got {sigma!r}")
+    if not 0 < q <= 1:
+        raise ValueError(f"sample rate must be in (0, 1], got {q!r}")
+    if int(steps) != steps or steps < 0:
+        raise ValueError(f"steps must be a whole number ≥ 0, got {steps!r}")
+    return sigma, q, int(steps)
 
 
 def merge_history(history: Sequence[Release]) -> list[Release]:
     """Merge neighbouring releases with the same (σ, q): composition only counts steps, and the
     merged form makes ε independent of how the same steps were split into rounds."""
     merged: list[Release] = []
-    for sigma, q, steps in history:
-        if steps <= 0:
+    for release in history:
+        sigma, q, steps = check_release(release)
+        if steps == 0:
             continue
         if merged and merged[-1][0] == sigma and merged[-1][1] == q:
-            merged[-1] = (sigma, q, merged[-1][2] + int(steps))
+            merged[-1] = (sigma, q, merged[-1][2] + steps)
         else:
-            merged.append((float(sigma), float(q), int(steps)))
+            merged.append((sigma, q, steps))
     return merged
 
 
 def epsilon(history: Sequence[Release], delta: float, accountant: str = DEFAULT_ACCOUNTANT) -> float:
-    """Cumulative ε at `delta` of every release in `history` (0 for an empty history)."""
+    """Cumulative ε at `delta` of every release in `history` (0 for an empty history), an upper
+    bound from the named accountant."""
+    name = resolve_accountant(accountant)
+    if not 0 < delta < 1:
+        raise ValueError(f"δ must be in (0, 1), got {delta!r}")
     merged = merge_history(history)
     if not merged:
         return 0.0
-    acc = ACCOUNTANTS[accountant]()
-    acc.history = merged
-    return float(acc.get_epsilon(delta=delta))
+    if any(sigma == 0 for sigma, _, _ in merged):
+        return math.inf  # a noiseless release has no finite guarantee
+    return ACCOUNTANTS[name].compute(tuple(merged), delta)
 
 
 def calibrate_noise(
@@ -51,16 +98,67 @@ def calibrate_noise(
     sample_rate: float,
     steps: int,
     accountant: str = DEFAULT_ACCOUNTANT,
+    *,
+    prior: Sequence[Release] = (),
+    releases: int = 1,
+    rel_tol: float = 0.005,
 ) -> float:
-    """Smallest σ (to Opacus' tolerance) whose ε after `steps` steps at `sample_rate` is below
-    `target_epsilon`."""
-    return float(
-        get_noise_multiplier(
-            target_epsilon=target_epsilon,
-            target_delta=delta,
-            sample_rate=sample_rate,
-            steps=steps,
-            accountant=accountant,
-            epsilon_tolerance=0.005,
-        )
-    )
+    """Smallest σ (to `rel_tol` of ε) such that `prior` followed by `releases`
+    releases of `steps` steps at `sample_rate` and σ spend at most `target_epsilon` at `delta`.
+
+    Raises CalibrationError if even MAX_SIGMA spends more. The caller checks first that `prior`
+    alone is below the target (then ε falls towards it as σ grows).
+    """
+    name = resolve_accountant(accountant)
+    if releases < 1 or steps < 1:
+        raise ValueError(f"need at least one release of at least one step, got {releases} × {steps}")
+    prior = list(prior)
+
+    def spent(sigma: float) -> float:
+        return epsilon([*prior, *[(sigma, sample_rate, steps)] * releases], delta, name)
+
+    # Bracket: lo infeasible (ε > target), hi feasible, by halving or doubling from σ = 1.
+    lo, hi = 1.0, 1.0
+    eps_hi = spent(hi)
+    eps_lo = math.inf
+    if eps_hi <= target_epsilon:
+        while True:
+            if lo <= MIN_SIGMA:
+                return hi  # meets the target with the least noise searched
+            lo = max(MIN_SIGMA, lo / 2)
+            eps_lo = spent(lo)
+            if eps_lo > target_epsilon:
+                break
+            hi, eps_hi = lo, eps_lo
+    else:
+        while eps_hi > target_epsilon:
+            if hi >= MAX_SIGMA:
+                raise CalibrationError(
+                    f"even σ = {MAX_SIGMA:g} spends ε {eps_hi:.4g} > {target_epsilon:g} at δ={delta:g}"
+                )
+            lo, eps_lo = hi, eps_hi
+            hi = min(MAX_SIGMA, hi * 2)
+            eps_hi = spent(hi)
+    # Shrink the bracket until the feasible end spends within rel_tol of the target: regula falsi
+    # on log ε against log σ (nearly a straight line, so two or three steps usually do), aimed at
+    # the middle of the accepted window, kept 5% inside the bracket and alternated with plain
+    # bisection so that it cannot stall at one end.
+    goal = math.log(target_epsilon * (1 - rel_tol / 2))
+    step = 0
+    while eps_hi < target_epsilon * (1 - rel_tol) and hi / lo > 1 + 1e-6:
+        x_lo, x_hi = math.log(lo), math.log(hi)
+        if step % 3 == 2 or not math.isfinite(eps_lo) or eps_hi <= 0:
+            x = (x_lo + x_hi) / 2
+        else:
+            y_lo, y_hi = math.log(eps_lo) - goal, math.log(eps_hi) - goal
+            x = x_hi + (x_lo - x_hi) * y_hi / (y_hi - y_lo)
+            margin = 0.05 * (x_hi - x_lo)
+            x = min(max(x, x_lo + margin), x_hi - margin)
+        mid = math.exp(x)
+        eps_mid = spent(mid)
+        if eps_mid <= target_epsilon:
+            hi, eps_hi = mid, eps_mid
+        else:
+            lo, eps_lo = mid, eps_mid
+        step += 1
+    return hi

@@ -10,7 +10,8 @@ import pytest
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
-from clients import budget_state
+from privacy.ledger import Ledger
+from clients.agency import read_spec
 from clients.app import REFUSED, evaluate, train
 from privacy.accounting import epsilon
 from tasks.model import initial_model
@@ -49,26 +50,69 @@ def _message(spec_path, kind: str, server_round: int, dp: bool = True, rounds: i
     return Message(RecordDict({"arrays": arrays, "config": config}), dst_node_id=1, message_type=kind)
 
 
-def test_dp_rounds_report_cumulative_epsilon_then_refuse(tiny_spec):
-    context = _context(tiny_spec)
+@pytest.fixture
+def fresh_spec(tiny_spec, tmp_path):
+    """The tiny federation with empty ledgers of its own (ledgers persist across runs)."""
+    spec = json.loads(tiny_spec.read_text())
+    for agency in spec["agencies"]:
+        agency["ledger"] = str(tmp_path / f"{agency['slug']}.sqlite")
+    path = tmp_path / "federation.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def _ledger(spec_path, partition: int = 0) -> Ledger:
+    agency = json.loads(spec_path.read_text())["agencies"][partition]
+    return Ledger.open(agency["ledger"], agency["name"])
+
+
+def test_dp_rounds_charge_the_ledger_before_replying_then_refuse(fresh_spec):
+    context = _context(fresh_spec)
     reported = []
     for server_round in (1, 2):
-        reply = train(_message(tiny_spec, "train", server_round), context)
+        reply = train(_message(fresh_spec, "train", server_round), context)
         assert not reply.has_error()
         metrics = reply.content["metrics"]
         reported.append(metrics["epsilon"])
-        # The spend is in the agency's state by the time the reply exists.
-        history = budget_state.history(context, "fedavg-dp")
+        # The spend is in the agency's ledger on disk by the time the reply exists.
+        with _ledger(fresh_spec) as ledger:
+            history = ledger.history()
         assert len(history) == server_round
-        assert metrics["epsilon"] == pytest.approx(epsilon(history, metrics["delta"]))
+        assert metrics["epsilon"] == pytest.approx(epsilon(history, metrics["delta"], "pld"))
         assert reply.content["agency"]["name"]
     assert reported[0] < reported[1] <= 2.0
     # A third round was never planned: the agency refuses instead of overspending.
-    refused = train(_message(tiny_spec, "train", 3), context)
+    refused = train(_message(fresh_spec, "train", 3), context)
     assert refused.has_error()
     assert refused.error.code == REFUSED
     assert "budget exhausted" in refused.error.reason
-    assert len(budget_state.history(context, "fedavg-dp")) == 2
+    with _ledger(fresh_spec) as ledger:
+        assert len(ledger.history()) == 2
+
+
+def test_a_second_run_starts_from_the_spend_in_the_ledger(fresh_spec):
+    first = train(_message(fresh_spec, "train", 1, rounds=1), _context(fresh_spec))
+    with _ledger(fresh_spec) as ledger:
+        spent = ledger.spent(1e-5, "pld")
+    assert 1.9 < spent <= 2.0
+    # A new run (fresh Flower state) on the same agency folder only has what is left: far
+    # more noise, and the ledger's total stays within the budget.
+    second = train(_message(fresh_spec, "train", 1, rounds=1), _context(fresh_spec))
+    assert not second.has_error()
+    assert second.content["metrics"]["sigma"] > 3 * first.content["metrics"]["sigma"]
+    with _ledger(fresh_spec) as ledger:
+        assert len(ledger.history()) == 2
+        assert ledger.spent(1e-5, "pld") <= 2.0 * (1 + 1e-6)
+    # With a smaller budget the agency refuses outright, and charges nothing.
+    spec = json.loads(fresh_spec.read_text())
+    spec["agencies"][0]["budget"] = 1.0
+    fresh_spec.write_text(json.dumps(spec))
+    read_spec.cache_clear()
+    refused = train(_message(fresh_spec, "train", 1, rounds=1), _context(fresh_spec))
+    assert refused.has_error() and refused.error.code == REFUSED
+    assert "exhausted" in refused.error.reason and spec["agencies"][0]["name"] in refused.error.reason
+    with _ledger(fresh_spec) as ledger:
+        assert len(ledger.history()) == 2
 
 
 def test_plain_training_reports_no_epsilon_and_evaluate_scores_own_test_split(tiny_spec):
