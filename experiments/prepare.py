@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from experiments.config import ConfigError, PeelConfig, to_dict
+from policedata.checks import require_trainable_agencies
 from policedata.errors import DataError
 from policedata.loader import load_street_folder
 from policedata.partition import write_agency_folders
@@ -96,6 +97,7 @@ def materialise(config: PeelConfig, data_dir: Path) -> Federation:
         federation.notes.append(f"agency folders used in place from {folder} (their budget ledgers persist across runs)")
         return federation
     records, report = _load_records(config)
+    require_trainable_agencies(report.per_agency, str(config.data.path))
     months = sorted(records["month"].unique())
     if len(months) <= config.task.test_months:
         raise DataError(

@@ -163,19 +163,29 @@ def open_folder(config: PeelConfig, config_file: str, run_dir: Path, federation:
 
 
 def prepare(config: PeelConfig, config_file: str = "") -> RunFolder:
-    """A new run folder with the resolved config, every agency's records in its own folder,
-    and the federation spec the Flower apps read."""
+    """A new run folder with the resolved config, every agency's records in its own folder
+    (read back once, so bad data fails here), and the federation spec the Flower apps read.
+    On any failure nothing is left behind: not the run folder, not an output folder made for it."""
+    missing_parents = [p for p in [Path(config.output), *Path(config.output).parents] if not p.exists()]
     run_dir = new_run_dir(config)
     keep_torch_cache_in(run_dir)
     try:
-        log.info("run folder %s", run_dir)
-        log.info("preparing %s data", config.data.source)
         federation = materialise(config, run_dir / "data")
-        return open_folder(config, config_file, run_dir, federation)
+        folder = open_folder(config, config_file, run_dir, federation)
+        _ = folder.splits  # every agency's records parsed and split
+        if federation.areas is not None:
+            _ = folder.areas
     except BaseException:
-        # Bad data or config (or an interrupt) before anything ran: leave no half-made run folder.
+        # Bad data or config (or an interrupt) before anything ran: leave nothing half-made.
         shutil.rmtree(run_dir, ignore_errors=True)
+        for parent in missing_parents:
+            try:
+                parent.rmdir()  # only if still empty
+            except OSError:
+                pass
         raise
+    log.info("run folder %s: %s data of %d agencies ready", run_dir, config.data.source, len(federation.agencies))
+    return folder
 
 
 def _test_weights(splits: Splits) -> dict[str, int]:

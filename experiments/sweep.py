@@ -70,6 +70,13 @@ def expand(config: PeelConfig, where: str) -> list[Cell]:
     base = to_dict(config)
     base.pop("sweep")
     keys = list(config.sweep)
+    # Every swept value must be valid even where no architecture of this sweep reads it.
+    for key, values in config.sweep.items():
+        for value in values:
+            if key != "architectures":
+                raw = json.loads(json.dumps(base))
+                set_override(raw, f"{key}={json.dumps(value)}")
+                validate(raw, f"{where}: sweep {key}={value!r}")
     cells: dict[str, Cell] = {}
     for combination in itertools.product(*(config.sweep[k] for k in keys)):
         values = dict(zip(keys, combination, strict=True))
@@ -108,6 +115,17 @@ def run_sweep(config: PeelConfig, config_file: str, sweep_dir: Path | None = Non
     the config's content, so re-running the same config resumes it."""
     cells = expand(config, config_file)
     sweep_dir = sweep_dir or new_sweep_dir(config, config_file)
+    if not sweep_dir.exists():
+        try:
+            return _run_sweep(config, config_file, cells, sweep_dir)
+        except BaseException:
+            if not any((sweep_dir / "cells" / c.id / "summary.json").is_file() for c in cells):
+                shutil.rmtree(sweep_dir, ignore_errors=True)  # nothing finished: leave nothing behind
+            raise
+    return _run_sweep(config, config_file, cells, sweep_dir)
+
+
+def _run_sweep(config: PeelConfig, config_file: str, cells: list[Cell], sweep_dir: Path) -> Path:
     sweep_dir.mkdir(parents=True, exist_ok=True)
     keep_torch_cache_in(sweep_dir)
     done = [c for c in cells if (sweep_dir / "cells" / c.id / "summary.json").is_file()]

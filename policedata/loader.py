@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .checks import check_file_lines, check_unique_crime_ids, delimiter_hint
 from .errors import DataError
 from .schema import AGENCY, AREA_COLUMNS, CRIME_TYPES, MONTH_PATTERN, RECORD_COLUMNS, STREET_COLUMNS
 
@@ -63,6 +64,7 @@ def load_street_folder(
         raise DataError(f"{path}: no {STREET_FILE_GLOB} files in this folder or below it")
 
     frames = [_read_street_file(f, agency_column, pattern) for f in files]
+    check_unique_crime_ids(frames, files)
     records = pd.concat(frames, ignore_index=True)
     per_agency = records[AGENCY].value_counts().sort_index()
     report = LoadReport(
@@ -135,6 +137,7 @@ def _read_street_file(file: Path, agency_column: str, pattern: re.Pattern[str] |
 
 def _read_csv(file: Path) -> pd.DataFrame:
     """All cells as str, "" for empty; parse failures become DataError."""
+    check_file_lines(file)  # a line of megabytes is refused before pandas holds it in memory
     try:
         frame = pd.read_csv(file, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except UnicodeDecodeError as err:
@@ -155,7 +158,8 @@ def require_columns(frame: pd.DataFrame, required: Sequence[str], file: Path) ->
     """DataError listing the columns of `required` that `frame` (read from `file`) lacks."""
     missing = [c for c in required if c not in frame.columns]
     if missing:
-        raise DataError(f"{file}: missing columns {', '.join(repr(c) for c in missing)}")
+        hint = delimiter_hint(str(frame.columns[0])) if len(frame.columns) == 1 else ""
+        raise DataError(f"{file}: missing columns {', '.join(repr(c) for c in missing)}{hint}")
 
 
 def _fail_at(bad: pd.Series | np.ndarray, file: Path, describe) -> None:

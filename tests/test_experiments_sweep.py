@@ -44,7 +44,7 @@ def test_architectures_and_data_size_can_be_swept():
 
 def test_a_bad_value_names_the_cell_and_key():
     config = validate({**BASE, "sweep": {"privacy.epsilon": [1, -1]}}, "s.yaml")
-    with pytest.raises(ConfigError, match=r"s.yaml: sweep cell .*privacy.epsilon"):
+    with pytest.raises(ConfigError, match=r"s.yaml: sweep privacy.epsilon=-1: privacy.epsilon"):
         expand(config, "s.yaml")
 
 
