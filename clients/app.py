@@ -15,6 +15,7 @@ logging.getLogger().addHandler(logging.NullHandler())
 
 import os  # noqa: E402
 import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict  # noqa: E402
@@ -22,7 +23,10 @@ from flwr.clientapp import ClientApp  # noqa: E402
 
 from clients import budget_state  # noqa: E402
 from clients.agency import Agency, load_split, locate  # noqa: E402
-from privacy.budget import ReleaseRefused, epsilon_after, plan_dp  # noqa: E402
+from clients.secagg import secagg_mod  # noqa: E402
+from privacy.accounting import epsilon  # noqa: E402
+from privacy.budget import ReleaseRefused, plan_dp  # noqa: E402
+from privacy.ledger import Ledger, LedgerError  # noqa: E402
 from privacy.dpsgd import train_dp  # noqa: E402
 from tasks.metrics import binary_metrics  # noqa: E402
 from tasks.model import make_model  # noqa: E402
@@ -56,29 +60,40 @@ def _dp_round(context: Context, agency: Agency, config: ConfigRecord, model: tor
     budget, record the spend, then train. Raises ReleaseRefused (e.g. BudgetExceeded) before anything is trained."""
     architecture = str(config["architecture"])
     split = load_split(agency)
-    plan = budget_state.cached_plan(context, architecture)
-    if plan is None:
-        privacy = agency.spec["config"]["privacy"]
-        plan = plan_dp(
-            len(split.y_train),
-            batch_size=int(config["batch-size"]),
-            local_epochs=int(config["local-epochs"]),
-            rounds=int(config["rounds"]),
-            target_epsilon=float(privacy["epsilon"]),
-            delta=float(privacy["delta"]),
-            max_grad_norm=float(privacy["max_grad_norm"]),
-            accountant=str(privacy["accountant"]),
-        )
-        budget_state.store_plan(context, architecture, plan)
-    history = budget_state.history(context, architecture)
-    eps = epsilon_after(history, plan.release, budget=plan.target_epsilon, delta=plan.delta, accountant=plan.accountant)
-    # Spend first: a crash after this line over-counts, never under-counts.
+    server_round = int(config["server-round"])
+    privacy = agency.spec["config"]["privacy"]
+    run_id = Path(agency.spec["run_dir"]).name
+    with Ledger.open(agency.ledger, agency.name) as ledger:
+        ledger.set_budget(agency.budget, float(privacy["delta"]), source=f"run {run_id}")
+        plan = budget_state.cached_plan(context, architecture)
+        if plan is None:
+            # Calibrated against everything this agency has already spent (its ledger, all
+            # runs), for the releases still planned: the rest of this architecture's rounds
+            # and, when the coordinator says so, those of later DP architectures of this run.
+            planned = int(config.get("dp-releases-planned", int(config["rounds"]) - server_round + 1))
+            plan = plan_dp(
+                len(split.y_train),
+                batch_size=int(config["batch-size"]),
+                local_epochs=int(config["local-epochs"]),
+                rounds=planned,
+                target_epsilon=agency.budget,
+                delta=float(privacy["delta"]),
+                max_grad_norm=float(privacy["max_grad_norm"]),
+                accountant=str(privacy["accountant"]),
+                prior=ledger.history(),
+            )
+            budget_state.store_plan(context, architecture, plan)
+        # Spend first: committed to the agency's ledger on disk before the update exists, so a
+        # crash after this line over-counts, never under-counts.
+        eps = ledger.charge(run_id, architecture, server_round, plan.release, delta=plan.delta, accountant=plan.accountant, budget=plan.target_epsilon)
     budget_state.record_release(context, architecture, plan.release)
+    eps_run = epsilon(budget_state.history(context, architecture), plan.delta, plan.accountant)
     # DP sampling and noise must be unpredictable to anyone else: seed from OS entropy.
     secret = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little") >> 1)
     stats = train_dp(model, split.X_train, split.y_train, plan=plan, lr=float(config["learning-rate"]), generator=secret)
     metrics = {
         "epsilon": eps,
+        "epsilon-run": eps_run,
         "delta": plan.delta,
         "epsilon-budget": plan.target_epsilon,
         "sigma": plan.noise_multiplier,
@@ -102,7 +117,9 @@ def _plain_round(agency: Agency, config: ConfigRecord, model: torch.nn.Module) -
     )
 
 
-@app.train()
+# secagg_mod: the SecAgg+ protocol's messages (fedavg-dp-secagg) reach this handler through
+# Flower's legacy secaggplus_mod; every other message passes through it unchanged.
+@app.train(mods=[secagg_mod])
 def train(msg: Message, context: Context) -> Message:
     agency = locate(context)
     config = msg.content["config"]
@@ -111,7 +128,7 @@ def train(msg: Message, context: Context) -> Message:
     if bool(config["dp"]):
         try:
             stats, metrics = _dp_round(context, agency, config, model)
-        except ReleaseRefused as exc:
+        except (ReleaseRefused, LedgerError) as exc:
             return Message(Error(REFUSED, f"{agency.name}: {exc}"), reply_to=msg)
     else:
         stats, metrics = _plain_round(agency, config, model), {}
@@ -136,3 +153,11 @@ def evaluate(msg: Message, context: Context) -> Message:
     metrics = {k: float("nan") if v is None else float(v) for k, v in scores.items() if k != "n"}
     metrics["num-examples"] = len(split.y_test)
     return _reply(msg, agency, None, metrics)
+
+
+@app.query()
+def query(msg: Message, context: Context) -> Message:
+    """The agency's name and number of training records: its FedAvg weight, which it sends with
+    every update anyway; the SecAgg+ coordinator needs it before the first round (max_weight)."""
+    agency = locate(context)
+    return _reply(msg, agency, None, {"num-examples": len(load_split(agency).y_train)})

@@ -19,14 +19,17 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, R
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy.strategy_utils import sample_nodes
 
+from server.central_dp import central_dp_strategy, plan_central
 from server.recorder import RoundRecorder
+from server.secagg import train_secagg
 from server.strategy import RecordingFedAvg
 from tasks.model import initial_model
 
 log = logging.getLogger("peel.server")
 
-# Architectures this coordinator knows, and whether the agencies run DP-SGD in them.
-FEDERATED = {"fedavg": False, "fedavg-dp": True}
+# Architectures this coordinator knows, and whether the agencies run DP-SGD in them
+# (fedavg-central-dp: the agencies train plainly, the coordinator clips and noises).
+FEDERATED = {"fedavg": False, "fedavg-dp": True, "fedavg-central-dp": False, "fedavg-dp-secagg": True}
 
 app = ServerApp()
 
@@ -52,9 +55,64 @@ def _warm_up(grid: Grid, arrays: ArrayRecord, n_agencies: int, timeout: float) -
     return time.perf_counter() - started
 
 
-def _log_wall(run_dir: Path, architecture: str, wall_s: float) -> None:
+def _log_wall(run_dir: Path, architecture: str, wall_s: float, extra: dict | None = None) -> None:
+    """One line per architecture; `extra` adds what only the coordinator knows (fedavg-central-dp:
+    its agency-level privacy figures)."""
     with open(run_dir / "federated.jsonl", "a", encoding="utf-8") as fh:
-        fh.write(json.dumps({"architecture": architecture, "wall_s": wall_s}) + "\n")
+        fh.write(json.dumps({"architecture": architecture, "wall_s": wall_s, **(extra or {})}) + "\n")
+
+
+def _check_settings(spec: dict, n_agencies: int) -> None:
+    """Stop before any architecture trains if one of them cannot run as configured."""
+    unknown = [a for a in spec["federated"] if a not in FEDERATED]
+    if unknown:
+        raise ValueError(f"federation spec: unknown federated architecture(s) {unknown}; known: {sorted(FEDERATED)}")
+    if "fedavg-central-dp" in spec["federated"]:
+        plan_central(spec["config"]["privacy"], n_agencies, spec["config"]["federation"]["rounds"])
+    if "fedavg-dp-secagg" in spec["federated"] and n_agencies < 3:
+        raise ValueError(f"fedavg-dp-secagg: secure aggregation needs at least 3 agencies; the federation has {n_agencies}")
+
+
+def _train(
+    grid: Grid, context: Context, architecture: str, initial: ArrayRecord, recorder: RoundRecorder, config: dict, n_agencies: int
+) -> tuple[ArrayRecord, dict | None]:
+    """Train one federated architecture from `initial`; returns its final model and what
+    federated.jsonl should add to its line (fedavg-central-dp: the agency-level privacy figures)."""
+    fed = config["federation"]
+    train_config = {
+        "architecture": architecture,
+        "dp": FEDERATED[architecture],
+        "rounds": fed["rounds"],
+        "local-epochs": fed["local_epochs"],
+        "batch-size": fed["batch_size"],
+        "learning-rate": fed["learning_rate"],
+    }
+    if architecture == "fedavg-dp-secagg":
+        final = train_secagg(
+            grid,
+            context,
+            architecture=architecture,
+            initial=initial,
+            recorder=recorder,
+            n_agencies=n_agencies,
+            train_config=train_config,
+            rounds=fed["rounds"],
+            timeout=fed["round_timeout"],
+        )
+        return final, None
+    if architecture == "fedavg-central-dp":
+        strategy = central_dp_strategy(recorder, config["privacy"], n_agencies, fed["rounds"])
+    else:
+        strategy = RecordingFedAvg(recorder, n_agencies, fed["rounds"])
+    result = strategy.start(
+        grid=grid,
+        initial_arrays=initial,
+        num_rounds=fed["rounds"],
+        timeout=fed["round_timeout"],
+        train_config=ConfigRecord(train_config),
+        evaluate_config=ConfigRecord({"architecture": architecture}),
+    )
+    return result.arrays, strategy.report() if architecture == "fedavg-central-dp" else None
 
 
 @app.main()
@@ -65,6 +123,7 @@ def main(grid: Grid, context: Context) -> None:
     run_dir = Path(spec["run_dir"])
     (run_dir / "models").mkdir(parents=True, exist_ok=True)
     n_agencies = len(spec["agencies"])
+    _check_settings(spec, n_agencies)
     initial = ArrayRecord(initial_model(config["task"]["hidden"], config["seed"]).state_dict())
     startup = _warm_up(grid, initial, n_agencies, fed["round_timeout"])
     _log_wall(run_dir, "start-up", startup)
@@ -73,26 +132,8 @@ def main(grid: Grid, context: Context) -> None:
         started = time.perf_counter()
         log.info("%s: %d rounds with %d agencies", architecture, fed["rounds"], n_agencies)
         recorder = RoundRecorder(run_dir / "metrics.jsonl", architecture, [a["name"] for a in spec["agencies"]])
-        strategy = RecordingFedAvg(recorder, n_agencies, fed["rounds"])
-        train_config = ConfigRecord(
-            {
-                "architecture": architecture,
-                "dp": FEDERATED[architecture],
-                "rounds": fed["rounds"],
-                "local-epochs": fed["local_epochs"],
-                "batch-size": fed["batch_size"],
-                "learning-rate": fed["learning_rate"],
-            }
-        )
-        result = strategy.start(
-            grid=grid,
-            initial_arrays=initial,
-            num_rounds=fed["rounds"],
-            timeout=fed["round_timeout"],
-            train_config=train_config,
-            evaluate_config=ConfigRecord({"architecture": architecture}),
-        )
-        torch.save(result.arrays.to_torch_state_dict(), run_dir / "models" / f"{architecture}.pt")
+        final, extra = _train(grid, context, architecture, initial, recorder, config, n_agencies)
+        torch.save(final.to_torch_state_dict(), run_dir / "models" / f"{architecture}.pt")
         wall_s = time.perf_counter() - started
-        _log_wall(run_dir, architecture, wall_s)
+        _log_wall(run_dir, architecture, wall_s, extra)
         log.info("%s: done in %.1f s", architecture, wall_s)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from flwr.app import Message
@@ -16,6 +16,12 @@ def _clean(value: object) -> object:
     if isinstance(value, float) and math.isnan(value):
         return None
     return value
+
+
+def metric_row(metrics: Mapping[str, object], count_key: str = "n_train") -> dict:
+    """An agency's metrics as row keys: `num-examples` becomes `count_key`, dashes become
+    underscores, NaN becomes null."""
+    return {(count_key if key == "num-examples" else key.replace("-", "_")): _clean(value) for key, value in metrics.items()}
 
 
 class RoundRecorder:
@@ -31,13 +37,17 @@ class RoundRecorder:
         a reason) remembered from an earlier reply or named at the start of the reason."""
         node = msg.metadata.src_node_id
         if msg.has_error():
-            reason = msg.error.reason or ""
-            named = [a for a in self.agencies if reason.startswith(f"{a}: ")]
+            named = self.agency_named_in(msg.error.reason or "")
             if named and node not in self.node_agency:
-                self.node_agency[node] = named[0]
+                self.node_agency[node] = named
         elif "agency" in msg.content.config_records:
             self.node_agency[node] = str(msg.content["agency"]["name"])
         return self.node_agency.get(node, f"node-{node}")
+
+    def agency_named_in(self, reason: str) -> str | None:
+        """The agency an error reason names at its start ("NAME: ..."), if any."""
+        named = [a for a in self.agencies if reason.startswith(f"{a}: ")]
+        return named[0] if named else None
 
     def _rows(self, replies: Iterable[Message], error_key: str, count_key: str) -> dict[str, dict]:
         rows: dict[str, dict] = {}
@@ -46,15 +56,16 @@ class RoundRecorder:
             if msg.has_error():
                 rows[agency] = {error_key: msg.error.reason}
                 continue
-            row = {}
-            for key, value in msg.content["metrics"].items():
-                name = count_key if key == "num-examples" else key.replace("-", "_")
-                row[name] = _clean(value)
-            rows[agency] = row
+            rows[agency] = metric_row(msg.content["metrics"], count_key)
         return rows
 
     def train_replies(self, replies: Iterable[Message]) -> None:
         self._train = self._rows(replies, "train_error", "n_train")
+
+    def train_rows(self, rows: dict[str, dict]) -> None:
+        """This round's train rows, already per agency (SecAgg+ hands the coordinator legacy
+        results, not Messages); build them with `metric_row`."""
+        self._train = dict(rows)
 
     def evaluate_replies(self, server_round: int, replies: Iterable[Message]) -> None:
         """Merge this round's train and evaluate rows per agency and append them."""

@@ -17,6 +17,9 @@ log = logging.getLogger("peel.server")
 
 
 class RecordingFedAvg(FedAvg):
+    # How the progress line names the ε it reports (central DP reports an agency-level ε).
+    epsilon_label = "ε max"
+
     def __init__(self, recorder: RoundRecorder, n_agencies: int, num_rounds: int) -> None:
         # Every agency takes part in every round; a refusal or failure is an error reply and
         # the round aggregates the agencies that answered.
@@ -39,11 +42,23 @@ class RecordingFedAvg(FedAvg):
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         replies = list(replies)
-        self.recorder.train_replies(replies)
+        self.note_train(replies)
         arrays, metrics = super().aggregate_train(server_round, replies)
-        self._epsilon_max = metrics.get("epsilon") if metrics is not None else None
-        self._train_failed = sum(msg.has_error() for msg in replies)
+        self.note_epsilon(metrics.get("epsilon") if metrics is not None else None)
         return arrays, metrics
+
+    def note_train(self, replies: list[Message]) -> None:
+        """Record this round's train replies per agency (also when a wrapper around this
+        strategy decides not to aggregate them)."""
+        self.recorder.train_replies(replies)
+        self.note_failures(sum(msg.has_error() for msg in replies))
+
+    def note_failures(self, failed: int) -> None:
+        self._train_failed = failed
+
+    def note_epsilon(self, epsilon: float | None) -> None:
+        """The ε the next progress line reports (cumulative, worst case)."""
+        self._epsilon_max = epsilon
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
         replies = list(replies)
@@ -60,7 +75,7 @@ class RecordingFedAvg(FedAvg):
             server_round,
             self.num_rounds,
             "n/a" if auc is None else f"{auc:.3f}",
-            "" if self._epsilon_max is None else f", ε max {self._epsilon_max:.3f}",
+            "" if self._epsilon_max is None else f", {self.epsilon_label} {self._epsilon_max:.3f}",
             f", {self._train_failed} agenc{'y' if self._train_failed == 1 else 'ies'} sent no update" if self._train_failed else "",
             elapsed,
             remaining,

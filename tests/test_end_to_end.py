@@ -16,7 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from check_bar import check  # noqa: E402
-from test_privacy_accounting import pld_epsilon  # noqa: E402
+from privacy.accountants import pld_epsilon  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

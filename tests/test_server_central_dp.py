@@ -1,0 +1,213 @@
+"""fedavg-central-dp: agency-level DP on the coordinator. σ is calibrated for the planned rounds
+at sampling rate 1 (checked against the exact Gaussian-mechanism formula); the wrappers clip each
+agency's delta, average with equal weights over the fixed number of agencies and add noise of std
+σ·C/n with the norm the updates were clipped to; every aggregated round is one release."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from flwr.app import Array, ArrayRecord, ConfigRecord, Error, Message, MetricRecord, RecordDict
+from flwr.supercore.task_identity import TaskIdentity
+from scipy.optimize import brentq
+from scipy.stats import norm
+
+import flwr.serverapp.strategy.dp_adaptive_clipping as flower_adaptive
+import flwr.serverapp.strategy.dp_fixed_clipping as flower_fixed
+from privacy.accounting import epsilon
+from server.central_dp import (
+    CentralAdaptiveClipping,
+    CentralDPError,
+    CentralFixedClipping,
+    central_dp_strategy,
+    effective_noise_multiplier,
+    plan_central,
+)
+from server.recorder import RoundRecorder
+
+PRIVACY = {"epsilon": 2.0, "delta": 1e-5, "accountant": "prv"}
+AGENCIES = ["A", "B", "C", "D"]
+
+
+@pytest.fixture(autouse=True)
+def _flower_task_identity():
+    TaskIdentity.run_id, TaskIdentity.task_id, TaskIdentity.node_id = 1, 1, 0
+
+
+def exact_gaussian_epsilon(sigma: float, rounds: int, delta: float) -> float:
+    """ε of `rounds` Gaussian mechanisms of noise multiplier σ without sampling: one Gaussian
+    mechanism with μ = √rounds/σ, whose exact (ε, δ) curve is Balle & Wang 2018, Theorem 8."""
+    mu = math.sqrt(rounds) / sigma
+    return brentq(lambda e: norm.cdf(-e / mu + mu / 2) - math.exp(e) * norm.cdf(-e / mu - mu / 2) - delta, 0, 100)
+
+
+@pytest.mark.parametrize("target", [1.0, 4.0, 16.0])
+@pytest.mark.parametrize("accountant", ["prv", "auto"])
+def test_sigma_is_calibrated_for_all_rounds_at_q_1(target, accountant):
+    plan = plan_central({**PRIVACY, "epsilon": target, "accountant": accountant}, n_agencies=8, rounds=10)
+    assert plan.accountant != "auto"  # the report names the accountant actually used
+    spent = epsilon([plan.release] * 10, 1e-5, plan.accountant)
+    assert spent <= target and spent == pytest.approx(target, rel=0.01)
+    exact = exact_gaussian_epsilon(plan.noise_multiplier, 10, 1e-5)
+    assert exact <= spent <= exact * 1.02  # an upper bound, tight at q=1
+    assert plan.release == (plan.noise_multiplier, 1.0, 1)
+    # privacy.central.epsilon overrides privacy.epsilon
+    assert plan_central({**PRIVACY, "accountant": accountant, "central": {"epsilon": target}}, 8, 10).noise_multiplier == plan.noise_multiplier
+
+
+def test_adaptive_splits_the_same_budget_between_update_and_clipped_count():
+    fixed = plan_central(PRIVACY, 8, 10)
+    adaptive = plan_central({**PRIVACY, "central": {"adaptive": True}}, 8, 10)
+    # Default: update noise 10% above the fixed-clipping σ, the rest paid by the count noise.
+    assert adaptive.update_noise_multiplier == pytest.approx(1.1 * fixed.noise_multiplier)
+    assert effective_noise_multiplier(adaptive.update_noise_multiplier, adaptive.clipped_count_stddev) == pytest.approx(fixed.noise_multiplier)
+    assert adaptive.noise_multiplier == fixed.noise_multiplier  # what the accountant is given
+    given = plan_central({**PRIVACY, "central": {"adaptive": True, "clipped_count_stddev": 3 * fixed.noise_multiplier}}, 8, 10)
+    assert effective_noise_multiplier(given.update_noise_multiplier, 3 * fixed.noise_multiplier) == pytest.approx(fixed.noise_multiplier)
+    with pytest.raises(CentralDPError, match="clipped_count_stddev: .* must exceed"):
+        plan_central({**PRIVACY, "central": {"adaptive": True, "clipped_count_stddev": fixed.noise_multiplier / 2}}, 8, 10)
+
+
+def test_bad_settings_are_one_line_errors():
+    with pytest.raises(CentralDPError, match="privacy.central.clipping_norm"):
+        plan_central({**PRIVACY, "central": {"clipping_norm": 0}}, 8, 10)
+    with pytest.raises(CentralDPError, match="unknown key"):
+        plan_central({**PRIVACY, "central": {"clip": 1}}, 8, 10)
+    with pytest.raises(CentralDPError, match="privacy.central.epsilon: 1e-06 over 10 rounds cannot be met"):
+        plan_central({**PRIVACY, "central": {"epsilon": 1e-6}}, 8, 10)
+
+
+# ------------------------------------------------------------- the wrappers on handmade replies
+
+def _arrays(*values: np.ndarray) -> ArrayRecord:
+    return ArrayRecord({f"w{i}": Array(np.asarray(v, dtype=np.float32)) for i, v in enumerate(values)})
+
+
+def _reply(node: int, agency: str, arrays: ArrayRecord, n_train: int) -> Message:
+    instruction = Message(RecordDict({"config": ConfigRecord({})}), dst_node_id=node, message_type="train")
+    content = RecordDict({"arrays": arrays, "metrics": MetricRecord({"num-examples": n_train, "train-loss": 0.5}), "agency": ConfigRecord({"name": agency})})
+    return Message(content, reply_to=instruction)
+
+
+def _refusal(node: int, agency: str) -> Message:
+    instruction = Message(RecordDict({"config": ConfigRecord({})}), dst_node_id=node, message_type="train")
+    return Message(Error(4001, f"{agency}: could not train"), reply_to=instruction)
+
+
+class NoiseSpy:
+    """Replaces Flower's noise step: records the std it was asked for, adds nothing."""
+
+    def __init__(self) -> None:
+        self.stds: list[float] = []
+
+    def __call__(self, arrays, std: float) -> None:  # noqa: ANN001
+        self.stds.append(std)
+
+
+def _wrapper(tmp_path, central: dict, current: ArrayRecord):
+    recorder = RoundRecorder(tmp_path / "metrics.jsonl", "fedavg-central-dp", AGENCIES)
+    strategy = central_dp_strategy(recorder, {**PRIVACY, "central": central}, n_agencies=len(AGENCIES), rounds=3)
+    # What configure_train would have stored (it needs a Grid to sample nodes).
+    strategy.current_arrays = current
+    strategy.strategy._current = current
+    return strategy, recorder
+
+
+def test_fixed_clipping_averages_clipped_deltas_with_equal_weights_over_all_agencies(tmp_path, monkeypatch):
+    spy = NoiseSpy()
+    monkeypatch.setattr(flower_fixed, "add_gaussian_noise_inplace", spy)
+    current = _arrays([1.0, 1.0], [0.0])
+    strategy, _ = _wrapper(tmp_path, {"clipping_norm": 1.0}, current)
+    assert isinstance(strategy, CentralFixedClipping)
+    deltas = [np.array([3.0, 0.0, 4.0]), np.array([0.3, 0.0, 0.4]), np.array([0.0, -2.0, 0.0])]  # norms 5, 0.5, 2
+    replies = [_reply(i + 1, AGENCIES[i], _arrays(np.array([1.0, 1.0]) + d[:2], d[2:]), n_train=n) for i, (d, n) in enumerate(zip(deltas, [10, 10_000, 100]))]
+    arrays, metrics = strategy.aggregate_train(1, replies)
+    clipped = [d * min(1.0, 1.0 / np.linalg.norm(d)) for d in deltas]
+    # Equal weights whatever the record counts, divided by all 4 agencies (one sent nothing).
+    expected = np.array([1.0, 1.0, 0.0]) + sum(clipped) / 4
+    got = np.concatenate([a.reshape(-1) for a in arrays.to_numpy_ndarrays()])
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    assert spy.stds == [pytest.approx(strategy.ledger.plan.noise_multiplier * 1.0 / 4)]
+    assert metrics["num-examples"] == 10_110
+    assert strategy.ledger.epsilon == pytest.approx(epsilon([strategy.ledger.plan.release], 1e-5, "prv"))
+
+
+def test_a_failed_agency_skips_the_round_releases_nothing_and_is_still_recorded(tmp_path, monkeypatch):
+    spy = NoiseSpy()
+    monkeypatch.setattr(flower_fixed, "add_gaussian_noise_inplace", spy)
+    current = _arrays([0.0, 0.0])
+    strategy, recorder = _wrapper(tmp_path, {}, current)
+    replies = [_reply(1, "A", _arrays([0.5, 0.5]), 10), _refusal(2, "B")]
+    arrays, _ = strategy.aggregate_train(1, replies)
+    assert arrays is None and spy.stds == []
+    assert strategy.ledger.epsilon == 0.0 and strategy.ledger.rounds[0]["released"] is False
+    recorder.evaluate_replies(1, [])
+    rows = {r["agency"]: r for r in map(json.loads, recorder.metrics_path.read_text().splitlines())}
+    assert rows["B"]["train_error"] == "B: could not train" and rows["A"]["n_train"] == 10
+
+
+def test_adaptive_noise_matches_the_norm_the_updates_were_clipped_to(tmp_path, monkeypatch):
+    spy = NoiseSpy()
+    monkeypatch.setattr(flower_adaptive, "add_gaussian_noise_inplace", spy)
+    fractions = []
+    monkeypatch.setattr(flower_adaptive.np.random, "normal", lambda mean, std: fractions.append((mean, std)) or mean)
+    current = _arrays([0.0, 0.0])
+    strategy, _ = _wrapper(tmp_path, {"adaptive": True, "clipping_norm": 0.5}, current)
+    assert isinstance(strategy, CentralAdaptiveClipping)
+    plan = strategy.ledger.plan
+    assert strategy.noise_multiplier == pytest.approx(plan.update_noise_multiplier)
+    replies = [_reply(i + 1, AGENCIES[i], _arrays([3.0, 4.0]), 10) for i in range(3)]  # all clipped
+    strategy.aggregate_train(1, replies)
+    # 3 of the 4 agencies clipped: the count's noise std is σ_b, its denominator the fixed 4...
+    assert fractions == [(3, plan.clipped_count_stddev)]
+    assert strategy.clipping_norm == pytest.approx(0.5 * math.exp(-0.2 * (3 / 4 - 0.5)))
+    # ...and the update noise uses the norm of this round's clipping (0.5), not the next one.
+    assert spy.stds == [pytest.approx(plan.update_noise_multiplier * 0.5 / 4)]
+    assert strategy.report()["clipping_norm"] == strategy.clipping_norm
+    assert strategy.ledger.rounds[0]["clipping_norm"] == 0.5
+
+
+def test_epsilon_after_every_round_and_no_release_beyond_the_plan(tmp_path, monkeypatch):
+    monkeypatch.setattr(flower_fixed, "add_gaussian_noise_inplace", NoiseSpy())
+    current = _arrays([0.0])
+    strategy, _ = _wrapper(tmp_path, {}, current)
+    seen = []
+    for server_round in (1, 2, 3):
+        strategy.ledger.check_next()
+        strategy.aggregate_train(server_round, [_reply(1, "A", _arrays([0.1]), 5)])
+        seen.append(strategy.ledger.epsilon)
+    assert seen[0] < seen[1] < seen[2] <= 2.0
+    assert seen[2] == pytest.approx(2.0, rel=0.01)
+    with pytest.raises(RuntimeError, match="planned for 3 rounds"):
+        strategy.ledger.check_next()
+    report = strategy.report()
+    assert report["privacy_unit"] == "agency" and report["releases"] == 3 and report["sample_rate"] == 1.0
+    assert [r["epsilon"] for r in report["per_round"]] == seen
+
+
+# ------------------------------------------------- the whole strategy against the real ClientApp
+
+def test_two_rounds_with_the_real_agencies(tiny_spec, monkeypatch):
+    """Flower's Strategy.start with the wrapper, agencies training plainly (in process)."""
+    from test_secagg import LocalGrid
+
+    from tasks.model import initial_model
+
+    spec = json.loads(tiny_spec.read_text())
+    names = [a["name"] for a in spec["agencies"]]
+    recorder = RoundRecorder(tiny_spec.parent / "central-metrics.jsonl", "fedavg-central-dp", names)
+    privacy = {**spec["config"]["privacy"], "accountant": "prv", "central": {"epsilon": 8.0}}
+    strategy = central_dp_strategy(recorder, privacy, len(names), rounds=2)
+    initial = ArrayRecord(initial_model(spec["config"]["task"]["hidden"], spec["config"]["seed"]).state_dict())
+    train_config = ConfigRecord({"architecture": "fedavg-central-dp", "dp": False, "rounds": 2, "local-epochs": 1, "batch-size": 64, "learning-rate": 0.01})
+    result = strategy.start(grid=LocalGrid(tiny_spec, len(names)), initial_arrays=initial, num_rounds=2, timeout=60, train_config=train_config, evaluate_config=ConfigRecord({"architecture": "fedavg-central-dp"}))
+    assert list(result.arrays.keys()) == list(initial.keys())
+    rows = [json.loads(line) for line in recorder.metrics_path.read_text().splitlines()]
+    assert {(r["agency"], r["round"]) for r in rows} == {(n, r) for n in names for r in (1, 2)}
+    assert not any("epsilon" in r for r in rows)  # agencies trained plainly: no record-level ε
+    report = strategy.report()
+    assert report["privacy_unit"] == "agency" and report["releases"] == 2
+    assert report["epsilon"] <= 8.0 and report["epsilon"] == pytest.approx(8.0, rel=0.01)
