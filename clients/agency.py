@@ -25,6 +25,8 @@ from flwr.app import Context
 from policedata.loader import load_areas, load_street_folder
 from privacy.audit.mia import holdout_same_months
 from privacy.ledger import LEDGER_FILENAME
+
+TRAIL_FILE = "audit.jsonl"
 from tasks.registry import Split, build_split
 from tasks.seeding import stable_seed
 
@@ -36,6 +38,7 @@ class Agency:
     spec_path: Path
     ledger: Path  # the agency's own budget ledger (SQLite), kept across runs
     budget: float  # its record-level ε budget
+    trail: Path  # the audit trail it appends to before any reply leaves
 
     @property
     def spec(self) -> dict:
@@ -64,9 +67,11 @@ def locate(context: Context) -> Agency:
         folder = Path(str(node["data-path"]))
         ledger = Path(str(node.get("ledger-path", folder / LEDGER_FILENAME)))
         budget = float(node["budget"]) if "budget" in node else _spec_budget(read_spec(path), str(node["agency"]))
-        return Agency(str(node["agency"]), folder, path, ledger, budget)
-    entry = read_spec(path)["agencies"][int(node["partition-id"])]
-    return Agency(entry["name"], Path(entry["folder"]), path, Path(entry["ledger"]), float(entry["budget"]))
+        trail = Path(str(node.get("audit-path", Path(read_spec(path)["run_dir"]) / TRAIL_FILE)))
+        return Agency(str(node["agency"]), folder, path, ledger, budget, trail)
+    spec = read_spec(path)
+    entry = spec["agencies"][int(node["partition-id"])]
+    return Agency(entry["name"], Path(entry["folder"]), path, Path(entry["ledger"]), float(entry["budget"]), Path(spec["run_dir"]) / TRAIL_FILE)
 
 
 def _spec_budget(spec: dict, name: str) -> float:

@@ -28,7 +28,8 @@ from privacy.accounting import epsilon  # noqa: E402
 from privacy.budget import ReleaseRefused, plan_dp  # noqa: E402
 from privacy.ledger import Ledger, LedgerError  # noqa: E402
 from privacy.dpsgd import train_dp  # noqa: E402
-from tasks.metrics import binary_metrics  # noqa: E402
+from clients.trail import record_reply  # noqa: E402
+from tasks.registry import score  # noqa: E402
 from tasks.model import make_model  # noqa: E402
 from tasks.seeding import stable_seed  # noqa: E402
 from tasks.train import predict_proba, train_plain  # noqa: E402
@@ -129,7 +130,9 @@ def train(msg: Message, context: Context) -> Message:
         try:
             stats, metrics = _dp_round(context, agency, config, model)
         except (ReleaseRefused, LedgerError) as exc:
-            return Message(Error(REFUSED, f"{agency.name}: {exc}"), reply_to=msg)
+            reason = f"{agency.name}: {exc}"
+            record_reply(agency, config, "refusal", None, {}, reason)
+            return Message(Error(REFUSED, reason), reply_to=msg)
     else:
         stats, metrics = _plain_round(agency, config, model), {}
     metrics.update(
@@ -140,7 +143,9 @@ def train(msg: Message, context: Context) -> Message:
             "train-seconds": time.perf_counter() - started,
         }
     )
-    return _reply(msg, agency, ArrayRecord(model.state_dict()), metrics)
+    arrays = ArrayRecord(model.state_dict())
+    record_reply(agency, config, "train-reply", arrays, metrics)
+    return _reply(msg, agency, arrays, metrics)
 
 
 @app.evaluate()
@@ -148,10 +153,11 @@ def evaluate(msg: Message, context: Context) -> Message:
     agency = locate(context)
     split = load_split(agency)
     model = _model(agency, msg.content["arrays"])
-    scores = binary_metrics(split.y_test, predict_proba(model, split.X_test))
+    scores = score(split, predict_proba(model, split.X_test))
     # MetricRecord holds numbers only: an undefined metric (one class in the test set) is NaN.
     metrics = {k: float("nan") if v is None else float(v) for k, v in scores.items() if k != "n"}
     metrics["num-examples"] = len(split.y_test)
+    record_reply(agency, msg.content.config_records.get("config", ConfigRecord()), "evaluate-reply", None, metrics)
     return _reply(msg, agency, None, metrics)
 
 

@@ -13,6 +13,8 @@ from pathlib import Path  # noqa: E402
 
 from experiments.config import ConfigError, load_config  # noqa: E402
 from experiments.progress import show_progress  # noqa: E402
+from experiments.deploy.cli import add_parser as add_deploy_parser  # noqa: E402
+from experiments.deploy.errors import DeployError  # noqa: E402
 from experiments.report import ReportError  # noqa: E402
 from policedata.errors import DataError  # noqa: E402
 
@@ -49,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     aud.add_argument("target", nargs="+", metavar="[verify] RUN_DIR", help="a run folder made with audit: true")
     rep = sub.add_parser("report", help="write report.html (and its PNG figures) for a run or sweep folder")
     rep.add_argument("folder", help="a run folder (runs/<id>) or a sweep folder")
+    run.add_argument("--engine", choices=["simulation", "deployment"], default="simulation", help="where the federated architectures run (deployment: against `peel deploy up`)")
+    run.add_argument("--deploy-dir", help="the folder of a running `peel deploy up` (with --engine deployment)")
+    add_deploy_parser(sub)
     sweep.add_argument("--dir", dest="sweep_dir", help="sweep folder (default: <output>/sweep-<config name>-<hash of the config>, so re-running resumes)")
     return parser
 
@@ -58,7 +63,9 @@ def _run(args: argparse.Namespace) -> int:
     from experiments.runner import run
 
     config = load_config(args.config, args.overrides)
-    run_dir = run(config, args.config)
+    if args.engine == "deployment" and not args.deploy_dir:
+        raise ConfigError("--engine deployment needs --deploy-dir (the folder of `peel deploy up`)")
+    run_dir = run(config, args.config, engine=args.engine, deploy_dir=Path(args.deploy_dir) if args.deploy_dir else None)
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     print(format_table(summary))
     print(f"\nResults: {run_dir}/summary.json (per round and agency: {run_dir}/metrics.jsonl)")
@@ -75,6 +82,12 @@ def _write_report(folder: Path) -> None:
 def _report(args: argparse.Namespace) -> int:
     _write_report(Path(args.folder))
     return 0
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from experiments.deploy.cli import main as deploy_main
+
+    return deploy_main(args)
 
 
 def _budget(args: argparse.Namespace) -> int:
@@ -164,8 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     progress = show_progress()
     try:
-        return {"run": _run, "prepare": _prepare, "generate": _generate, "sweep": _sweep, "report": _report, "audit": _audit, "budget": _budget}[args.command](args)
-    except (ConfigError, DataError, ReportError) as exc:
+        return {"run": _run, "prepare": _prepare, "generate": _generate, "sweep": _sweep, "report": _report, "audit": _audit, "budget": _budget, "deploy": _deploy}[args.command](args)
+    except (ConfigError, DataError, ReportError, DeployError) as exc:
         print(f"peel: {exc}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:

@@ -63,7 +63,10 @@ def per_agency_from_rows(rows: list[dict], architecture: str, agencies: list[str
             entry["updates_sent"] += 1
             entry["n_train"] = row["n_train"]
         if row.get("epsilon") is not None:
-            entry["epsilon"] = max(entry["epsilon"] or 0.0, row["epsilon"])
+            # epsilon_run: what this architecture's releases cost; epsilon: the agency's ledger
+            # total after them (all architectures and runs that used its records).
+            entry["epsilon"] = max(entry["epsilon"] or 0.0, row.get("epsilon_run", row["epsilon"]))
+            entry["epsilon_ledger"] = max(entry.get("epsilon_ledger") or 0.0, row["epsilon"])
     return out
 
 

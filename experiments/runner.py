@@ -78,13 +78,14 @@ class RunFolder:
     results: dict[str, dict] = field(default_factory=dict)
     models: dict[str, Models] = field(default_factory=dict)
     startup_s: float | None = None
+    trail_head: str | None = None  # hash of the audit trail's last entry (anchors the chain)
     started: float = field(default_factory=time.perf_counter)
     _splits: Splits | None = None
 
     @property
     def splits(self) -> Splits:
         if self._splits is None:
-            self._splits = {a["name"]: load_split(Agency(a["name"], Path(a["folder"]), self.spec_path, Path(a["ledger"]), a["budget"])) for a in self.federation.agencies}
+            self._splits = {a["name"]: load_split(Agency(a["name"], Path(a["folder"]), self.spec_path, Path(a["ledger"]), a["budget"], self.run_dir / "audit.jsonl")) for a in self.federation.agencies}
         return self._splits
 
     @functools.cached_property
@@ -241,13 +242,20 @@ def train_baseline(arch: str, folder: RunFolder) -> None:
     folder.results[arch] = _entry(arch, per_agency, folder, wall_s=wall_s, delta=None, records_moved=sum(moved.values()), update_bytes=0)
 
 
-def train_federated(folders: list[RunFolder], on_done: Callable[[RunFolder], None]) -> None:
-    """Every federated architecture of every folder on Flower's simulation engine."""
-    from experiments.simulation import run_federated  # imports flwr and ray: only when needed
-
+def train_federated(folders: list[RunFolder], on_done: Callable[[RunFolder], None], engine: str = "simulation", deploy_dir: Path | None = None) -> None:
+    """Every federated architecture of every folder, on Flower's simulation engine or against
+    a running deployment (`peel deploy up`): the same ServerApp and ClientApp either way."""
     for folder in folders:
-        log.info("starting Flower simulation for %s (Ray and the agencies' first imports take ~10 s)", ", ".join(folder.federated))
-        run_federated(folder.spec_path, len(folder.federation.agencies))
+        if engine == "deployment":
+            from experiments.deploy.run import run_on_deployment
+
+            log.info("submitting %s to the deployment in %s", ", ".join(folder.federated), deploy_dir)
+            run_on_deployment(folder.spec_path, deploy_dir)
+        else:
+            from experiments.simulation import run_federated  # imports flwr and ray: only when needed
+
+            log.info("starting Flower simulation for %s", ", ".join(folder.federated))
+            run_federated(folder.spec_path, len(folder.federation.agencies))
         collect_federated(folder)
         on_done(folder)
 
@@ -261,13 +269,15 @@ def collect_federated(folder: RunFolder) -> None:
     if folder.startup_s is not None:
         log.info("Flower start-up %.1f s, paid once for all federated architectures (not in their wall times)", folder.startup_s)
     update_size = 4 * sum(p.numel() for p in folder.new_model().parameters())  # float32
+    folder.trail_head = walls.get("audit-trail", {}).get("head")
     for arch in folder.federated:
         model = folder.new_model()
         model.load_state_dict(torch.load(run_dir / "models" / f"{arch}.pt"))
         folder.models[arch] = model
         per_agency = per_agency_from_rows(rows, arch, list(folder.splits))
         for name, agency in per_agency.items():
-            agency["update_bytes_sent"] = agency["updates_sent"] * update_size
+            # SecAgg+ sends each parameter as a masked 64-bit integer (plus small key exchanges).
+            agency["update_bytes_sent"] = agency["updates_sent"] * update_size * (2 if arch == "fedavg-dp-secagg" else 1)
             agency["records_moved"] = 0
             if agency["errors"]:
                 first = agency["errors"][0]
@@ -387,13 +397,14 @@ def summarise(folder: RunFolder) -> Path:
         "metrics_note": "metrics are per-agency scores on each agency's own test months; 'metrics' is their mean weighted by test records",
         "wall_s": time.perf_counter() - folder.started,
         "flower_startup_s": folder.startup_s,
+        "audit_trail": {"file": "audit.jsonl", "head": folder.trail_head} if folder.trail_head else None,
     }
     path = folder.run_dir / "summary.json"
     write_json(path, summary)
     return path
 
 
-def execute(folders: list[RunFolder], on_done: Callable[[RunFolder], None] = summarise) -> None:
+def execute(folders: list[RunFolder], on_done: Callable[[RunFolder], None] = summarise, engine: str = "simulation", deploy_dir: Path | None = None) -> None:
     """Train every architecture of every folder (baselines in process, federated ones on Flower),
     calling `on_done` for each folder as soon as all its architectures have run."""
     for folder in folders:
@@ -410,10 +421,10 @@ def execute(folders: list[RunFolder], on_done: Callable[[RunFolder], None] = sum
                 train_baseline(arch, folder)
         if not folder.federated:
             on_done(folder)
-    train_federated([f for f in folders if f.federated], on_done)
+    train_federated([f for f in folders if f.federated], on_done, engine, deploy_dir)
 
 
-def run(config: PeelConfig, config_path: str) -> Path:
+def run(config: PeelConfig, config_path: str, engine: str = "simulation", deploy_dir: Path | None = None) -> Path:
     folder = prepare(config, config_path)
-    execute([folder])
+    execute([folder], engine=engine, deploy_dir=deploy_dir)
     return folder.run_dir

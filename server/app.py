@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -23,7 +24,11 @@ from server.central_dp import central_dp_strategy, plan_central
 from server.recorder import RoundRecorder
 from server.secagg import train_secagg
 from server.strategy import RecordingFedAvg
+from privacy.audit_trail import COORDINATOR, append, close, head, payload_sha256
 from tasks.model import initial_model
+from tasks.registry import n_features
+
+TRAIL_FILE = "audit.jsonl"
 
 log = logging.getLogger("peel.server")
 
@@ -73,12 +78,24 @@ def _check_settings(spec: dict, n_agencies: int) -> None:
         raise ValueError(f"fedavg-dp-secagg: secure aggregation needs at least 3 agencies; the federation has {n_agencies}")
 
 
+def _trail_aggregate(path: Path, run: str, architecture: str) -> Callable[[int, ArrayRecord], None]:
+    """Record every global model the coordinator forms (after any server-side noise)."""
+
+    def record(server_round: int, arrays: ArrayRecord) -> None:
+        chunks = [a.data for a in arrays.values()]
+        append(path, {"run": run, "architecture": architecture, "round": server_round, "agency": COORDINATOR, "type": "aggregate", "sizes": {"bytes": sum(len(c) for c in chunks)}, "dp": None, "epsilon": None, "payload_sha256": payload_sha256(*chunks)})
+
+    return record
+
+
 def _train(
-    grid: Grid, context: Context, architecture: str, initial: ArrayRecord, recorder: RoundRecorder, config: dict, n_agencies: int
+    grid: Grid, context: Context, architecture: str, initial: ArrayRecord, recorder: RoundRecorder, spec: dict, n_agencies: int
 ) -> tuple[ArrayRecord, dict | None]:
     """Train one federated architecture from `initial`; returns its final model and what
     federated.jsonl should add to its line (fedavg-central-dp: the agency-level privacy figures)."""
+    config = spec["config"]
     fed = config["federation"]
+    later = spec["federated"][spec["federated"].index(architecture):]
     train_config = {
         "architecture": architecture,
         "dp": FEDERATED[architecture],
@@ -86,6 +103,9 @@ def _train(
         "local-epochs": fed["local_epochs"],
         "batch-size": fed["batch_size"],
         "learning-rate": fed["learning_rate"],
+        # The releases each agency still plans in this run: this architecture's rounds and those
+        # of the record-level DP architectures after it share the agency's remaining budget.
+        "dp-releases-planned": fed["rounds"] * sum(FEDERATED[a] for a in later),
     }
     if architecture == "fedavg-dp-secagg":
         final = train_secagg(
@@ -104,6 +124,7 @@ def _train(
         strategy = central_dp_strategy(recorder, config["privacy"], n_agencies, fed["rounds"])
     else:
         strategy = RecordingFedAvg(recorder, n_agencies, fed["rounds"])
+    record = _trail_aggregate(Path(spec["run_dir"]) / TRAIL_FILE, Path(spec["run_dir"]).name, architecture)
     result = strategy.start(
         grid=grid,
         initial_arrays=initial,
@@ -111,6 +132,7 @@ def _train(
         timeout=fed["round_timeout"],
         train_config=ConfigRecord(train_config),
         evaluate_config=ConfigRecord({"architecture": architecture}),
+        evaluate_fn=lambda server_round, arrays: record(server_round, arrays) if server_round > 0 else None,
     )
     return result.arrays, strategy.report() if architecture == "fedavg-central-dp" else None
 
@@ -124,7 +146,7 @@ def main(grid: Grid, context: Context) -> None:
     (run_dir / "models").mkdir(parents=True, exist_ok=True)
     n_agencies = len(spec["agencies"])
     _check_settings(spec, n_agencies)
-    initial = ArrayRecord(initial_model(config["task"]["hidden"], config["seed"]).state_dict())
+    initial = ArrayRecord(initial_model(config["task"]["hidden"], config["seed"], n_features(config["task"]["name"])).state_dict())
     startup = _warm_up(grid, initial, n_agencies, fed["round_timeout"])
     _log_wall(run_dir, "start-up", startup)
     log.info("%d agencies ready in %.1f s", n_agencies, startup)
@@ -132,8 +154,14 @@ def main(grid: Grid, context: Context) -> None:
         started = time.perf_counter()
         log.info("%s: %d rounds with %d agencies", architecture, fed["rounds"], n_agencies)
         recorder = RoundRecorder(run_dir / "metrics.jsonl", architecture, [a["name"] for a in spec["agencies"]])
-        final, extra = _train(grid, context, architecture, initial, recorder, config, n_agencies)
+        final, extra = _train(grid, context, architecture, initial, recorder, spec, n_agencies)
         torch.save(final.to_torch_state_dict(), run_dir / "models" / f"{architecture}.pt")
+        if architecture == "fedavg-dp-secagg":  # its rounds aggregate inside the legacy workflow
+            _trail_aggregate(run_dir / TRAIL_FILE, run_dir.name, architecture)(fed["rounds"], final)
         wall_s = time.perf_counter() - started
         _log_wall(run_dir, architecture, wall_s, extra)
         log.info("%s: done in %.1f s", architecture, wall_s)
+    # The trail's last entry counts those before it (a cut-off end is detected); its hash is
+    # kept apart, in federated.jsonl and then summary.json, to anchor the chain.
+    close(run_dir / TRAIL_FILE, run_dir.name)
+    _log_wall(run_dir, "audit-trail", 0.0, {"head": head(run_dir / TRAIL_FILE)})
