@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+from pathlib import Path
 
 OFFLINE_ENV = {
     "FLWR_TELEMETRY_ENABLED": "0",
@@ -20,6 +22,9 @@ OFFLINE_ENV = {
 def go_offline() -> None:
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
+    # matplotlib (the report) keeps its font cache in ~/.config and ~/.cache by default: keep it
+    # in the environment Peel is installed in instead, so nothing is written to the home folder.
+    os.environ.setdefault("MPLCONFIGDIR", str(Path(sys.prefix) / "var" / "peel" / "matplotlib"))
     # Opacus calls logging.basicConfig() on import; a handler on the root logger makes that a
     # no-op, so nothing is printed twice.
     logging.getLogger().addHandler(logging.NullHandler())

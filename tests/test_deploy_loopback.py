@@ -221,28 +221,29 @@ def test_intruders_are_refused(deployment) -> None:
 
 @pytest.mark.slow
 @pytest.mark.deploy
-def test_fedavg_dp_runs_on_the_deployment(deployment) -> None:
-    """The same ServerApp and ClientApp as in simulation, submitted with `flwr run` to the
-    deployment: every agency trains 2 DP rounds from its own folder."""
-    from experiments.config import validate
-    from experiments.deploy.run import run_on_deployment
-    from experiments.prepare import materialise, write_spec
+def test_fedavg_dp_runs_on_the_deployment(deployment, tmp_path) -> None:
+    """`peel run --engine deployment`: the same ServerApp and ClientApp as in simulation,
+    submitted to the deployment; every agency trains 2 DP rounds from its own folder, charging
+    its own ledger; the summary and the audit trail check out."""
+    from experiments.cli import main
+    from experiments.trail import verify_run
 
     config, _, agencies, _ = deployment
-    run_config = validate({**TINY, "data": {"source": "agencies", "path": str(agencies)}, "output": str(config.layout.root / "runs")}, "tiny-deploy")
-    run_dir = config.layout.root / "runs" / "r1"
-    run_dir.mkdir(parents=True)
-    spec = write_spec(run_config, materialise(run_config, run_dir / "data"), run_dir)
-    run_on_deployment(spec, config.layout.root, timeout=600)
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "data": {"source": "agencies", "path": str(agencies)}, "output": str(tmp_path / "runs")}))
+    assert main(["run", str(cfg), "--engine", "deployment", "--deploy-dir", str(config.layout.root)]) == 0
+    [run_dir] = (tmp_path / "runs").iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    dp = summary["architectures"]["fedavg-dp"]
     names = sorted(a.name for a in config.agencies)
-    for rnd in (1, 2):
-        got = {r["agency"]: r for r in rows if r["architecture"] == "fedavg-dp" and r["round"] == rnd}
-        assert sorted(got) == names
-        assert all(0 < r["epsilon"] <= 2.0 + 1e-9 and r["auc"] is not None for r in got.values())
-    walls = {r["architecture"]: r["wall_s"] for r in map(json.loads, (run_dir / "federated.jsonl").read_text().splitlines())}
-    assert walls["fedavg-dp"] > 0
+    assert sorted(dp["per_agency"]) == names
+    assert all(a["updates_sent"] == 2 and a["metrics"]["auc"] is not None for a in dp["per_agency"].values())
+    assert 0 < dp["epsilon_max"] <= 2.0 + 1e-9
     assert (run_dir / "models" / "fedavg-dp.pt").exists()
+    # Every release is in the hash-chained trail and in the agencies' own ledgers.
+    assert verify_run(run_dir) == 0
+    kinds = [json.loads(line)["type"] for line in (run_dir / "audit.jsonl").read_text().splitlines()]
+    assert kinds.count("train-reply") == 2 * len(names) and kinds[-1] == "close"
 
 
 @pytest.mark.slow
