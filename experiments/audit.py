@@ -58,7 +58,9 @@ def audit_folder(folder: RunFolder) -> None:
             "mia_auc_max_agency": max(a["mia_auc"] for a in per_agency.values()),
             "per_agency": per_agency,
         }
-        if entry.get("epsilon_max") is not None:
+        # The bound a claimed ε puts on a record-membership attack holds for record-level DP;
+        # agency- or area-month-level ε protects a different unit, so no record bound is claimed.
+        if entry.get("epsilon_max") is not None and entry.get("privacy_unit") == "record":
             bound = mia_bounds(entry["epsilon_max"], config.privacy.delta)
             block["mia_auc_bound"], block["mia_tpr_bound"] = bound["auc_max"], bound["tpr_at_fpr_max"]
         if arch in RECORD_DP and canary.get("dp"):

@@ -52,6 +52,13 @@ EPSILON_SCOPE = (
     "records, cumulative over all rounds, architectures and runs recorded in its budget ledger; "
     "max over agencies reported. `epsilon_this_run` is what one architecture's releases alone cost."
 )
+HOTSPOT_FEATURES_NOTE = (
+    "Hotspot features are counts of the agency's own records (lagged counts, neighbours' counts, "
+    "crime-type mix), so one incident record changes up to g training examples (area-months; g is "
+    "`record_influence` per agency). DP-SGD's (ε, δ) holds per area-month example. For one record, "
+    "group privacy over the 2g examples it touches gives (2gε, 2g·e^((2g-1)ε)·δ), which at these "
+    "sizes is no meaningful record-level guarantee: read hotspot DP as protecting area-months."
+)
 RELEASED_WITHOUT_DP = (
     "Besides its DP model updates, each agency sends the coordinator its number of training "
     "records (the FedAvg weight) and, every round, metrics of the global model on its own test "
@@ -385,12 +392,12 @@ def summarise(folder: RunFolder) -> Path:
         "architectures": {a: folder.results[a] for a in config.architectures},
         "bayes_optimal": _ceiling(folder),
         "privacy": {
-            "unit": "one incident record",
+            "unit": "one incident record" if config.task.name == "outcome" else "one area-month example (see features)",
             "scope": EPSILON_SCOPE,
             "accountant": config.privacy.accountant,
             "sampling": "Poisson, rate = batch_size / agency training records",
             "noise_rng": "torch PRNG seeded from OS entropy (not a CSPRNG: Opacus secure_mode needs torchcsprng, unavailable here)",
-            "features": FEATURES_NOTE,
+            "features": FEATURES_NOTE if config.task.name == "outcome" else HOTSPOT_FEATURES_NOTE,
             "released_without_dp": RELEASED_WITHOUT_DP,
         },
         "data": {"source": config.data.source, "test_from": federation.test_from, "notes": federation.notes},
