@@ -116,6 +116,8 @@ def assign_budgets(config: PeelConfig, federation: Federation, ledger_dir: Path 
     unknown = sorted(set(config.privacy.budgets) - names)
     if unknown:
         raise ConfigError(f"privacy.budgets: no agency named {unknown[0]!r} in the data (agencies: {', '.join(sorted(names))})")
+    if ledger_dir is not None:
+        ledger_dir.mkdir(parents=True, exist_ok=True)
     for agency in federation.agencies:
         agency["budget"] = float(config.privacy.budgets.get(agency["name"], config.privacy.epsilon))
         ledger = (ledger_dir / f"{agency['slug']}.sqlite") if ledger_dir else Path(agency["folder"]) / LEDGER_FILE
