@@ -221,3 +221,33 @@ def _kill_and_rerun(tmp_path: Path, rng, seen: dict) -> None:
     peel_run(tmp_path, "run.yaml")
     final = _ledger_totals(tmp_path / "agencies")
     assert all(final[a] >= total - 1e-12 and final[a] <= 8.0 * (1 + 1e-6) for a, total in seen.items())
+
+
+def test_tiny_sweep_runs_resumes_and_writes_one_row_per_cell_and_agency(tmp_path):
+    import pandas as pd
+
+    (tmp_path / "sweep.yaml").write_text(
+        "seed: 1\noutput: out\ndata: {agencies: 3, incidents: 4000, months: 8}\ntask: {test_months: 2, hidden: [16]}\n"
+        "federation: {rounds: 2, batch_size: 64}\narchitectures: [local, fedavg, fedavg-dp]\n"
+        "sweep: {privacy.epsilon: [1, 4]}\n"
+    )
+
+    def sweep() -> subprocess.CompletedProcess:
+        result = subprocess.run([sys.executable, "-m", "experiments.cli", "sweep", "sweep.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result
+
+    first = sweep()
+    sweep_dir = Path(tmp_path, first.stdout.split("Sweep: ")[1].split("/sweep.csv")[0])
+    sweep_dir = sweep_dir if sweep_dir.is_absolute() else tmp_path / sweep_dir
+    table = pd.read_csv(sweep_dir / "sweep.csv")
+    cells = table[table["architecture"] != "bayes-optimal"]
+    assert sorted(cells["cell"].unique()) == ["fedavg", "fedavg-dp--epsilon=1", "fedavg-dp--epsilon=4", "local"]
+    assert cells.groupby("cell").size().eq(3).all()  # one row per (cell, agency)
+    dp = cells[cells["architecture"] == "fedavg-dp"]
+    assert dp["epsilon"].notna().all() and (dp["epsilon"] <= dp["privacy.epsilon"] * (1 + 1e-6)).all()
+    assert (dp.groupby("privacy.epsilon")["epsilon"].max().diff().dropna() > 0).all()
+    assert (sweep_dir / "report" / "report.html").is_file()
+    # Re-running the same sweep finds every cell done and trains nothing.
+    again = sweep()
+    assert "4 already done, 0 to run" in again.stderr
