@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     aud.add_argument("target", nargs="+", metavar="[verify] RUN_DIR", help="a run folder made with audit: true")
     rep = sub.add_parser("report", help="write report.html (and its PNG figures) for a run or sweep folder")
     rep.add_argument("folder", help="a run folder (runs/<id>) or a sweep folder")
-    run.add_argument("--engine", choices=["simulation", "deployment"], default="simulation", help="where the federated architectures run (deployment: against `peel deploy up`)")
+    run.add_argument("--engine", choices=["in-process", "simulation", "deployment"], default="in-process", help="where the federated architectures run: Flower in this process (default), Flower's Ray simulation, or a running `peel deploy up`")
     run.add_argument("--deploy-dir", help="the folder of a running `peel deploy up` (with --engine deployment)")
     add_deploy_parser(sub)
     sweep.add_argument("--dir", dest="sweep_dir", help="sweep folder (default: <output>/sweep-<config name>-<hash of the config>, so re-running resumes)")

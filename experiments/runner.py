@@ -249,20 +249,29 @@ def train_baseline(arch: str, folder: RunFolder) -> None:
     folder.results[arch] = _entry(arch, per_agency, folder, wall_s=wall_s, delta=None, records_moved=sum(moved.values()), update_bytes=0)
 
 
-def train_federated(folders: list[RunFolder], on_done: Callable[[RunFolder], None], engine: str = "simulation", deploy_dir: Path | None = None) -> None:
-    """Every federated architecture of every folder, on Flower's simulation engine or against
-    a running deployment (`peel deploy up`): the same ServerApp and ClientApp either way."""
+ENGINES = ("in-process", "simulation", "deployment")
+
+
+def train_federated(folders: list[RunFolder], on_done: Callable[[RunFolder], None], engine: str = "in-process", deploy_dir: Path | None = None) -> None:
+    """Every federated architecture of every folder, with the same ServerApp and ClientApp on
+    one of three engines: Peel's in-process Flower grid (default: no Ray, no start-up),
+    Flower's Ray simulation, or a running deployment (`peel deploy up`)."""
     for folder in folders:
         if engine == "deployment":
             from experiments.deploy.run import run_on_deployment
 
             log.info("submitting %s to the deployment in %s", ", ".join(folder.federated), deploy_dir)
             run_on_deployment(folder.spec_path, deploy_dir)
-        else:
+        elif engine == "simulation":
             from experiments.simulation import run_federated  # imports flwr and ray: only when needed
 
-            log.info("starting Flower simulation for %s", ", ".join(folder.federated))
+            log.info("starting Flower's simulation engine (Ray) for %s", ", ".join(folder.federated))
             run_federated(folder.spec_path, len(folder.federation.agencies))
+        else:
+            from experiments.engine import run_federated_in_process
+
+            log.info("Flower in process: %s", ", ".join(folder.federated))
+            run_federated_in_process(folder.spec_path, len(folder.federation.agencies))
         collect_federated(folder)
         on_done(folder)
 
@@ -411,7 +420,7 @@ def summarise(folder: RunFolder) -> Path:
     return path
 
 
-def execute(folders: list[RunFolder], on_done: Callable[[RunFolder], None] = summarise, engine: str = "simulation", deploy_dir: Path | None = None) -> None:
+def execute(folders: list[RunFolder], on_done: Callable[[RunFolder], None] = summarise, engine: str = "in-process", deploy_dir: Path | None = None) -> None:
     """Train every architecture of every folder (baselines in process, federated ones on Flower),
     calling `on_done` for each folder as soon as all its architectures have run."""
     for folder in folders:
@@ -431,7 +440,7 @@ def execute(folders: list[RunFolder], on_done: Callable[[RunFolder], None] = sum
     train_federated([f for f in folders if f.federated], on_done, engine, deploy_dir)
 
 
-def run(config: PeelConfig, config_path: str, engine: str = "simulation", deploy_dir: Path | None = None) -> Path:
+def run(config: PeelConfig, config_path: str, engine: str = "in-process", deploy_dir: Path | None = None) -> Path:
     folder = prepare(config, config_path)
     execute([folder], engine=engine, deploy_dir=deploy_dir)
     return folder.run_dir

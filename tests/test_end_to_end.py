@@ -56,7 +56,7 @@ def small_run(tmp_path_factory) -> tuple[Path, set[str], set[str]]:
     (cwd / "small.yaml").write_text(SMALL)
     before = _ray_processes()
     scratch_before = set(glob.glob(str(Path(tempfile.gettempdir()) / "peel-*")))
-    run_dir = peel_run(cwd, "small.yaml")
+    run_dir = peel_run(cwd, "small.yaml", "--engine", "simulation")  # Flower's Ray engine
     scratch_after = set(glob.glob(str(Path(tempfile.gettempdir()) / "peel-*")))
     return run_dir, before, _ray_processes() | (scratch_after - scratch_before)
 
