@@ -87,8 +87,12 @@ def _dp_round(context: Context, agency: Agency, config: ConfigRecord, model: tor
         # Spend first: committed to the agency's ledger on disk before the update exists, so a
         # crash after this line over-counts, never under-counts.
         eps = ledger.charge(run_id, architecture, server_round, plan.release, delta=plan.delta, accountant=plan.accountant, budget=plan.target_epsilon)
+        charged = len(ledger.history())
     budget_state.record_release(context, architecture, plan.release)
-    eps_run = epsilon(budget_state.history(context, architecture), plan.delta, plan.accountant)
+    mine = budget_state.history(context, architecture)
+    # What this architecture's releases cost; the same as the ledger total when they are all
+    # the ledger holds (a fresh agency, one DP architecture), so no second accountant call.
+    eps_run = eps if len(mine) == charged else epsilon(mine, plan.delta, plan.accountant)
     # DP sampling and noise must be unpredictable to anyone else: seed from OS entropy.
     secret = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little") >> 1)
     stats = train_dp(model, split.X_train, split.y_train, plan=plan, lr=float(config["learning-rate"]), generator=secret)

@@ -16,6 +16,7 @@ the accountant they use, and Opacus drags in torch.
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import warnings
@@ -53,9 +54,16 @@ _pld_cache_lock = threading.Lock()  # PLDs are immutable; only the dict needs gu
 def _release_pld(release: Release, interval: float) -> Any:
     """PLD of one release: exactly what dp-accounting's PLDAccountant builds for
     SelfComposedDpEvent(PoissonSampledDpEvent(q, GaussianDpEvent(σ)), steps)."""
+    sigma, q, steps = release
+    return _step_pld(float(sigma), float(q), interval).self_compose(steps)
+
+
+@functools.lru_cache(maxsize=64)
+def _step_pld(sigma: float, q: float, interval: float) -> Any:
+    """One Poisson-subsampled Gaussian step. Building it is most of an ε computation; an agency
+    reuses the same (σ, q) every round, so it is built once (PLDs are immutable)."""
     from dp_accounting.pld import privacy_loss_distribution
 
-    sigma, q, steps = release
     return privacy_loss_distribution.from_gaussian_mechanism(
         standard_deviation=sigma,
         value_discretization_interval=interval,
@@ -63,7 +71,7 @@ def _release_pld(release: Release, interval: float) -> Any:
         # dp-accounting's defaults, spelt out: these make the estimate an upper bound.
         pessimistic_estimate=True,
         use_connect_dots=True,
-    ).self_compose(steps)
+    )
 
 
 def _cache_get(key: tuple[History, float]) -> Any:

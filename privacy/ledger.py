@@ -253,6 +253,17 @@ class Ledger:
         rows = self._query(f"SELECT sigma, sample_rate, steps FROM releases WHERE id > {_CUTOFF} ORDER BY id")
         return [(r["sigma"], r["sample_rate"], r["steps"]) for r in rows]
 
+    def _last_after(self, counted: int, delta: float, accountant: str) -> float | None:
+        """ε after the latest counted release, when it was computed the same way (same δ and
+        accountant): the `epsilon_before` of the next row, saving one accountant call. The
+        budget check itself always recomputes."""
+        if counted == 0:
+            return 0.0
+        rows = self._query(f"SELECT epsilon_after, delta, accountant FROM releases WHERE id > {_CUTOFF} ORDER BY id DESC LIMIT 1")
+        if rows and rows[0]["delta"] == float(delta) and rows[0]["accountant"] == accountant:
+            return float(rows[0]["epsilon_after"])
+        return None
+
     def spent(self, delta: float, accountant: str = "auto") -> float:
         """ε spent since the latest reset, recomputed from the releases."""
         return epsilon(self.history(), delta, accountant)
@@ -310,7 +321,9 @@ class Ledger:
         name = resolve_accountant(accountant)
         with self._write():
             history = self.history()
-            before = epsilon(history, delta, name)
+            before = self._last_after(len(history), delta, name)
+            if before is None:
+                before = epsilon(history, delta, name)
             after = epsilon_after(history, checked, budget=budget, delta=delta, accountant=name)
             self._conn.execute(
                 "INSERT INTO releases (run_id, architecture, round, sigma, sample_rate, steps, epsilon_before,"
