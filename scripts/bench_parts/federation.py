@@ -1,0 +1,214 @@
+"""Federation cost: wall time of a `fedavg` run ÷ the same local training steps and FedAvg
+averaging done in a plain in-process loop (same agencies, rounds, epochs, batches, data); the
+rest is framework overhead. Measured for both engines side by side: Peel's in-process engine
+(experiments/engine.py, the headline) and Flower's Ray simulation engine (the "before"; full
+runs only, each costs ~10 s of start-up).
+
+Each engine's time is the whole run, start-up included (what a user waits for). Clocks: the
+in-process engine and the plain loop do all their work in this process on one thread, so they
+are timed in process CPU time (= their wall time on an idle machine; other jobs on a shared
+machine cannot inflate it); the Ray engine works in other processes, which only wall time sees,
+so its ratio is wall ÷ the plain loop's wall in the same repeat (wall ratios of the in-process
+engine are kept as detail).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from .common import Measurement, Settings, summary
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIG = REPO / "configs" / "default.yaml"
+QUICK = ["data.incidents=30000", "federation.rounds=3"]  # --quick: a quarter of the records, 3 rounds
+
+
+# ---------------------------------------------------------------- the federation
+
+
+def prepare_federation(folder: Path, overrides: list[str]) -> Path:
+    """Materialise the default config's agencies (with overrides) under `folder` as `peel run`
+    does; returns the federation spec (architectures: fedavg only)."""
+    from experiments.config import load_config
+    from experiments.prepare import materialise, write_spec
+
+    config = load_config(DEFAULT_CONFIG, [*overrides, "architectures=[fedavg]", f"output={folder}"])
+    federation = materialise(config, folder / "data")
+    return write_spec(config, federation, folder)
+
+
+def spec_copy(spec_path: Path, run_dir: Path) -> Path:
+    """The same federation, writing its results into `run_dir` (the ServerApp appends to its
+    run folder's files: every measured run gets its own)."""
+    spec = json.loads(spec_path.read_text(encoding="utf-8"))
+    spec["run_dir"] = str(run_dir)
+    run_dir.mkdir(parents=True)
+    path = run_dir / "federation.json"
+    path.write_text(json.dumps(spec), encoding="utf-8")
+    return path
+
+
+def agencies_of(spec_path: Path) -> list:
+    """Each agency as its ClientApp finds it (clients.agency.locate), whatever that returns."""
+    from flwr.app import Context, RecordDict
+
+    from clients.agency import locate
+
+    n = len(json.loads(spec_path.read_text(encoding="utf-8"))["agencies"])
+    return [
+        locate(Context(run_id=0, node_id=0, node_config={"partition-id": i, "num-partitions": n}, state=RecordDict(), run_config={"peel-spec": str(spec_path)}))
+        for i in range(n)
+    ]
+
+
+# ---------------------------------------------------------------- the three ways to run it
+
+
+def plain_loop(spec_path: Path) -> None:
+    """What a fedavg run must do at least: per round, every agency trains the global model on
+    its split with train_plain (seeded as the ClientApp seeds it), then a weighted average."""
+    from clients.agency import load_split
+    from tasks.model import initial_model, make_model
+    from tasks.seeding import stable_seed
+    from tasks.train import train_plain
+
+    spec = json.loads(spec_path.read_text(encoding="utf-8"))
+    config, fed = spec["config"], spec["config"]["federation"]
+    splits = {a.name: load_split(a) for a in agencies_of(spec_path)}
+    weights = {name: len(split.y_train) for name, split in splits.items()}
+    total = sum(weights.values())
+    global_state = initial_model(config["task"]["hidden"], config["seed"]).state_dict()
+    for server_round in range(1, fed["rounds"] + 1):
+        trained = {}
+        for name, split in splits.items():
+            model = make_model(split.X_train.shape[1], config["task"]["hidden"])
+            model.load_state_dict(global_state)
+            generator = torch.Generator().manual_seed(stable_seed(config["seed"], name, "fedavg", server_round))
+            train_plain(model, split.X_train, split.y_train, epochs=fed["local_epochs"], batch_size=fed["batch_size"], lr=fed["learning_rate"], generator=generator)
+            trained[name] = model.state_dict()
+        global_state = {key: sum(trained[n][key] * (weights[n] / total) for n in trained) for key in global_state}
+
+
+def run_inprocess(spec_path: Path) -> None:
+    from experiments.engine import run_federated_in_process
+
+    run_federated_in_process(spec_path, len(json.loads(spec_path.read_text(encoding="utf-8"))["agencies"]))
+
+
+def run_ray(spec_path: Path) -> None:
+    """Flower's Ray simulation engine, set up as experiments/simulation.py set it up before the
+    in-process engine (one ClientApp at a time on two cores, quiet Ray, scratch in /tmp)."""
+    import ray
+    from flwr.simulation import run_simulation
+
+    from clients.app import app as client_app
+    from server.app import app as server_app
+
+    n = len(json.loads(spec_path.read_text(encoding="utf-8"))["agencies"])
+    scratch = Path(tempfile.mkdtemp(prefix="peel-"))  # Ray's socket paths must stay short
+    saved = {k: os.environ.get(k) for k in ("PEEL_SPEC", "RAY_TMPDIR", "FLWR_HOME")}
+    os.environ.update({"PEEL_SPEC": str(spec_path), "RAY_TMPDIR": str(scratch), "FLWR_HOME": str(scratch / "flwr")})
+    logging.getLogger("flwr").setLevel(logging.ERROR)
+    backend_config = {
+        "client_resources": {"num_cpus": 2, "num_gpus": 0.0},
+        "init_args": {"logging_level": logging.ERROR, "log_to_driver": False, "include_dashboard": False, "num_cpus": 2, "_temp_dir": str(scratch)},
+    }
+    try:
+        run_simulation(server_app=server_app, client_app=client_app, num_supernodes=n, backend_config=backend_config)
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+ENGINES = {"inprocess": run_inprocess, "ray": run_ray}
+
+
+# ---------------------------------------------------------------- the measurement
+
+
+def _walls(run_dir: Path) -> dict[str, float]:
+    rows = [json.loads(line) for line in (run_dir / "federated.jsonl").read_text(encoding="utf-8").splitlines()]
+    return {row["architecture"]: row["wall_s"] for row in rows}
+
+
+def federation_cost(settings: Settings) -> dict:
+    engines = ["inprocess"] if settings.quick else ["inprocess", "ray"]
+    overrides = QUICK if settings.quick else []
+    with tempfile.TemporaryDirectory(prefix="peel-bench-fed-") as tmp:
+        base = Path(tmp)
+        spec_path = prepare_federation(base / "prepared", overrides)
+        runs = iter(range(10**6))
+
+        def fresh() -> Path:
+            return spec_copy(spec_path, base / f"run{next(runs)}")
+
+        # Warm-up, not timed: loads every split (the runner has them loaded before federated
+        # training starts) and pays torch's one-off lazy imports on first optimizer use.
+        plain_loop(spec_path)
+        run_inprocess(fresh())
+        plain: list[tuple[float, float]] = []  # (wall, cpu)
+        measured: dict[str, list[dict]] = {e: [] for e in engines}
+        for r in range(settings.repeats):
+            order = ["plain", *engines]
+            for what in order if r % 2 == 0 else reversed(order):
+                wall, cpu = time.perf_counter(), time.process_time()
+                if what == "plain":
+                    plain_loop(spec_path)
+                    plain.append((time.perf_counter() - wall, time.process_time() - cpu))
+                    continue
+                spec = fresh()
+                ENGINES[what](spec)
+                walls = _walls(spec.parent)
+                measured[what].append(
+                    {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu, "startup": walls.get("start-up"), "fedavg": walls["fedavg"]}
+                )
+        config = json.loads(spec_path.read_text(encoding="utf-8"))["config"]
+    per_engine = {}
+    for engine, runs_ in measured.items():
+        wall_ratios = [m["wall"] / p[0] for m, p in zip(runs_, plain)]
+        detail = {
+            "wall_s": statistics.median(m["wall"] for m in runs_),
+            "startup_s": statistics.median(m["startup"] for m in runs_ if m["startup"] is not None),
+            "fedavg_s": statistics.median(m["fedavg"] for m in runs_),
+        }
+        if engine == "inprocess":
+            # All its work runs in this process, on one thread: its CPU time is what its wall
+            # time would be on an idle machine, and other jobs cannot inflate it.
+            ratios = [m["cpu"] / p[1] for m, p in zip(runs_, plain)]
+            per_engine[engine] = summary(ratios, wall_ratio=statistics.median(wall_ratios), clock="process CPU time", **detail)
+        else:
+            # Ray runs the agencies in other processes: only wall time sees them.
+            per_engine[engine] = summary(wall_ratios, clock="wall time", **detail)
+    return summary(
+        per_engine["inprocess"]["values"],
+        per_engine=per_engine,
+        plain_wall_s=statistics.median(p[0] for p in plain),
+        plain_cpu_s=statistics.median(p[1] for p in plain),
+        agencies=config["data"]["agencies"],
+        records=config["data"]["incidents"],
+        rounds=config["federation"]["rounds"],
+        engine="inprocess (experiments/engine.py); per_engine.ray is Flower's Ray simulation (full runs only)",
+        clock="whole run including start-up; in-process: CPU time (= wall on an idle machine), ray: wall time",
+    )
+
+
+MEASUREMENTS = [
+    # --check runs the quick sizes, where 0.1 s of training makes per-message costs loom large
+    # (≈3×); the Ray engine's start-up alone would be ≈100×. 6× catches a gross regression only.
+    Measurement("federation_cost", "× plain", federation_cost, limit=6.0, about="fedavg run ÷ same training in a plain loop (in-process engine)"),
+]
