@@ -108,6 +108,21 @@ def _dp_round(context: Context, agency: Agency, config: ConfigRecord, model: tor
     return stats, metrics
 
 
+def _maybe_drop_out(agency: Agency, config: ConfigRecord) -> None:
+    """`faults.dropout`: fail this round with that probability, before training or spending any
+    budget (so ε is charged only for updates that leave). The draw is seeded by (seed, agency,
+    architecture, round), so runs are reproducible."""
+    p = float(agency.spec["config"].get("faults", {}).get("dropout", 0.0))
+    if p > 0:
+        seed = stable_seed(agency.spec["config"]["seed"], agency.name, str(config["architecture"]), int(config["server-round"]), "dropout")
+        if torch.rand(1, generator=torch.Generator().manual_seed(seed)).item() < p:
+            raise AgencyDropout(f"{agency.name}: dropped out of round {int(config['server-round'])} (simulated, faults.dropout={p:g})")
+
+
+class AgencyDropout(RuntimeError):
+    """A simulated failure: the agency does not answer this round."""
+
+
 def _plain_round(agency: Agency, config: ConfigRecord, model: torch.nn.Module) -> dict:
     split = load_split(agency)
     seed = stable_seed(agency.spec["config"]["seed"], agency.name, config["architecture"], int(config["server-round"]))
@@ -128,6 +143,7 @@ def _plain_round(agency: Agency, config: ConfigRecord, model: torch.nn.Module) -
 def train(msg: Message, context: Context) -> Message:
     agency = locate(context)
     config = msg.content["config"]
+    _maybe_drop_out(agency, config)
     model = _model(agency, msg.content["arrays"])
     started = time.perf_counter()
     if bool(config["dp"]):

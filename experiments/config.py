@@ -171,6 +171,14 @@ class PrivacyConfig(_Section):
         return value
 
 
+class FaultsConfig(_Section):
+    """Simulated faults (simulation engines only)."""
+
+    # Each agency fails each training round with this probability, before it trains or spends
+    # any budget: the round aggregates the agencies that answered.
+    dropout: float = Field(0.0, ge=0, lt=1)
+
+
 class AuditConfig(_Section):
     """Privacy audits run after training: membership inference on every architecture's final
     model, and a one-run canary audit of the DP-SGD mechanism."""
@@ -191,6 +199,7 @@ class PeelConfig(_Section):
     privacy: PrivacyConfig = PrivacyConfig()
     architectures: list[Architecture] = Field(default_factory=lambda: list(DEFAULT_ARCHITECTURES), min_length=1)
     audit: AuditConfig = AuditConfig()
+    faults: FaultsConfig = FaultsConfig()
     # `peel sweep`: a grid over config keys, e.g. {privacy.epsilon: [0.5, 1, 2], seed: [0, 1, 2]}.
     sweep: dict[str, list[Any]] | None = None
 

@@ -135,3 +135,26 @@ def test_agency_is_found_by_node_config_in_deployment(tiny_spec):
     )
     reply = train(_message(tiny_spec, "train", 1, dp=False), context)
     assert reply.content["agency"]["name"] == agency["name"]
+
+
+def test_a_dropped_out_agency_fails_before_training_or_spending(fresh_spec):
+    from clients.app import AgencyDropout
+
+    spec = json.loads(fresh_spec.read_text())
+    spec["config"]["faults"] = {"dropout": 0.5}
+    fresh_spec.write_text(json.dumps(spec))
+    read_spec.cache_clear()
+    context = _context(fresh_spec)
+    dropped = answered = 0
+    for server_round in range(1, 21):
+        try:
+            reply = train(_message(fresh_spec, "train", server_round, rounds=20), context)
+        except AgencyDropout as exc:
+            assert f"round {server_round}" in str(exc)
+            dropped += 1
+            continue
+        assert not reply.has_error()
+        answered += 1
+    assert 3 <= dropped <= 17 and dropped + answered == 20
+    with _ledger(fresh_spec) as ledger:
+        assert len(ledger.history()) == answered  # a dropped round spent nothing
