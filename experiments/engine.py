@@ -282,7 +282,7 @@ def run_in_process(server_app: ServerApp, client_app: ClientApp, num_nodes: int,
     return grid
 
 
-def run_federated_in_process(spec_path: Path, n_agencies: int) -> None:
+def run_federated_in_process(spec_path: Path, n_agencies: int, *, serialise: bool = True) -> None:
     """Peel's federated architectures of a federation spec on the in-process engine: the
     drop-in replacement of `experiments.simulation.run_federated` (same arguments, same files
     written by the ServerApp), with no Ray and no start-up."""
@@ -295,7 +295,7 @@ def run_federated_in_process(spec_path: Path, n_agencies: int) -> None:
         # Flower logs every round at INFO; Peel prints its own progress, and failures come back
         # to the strategy as error replies.
         logging.getLogger("flwr").setLevel(logging.ERROR)
-        run_in_process(server_app, client_app, n_agencies)
+        run_in_process(server_app, client_app, n_agencies, serialise=serialise)
     finally:
         if saved is None:
             os.environ.pop("PEEL_SPEC", None)

@@ -81,9 +81,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--opacus", action="store_true", help="also measure Opacus' hooks (the 'before'; slow)")
     parser.add_argument(
         "--engine",
-        choices=["peel", "inprocess", "ray"],
+        choices=["peel", "ray"],
         default="peel",
-        help="federated engine of the `peel` subprocesses of sweep/scale (default: whatever Peel uses)",
+        help="federated engine of the `peel` subprocesses of sweep/scale: Peel's own (in-process, default) or Flower's Ray simulation (the 'before')",
     )
     parser.add_argument("--repeats", type=int, default=None, help="repeats per figure (default 3 quick, 5 full; at least 3)")
     args = parser.parse_args(argv)

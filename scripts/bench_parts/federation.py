@@ -1,8 +1,8 @@
 """Federation cost: wall time of a `fedavg` run ÷ the same local training steps and FedAvg
 averaging done in a plain in-process loop (same agencies, rounds, epochs, batches, data); the
-rest is framework overhead. Measured for both engines side by side: Peel's in-process engine
-(experiments/engine.py, the headline) and Flower's Ray simulation engine (the "before"; full
-runs only, each costs ~10 s of start-up).
+rest is framework overhead. Measured for the engines side by side: Peel's in-process engine
+(experiments/engine.py, the headline), the same without serialised message copies, and Flower's
+Ray simulation engine (the "before"). The last two in full runs only (Ray's start-up is ~10 s).
 
 Each engine's time is the whole run, start-up included (what a user waits for). Clocks: the
 in-process engine and the plain loop do all their work in this process on one thread, so they
@@ -15,9 +15,6 @@ engine are kept as detail).
 from __future__ import annotations
 
 import json
-import logging
-import os
-import shutil
 import statistics
 import tempfile
 import time
@@ -98,44 +95,21 @@ def plain_loop(spec_path: Path) -> None:
         global_state = {key: sum(trained[n][key] * (weights[n] / total) for n in trained) for key in global_state}
 
 
-def run_inprocess(spec_path: Path) -> None:
+def run_inprocess(spec_path: Path, serialise: bool = True) -> None:
     from experiments.engine import run_federated_in_process
 
-    run_federated_in_process(spec_path, len(json.loads(spec_path.read_text(encoding="utf-8"))["agencies"]))
+    run_federated_in_process(spec_path, len(json.loads(spec_path.read_text(encoding="utf-8"))["agencies"]), serialise=serialise)
 
 
 def run_ray(spec_path: Path) -> None:
-    """Flower's Ray simulation engine, set up as experiments/simulation.py set it up before the
-    in-process engine (one ClientApp at a time on two cores, quiet Ray, scratch in /tmp)."""
-    import ray
-    from flwr.simulation import run_simulation
+    """Flower's Ray simulation engine, as Peel runs it with `--engine simulation`."""
+    from experiments.simulation import run_federated
 
-    from clients.app import app as client_app
-    from server.app import app as server_app
-
-    n = len(json.loads(spec_path.read_text(encoding="utf-8"))["agencies"])
-    scratch = Path(tempfile.mkdtemp(prefix="peel-"))  # Ray's socket paths must stay short
-    saved = {k: os.environ.get(k) for k in ("PEEL_SPEC", "RAY_TMPDIR", "FLWR_HOME")}
-    os.environ.update({"PEEL_SPEC": str(spec_path), "RAY_TMPDIR": str(scratch), "FLWR_HOME": str(scratch / "flwr")})
-    logging.getLogger("flwr").setLevel(logging.ERROR)
-    backend_config = {
-        "client_resources": {"num_cpus": 2, "num_gpus": 0.0},
-        "init_args": {"logging_level": logging.ERROR, "log_to_driver": False, "include_dashboard": False, "num_cpus": 2, "_temp_dir": str(scratch)},
-    }
-    try:
-        run_simulation(server_app=server_app, client_app=client_app, num_supernodes=n, backend_config=backend_config)
-    finally:
-        if ray.is_initialized():
-            ray.shutdown()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        shutil.rmtree(scratch, ignore_errors=True)
+    run_federated(spec_path, len(json.loads(spec_path.read_text(encoding="utf-8"))["agencies"]))
 
 
-ENGINES = {"inprocess": run_inprocess, "ray": run_ray}
+# inprocess-nocopy: the same engine without the serialised copies of messages (what they cost).
+ENGINES = {"inprocess": run_inprocess, "inprocess-nocopy": lambda spec: run_inprocess(spec, serialise=False), "ray": run_ray}
 
 
 # ---------------------------------------------------------------- the measurement
@@ -147,7 +121,7 @@ def _walls(run_dir: Path) -> dict[str, float]:
 
 
 def federation_cost(settings: Settings) -> dict:
-    engines = ["inprocess"] if settings.quick else ["inprocess", "ray"]
+    engines = ["inprocess"] if settings.quick else ["inprocess", "inprocess-nocopy", "ray"]
     overrides = QUICK if settings.quick else []
     with tempfile.TemporaryDirectory(prefix="peel-bench-fed-") as tmp:
         base = Path(tmp)
@@ -186,7 +160,7 @@ def federation_cost(settings: Settings) -> dict:
             "startup_s": statistics.median(m["startup"] for m in runs_ if m["startup"] is not None),
             "fedavg_s": statistics.median(m["fedavg"] for m in runs_),
         }
-        if engine == "inprocess":
+        if engine.startswith("inprocess"):
             # All its work runs in this process, on one thread: its CPU time is what its wall
             # time would be on an idle machine, and other jobs cannot inflate it.
             ratios = [m["cpu"] / p[1] for m, p in zip(runs_, plain)]

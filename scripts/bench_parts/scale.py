@@ -35,17 +35,14 @@ QUICK_ROUNDS = 3
 TARGET_LIMITS = {"wall_s": 600.0, "peak_rss_mb": 8 * 1024.0}
 
 
-ENGINE = "peel"  # "peel": as installed; "inprocess" / "ray": patched in (set by bench.py --engine)
+ENGINE = "peel"  # "peel": Peel's own engine (in-process); "ray": Flower's Ray simulation (bench.py --engine)
 
-# Python run by the subprocess: Peel's CLI, with experiments.simulation.run_federated replaced
-# when an engine is forced (the runner imports it at call time, so the patch takes effect).
+# Python run by the subprocess: Peel's CLI; for "ray", the runner's in-process entry point is
+# replaced by Peel's Ray path (the runner imports it at call time, so the patch takes effect;
+# `peel sweep` has no --engine option of its own).
 _PATCH = {
     "peel": "",
-    "inprocess": "import experiments.simulation as s, experiments.engine as e; s.run_federated = e.run_federated_in_process; ",
-    "ray": (
-        f"sys.path.insert(0, {str(REPO / 'scripts')!r}); import experiments.simulation as s; "
-        "from bench_parts.federation import run_ray; s.run_federated = lambda spec, n: run_ray(spec); "
-    ),
+    "ray": "import experiments.engine as e, experiments.simulation as s; e.run_federated_in_process = lambda spec, n, **_: s.run_federated(spec, n); ",
 }
 
 

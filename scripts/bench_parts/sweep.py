@@ -3,8 +3,8 @@
 
 `--quick`: 2 ε × 1 seed of fedavg-dp (2 cells), 20,000 records, 3 rounds. Full: the whole sweep, at most 3 repeats (each one is minutes long).
 
-Which federated engine `peel` uses is Peel's business (experiments/simulation.py);
-`scale.ENGINE` (bench.py --engine) can force one: "inprocess" or "ray".
+The federated engine is Peel's own (in-process); `scale.ENGINE` (bench.py --engine ray) runs the
+same sweep on Flower's Ray simulation instead, for a before/after.
 """
 
 from __future__ import annotations
