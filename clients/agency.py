@@ -61,7 +61,23 @@ def spec_path(context: Context) -> Path:
 def locate(context: Context) -> Agency:
     """This node's agency: from its node config (deployment) or its partition id (simulation)."""
     path = spec_path(context)
-    node = context.node_config
+    return _locate(path, _stamp(path), tuple(sorted(context.node_config.items())))
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    """Changes when the spec file does (a cache key part; a missing file fails in read_spec)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (0, 0)
+    return (st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=4096)
+def _locate(path: Path, stamp: tuple[int, int], node_items: tuple) -> Agency:
+    """`locate` for one spec file (as it is now) and node config: the same for every message
+    of a node, so it is worked out once."""
+    node = dict(node_items)
     if "agency" in node and "data-path" in node:
         # Deployment: the agency's operator, not the coordinator, sets its data, ledger and budget.
         folder = Path(str(node["data-path"]))
@@ -83,10 +99,16 @@ def load_split(agency: Agency) -> Split:
     """The agency's train/test split. Cached for the life of this process by what it depends
     on (not by run), so that sweep cells over the same records build it once (a simulation
     worker serves many rounds and runs; a deployment SuperNode may start afresh per message)."""
+    return _split(agency.name, agency.folder, _split_key(agency, _stamp(agency.spec_path)))
+
+
+@lru_cache(maxsize=4096)
+def _split_key(agency: Agency, stamp: tuple[int, int]) -> str:
+    """What an agency's split depends on, as a cache key (worked out once per agency and spec)."""
     spec = agency.spec
     config = spec["config"]
     audit = config.get("audit", {})
-    key = json.dumps(
+    return json.dumps(
         {
             "agency": config["data"]["agency"],
             "areas": spec.get("areas"),
@@ -96,10 +118,12 @@ def load_split(agency: Agency) -> Split:
         },
         sort_keys=True,
     )
-    return _split(agency.name, agency.folder, key)
 
 
-@lru_cache(maxsize=64)
+# Big enough for every agency of a large federation (200+): each message of an agency asks for its
+# split, so a cache smaller than the federation misses on every message (rebuilding the split from
+# the agency's CSVs each time). The runner holds the same Split objects, so this adds no memory.
+@lru_cache(maxsize=4096)
 def _split(name: str, folder: Path, key: str) -> Split:
     settings = json.loads(key)
     records, _ = load_street_folder(folder, settings["agency"]["column"], settings["agency"]["pattern"])

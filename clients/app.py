@@ -21,7 +21,8 @@ import torch  # noqa: E402
 from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict  # noqa: E402
 from flwr.clientapp import ClientApp  # noqa: E402
 
-from clients import budget_state  # noqa: E402
+from clients import budget_state, releases  # noqa: E402
+from clients.attacks import maybe_poison  # noqa: E402
 from clients.agency import Agency, load_split, locate  # noqa: E402
 from clients.secagg import secagg_mod  # noqa: E402
 from privacy.accounting import epsilon  # noqa: E402
@@ -66,7 +67,7 @@ def _dp_round(context: Context, agency: Agency, config: ConfigRecord, model: tor
     run_id = Path(agency.spec["run_dir"]).name
     with Ledger.open(agency.ledger, agency.name) as ledger:
         ledger.set_budget(agency.budget, float(privacy["delta"]), source=f"run {run_id}")
-        plan = budget_state.cached_plan(context, architecture)
+        plan = budget_state.cached_plan(context, architecture) or releases.saved_plan(agency, run_id, architecture)
         if plan is None:
             # Calibrated against everything this agency has already spent (its ledger, all
             # runs), for the releases still planned: the rest of this architecture's rounds
@@ -83,13 +84,22 @@ def _dp_round(context: Context, agency: Agency, config: ConfigRecord, model: tor
                 accountant=str(privacy["accountant"]),
                 prior=ledger.history(),
             )
+            releases.save_plan(agency, run_id, architecture, plan)  # a resumed run keeps this σ
             budget_state.store_plan(context, architecture, plan)
-        # Spend first: committed to the agency's ledger on disk before the update exists, so a
-        # crash after this line over-counts, never under-counts.
-        eps = ledger.charge(run_id, architecture, server_round, plan.release, delta=plan.delta, accountant=plan.accountant, budget=plan.target_epsilon)
-        charged = len(ledger.history())
-    budget_state.record_release(context, architecture, plan.release)
-    mine = budget_state.history(context, architecture)
+        rows = ledger.rows()
+        earlier = [r for r in rows if r["counted"] and (r["run_id"], r["architecture"], r["round"]) == (run_id, architecture, server_round)]
+        if earlier:
+            # Charged by an attempt that stopped before its update left (an update that left is
+            # re-sent instead, see `train`): this training is that same, single release.
+            eps = float(earlier[-1]["epsilon_after"])
+        else:
+            # Spend first: committed to the agency's ledger on disk before the update exists, so
+            # a crash after this line over-counts, never under-counts.
+            eps = ledger.charge(run_id, architecture, server_round, plan.release, delta=plan.delta, accountant=plan.accountant, budget=plan.target_epsilon)
+            rows = ledger.rows()
+    counted = [r for r in rows if r["counted"]]
+    mine = [(r["sigma"], r["sample_rate"], r["steps"]) for r in counted if (r["run_id"], r["architecture"]) == (run_id, architecture) and r["round"] <= server_round]
+    charged = len(counted)
     # What this architecture's releases cost; the same as the ledger total when they are all
     # the ledger holds (a fresh agency, one DP architecture), so no second accountant call.
     eps_run = eps if len(mine) == charged else epsilon(mine, plan.delta, plan.accountant)
@@ -144,6 +154,11 @@ def train(msg: Message, context: Context) -> Message:
     agency = locate(context)
     config = msg.content["config"]
     _maybe_drop_out(agency, config)
+    if bool(config["dp"]):
+        sent = releases.released(agency, Path(agency.spec["run_dir"]).name, str(config["architecture"]), int(config["server-round"]))
+        if sent is not None:  # a resumed run asks again for an update that already left: the same bytes
+            record_reply(agency, config, "train-reply", *sent)
+            return _reply(msg, agency, *sent)
     model = _model(agency, msg.content["arrays"])
     started = time.perf_counter()
     if bool(config["dp"]):
@@ -163,7 +178,10 @@ def train(msg: Message, context: Context) -> Message:
             "train-seconds": time.perf_counter() - started,
         }
     )
-    arrays = ArrayRecord(model.state_dict())
+    # faults.malicious: a lying agency manipulates its update here, before the trail hashes it.
+    arrays = maybe_poison(agency, config, msg.content["arrays"], model.state_dict())
+    if bool(config["dp"]):
+        releases.keep_release(agency, Path(agency.spec["run_dir"]).name, str(config["architecture"]), int(config["server-round"]), arrays, metrics)
     record_reply(agency, config, "train-reply", arrays, metrics)
     return _reply(msg, agency, arrays, metrics)
 

@@ -33,10 +33,15 @@ def _parser() -> argparse.ArgumentParser:
     prep = sub.add_parser("prepare", help="write a run folder (data and federation spec) for Flower's own `flwr run`")
     gen = sub.add_parser("generate", help="write the synthetic agencies of a config, without training")
     sweep = sub.add_parser("sweep", help="run a config's sweep grid (resumable): one run folder per cell, sweep.csv, report")
-    for command in (run, prep, gen, sweep):
+    run.add_argument("config", nargs="?", help="YAML experiment config, e.g. configs/default.yaml (not with --resume)")
+    for command in (prep, gen, sweep):
         command.add_argument("config", help="YAML experiment config, e.g. configs/default.yaml")
+    for command in (run, prep, gen, sweep):
         command.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key (value in YAML), e.g. --set privacy.epsilon=2")
     gen.add_argument("out_dir", help="folder to create (must not exist or be empty)")
+    from experiments.bench import DESCRIPTION as BENCH_DESCRIPTION, add_arguments as add_bench_arguments  # light: no measurement imported
+
+    add_bench_arguments(sub.add_parser("bench", help="measure Peel (DP cost, federation cost, sweep, scale) and write bench.json (docs/performance.md)", description=BENCH_DESCRIPTION))
     budget = sub.add_parser("budget", help="each agency's privacy budget ledger: ε spent, budget, remaining")
     budget_sub = budget.add_subparsers(dest="budget_command", required=True, parser_class=_Parser)
     show = budget_sub.add_parser("show", help="a table of every agency ledger (ledger.sqlite) under a folder")
@@ -52,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="write report.html (and its PNG figures) for a run or sweep folder")
     rep.add_argument("folder", help="a run folder (runs/<id>) or a sweep folder")
     run.add_argument("--engine", choices=["in-process", "simulation", "deployment"], default="in-process", help="where the federated architectures run: Flower in this process (default), Flower's Ray simulation, or a running `peel deploy up`")
+    run.add_argument("--resume", metavar="RUN_DIR", help="finish a run that stopped (killed, crashed), from its last checkpointed round, with its own config")
     run.add_argument("--deploy-dir", help="the folder of a running `peel deploy up` (with --engine deployment)")
     add_deploy_parser(sub)
     sweep.add_argument("--dir", dest="sweep_dir", help="sweep folder (default: <output>/sweep-<config name>-<hash of the config>, so re-running resumes)")
@@ -62,10 +68,21 @@ def _run(args: argparse.Namespace) -> int:
     from experiments.results import format_table
     from experiments.runner import run
 
-    config = load_config(args.config, args.overrides)
     if args.engine == "deployment" and not args.deploy_dir:
         raise ConfigError("--engine deployment needs --deploy-dir (the folder of `peel deploy up`)")
-    run_dir = run(config, args.config, engine=args.engine, deploy_dir=Path(args.deploy_dir) if args.deploy_dir else None)
+    deploy_dir = Path(args.deploy_dir) if args.deploy_dir else None
+    if args.resume:
+        from experiments.resume import resume
+
+        if args.config or args.overrides:
+            raise ConfigError("--resume continues with the run folder's own config: give no CONFIG and no --set")
+        if not Path(args.resume).is_dir():
+            raise ConfigError(f"--resume {args.resume}: no such run folder")
+        run_dir = resume(Path(args.resume), engine=args.engine, deploy_dir=deploy_dir)
+    elif not args.config:
+        raise ConfigError("run: give a CONFIG (e.g. configs/default.yaml), or --resume RUN_DIR")
+    else:
+        run_dir = run(load_config(args.config, args.overrides), args.config, engine=args.engine, deploy_dir=deploy_dir)
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     print(format_table(summary))
     print(f"\nResults: {run_dir}/summary.json (per round and agency: {run_dir}/metrics.jsonl)")
@@ -88,6 +105,12 @@ def _deploy(args: argparse.Namespace) -> int:
     from experiments.deploy.cli import main as deploy_main
 
     return deploy_main(args)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from experiments.bench import run as run_bench
+
+    return run_bench(args)
 
 
 def _budget(args: argparse.Namespace) -> int:
@@ -177,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     progress = show_progress()
     try:
-        return {"run": _run, "prepare": _prepare, "generate": _generate, "sweep": _sweep, "report": _report, "audit": _audit, "budget": _budget, "deploy": _deploy}[args.command](args)
+        return {"run": _run, "prepare": _prepare, "generate": _generate, "sweep": _sweep, "report": _report, "audit": _audit, "budget": _budget, "deploy": _deploy, "bench": _bench}[args.command](args)
     except (ConfigError, DataError, ReportError, DeployError) as exc:
         print(f"peel: {exc}", file=sys.stderr)
         return USAGE_ERROR

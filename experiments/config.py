@@ -21,6 +21,9 @@ Architecture = Literal["central", "local", "fedavg", "fedavg-dp", "fedavg-dp-sec
 # Architectures whose agencies run DP-SGD and spend their own record-level budget (ledger).
 RECORD_DP = ("fedavg-dp", "fedavg-dp-secagg")
 DEFAULT_ARCHITECTURES = ["central", "local", "fedavg", "fedavg-dp"]
+# Architectures whose coordinator sees each update and so can honour federation.aggregator
+# (server/robust.py says the same): secagg sees only the masked sum, central DP keeps its mean.
+ROBUST_AGGREGATION = ("fedavg", "fedavg-dp")
 
 
 class ConfigError(Exception):
@@ -131,6 +134,12 @@ class FederationConfig(_Section):
     batch_size: int = Field(256, ge=1)
     learning_rate: float = Field(0.003, gt=0, le=10)
     round_timeout: float = Field(600.0, gt=0)
+    # How the coordinator combines the agencies' updates in fedavg and fedavg-dp (Flower's
+    # FedAvg, FedMedian, FedTrimmedAvg, Krum). fedavg-dp-secagg sees only the masked sum and
+    # fedavg-central-dp's noise is calibrated to the clipped mean: both always average.
+    aggregator: Literal["fedavg", "median", "trimmed_mean", "krum"] = "fedavg"
+    trimmed_beta: float = Field(0.2, ge=0, lt=0.5)  # trimmed_mean: share cut from each tail
+    krum_malicious: int = Field(1, ge=0)  # krum: agencies assumed malicious (needs n ≥ 2f + 3)
 
 
 class CentralDPConfig(_Section):
@@ -171,12 +180,24 @@ class PrivacyConfig(_Section):
         return value
 
 
+class MaliciousConfig(_Section):
+    """One agency that trains honestly, then manipulates the update it sends (global + Δ):
+    scale → global + factor·Δ; sign_flip → global − factor·Δ; noise → adds N(0, factor²) to
+    every parameter."""
+
+    agency: str = Field(min_length=1)
+    attack: Literal["scale", "sign_flip", "noise"] = "scale"
+    factor: float = Field(10.0, gt=0, allow_inf_nan=False)
+
+
 class FaultsConfig(_Section):
     """Simulated faults (simulation engines only)."""
 
     # Each agency fails each training round with this probability, before it trains or spends
     # any budget: the round aggregates the agencies that answered.
     dropout: float = Field(0.0, ge=0, lt=1)
+    # A poisoned update (None: every agency is honest); every federated architecture.
+    malicious: MaliciousConfig | None = None
 
 
 class AuditConfig(_Section):
@@ -260,6 +281,19 @@ class PeelConfig(_Section):
                 f"task.test_months: {self.task.test_months} leaves no training months out of data.months={data.months}"
             )
         return self
+
+
+def check_agency_names(config: PeelConfig, names: set[str]) -> None:
+    """Settings that name agencies or count them, checked once the data's agencies are known."""
+    unknown = sorted(set(config.privacy.budgets) - names)
+    if unknown:
+        raise ConfigError(f"privacy.budgets: no agency named {unknown[0]!r} in the data (agencies: {', '.join(sorted(names))})")
+    malicious = config.faults.malicious
+    if malicious is not None and malicious.agency not in names:
+        raise ConfigError(f"faults.malicious.agency: no agency named {malicious.agency!r} in the data (agencies: {', '.join(sorted(names))})")
+    fed = config.federation
+    if fed.aggregator == "krum" and len(names) < 2 * fed.krum_malicious + 3:
+        raise ConfigError(f"federation.krum_malicious: Krum with {fed.krum_malicious} malicious agenc{'y' if fed.krum_malicious == 1 else 'ies'} needs at least {2 * fed.krum_malicious + 3} agencies; the data has {len(names)}")
 
 
 def _is_config_key(dotted: str) -> bool:

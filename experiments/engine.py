@@ -35,6 +35,10 @@ What differs, on purpose:
   would still run the late messages in the background, spending the nodes' time for nothing.)
 - A ClientApp that returns something that is not a valid reply to the message gets an error
   reply (code UNKNOWN) saying so, instead of Flower's silent drop and a wait for the timeout.
+- Peel's audit trail (`run_federated_in_process`): entries are fsynced once per hand-over
+  between the ServerApp and the nodes, before any message crosses, instead of once per entry
+  (`privacy.audit_trail.deferred_sync`); Flower's engines have no such hook, there each entry is
+  fsynced before its ClientApp returns.
 - A ClientApp that raises keeps the changes it made to its Context before raising (a Ray actor
   would lose them with its copy). For a DP agency that records its spend before training this is
   the safe side: a crash over-counts ε, never under-counts it.
@@ -46,7 +50,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from uuid import uuid4
 
@@ -102,11 +106,22 @@ class InProcessGrid(Grid):
     """A Flower `Grid` whose nodes are virtual: each message is handed to `client_app` with the
     destination node's persistent Context, in this process. See the module docstring."""
 
-    def __init__(self, client_app: ClientApp, num_nodes: int, run_config: UserConfig | None = None, *, serialise: bool = True) -> None:
+    def __init__(
+        self,
+        client_app: ClientApp,
+        num_nodes: int,
+        run_config: UserConfig | None = None,
+        *,
+        serialise: bool = True,
+        before_handover: Callable[[], None] | None = None,
+    ) -> None:
         if num_nodes < 1:
             raise ValueError(f"in-process engine: num_nodes must be at least 1, got {num_nodes}")
         self.client_app = client_app
         self.serialise = serialise
+        # Called whenever messages cross between the ServerApp and the nodes (as the ServerApp
+        # pushes them, and before replies are handed to it): Peel syncs its audit trail here.
+        self.before_handover = before_handover or (lambda: None)
         self.run_config: UserConfig = dict(run_config or {})
         run = Run.create_empty(run_id=generate_rand_int_from_bytes(RUN_ID_NUM_BYTES))
         run.primary_task_id = generate_rand_int_from_bytes(TASK_ID_NUM_BYTES)
@@ -154,6 +169,7 @@ class InProcessGrid(Grid):
         ServerApp pulls (or in `send_and_receive`)."""
         ids: list[str] = []
         with self._lock:
+            self.before_handover()  # what the coordinator recorded is durable before its messages leave
             for msg in messages:
                 msg.metadata.__dict__["_message_id"] = str(uuid4())
                 md = msg.metadata
@@ -248,6 +264,7 @@ class InProcessGrid(Grid):
         return reply
 
     def _collect(self, ids: list[str]) -> list[Message]:
+        self.before_handover()  # what the agencies recorded is durable before their replies leave
         replies = []
         stamp = now().isoformat()
         for message_id in ids:
@@ -262,12 +279,20 @@ class InProcessGrid(Grid):
         return replies
 
 
-def run_in_process(server_app: ServerApp, client_app: ClientApp, num_nodes: int, run_config: UserConfig | None = None, *, serialise: bool = True) -> InProcessGrid:
+def run_in_process(
+    server_app: ServerApp,
+    client_app: ClientApp,
+    num_nodes: int,
+    run_config: UserConfig | None = None,
+    *,
+    serialise: bool = True,
+    before_handover: Callable[[], None] | None = None,
+) -> InProcessGrid:
     """Run `server_app` to completion against `num_nodes` virtual nodes running `client_app`,
     all in this thread. Exceptions of the ServerApp propagate; those of the ClientApp become
     error replies. Returns the grid (its `run` holds bytes sent and received and ClientApp
     seconds; its `contexts` the nodes' final Contexts)."""
-    grid = InProcessGrid(client_app, num_nodes, run_config, serialise=serialise)
+    grid = InProcessGrid(client_app, num_nodes, run_config, serialise=serialise, before_handover=before_handover)
     context = Context(run_id=grid.run.run_id, node_id=0, node_config={}, state=RecordDict(), run_config=dict(grid.run_config))
     # Messages built with Message(content, dst, type) take run and source ids from TaskIdentity,
     # as in Flower's engines; put back whatever was there before.
@@ -290,12 +315,18 @@ def run_federated_in_process(spec_path: Path, n_agencies: int, *, serialise: boo
     os.environ["PEEL_SPEC"] = str(spec_path)  # where Peel's apps look when run_config has no peel-spec
     try:
         from clients.app import app as client_app
+        from privacy.audit_trail import deferred_sync, sync_pending
         from server.app import app as server_app
 
         # Flower logs every round at INFO; Peel prints its own progress, and failures come back
         # to the strategy as error replies.
         logging.getLogger("flwr").setLevel(logging.ERROR)
-        run_in_process(server_app, client_app, n_agencies, serialise=serialise)
+        # Every party runs in this process and this engine carries their messages: the audit
+        # trail is fsynced once per hand-over instead of once per entry, before anything
+        # recorded leaves (privacy.audit_trail.deferred_sync explains why that is the same
+        # guarantee).
+        with deferred_sync():
+            run_in_process(server_app, client_app, n_agencies, serialise=serialise, before_handover=sync_pending)
     finally:
         if saved is None:
             os.environ.pop("PEEL_SPEC", None)

@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from experiments.config import ConfigError, PeelConfig, to_dict
+from experiments.config import PeelConfig, check_agency_names, to_dict
 from policedata.checks import require_trainable_agencies
 from policedata.errors import DataError
 from policedata.loader import load_street_folder
@@ -112,10 +112,7 @@ def materialise(config: PeelConfig, data_dir: Path) -> Federation:
 def assign_budgets(config: PeelConfig, federation: Federation, ledger_dir: Path | None = None) -> None:
     """Give every agency its record-level budget and its ledger file (by default in its own
     folder; `ledger_dir` for sweep cells, which are alternative worlds with separate spends)."""
-    names = {a["name"] for a in federation.agencies}
-    unknown = sorted(set(config.privacy.budgets) - names)
-    if unknown:
-        raise ConfigError(f"privacy.budgets: no agency named {unknown[0]!r} in the data (agencies: {', '.join(sorted(names))})")
+    check_agency_names(config, {a["name"] for a in federation.agencies})
     if ledger_dir is not None:
         ledger_dir.mkdir(parents=True, exist_ok=True)
     for agency in federation.agencies:
@@ -124,9 +121,9 @@ def assign_budgets(config: PeelConfig, federation: Federation, ledger_dir: Path 
         agency["ledger"] = str(ledger.resolve())
 
 
-def write_spec(config: PeelConfig, federation: Federation, run_dir: Path, ledger_dir: Path | None = None) -> Path:
+def write_spec(config: PeelConfig, federation: Federation, run_dir: Path, ledger_dir: Path | None = None, config_file: str = "") -> Path:
     """The federation spec: the resolved config, the agencies (with budgets and ledgers) and
-    where the results go."""
+    where the results go; also what a resumed run needs to rebuild the run (`config_file`, notes)."""
     assign_budgets(config, federation, ledger_dir)
     spec = {
         "run_dir": str(run_dir.resolve()),
@@ -136,6 +133,8 @@ def write_spec(config: PeelConfig, federation: Federation, run_dir: Path, ledger
         "task": {"name": config.task.name, "positive": config.task.positive, "hotspot_share": config.task.hotspot_share, "test_from": federation.test_from, "period": federation.period},
         "federated": [a for a in config.architectures if a.startswith("fedavg")],
         "ground_truth": str(federation.ground_truth) if federation.ground_truth else None,
+        "config_file": str(config_file),
+        "notes": list(federation.notes),
     }
     path = run_dir / SPEC_FILE
     tmp = path.with_suffix(".tmp")

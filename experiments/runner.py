@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from clients.agency import Agency, load_split
 from experiments.baselines import Training, train_central, train_local
-from experiments.config import RECORD_DP, PeelConfig, dump
+from experiments.config import RECORD_DP, ROBUST_AGGREGATION, PeelConfig, dump
 from experiments.prepare import SPEC_FILE, Federation, materialise, write_spec
 from experiments.results import (
     append_rows,
@@ -112,38 +113,68 @@ class RunFolder:
         return [a for a in self.config.architectures if a.startswith("fedavg")]
 
 
-def reopen(run_dir: Path) -> RunFolder:
-    """A finished run folder, read back (config, data, results and final models), e.g. to audit
-    it afterwards."""
-    import json
-
-    from experiments.config import ConfigError, load_config
+def _from_spec(run_dir: Path) -> tuple[dict, Federation]:
+    from experiments.config import ConfigError
 
     try:
         spec = json.loads((run_dir / SPEC_FILE).read_text(encoding="utf-8"))
-        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"{run_dir}: not a finished run folder ({exc})") from None
-    config = load_config(run_dir / "config.yaml")
+        raise ConfigError(f"{run_dir}: not a run folder ({exc})") from None
     task = spec["task"]
     federation = Federation(
         spec["agencies"],
         Path(spec["areas"]) if spec.get("areas") else None,
         Path(spec["ground_truth"]) if spec.get("ground_truth") else None,
         task["test_from"],
-        list(summary.get("data", {}).get("notes", [])),
+        list(spec.get("notes", [])),
         tuple(task["period"]) if task.get("period") else None,
     )
-    folder = RunFolder(config, summary["config_file"], run_dir, federation, run_dir / SPEC_FILE, results=summary["architectures"])
-    slugs = {a["name"]: a["slug"] for a in federation.agencies}
-    for arch in summary["architectures"]:
-        def load(file: str) -> torch.nn.Module:
-            model = folder.new_model()
-            model.load_state_dict(torch.load(run_dir / "models" / file))
-            return model
+    return spec, federation
 
-        folder.models[arch] = {n: load(f"local-{slug}.pt") for n, slug in slugs.items()} if arch == "local" else load(f"{arch}.pt")
+
+def reopen(run_dir: Path) -> RunFolder:
+    """A finished run folder, read back (config, data, results and final models), e.g. to audit
+    it afterwards."""
+    from experiments.config import ConfigError, load_config
+
+    spec, federation = _from_spec(run_dir)
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{run_dir}: not a finished run folder ({exc})") from None
+    federation.notes = list(summary.get("data", {}).get("notes", federation.notes))
+    folder = RunFolder(load_config(run_dir / "config.yaml"), summary["config_file"], run_dir, federation, run_dir / SPEC_FILE, results=summary["architectures"])
+    for arch in summary["architectures"]:
+        folder.models[arch] = _load_models(folder, arch)
     return folder
+
+
+def reopen_unfinished(run_dir: Path) -> RunFolder:
+    """A run folder whose run stopped before its summary (to resume it), with its resolved
+    config, its data and the baselines that had finished."""
+    from experiments.config import ConfigError, load_config
+
+    spec, federation = _from_spec(run_dir)
+    if (run_dir / "summary.json").exists():
+        raise ConfigError(f"{run_dir}: the run finished (summary.json); there is nothing to resume")
+    folder = RunFolder(load_config(run_dir / "config.yaml"), spec.get("config_file", ""), run_dir, federation, run_dir / SPEC_FILE)
+    for arch in ("central", "local"):
+        entry = run_dir / "models" / f"{arch}.json"
+        if arch in folder.config.architectures and entry.exists():
+            folder.results[arch] = json.loads(entry.read_text(encoding="utf-8"))
+            folder.models[arch] = _load_models(folder, arch)
+    return folder
+
+
+def _load_models(folder: RunFolder, arch: str) -> Models:
+    def load(file: str) -> torch.nn.Module:
+        model = folder.new_model()
+        model.load_state_dict(torch.load(folder.run_dir / "models" / file))
+        return model
+
+    if arch == "local":
+        return {a["name"]: load(f"local-{a['slug']}.pt") for a in folder.federation.agencies}
+    return load(f"{arch}.pt")
 
 
 def new_run_dir(config: PeelConfig, parent: Path | None = None) -> Path:
@@ -166,7 +197,7 @@ def keep_torch_cache_in(folder: Path) -> None:
 def open_folder(config: PeelConfig, config_file: str, run_dir: Path, federation: Federation, ledger_dir: Path | None = None) -> RunFolder:
     """Write the resolved config and the federation spec of a run folder whose data exists."""
     write_atomic(run_dir / "config.yaml", dump(config))
-    spec_path = write_spec(config, federation, run_dir, ledger_dir)
+    spec_path = write_spec(config, federation, run_dir, ledger_dir, config_file)
     return RunFolder(config, config_file, run_dir, federation, spec_path)
 
 
@@ -221,7 +252,31 @@ def _entry(arch: str, per_agency: dict[str, dict], folder: RunFolder, *, wall_s:
         "wall_s": wall_s,
         "records_moved": records_moved,
         "update_bytes": update_bytes,
+        **(_robustness(arch, folder.config) if arch.startswith("fedavg") else {}),
     }
+
+
+# Why two federated architectures ignore federation.aggregator.
+AGGREGATOR_NOTE = {
+    "fedavg-dp-secagg": "the coordinator sees only the masked sum of the updates, so it cannot aggregate robustly: it averages",
+    "fedavg-central-dp": "keeps the mean its agency-level noise is calibrated to; each update is first clipped to privacy.central.clipping_norm, which bounds how far one agency can move the model",
+}
+
+
+def _robustness(arch: str, config: PeelConfig) -> dict:
+    """A federated architecture's aggregator and the attack it faced (faults.malicious)."""
+    fed, malicious = config.federation, config.faults.malicious
+    aggregator = fed.aggregator if arch in ROBUST_AGGREGATION else ("clipped_mean" if arch == "fedavg-central-dp" else "fedavg")
+    out: dict = {"aggregator": aggregator, "attack": malicious.model_dump() if malicious else None}
+    if aggregator == "trimmed_mean":
+        out["trimmed_beta"] = fed.trimmed_beta
+    elif aggregator == "krum":
+        out["krum_malicious"] = fed.krum_malicious
+    if arch in AGGREGATOR_NOTE:
+        out["aggregator_note"] = AGGREGATOR_NOTE[arch]
+    if arch == "fedavg-central-dp":  # the norm every update is clipped to (adaptive: the first)
+        out["clipping_norm"] = config.privacy.central.clipping_norm
+    return out
 
 
 def train_baseline(arch: str, folder: RunFolder) -> None:
@@ -235,18 +290,25 @@ def train_baseline(arch: str, folder: RunFolder) -> None:
     if arch == "central":
         log.info("central: pooling every agency's records into one model")
         folder.models[arch] = model = train_central(splits, training)
-        torch.save(model.state_dict(), models_dir / "central.pt")
+        _save_model(model, models_dir / "central.pt")
         moved = {n: split.counts["rows_total"] for n, split in splits.items()}
     else:
         log.info("local: every agency trains alone")
         folder.models[arch] = models = train_local(splits, training)
         slugs = {a["name"]: a["slug"] for a in folder.federation.agencies}
         for name, model in models.items():
-            torch.save(model.state_dict(), models_dir / f"local-{slugs[name]}.pt")
+            _save_model(model, models_dir / f"local-{slugs[name]}.pt")
         moved = dict.fromkeys(splits, 0)
     wall_s = time.perf_counter() - started
     per_agency = {n: {"epsilon": None, "records_moved": moved[n], "updates_sent": 0, "update_bytes_sent": 0, "errors": []} for n in splits}
     folder.results[arch] = _entry(arch, per_agency, folder, wall_s=wall_s, delta=None, records_moved=sum(moved.values()), update_bytes=0)
+    write_json(models_dir / f"{arch}.json", folder.results[arch])  # last: marks the baseline done for a resumed run
+
+
+def _save_model(model: torch.nn.Module, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(model.state_dict(), tmp)
+    os.replace(tmp, path)
 
 
 ENGINES = ("in-process", "simulation", "deployment")
@@ -437,7 +499,7 @@ def execute(folders: list[RunFolder], on_done: Callable[[RunFolder], None] = sum
         if any(a in RECORD_DP for a in folder.config.architectures):
             _check_delta(folder.config.privacy.delta, folder.splits)
         for arch in folder.config.architectures:
-            if arch in ("central", "local"):
+            if arch in ("central", "local") and arch not in folder.results:  # a resumed run has some
                 train_baseline(arch, folder)
         if not folder.federated:
             on_done(folder)

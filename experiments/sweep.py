@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from experiments.config import RECORD_DP, ConfigError, PeelConfig, dump, set_override, to_dict, validate
+from experiments.config import RECORD_DP, ROBUST_AGGREGATION, ConfigError, PeelConfig, dump, set_override, to_dict, validate
 from experiments.prepare import Federation, materialise
 from experiments.results import write_atomic, write_json
 from experiments.runner import RunFolder, execute, keep_torch_cache_in, open_folder, summarise
@@ -50,6 +50,11 @@ class Cell:
 def _uses(architecture: str, key: str) -> bool:
     """Whether an architecture reads a config key: sweeping a key it ignores must not multiply
     its cells."""
+    if key.startswith(("federation.aggregator", "federation.trimmed_beta", "federation.krum_malicious")):
+        # fedavg-dp-secagg sees only the masked sum, fedavg-central-dp keeps its clipped mean.
+        return architecture in ROBUST_AGGREGATION
+    if key.startswith("faults.malicious"):
+        return architecture.startswith("fedavg")  # only federated architectures send updates
     if not key.startswith("privacy"):
         return True
     if architecture in RECORD_DP:

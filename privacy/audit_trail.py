@@ -19,9 +19,17 @@ are keyless). Keep the final hash (`head`) somewhere the writer of the file cann
 run's summary, each agency's own records — and pass it to `verify(anchor=...)`. A trail cut off
 before its `close` cannot be told apart from a run that crashed.
 
-Several processes may append to one file: each append takes an exclusive lock (flock), re-reads
-the last line under it, and fsyncs before releasing it. (flock is reliable on local disks; not on
-every network file system.)
+Several processes may append to one file: each append takes an exclusive lock (flock), finds the
+last line under it, and fsyncs before releasing it, so an entry is on disk before `append`
+returns (and so before the reply it describes leaves). Finding the last line re-reads it unless
+the file is exactly as this process left it after its own previous append (same device, inode,
+size and modification time, checked under the lock): then the hash and position it wrote are
+reused. (flock is reliable on local disks; not on every network file system.)
+
+Inside `deferred_sync()` (Peel's in-process engine, where every agency and the coordinator share
+one process and the engine itself carries their messages) `append` writes without the fsync and
+the engine calls `sync_pending()` before any message crosses from one party to another; see
+`deferred_sync` for why that keeps the guarantee.
 """
 
 from __future__ import annotations
@@ -32,7 +40,9 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -105,42 +115,138 @@ def _last_line(fh) -> bytes:  # noqa: ANN001 - a binary file open for reading
     return chunk.rsplit(b"\n", 1)[-1]
 
 
+# The last entry this process appended to each trail, and the file's state right after it:
+# path -> (st_dev, st_ino, st_size, st_mtime_ns, hash, seq, closed). Any other writer or edit
+# changes the size or the modification time, and then the last line is read again.
+_tails: dict[str, tuple[int, int, int, int, str, int, bool]] = {}
+_tails_lock = threading.Lock()  # flock locks per open file, not per thread: serialise threads too
+
+
+_deferred = 0  # depth of deferred_sync() blocks
+_dirty: set[str] = set()  # trails written inside them and not yet synced
+
+
+@contextmanager
+def deferred_sync() -> Iterator[None]:
+    """Within this block `append` writes each entry (under the lock, chained, flushed to the OS)
+    but does not fsync it; whoever carries the messages must call `sync_pending()` before any
+    message leaves one party for another, and everything still pending is synced when the block
+    ends.
+
+    Why that is the same guarantee: an entry must be durable before the message it describes
+    leaves. In Peel's in-process engine a reply "leaves" when the engine hands it to the
+    coordinator, and the coordinator's messages leave when the engine takes them; the engine
+    calls `sync_pending()` at exactly those points, so every entry is on disk before its message
+    is seen by anyone. A crash before that sync loses the unsynced entries *and* the messages
+    they describe (all in this one process): nothing that left is unlogged. What this would NOT
+    be is syncing once per round after the replies were aggregated or the next model was sent.
+    Where a ClientApp's reply leaves through another process (Flower's Ray simulation, a
+    SuperNode), nobody enters this block and every entry is fsynced on its own."""
+    global _deferred
+    with _tails_lock:
+        _deferred += 1
+    try:
+        yield
+    finally:
+        with _tails_lock:
+            _deferred -= 1
+        sync_pending()
+
+
+def sync_pending() -> None:
+    """fsync every trail written inside `deferred_sync()` since the last call."""
+    with _tails_lock:
+        while _dirty:
+            path = _dirty.pop()
+            try:
+                fd = os.open(path, os.O_RDONLY)  # fsync flushes the file, whichever descriptor
+            except FileNotFoundError:
+                continue  # removed meanwhile: nothing left to make durable
+            try:
+                os.fsync(fd)
+            except BaseException:
+                _dirty.add(path)
+                raise
+            finally:
+                os.close(fd)
+
+
+def _file_state(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _open_for_append(path: Path) -> tuple[int, bool]:
+    """A descriptor of `path` for reading and appending, and whether this call created it."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_APPEND), False
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644), True
+        except FileExistsError:  # another writer created it meanwhile
+            return os.open(path, os.O_RDWR | os.O_APPEND), False
+
+
+def _previous(fd: int, path: Path) -> tuple[str, int]:
+    """(hash, seq) of the entry the next one chains to: read from the file's last line, or
+    remembered from this process's own last append when the file has not changed since."""
+    key = str(path)
+    tail = _tails.get(key)
+    if tail is not None and _file_state(os.fstat(fd)) == tail[:4]:
+        prev, last_seq, closed = tail[4], tail[5], tail[6]
+    else:
+        with open(path, "rb") as fh:  # by name: errors name the file
+            last = _last_line(fh)
+        if not last:
+            return GENESIS, 1
+        try:
+            previous = json.loads(last)
+            prev, last_seq = str(previous["hash"]), int(previous["seq"])
+        except (ValueError, KeyError, TypeError):
+            raise AuditError(f"{path}: the last line is not an audit entry; verify the trail") from None
+        closed = previous.get("type") == CLOSE
+    if closed:
+        raise AuditError(f"{path}: the trail is closed (line {last_seq}); a new run needs a new trail")
+    return prev, last_seq + 1
+
+
 def append(path: str | Path, entry: Mapping) -> dict:
-    """Append one entry (chained to the current last line) and return it as written."""
+    """Append one entry (chained to the current last line) and return it as written; it is on
+    disk (fsync) when this returns."""
     _check(entry)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists()
-    with open(path, "a+b") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+    with _tails_lock:
+        fd, new = _open_for_append(path)
         try:
-            last = _last_line(fh)
-            if last:
-                try:
-                    previous = json.loads(last)
-                    prev, seq = str(previous["hash"]), int(previous["seq"]) + 1
-                except (ValueError, KeyError, TypeError):
-                    raise AuditError(f"{path}: the last line is not an audit entry; verify the trail") from None
-                if previous.get("type") == CLOSE:
-                    raise AuditError(f"{path}: the trail is closed (line {seq - 1}); a new run needs a new trail")
-            else:
-                prev, seq = GENESIS, 1
-            record = {"time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds"), **entry, "seq": seq, "prev": prev}
-            if record["type"] == CLOSE:  # counted under the lock: no writer can slip in between
-                record["entries"] = seq - 1
-            record["hash"] = entry_hash(record)
-            fh.seek(0, os.SEEK_END)
-            fh.write(canonical(record) + b"\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-    if new:  # make the file's creation itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                prev, seq = _previous(fd, path)
+                record = {"time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds"), **entry, "seq": seq, "prev": prev}
+                if record["type"] == CLOSE:  # counted under the lock: no writer can slip in between
+                    record["entries"] = seq - 1
+                record["hash"] = entry_hash(record)
+                line = canonical(record) + b"\n"
+                written = os.write(fd, line)  # O_APPEND: at the end, whatever the offset
+                if written != len(line):
+                    raise AuditError(f"{path}: short write ({written} of {len(line)} bytes); verify the trail")
+                if _deferred:
+                    _dirty.add(str(path))  # synced by sync_pending() before the message leaves
+                else:
+                    os.fsync(fd)
+                _tails[str(path)] = (*_file_state(os.fstat(fd)), record["hash"], seq, record["type"] == CLOSE)
+            except BaseException:
+                _tails.pop(str(path), None)
+                raise
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+    if new:  # make the file's creation itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
     return record
 
 
@@ -210,8 +316,12 @@ def _cross_check(entries: list[tuple[int, dict]], ledger_rows: Iterable[Mapping]
         if abs(float(entry["epsilon"]) - float(row["epsilon"])) > EPS_TOLERANCE * max(1.0, abs(float(row["epsilon"]))):
             problems.append(f"line {n}: ε after the release is {entry['epsilon']}, the ledger says {row['epsilon']} ({what})")
     for key, found in releases.items():
-        if len(found) > 1:
-            problems.append(f"line {found[1][0]}: the release on line {found[0][0]} is recorded twice")
+        # A resumed run may ask again for an update that already left: the agency sends the
+        # same bytes (free), so a repeat must carry the same payload; anything else is a
+        # second release the ledger charged once.
+        for n, repeat in found[1:]:
+            if repeat.get("payload_sha256") != found[0][1].get("payload_sha256") or repeat.get("epsilon") != found[0][1].get("epsilon"):
+                problems.append(f"line {n}: a second, different update for the release on line {found[0][0]} (the ledger charged it once)")
         if key not in seen:
             problems.append(f"line {found[0][0]}: release of {key[3]} in round {key[2]} is not in the agency's ledger")
     return problems

@@ -21,10 +21,14 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy.strategy_utils import sample_nodes
 
 from server.central_dp import central_dp_strategy, plan_central
+from server.checkpoint import AGGREGATED
+from server.checkpoint import load as load_checkpoint
 from server.recorder import RoundRecorder
+from server.rounds import run_rounds
 from server.secagg import train_secagg
-from server.strategy import RecordingFedAvg
-from privacy.audit_trail import COORDINATOR, append, close, head, payload_sha256
+from server.robust import recording_strategy
+from privacy.audit_trail import CLOSE, COORDINATOR, append, close, head, payload_sha256
+from privacy.audit_trail import read as read_trail
 from tasks.model import initial_model
 from tasks.registry import n_features
 
@@ -90,9 +94,10 @@ def _trail_aggregate(path: Path, run: str, architecture: str) -> Callable[[int, 
 
 def _train(
     grid: Grid, context: Context, architecture: str, initial: ArrayRecord, recorder: RoundRecorder, spec: dict, n_agencies: int
-) -> tuple[ArrayRecord, dict | None]:
-    """Train one federated architecture from `initial`; returns its final model and what
-    federated.jsonl should add to its line (fedavg-central-dp: the agency-level privacy figures)."""
+) -> tuple[ArrayRecord, dict | None, float]:
+    """Train one federated architecture from `initial`, or from its checkpoint if an earlier
+    attempt stopped; returns its final model, what federated.jsonl should add to its line
+    (fedavg-central-dp: the agency-level privacy figures) and its training seconds."""
     config = spec["config"]
     fed = config["federation"]
     later = spec["federated"][spec["federated"].index(architecture):]
@@ -108,7 +113,8 @@ def _train(
         "dp-releases-planned": fed["rounds"] * sum(FEDERATED[a] for a in later),
     }
     if architecture == "fedavg-dp-secagg":
-        final = train_secagg(
+        run_dir = Path(spec["run_dir"])
+        final, wall_s = train_secagg(
             grid,
             context,
             architecture=architecture,
@@ -118,23 +124,29 @@ def _train(
             train_config=train_config,
             rounds=fed["rounds"],
             timeout=fed["round_timeout"],
+            run_dir=run_dir,
+            on_model=_trail_aggregate(run_dir / TRAIL_FILE, run_dir.name, architecture),
         )
-        return final, None
+        return final, None, wall_s
     if architecture == "fedavg-central-dp":
         strategy = central_dp_strategy(recorder, config["privacy"], n_agencies, fed["rounds"])
     else:
-        strategy = RecordingFedAvg(recorder, n_agencies, fed["rounds"])
-    record = _trail_aggregate(Path(spec["run_dir"]) / TRAIL_FILE, Path(spec["run_dir"]).name, architecture)
-    result = strategy.start(
-        grid=grid,
-        initial_arrays=initial,
+        strategy = recording_strategy(recorder, fed, n_agencies)  # federation.aggregator
+    run_dir = Path(spec["run_dir"])
+    final, wall_s = run_rounds(
+        strategy,
+        grid,
+        run_dir=run_dir,
+        architecture=architecture,
+        recorder=recorder,
+        initial=initial,
         num_rounds=fed["rounds"],
         timeout=fed["round_timeout"],
         train_config=ConfigRecord(train_config),
         evaluate_config=ConfigRecord({"architecture": architecture}),
-        evaluate_fn=lambda server_round, arrays: record(server_round, arrays) if server_round > 0 else None,
+        on_model=_trail_aggregate(run_dir / TRAIL_FILE, run_dir.name, architecture),
     )
-    return result.arrays, strategy.report() if architecture == "fedavg-central-dp" else None
+    return final, strategy.report() if architecture == "fedavg-central-dp" else None, wall_s
 
 
 @app.main()
@@ -150,18 +162,39 @@ def main(grid: Grid, context: Context) -> None:
     startup = _warm_up(grid, initial, n_agencies, fed["round_timeout"])
     _log_wall(run_dir, "start-up", startup)
     log.info("%d agencies ready in %.1f s", n_agencies, startup)
+    done = _finished(run_dir)
     for architecture in spec["federated"]:
-        started = time.perf_counter()
+        if architecture in done:  # a resumed run: finished before the stop
+            log.info("%s: finished in an earlier attempt", architecture)
+            continue
         log.info("%s: %d rounds with %d agencies", architecture, fed["rounds"], n_agencies)
         recorder = RoundRecorder(run_dir / "metrics.jsonl", architecture, [a["name"] for a in spec["agencies"]])
-        final, extra = _train(grid, context, architecture, initial, recorder, spec, n_agencies)
-        torch.save(final.to_torch_state_dict(), run_dir / "models" / f"{architecture}.pt")
-        if architecture == "fedavg-dp-secagg":  # its rounds aggregate inside the legacy workflow
-            _trail_aggregate(run_dir / TRAIL_FILE, run_dir.name, architecture)(fed["rounds"], final)
-        wall_s = time.perf_counter() - started
+        saved = load_checkpoint(run_dir, architecture)
+        # Rows an earlier attempt wrote after its last checkpoint are written again.
+        recorder.drop_rows_after(0 if saved is None else saved.round - (saved.phase == AGGREGATED))
+        if saved is not None:
+            log.info("%s: resuming after round %d", architecture, saved.round)
+        final, extra, wall_s = _train(grid, context, architecture, initial, recorder, spec, n_agencies)
+        _save_model(final, run_dir / "models" / f"{architecture}.pt")
         _log_wall(run_dir, architecture, wall_s, extra)
         log.info("%s: done in %.1f s", architecture, wall_s)
     # The trail's last entry counts those before it (a cut-off end is detected); its hash is
     # kept apart, in federated.jsonl and then summary.json, to anchor the chain.
-    close(run_dir / TRAIL_FILE, run_dir.name)
-    _log_wall(run_dir, "audit-trail", 0.0, {"head": head(run_dir / TRAIL_FILE)})
+    trail = run_dir / TRAIL_FILE
+    if not (trail.exists() and read_trail(trail)[-1].get("type") == CLOSE):
+        close(trail, run_dir.name)
+    _log_wall(run_dir, "audit-trail", 0.0, {"head": head(trail)})
+
+
+def _finished(run_dir: Path) -> set[str]:
+    """Architectures whose line is in federated.jsonl (written after their final model)."""
+    path = run_dir / "federated.jsonl"
+    if not path.exists():
+        return set()
+    return {json.loads(line)["architecture"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
+
+
+def _save_model(arrays: ArrayRecord, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(arrays.to_torch_state_dict(), tmp)
+    os.replace(tmp, path)

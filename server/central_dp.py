@@ -296,6 +296,15 @@ class _AgencyLevelAccounting:
     def report(self) -> dict:
         return self.ledger.report(self.clipping_norm)
 
+    def checkpoint_state(self) -> dict:
+        """The agency-level spend and clipping norm so far: a resumed run continues both."""
+        return {"releases": [list(r) for r in self.ledger.releases], "rounds": self.ledger.rounds, "clipping_norm": self.clipping_norm}
+
+    def restore_checkpoint_state(self, state: dict) -> None:
+        self.ledger.releases = [(float(s), float(q), int(n)) for s, q, n in state["releases"]]
+        self.ledger.rounds = list(state["rounds"])
+        self.clipping_norm = float(state["clipping_norm"])
+
 
 class CentralFixedClipping(_AgencyLevelAccounting, DifferentialPrivacyServerSideFixedClipping):
     def __init__(self, strategy: UniformMeanFedAvg, plan: CentralDPPlan) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -66,6 +67,27 @@ class RoundRecorder:
         """This round's train rows, already per agency (SecAgg+ hands the coordinator legacy
         results, not Messages); build them with `metric_row`."""
         self._train = dict(rows)
+
+    def drop_rows_after(self, last_kept_round: int) -> None:
+        """Remove this architecture's rows of rounds after `last_kept_round` (a resumed run
+        writes them again), atomically; other architectures' rows are kept as they are."""
+        if not self.metrics_path.exists():
+            return
+        lines = self.metrics_path.read_text(encoding="utf-8").splitlines(keepends=True)
+
+        def later(line: str) -> bool:
+            row = json.loads(line)
+            return row.get("architecture") == self.architecture and int(row.get("round", 0)) > last_kept_round
+
+        kept = [line for line in lines if line.strip() and not later(line)]
+        if len(kept) != len(lines):
+            tmp = self.metrics_path.with_name(f".{self.metrics_path.name}.tmp")
+            tmp.write_text("".join(kept), encoding="utf-8")
+            os.replace(tmp, self.metrics_path)
+
+    def pending_train_rows(self) -> dict[str, dict]:
+        """This round's train rows not yet written (they are written with its evaluation)."""
+        return dict(self._train)
 
     def evaluate_replies(self, server_round: int, replies: Iterable[Message]) -> None:
         """Merge this round's train and evaluate rows per agency and append them."""

@@ -16,7 +16,9 @@ not the metrics); after unmasking, only the record-weighted mean of the updates.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Error, Message, MessageType, RecordDict
@@ -32,6 +34,8 @@ from flwr.server.workflow.constant import Key as WorkflowKey
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy.strategy_utils import sample_nodes
 
+from server import checkpoint
+from server.checkpoint import AGGREGATED, EVALUATED, Checkpoint
 from server.recorder import RoundRecorder, metric_row
 from server.strategy import RecordingFedAvg
 
@@ -83,7 +87,7 @@ class SecAggFedAvg(LegacyFedAvg):
     `aggregate_fit` receives is SecAgg+'s unmasked record-weighted mean of the agencies' updates
     (copied into every result), never an individual update: the new model is global + mean."""
 
-    def __init__(self, n_agencies: int, train_config: dict[str, Scalar], keys: list[str], initial: Parameters) -> None:
+    def __init__(self, n_agencies: int, train_config: dict[str, Scalar], keys: list[str], initial: Parameters, round_offset: int = 0) -> None:
         super().__init__(
             fraction_fit=1.0,
             fraction_evaluate=0.0,  # evaluation is Peel's own (Message API), see _Evaluate
@@ -95,10 +99,11 @@ class SecAggFedAvg(LegacyFedAvg):
         )
         self.train_config = dict(train_config)
         self.keys = keys
+        self.round_offset = round_offset  # rounds finished before a resume: numbering continues
         self._current: list[np.ndarray] = []
 
     def _fit_config(self, server_round: int) -> dict[str, Scalar]:
-        return {**self.train_config, "server-round": server_round, STATE_KEYS: json.dumps(self.keys)}
+        return {**self.train_config, "server-round": server_round + self.round_offset, STATE_KEYS: json.dumps(self.keys)}
 
     def configure_fit(self, server_round: int, parameters: Parameters, client_manager: ClientManager) -> list[tuple[ClientProxy, FitIns]]:
         self._current = parameters_to_ndarrays(parameters)
@@ -162,16 +167,32 @@ class RecordingSecAggPlus(SecAggPlusWorkflow):
 
 class _Evaluate:
     """The legacy workflow's evaluate step, done the Message-API way of every other architecture
-    (same messages to the agencies' evaluate handler, same rows, same progress line)."""
+    (same messages to the agencies' evaluate handler, same rows, same progress line), with the
+    round's trail entry and checkpoints around it (see server/rounds.py)."""
 
-    def __init__(self, evaluator: RecordingFedAvg, keys: list[str], architecture: str, timeout: float) -> None:
+    def __init__(self, evaluator: RecordingFedAvg, keys: list[str], architecture: str, timeout: float, *, run_dir: Path, round_offset: int, on_model: Callable[[int, ArrayRecord], None], spent: float) -> None:
         self.evaluator, self.keys, self.architecture, self.timeout = evaluator, keys, architecture, timeout
+        self.run_dir, self.round_offset, self.on_model = run_dir, round_offset, on_model
+        self.started, self.spent = time.perf_counter(), spent
+
+    def wall_s(self) -> float:
+        return self.spent + time.perf_counter() - self.started
 
     def __call__(self, grid: Grid, context: Context) -> None:
-        server_round = int(context.state.config_records[MAIN_CONFIGS_RECORD][WorkflowKey.CURRENT_ROUND])
+        server_round = int(context.state.config_records[MAIN_CONFIGS_RECORD][WorkflowKey.CURRENT_ROUND]) + self.round_offset
         parameters = compat.arrayrecord_to_parameters(context.state.array_records[MAIN_PARAMS_RECORD], keep_input=True)
-        messages = self.evaluator.configure_evaluate(server_round, _keyed(parameters, self.keys), ConfigRecord({"architecture": self.architecture}), grid)
+        arrays = _keyed(parameters, self.keys)
+        self.on_model(server_round, arrays)
+        self.checkpoint(server_round, AGGREGATED, arrays, self.evaluator.recorder.pending_train_rows())
+        self.evaluate(grid, server_round, arrays)
+
+    def evaluate(self, grid: Grid, server_round: int, arrays: ArrayRecord) -> None:
+        messages = self.evaluator.configure_evaluate(server_round, arrays, ConfigRecord({"architecture": self.architecture}), grid)
         self.evaluator.aggregate_evaluate(server_round, grid.send_and_receive(messages, timeout=self.timeout))
+        self.checkpoint(server_round, EVALUATED, arrays)
+
+    def checkpoint(self, server_round: int, phase: str, arrays: ArrayRecord, train_rows: dict | None = None) -> None:
+        checkpoint.save(self.run_dir, Checkpoint(self.architecture, server_round, phase, arrays, self.wall_s(), {}, train_rows or {}))
 
 
 def train_secagg(
@@ -185,17 +206,29 @@ def train_secagg(
     train_config: dict[str, Scalar],
     rounds: int,
     timeout: float,
-) -> ArrayRecord:
+    run_dir: Path,
+    on_model: Callable[[int, ArrayRecord], None],
+) -> tuple[ArrayRecord, float]:
     """Run `rounds` rounds of FedAvg with SecAgg+ (every agency a neighbour of every other,
-    shares reconstructable by a majority) and Peel's evaluation after each; returns the final
-    global model."""
+    shares reconstructable by a majority) and Peel's evaluation after each, continuing from the
+    architecture's checkpoint if it has one; returns the final global model and the training
+    seconds of all attempts."""
     if n_agencies < 3:
         raise ValueError(f"{architecture}: secure aggregation needs at least 3 agencies (with 2, each can subtract its own update from the sum); got {n_agencies}")
+    saved = checkpoint.load(run_dir, architecture)
+    done = 0 if saved is None else saved.round
+    current = initial if saved is None else saved.arrays
+    keys = list(initial.keys())
+    progress = RecordingFedAvg(recorder, n_agencies, rounds)
+    evaluate = _Evaluate(progress, keys, architecture, timeout, run_dir=run_dir, round_offset=done, on_model=on_model, spent=0.0 if saved is None else saved.wall_s)
+    if saved is not None and saved.phase == AGGREGATED:  # formed (maybe sent), not evaluated
+        recorder.train_rows(saved.train_rows)
+        evaluate.evaluate(grid, saved.round, current)
+    if done >= rounds:
+        return current, evaluate.wall_s()
     counts = training_counts(grid, n_agencies, timeout)
     recorder.node_agency.update({node: name for node, (name, _) in counts.items()})
-    keys = list(initial.keys())
-    strategy = SecAggFedAvg(n_agencies, train_config, keys, ndarrays_to_parameters(initial.to_numpy_ndarrays()))
-    progress = RecordingFedAvg(recorder, n_agencies, rounds)
+    strategy = SecAggFedAvg(n_agencies, train_config, keys, ndarrays_to_parameters(current.to_numpy_ndarrays()), round_offset=done)
     fit = RecordingSecAggPlus(
         recorder,
         progress,
@@ -205,8 +238,8 @@ def train_secagg(
         clipping_range=CLIPPING_RANGE,
         timeout=timeout,
     )
-    legacy = LegacyContext(context, config=ServerConfig(num_rounds=rounds, round_timeout=timeout), strategy=strategy, client_manager=SimpleClientManager())
+    legacy = LegacyContext(context, config=ServerConfig(num_rounds=rounds - done, round_timeout=timeout), strategy=strategy, client_manager=SimpleClientManager())
     legacy.state = RecordDict()  # the workflow's scratch records stay out of the ServerApp's state
-    DefaultWorkflow(fit_workflow=fit, evaluate_workflow=_Evaluate(progress, keys, architecture, timeout))(grid, legacy)
+    DefaultWorkflow(fit_workflow=fit, evaluate_workflow=evaluate)(grid, legacy)
     final = compat.arrayrecord_to_parameters(legacy.state.array_records[MAIN_PARAMS_RECORD], keep_input=True)
-    return _keyed(final, keys)
+    return _keyed(final, keys), evaluate.wall_s()

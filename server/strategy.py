@@ -1,5 +1,6 @@
-"""FedAvg that also hands every reply to the round recorder (per-agency rows), and aggregates
-metrics the way Peel reports them."""
+"""Peel's recording behaviour for any Flower strategy: every reply goes to the round recorder
+(per-agency rows), metrics aggregate the way Peel reports them, and each round logs a progress
+line. `RecordingFedAvg` is it on FedAvg; server/robust.py puts it on the robust aggregators."""
 
 from __future__ import annotations
 
@@ -16,14 +17,17 @@ from server.recorder import RoundRecorder
 log = logging.getLogger("peel.server")
 
 
-class RecordingFedAvg(FedAvg):
+class Recording:
+    """Mixin for a Flower FedAvg-family strategy (put it first among the bases); extra keyword
+    arguments go to that strategy (e.g. FedTrimmedAvg's beta)."""
+
     # How the progress line names the ε it reports (central DP reports an agency-level ε).
     epsilon_label = "ε max"
 
-    def __init__(self, recorder: RoundRecorder, n_agencies: int, num_rounds: int) -> None:
+    def __init__(self, recorder: RoundRecorder, n_agencies: int, num_rounds: int, **strategy_args: object) -> None:
         # Every agency takes part in every round; a refusal or failure is an error reply and
         # the round aggregates the agencies that answered.
-        super().__init__(
+        super().__init__(  # type: ignore[call-arg]
             fraction_train=1.0,
             fraction_evaluate=1.0,
             min_train_nodes=n_agencies,
@@ -31,6 +35,7 @@ class RecordingFedAvg(FedAvg):
             min_available_nodes=n_agencies,
             train_metrics_aggr_fn=aggregate_metrics,
             evaluate_metrics_aggr_fn=aggregate_metrics,
+            **strategy_args,
         )
         self.recorder = recorder
         self.num_rounds = num_rounds
@@ -43,7 +48,11 @@ class RecordingFedAvg(FedAvg):
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         replies = list(replies)
         self.note_train(replies)
-        arrays, metrics = super().aggregate_train(server_round, replies)
+        arrays, metrics = super().aggregate_train(server_round, replies)  # type: ignore[misc]
+        if arrays is not None:
+            # Over every agency that answered, also when the aggregator kept only some updates
+            # (Krum): ε is a worst case over all of them, counts are totals.
+            metrics = self.train_metrics_aggr_fn([msg.content for msg in replies if not msg.has_error()], self.weighted_by_key)  # type: ignore[attr-defined]
         self.note_epsilon(metrics.get("epsilon") if metrics is not None else None)
         return arrays, metrics
 
@@ -63,7 +72,7 @@ class RecordingFedAvg(FedAvg):
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
         replies = list(replies)
         self.recorder.evaluate_replies(server_round, replies)
-        metrics = super().aggregate_evaluate(server_round, replies)
+        metrics = super().aggregate_evaluate(server_round, replies)  # type: ignore[misc]
         auc = metrics.get("auc") if metrics is not None else None
         now = time.monotonic()
         # The last round's duration predicts the next ones (the first also pays start-up).
@@ -81,3 +90,7 @@ class RecordingFedAvg(FedAvg):
             remaining,
         )
         return metrics
+
+
+class RecordingFedAvg(Recording, FedAvg):
+    """Flower's FedAvg (weighted by each agency's number of training records), recorded."""

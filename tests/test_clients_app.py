@@ -5,6 +5,7 @@ that would exceed its budget."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
@@ -61,6 +62,15 @@ def fresh_spec(tiny_spec, tmp_path):
     return path
 
 
+def _new_run(spec_path) -> None:
+    """The spec of another run (its own run folder) on the same agencies and ledgers."""
+    spec = json.loads(spec_path.read_text())
+    spec["run_dir"] = str(spec_path.parent / f"run-{len(list(spec_path.parent.glob('run-*')))}")
+    Path(spec["run_dir"]).mkdir()
+    spec_path.write_text(json.dumps(spec))
+    read_spec.cache_clear()
+
+
 def _ledger(spec_path, partition: int = 0) -> Ledger:
     agency = json.loads(spec_path.read_text())["agencies"][partition]
     return Ledger.open(agency["ledger"], agency["name"])
@@ -95,8 +105,9 @@ def test_a_second_run_starts_from_the_spend_in_the_ledger(fresh_spec):
     with _ledger(fresh_spec) as ledger:
         spent = ledger.spent(1e-5, "pld")
     assert 1.9 < spent <= 2.0
-    # A new run (fresh Flower state) on the same agency folder only has what is left: far
-    # more noise, and the ledger's total stays within the budget.
+    # A new run (another run folder, fresh Flower state) on the same agency folder only has
+    # what is left: far more noise, and the ledger's total stays within the budget.
+    _new_run(fresh_spec)
     second = train(_message(fresh_spec, "train", 1, rounds=1), _context(fresh_spec))
     assert not second.has_error()
     assert second.content["metrics"]["sigma"] > 3 * first.content["metrics"]["sigma"]
@@ -107,7 +118,7 @@ def test_a_second_run_starts_from_the_spend_in_the_ledger(fresh_spec):
     spec = json.loads(fresh_spec.read_text())
     spec["agencies"][0]["budget"] = 1.0
     fresh_spec.write_text(json.dumps(spec))
-    read_spec.cache_clear()
+    _new_run(fresh_spec)
     refused = train(_message(fresh_spec, "train", 1, rounds=1), _context(fresh_spec))
     assert refused.has_error() and refused.error.code == REFUSED
     assert "exhausted" in refused.error.reason and spec["agencies"][0]["name"] in refused.error.reason

@@ -134,7 +134,7 @@ def secagg_run(rdp_spec):
         mp.setattr(client_secagg, "legacy_update", capture_update)
         mp.setattr(server_secagg.SecAggFedAvg, "aggregate_fit", capture_aggregate)
         mp.setattr(client_app_module, "_dp_round", refuse_round_2)
-        final = server_secagg.train_secagg(
+        final, _ = server_secagg.train_secagg(
             grid,
             Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config={}),
             architecture="fedavg-dp-secagg",
@@ -144,6 +144,8 @@ def secagg_run(rdp_spec):
             train_config=_train_config(2),
             rounds=2,
             timeout=60,
+            run_dir=rdp_spec.parent / "secagg-run",
+            on_model=lambda server_round, arrays: None,
         )
     rows = [json.loads(line) for line in recorder.metrics_path.read_text().splitlines()]
     return {"grid": grid, "sent": sent, "received": received, "initial": initial, "final": final, "rows": rows, "names": names}
@@ -225,7 +227,7 @@ def test_final_model_is_initial_plus_the_two_means(secagg_run):
 
 def test_two_agencies_are_refused():
     with pytest.raises(ValueError, match="at least 3 agencies"):
-        server_secagg.train_secagg(None, None, architecture="fedavg-dp-secagg", initial=ArrayRecord(), recorder=None, n_agencies=2, train_config={}, rounds=1, timeout=1)  # type: ignore[arg-type]
+        server_secagg.train_secagg(None, None, architecture="fedavg-dp-secagg", initial=ArrayRecord(), recorder=None, n_agencies=2, train_config={}, rounds=1, timeout=1, run_dir=Path("unused"), on_model=print)  # type: ignore[arg-type]
 
 
 def test_messages_outside_the_protocol_pass_through_the_mod(rdp_spec):

@@ -11,12 +11,12 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from experiments.report import html, plots, reading, tables, views
+from experiments.report import html, plots, poisoning, reading, tables, views
 from experiments.report.load import load
 
 REPORT_DIR = "report"
 REPORT_FILE = "report.html"
-FIGURES = ("privacy-utility", "per-agency-utility", "epsilon-per-agency", "data-movement", "fairness-agencies", "fairness-quintiles")
+FIGURES = ("privacy-utility", "per-agency-utility", "epsilon-per-agency", "data-movement", "fairness-agencies", "fairness-quintiles", "utility-under-attack")
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -34,12 +34,12 @@ def write_report(path: Path, generated: datetime | None = None) -> Path:
     folder = Path(path)
     study = load(folder)
     focus = views.focus(study)
-    figures = plots.all_plots(study, focus)
+    figures = [*plots.all_plots(study, focus), poisoning.plot(study)]
     page = html.render(
         study,
         focus,
-        reading.reading(study, focus),
-        {"comparison": tables.comparison(study), "per-agency": tables.per_agency(study, focus), "fairness": tables.fairness(study, focus)},
+        [*reading.reading(poisoning.without_attacks(study), focus, full=study), *poisoning.sentences(study)],
+        {"comparison": tables.comparison(study), "per-agency": tables.per_agency(study, focus), "fairness": tables.fairness(study, focus), "poisoning": poisoning.table(study)},
         figures,
         generated or datetime.now(),
     )

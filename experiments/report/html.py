@@ -40,6 +40,7 @@ SECTIONS = (
     ("epsilon", "Privacy budget spent per agency"),
     ("movement", "What left each agency"),
     ("fairness", "Fairness"),
+    ("poisoning", "Utility under attack"),
     ("privacy-notes", "What the privacy figures cover"),
     ("sources", "Where each number comes from"),
 )
@@ -146,6 +147,7 @@ def render(study: Study, focus: views.Focus, sentences: Sequence[str], tables: d
         _section("epsilon", _figure(by_name["epsilon-per-agency"])),
         _section("movement", _figure(by_name["data-movement"])),
         _section("fairness", _figure(by_name["fairness-agencies"]) + _figure(by_name["fairness-quintiles"]) + _table(tables["fairness"])),
+        _section("poisoning", _figure(by_name["utility-under-attack"]) + _table(tables["poisoning"])),
         _section("privacy-notes", _privacy_notes(study)),
         _section("sources", _sources(study, plots)),
     ]

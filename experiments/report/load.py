@@ -271,20 +271,46 @@ def _is_dp(arch: str, entry: dict) -> bool:
     return entry.get("epsilon_max") is not None or bool(entry.get("privacy_unit")) or arch in DEFAULT_UNIT
 
 
+# Swept keys of poisoning studies: they name lines (an aggregator, an attack), not sub-plots, so
+# that the clean averaging run stays plain "fedavg" beside central and the others.
+POISONING_KEYS = ("federation.aggregator", "federation.trimmed_beta", "federation.krum_malicious", "faults.malicious")
+
+
 def _facet(values: dict) -> str:
-    """Swept keys other than seed, architectures and privacy.*: the sub-plot a cell belongs to."""
-    parts = [f"{k}={_show(v)}" for k, v in sorted(values.items()) if k not in ("seed", "architectures") and not k.startswith("privacy.")]
+    """Swept keys other than seed, architectures, privacy.* and poisoning: the sub-plot a cell
+    belongs to."""
+    parts = [f"{k}={_show(v)}" for k, v in sorted(values.items()) if k not in ("seed", "architectures", *POISONING_KEYS) and not k.startswith("privacy.")]
     return ", ".join(parts)
 
 
 def _line(arch: str, values: dict, dp: bool) -> str:
-    """An architecture, with the privacy keys other than ε that it was run with when swept."""
+    """An architecture, with the privacy keys other than ε that it was run with when swept, its
+    aggregator when not plain averaging, and the attack it faced (None: unused or clean)."""
     extra = [f"{k}={_show(v)}" for k, v in sorted(values.items()) if dp and k.startswith("privacy.") and k != "privacy.epsilon"]
+    if values.get("federation.aggregator") not in (None, "fedavg"):
+        extra.append(str(values["federation.aggregator"]))
+    extra += [f"{k.split('.')[-1]}={_show(values[k])}" for k in POISONING_KEYS[1:3] if values.get(k) is not None]
+    if values.get("faults.malicious") is not None:
+        extra.append(f"attacked: {_show(values['faults.malicious'])}")
     return f"{arch} ({', '.join(extra)})" if extra else arch
 
 
 def _show(value: object) -> str:
+    if isinstance(value, dict) and "attack" in value:  # faults.malicious
+        return attack_label(value) or "none"
     return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def attack_label(attack: object) -> str | None:
+    """A poisoning attack (faults.malicious) in words, e.g. "scale ×10 by Kingsby Constabulary";
+    "none" for a clean run, None when not stated."""
+    if attack is None:
+        return "none"
+    if not isinstance(attack, dict):
+        return None
+    factor = _num(attack.get("factor"))
+    how = {"scale": f"scale ×{factor:g}", "sign_flip": f"sign flip ×{factor:g}", "noise": f"noise σ={factor:g}"}.get(str(attack.get("attack")), str(attack.get("attack")))
+    return f"{how} by {attack.get('agency')}"
 
 
 def _metrics_budgets(folder: Path | None) -> dict[tuple[str, str], float]:
@@ -366,6 +392,11 @@ def _cell_rows(cell: Cell, swept: list[str], headline: str, arch_rows: list, age
             "ceiling": ceiling,
             "flower_startup_s": _num(summary.get("flower_startup_s")),
             "n_errors": sum(len(p.get("errors") or []) for p in per_agency.values() if isinstance(p, dict)),
+            # Poisoning (federated architectures; absent from older summaries).
+            "aggregator": entry.get("aggregator"),
+            "poisoning": attack_label(entry["attack"]) if "attack" in entry else None,
+            "clipping_norm": _num(entry.get("clipping_norm")),
+            "setting": _line(arch, {k: v for k, v in values.items() if k not in POISONING_KEYS}, dp),  # the line, attack and aggregator aside
         }
         if dp and math.isnan(row["eps_budget"]):
             row["eps_budget"] = row["eps_claimed"]

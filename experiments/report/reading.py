@@ -367,8 +367,9 @@ def _worse_by_budget(study: Study, focus: views.Focus, label: str) -> list[str]:
 # --- the reading of a study -----------------------------------------------------------------------
 
 
-def reading(study: Study, focus: views.Focus) -> list[str]:
-    """The sentences, most important first."""
+def reading(study: Study, focus: views.Focus, full: Study | None = None) -> list[str]:
+    """The sentences, most important first. `full`: the whole study when `study` leaves some
+    lines out (attacked ones), so that the budget check still covers every cell."""
     label, chance = study.headline_label, study.chance
     archs = views.focus_archs(study, focus)
     get = {r["line"]: r for _, r in archs.iterrows()}
@@ -406,10 +407,11 @@ def reading(study: Study, focus: views.Focus) -> list[str]:
         if sentence:
             out.append(sentence)
 
-    agencies = study.agencies
+    whole = full or study
+    agencies = whole.agencies
     dp_rows = agencies[agencies["is_dp"]] if not agencies.empty else agencies
     scope = "in every cell of the sweep" if study.kind == "sweep" else ""
-    out.append(budget_sentence(_spends(study, dp_rows), scope))
+    out.append(budget_sentence(_spends(whole, dp_rows), scope))
 
     attacks = [attack_sentence(line, r["mia_auc"], r["mia_bound"], r["eps_claimed"], r["eps_lower"], note(line)) for line, r in sorted(get.items(), key=lambda kv: views.arch_order(kv[0]))]
     attacks = [a for a in attacks if a]

@@ -3,7 +3,7 @@
 
 `--quick`: 2 ε × 1 seed of fedavg-dp (2 cells), 20,000 records, 3 rounds. Full: the whole sweep, at most 3 repeats (each one is minutes long).
 
-The federated engine is Peel's own (in-process); `scale.ENGINE` (bench.py --engine ray) runs the
+The federated engine is Peel's own (in-process); `scale.ENGINE` (peel bench --engine ray) runs the
 same sweep on Flower's Ray simulation instead, for a before/after.
 """
 

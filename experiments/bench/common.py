@@ -1,4 +1,5 @@
-"""What every measurement shares: settings, the result shape, interleaved timing, atomic output."""
+"""What every measurement shares: settings, the result shape, interleaved timing, atomic output,
+and where the configs the benchmark runs live."""
 
 from __future__ import annotations
 
@@ -9,6 +10,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from experiments.config import ConfigError
+
+# The configs the whole-run measurements use (federation, sweep, scale).
+NEEDED_CONFIGS = ("configs/default.yaml", "configs/sweep-epsilon.yaml")
 
 
 @dataclass(frozen=True)
@@ -77,3 +83,12 @@ def write_json_atomic(path: Path, payload: dict) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def project_root() -> Path:
+    """The Peel checkout whose configs/ the benchmark runs: the current directory if it holds
+    them, else the source tree this package was loaded from (an editable install)."""
+    for candidate in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        if all((candidate / name).is_file() for name in NEEDED_CONFIGS):
+            return candidate
+    raise ConfigError(f"bench: no {' and '.join(NEEDED_CONFIGS)} here or in the source tree: run it from a Peel checkout")

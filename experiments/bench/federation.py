@@ -22,10 +22,8 @@ from pathlib import Path
 
 import torch
 
-from .common import Measurement, Settings, summary
+from .common import Measurement, Settings, project_root, summary
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_CONFIG = REPO / "configs" / "default.yaml"
 QUICK = ["data.incidents=30000", "federation.rounds=3"]  # --quick: a quarter of the records, 3 rounds
 
 
@@ -38,7 +36,7 @@ def prepare_federation(folder: Path, overrides: list[str]) -> Path:
     from experiments.config import load_config
     from experiments.prepare import materialise, write_spec
 
-    config = load_config(DEFAULT_CONFIG, [*overrides, "architectures=[fedavg]", f"output={folder}"])
+    config = load_config(project_root() / "configs" / "default.yaml", [*overrides, "architectures=[fedavg]", f"output={folder}"])
     federation = materialise(config, folder / "data")
     return write_spec(config, federation, folder)
 

@@ -20,9 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from .common import Measurement, Settings
-
-REPO = Path(__file__).resolve().parents[2]
+from .common import Measurement, Settings, project_root
 
 BASE = 120_000  # configs/default.yaml data.incidents
 FULL = {
@@ -35,7 +33,7 @@ QUICK_ROUNDS = 3
 TARGET_LIMITS = {"wall_s": 600.0, "peak_rss_mb": 8 * 1024.0}
 
 
-ENGINE = "peel"  # "peel": Peel's own engine (in-process); "ray": Flower's Ray simulation (bench.py --engine)
+ENGINE = "peel"  # "peel": Peel's own engine (in-process); "ray": Flower's Ray simulation (peel bench --engine)
 
 # Python run by the subprocess: Peel's CLI; for "ray", the runner's in-process entry point is
 # replaced by Peel's Ray path (the runner imports it at call time, so the patch takes effect;
@@ -85,14 +83,14 @@ def tree_rss_mb(root: int) -> float:
 
 
 def run_measured(args: list[str], log_dir: Path, timeout: float) -> dict[str, float]:
-    """Run `peel ARGS` from the repository root, output in files under `log_dir`: its wall
+    """Run `peel ARGS` from the Peel checkout (common.project_root), output in files under `log_dir`: its wall
     seconds, CPU seconds (its own and its reaped children's) and peak tree RSS in MB. Raises
     with the end of its stderr if it fails."""
     log_dir.mkdir(parents=True, exist_ok=True)
     peak = [0.0]
     with open(log_dir / "stdout.txt", "w") as out, open(log_dir / "stderr.txt", "w") as err:
         started = time.perf_counter()
-        proc = subprocess.Popen(peel_command(args), cwd=REPO, stdout=out, stderr=err)
+        proc = subprocess.Popen(peel_command(args), cwd=project_root(), stdout=out, stderr=err)
         stop = threading.Event()
 
         def sample() -> None:

@@ -1,0 +1,75 @@
+"""What a DP agency keeps beside its ledger so that a crashed and resumed run (`peel run
+--resume`) costs it no second release and no uncharged one.
+
+Per (run, architecture), one file: the DP plan (σ, sampling, steps — fixed before the first
+charge, so a resumed run trains with the same noise it planned and was charged for) and the
+last update it released, written durably **before** that update leaves. When a resumed
+coordinator asks again for a round whose update already left, the agency sends the very same
+bytes: re-sending a release is free (post-processing), training again would be a second,
+differently noised release that the ledger never charged.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import torch
+from flwr.app import ArrayRecord
+
+from clients.agency import Agency
+from privacy.budget import DPPlan
+
+
+def _path(agency: Agency, architecture: str) -> Path:
+    # Beside the ledger, named after it: a sweep cell keeps several agencies' ledgers in one folder.
+    return agency.ledger.with_name(f"{agency.ledger.stem}.releases") / f"{architecture}.pt"
+
+
+def _read(agency: Agency, run_id: str, architecture: str) -> dict | None:
+    path = _path(agency, architecture)
+    if not path.exists():
+        return None
+    kept = torch.load(path, weights_only=True)
+    return kept if kept.get("run_id") == run_id else None  # another run's: not this one's state
+
+
+def _write(agency: Agency, architecture: str, kept: dict) -> None:
+    path = _path(agency, architecture)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save(kept, buffer)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(buffer.getvalue())
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def saved_plan(agency: Agency, run_id: str, architecture: str) -> DPPlan | None:
+    kept = _read(agency, run_id, architecture)
+    return DPPlan(**kept["plan"]) if kept is not None else None
+
+
+def save_plan(agency: Agency, run_id: str, architecture: str, plan: DPPlan) -> None:
+    """Fix this run's plan for the architecture (before its first charge)."""
+    _write(agency, architecture, {"run_id": run_id, "plan": plan.as_dict(), "round": None})
+
+
+def released(agency: Agency, run_id: str, architecture: str, server_round: int) -> tuple[ArrayRecord, dict] | None:
+    """The update (and metrics) this agency already sent for this round of this run, if any."""
+    kept = _read(agency, run_id, architecture)
+    if kept is None or kept["round"] != server_round:
+        return None
+    return ArrayRecord(kept["state_dict"]), dict(kept["metrics"])
+
+
+def keep_release(agency: Agency, run_id: str, architecture: str, server_round: int, arrays: ArrayRecord, metrics: dict) -> None:
+    """Durably keep the update about to leave (replacing the previous round's)."""
+    kept = _read(agency, run_id, architecture)
+    if kept is None:
+        raise RuntimeError(f"{agency.name}: no DP plan kept for {architecture} of run {run_id}")
+    kept.update({"round": server_round, "state_dict": arrays.to_torch_state_dict(), "metrics": dict(metrics)})
+    _write(agency, architecture, kept)
