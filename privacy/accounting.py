@@ -10,6 +10,8 @@ what the agency persists (its ledger, `privacy/ledger.py`). The accountants them
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 
 from privacy.accountants import ACCOUNTANTS, AUTO, Release
@@ -92,6 +94,14 @@ def epsilon(history: Sequence[Release], delta: float, accountant: str = DEFAULT_
     return ACCOUNTANTS[name].compute(tuple(merged), delta)
 
 
+# Calibration results, keyed by every argument (calibration is a pure function of them): the
+# same agency planning the same releases from the same prior — e.g. fedavg-dp and
+# fedavg-dp-secagg cells of a sweep over the same data — is calibrated once per process.
+_CALIBRATIONS_SIZE = 1024
+_calibrations: OrderedDict[tuple, float] = OrderedDict()
+_calibrations_lock = threading.Lock()
+
+
 def calibrate_noise(
     target_epsilon: float,
     delta: float,
@@ -108,24 +118,48 @@ def calibrate_noise(
 
     Raises CalibrationError if even MAX_SIGMA spends more. The caller checks first that `prior`
     alone is below the target (then ε falls towards it as σ grows).
+
+    The search for PLD and PRV starts from RDP's answer (RDP is cheap, and looser, so its σ is
+    just above theirs), in steps of 25%; every σ it accepts is still checked with the named
+    accountant, so the result meets the target with that accountant whatever the start.
     """
     name = resolve_accountant(accountant)
     if releases < 1 or steps < 1:
         raise ValueError(f"need at least one release of at least one step, got {releases} × {steps}")
-    prior = list(prior)
+    prior = [check_release(r) for r in prior]
+    key = (float(target_epsilon), float(delta), float(sample_rate), int(steps), name, tuple(prior), int(releases), float(rel_tol))
+    with _calibrations_lock:
+        if key in _calibrations:
+            _calibrations.move_to_end(key)
+            return _calibrations[key]
+    sigma = _calibrate(target_epsilon, delta, sample_rate, steps, name, prior, releases, rel_tol)
+    with _calibrations_lock:
+        _calibrations[key] = sigma
+        while len(_calibrations) > _CALIBRATIONS_SIZE:
+            _calibrations.popitem(last=False)
+    return sigma
 
+
+def _calibrate(target_epsilon: float, delta: float, sample_rate: float, steps: int, name: str, prior: list[Release], releases: int, rel_tol: float) -> float:
     def spent(sigma: float) -> float:
         return epsilon([*prior, *[(sigma, sample_rate, steps)] * releases], delta, name)
 
-    # Bracket: lo infeasible (ε > target), hi feasible, by halving or doubling from σ = 1.
-    lo, hi = 1.0, 1.0
+    start, factor = 1.0, 2.0
+    if name != "rdp":
+        try:
+            start = calibrate_noise(target_epsilon, delta, sample_rate, steps, "rdp", prior=prior, releases=releases, rel_tol=0.02)
+            factor = 1.25
+        except CalibrationError:
+            pass  # RDP finds no σ up to MAX_SIGMA; the tighter accountant may: search from 1
+    # Bracket: lo infeasible (ε > target), hi feasible, stepping by `factor` from `start`.
+    lo, hi = start, start
     eps_hi = spent(hi)
     eps_lo = math.inf
     if eps_hi <= target_epsilon:
         while True:
             if lo <= MIN_SIGMA:
                 return hi  # meets the target with the least noise searched
-            lo = max(MIN_SIGMA, lo / 2)
+            lo = max(MIN_SIGMA, lo / factor)
             eps_lo = spent(lo)
             if eps_lo > target_epsilon:
                 break
@@ -137,7 +171,7 @@ def calibrate_noise(
                     f"even σ = {MAX_SIGMA:g} spends ε {eps_hi:.4g} > {target_epsilon:g} at δ={delta:g}"
                 )
             lo, eps_lo = hi, eps_hi
-            hi = min(MAX_SIGMA, hi * 2)
+            hi = min(MAX_SIGMA, hi * factor)
             eps_hi = spent(hi)
     # Shrink the bracket until the feasible end spends within rel_tol of the target: regula falsi
     # on log ε against log σ (nearly a straight line, so two or three steps usually do), aimed at

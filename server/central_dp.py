@@ -272,8 +272,11 @@ class UniformMeanFedAvg(RecordingFedAvg):
 
 
 class _AgencyLevelAccounting:
-    """Shared by both wrappers: every round's replies reach the recorder (also when the wrapper
-    skips aggregation because an agency failed), and every aggregated round is one release."""
+    """Shared by both wrappers: every round's replies reach the recorder, and every aggregated
+    round is one release. An agency that failed (dropped out, refused) is left out of the
+    round instead of cancelling it (Flower's wrappers skip any round with an error reply): its
+    term of the fixed-n mean is zero, exactly the "absent agency" neighbour the sensitivity C/n
+    is computed for, so the guarantee is unchanged."""
 
     strategy: UniformMeanFedAvg
     clipping_norm: float
@@ -286,10 +289,11 @@ class _AgencyLevelAccounting:
     def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
         replies = list(replies)
         self.strategy.note_train(replies)
+        answered = [m for m in replies if not m.has_error()]
         used = self.clipping_norm  # the norm this round's updates are clipped to
-        arrays, metrics = super().aggregate_train(server_round, replies)  # type: ignore[misc]
+        arrays, metrics = super().aggregate_train(server_round, answered)  # type: ignore[misc]
         released = arrays is not None
-        eps = self.ledger.round_done(server_round, released=released, clipping_norm=used, aggregated=sum(not m.has_error() for m in replies) if released else 0)
+        eps = self.ledger.round_done(server_round, released=released, clipping_norm=used, aggregated=len(answered) if released else 0)
         self.strategy.note_epsilon(eps)
         return arrays, metrics
 

@@ -135,18 +135,31 @@ def test_fixed_clipping_averages_clipped_deltas_with_equal_weights_over_all_agen
     assert strategy.ledger.epsilon == pytest.approx(epsilon([strategy.ledger.plan.release], 1e-5, "prv"))
 
 
-def test_a_failed_agency_skips_the_round_releases_nothing_and_is_still_recorded(tmp_path, monkeypatch):
+def test_a_failed_agency_is_left_out_of_the_round_and_still_recorded(tmp_path, monkeypatch):
     spy = NoiseSpy()
     monkeypatch.setattr(flower_fixed, "add_gaussian_noise_inplace", spy)
     current = _arrays([0.0, 0.0])
     strategy, recorder = _wrapper(tmp_path, {}, current)
     replies = [_reply(1, "A", _arrays([0.5, 0.5]), 10), _refusal(2, "B")]
     arrays, _ = strategy.aggregate_train(1, replies)
-    assert arrays is None and spy.stds == []
-    assert strategy.ledger.epsilon == 0.0 and strategy.ledger.rounds[0]["released"] is False
+    # A's clipped delta over the fixed 4 agencies (B's term is zero), noised as usual: one release.
+    delta = np.array([0.5, 0.5]) * min(1.0, strategy.ledger.plan.clipping_norm / np.linalg.norm([0.5, 0.5]))
+    np.testing.assert_allclose(arrays.to_numpy_ndarrays()[0], delta / 4, rtol=1e-6)
+    assert len(spy.stds) == 1
+    assert strategy.ledger.rounds[0]["released"] is True and strategy.ledger.rounds[0]["agencies_aggregated"] == 1
+    assert strategy.ledger.epsilon > 0
     recorder.evaluate_replies(1, [])
     rows = {r["agency"]: r for r in map(json.loads, recorder.metrics_path.read_text().splitlines())}
     assert rows["B"]["train_error"] == "B: could not train" and rows["A"]["n_train"] == 10
+
+
+def test_a_round_nobody_answers_releases_nothing(tmp_path, monkeypatch):
+    spy = NoiseSpy()
+    monkeypatch.setattr(flower_fixed, "add_gaussian_noise_inplace", spy)
+    strategy, _ = _wrapper(tmp_path, {}, _arrays([0.0, 0.0]))
+    arrays, _ = strategy.aggregate_train(1, [_refusal(1, "A"), _refusal(2, "B")])
+    assert arrays is None and spy.stds == []
+    assert strategy.ledger.epsilon == 0.0 and strategy.ledger.rounds[0]["released"] is False
 
 
 def test_adaptive_noise_matches_the_norm_the_updates_were_clipped_to(tmp_path, monkeypatch):
