@@ -154,15 +154,14 @@ def train(msg: Message, context: Context) -> Message:
     agency = locate(context)
     config = msg.content["config"]
     _maybe_drop_out(agency, config)
-    if bool(config["dp"]):
-        sent = releases.released(agency, Path(agency.spec["run_dir"]).name, str(config["architecture"]), int(config["server-round"]))
-        if sent is not None:  # a resumed run asks again for an update that already left: the same bytes
-            record_reply(agency, config, "train-reply", *sent)
-            return _reply(msg, agency, *sent)
     model = _model(agency, msg.content["arrays"])
     started = time.perf_counter()
     if bool(config["dp"]):
         try:
+            sent = releases.released(agency, Path(agency.spec["run_dir"]).name, str(config["architecture"]), int(config["server-round"]))
+            if sent is not None:  # a resumed run asks again for an update that already left: the same bytes
+                record_reply(agency, config, "train-reply", *sent)
+                return _reply(msg, agency, *sent)
             stats, metrics = _dp_round(context, agency, config, model)
         except (ReleaseRefused, LedgerError) as exc:
             reason = f"{agency.name}: {exc}"

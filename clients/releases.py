@@ -11,15 +11,14 @@ differently noised release that the ledger never charged.
 
 from __future__ import annotations
 
-import io
-import os
 from pathlib import Path
 
 import torch
 from flwr.app import ArrayRecord
 
 from clients.agency import Agency
-from privacy.budget import DPPlan
+from privacy.budget import DPPlan, ReleaseRefused
+from privacy.durable import save_durably
 
 
 def _path(agency: Agency, architecture: str) -> Path:
@@ -36,16 +35,7 @@ def _read(agency: Agency, run_id: str, architecture: str) -> dict | None:
 
 
 def _write(agency: Agency, architecture: str, kept: dict) -> None:
-    path = _path(agency, architecture)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    torch.save(kept, buffer)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(buffer.getvalue())
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    save_durably(kept, _path(agency, architecture))
 
 
 def saved_plan(agency: Agency, run_id: str, architecture: str) -> DPPlan | None:
@@ -58,11 +48,19 @@ def save_plan(agency: Agency, run_id: str, architecture: str, plan: DPPlan) -> N
     _write(agency, architecture, {"run_id": run_id, "plan": plan.as_dict(), "round": None})
 
 
+class AlreadyReleased(ReleaseRefused):
+    """Asked to train a round older than the last one released: that would be a second,
+    uncharged release of a round that already left."""
+
+
 def released(agency: Agency, run_id: str, architecture: str, server_round: int) -> tuple[ArrayRecord, dict] | None:
-    """The update (and metrics) this agency already sent for this round of this run, if any."""
+    """The update (and metrics) this agency already sent for this round of this run, if any.
+    Raises AlreadyReleased for a round before the last one it sent."""
     kept = _read(agency, run_id, architecture)
-    if kept is None or kept["round"] != server_round:
+    if kept is None or kept["round"] is None or kept["round"] < server_round:
         return None
+    if kept["round"] > server_round:
+        raise AlreadyReleased(f"round {server_round} of {architecture} in run {run_id} was released before round {kept['round']}; refusing to release it again")
     return ArrayRecord(kept["state_dict"]), dict(kept["metrics"])
 
 

@@ -9,13 +9,13 @@ whose model may already have left the coordinator, and never loses a round's row
 
 from __future__ import annotations
 
-import io
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from flwr.app import ArrayRecord
+
+from privacy.durable import save_durably
 
 CHECKPOINT_DIR = "checkpoints"
 AGGREGATED, EVALUATED = "aggregated", "evaluated"
@@ -40,10 +40,7 @@ def save(run_dir: Path, checkpoint: Checkpoint) -> None:
     """Durably replace the architecture's checkpoint (a crash leaves the old one or the new one)."""
     if checkpoint.phase not in (AGGREGATED, EVALUATED):
         raise ValueError(f"checkpoint phase must be {AGGREGATED!r} or {EVALUATED!r}, got {checkpoint.phase!r}")
-    path = checkpoint_path(run_dir, checkpoint.architecture)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    torch.save(
+    save_durably(
         {
             "architecture": checkpoint.architecture,
             "round": checkpoint.round,
@@ -53,19 +50,8 @@ def save(run_dir: Path, checkpoint: Checkpoint) -> None:
             "strategy_state": checkpoint.strategy_state,
             "train_rows": checkpoint.train_rows,
         },
-        buffer,
+        checkpoint_path(run_dir, checkpoint.architecture),
     )
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(buffer.getvalue())
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)  # the rename itself must survive a power cut
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def load(run_dir: Path, architecture: str) -> Checkpoint | None:
@@ -85,4 +71,5 @@ def load(run_dir: Path, architecture: str) -> Checkpoint | None:
             train_rows=dict(raw["train_rows"]),
         )
     except Exception as exc:  # written atomically: a bad file was damaged or edited afterwards
-        raise RuntimeError(f"{path}: unreadable checkpoint ({exc}); remove it to restart {architecture} from round 1") from None
+        # Not "start the architecture again": its agencies' rounds were released and charged.
+        raise RuntimeError(f"{path}: unreadable checkpoint ({type(exc).__name__}); this run cannot be resumed, start a new run") from None

@@ -189,3 +189,44 @@ def test_concurrent_writers_keep_the_chain(tmp_path: Path) -> None:
     assert [e["seq"] for e in entries] == list(range(1, 122))
     assert sorted(e["round"] for e in entries if e["agency"] == "Avon") == list(range(60))
     assert entries[-1]["entries"] == 120
+
+
+def test_deferred_sync_syncs_once_per_handover_and_before_leaving(tmp_path: Path, monkeypatch) -> None:
+    """Inside deferred_sync (Peel's in-process engine) entries are written at once but fsynced by
+    sync_pending(), which the engine calls before any message crosses; outside it, every append
+    fsyncs before returning."""
+    import os
+
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(trail.os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    path = tmp_path / "audit.jsonl"
+    trail.append(path, {"run": "r", "round": 1, "agency": "Avon", "type": "train-reply"})
+    assert len(synced) == 2  # the entry, and the folder (a new file)
+    synced.clear()
+    with trail.deferred_sync():
+        for who in AGENCIES:
+            trail.append(path, {"run": "r", "round": 2, "agency": who, "type": "train-reply"})
+        assert synced == [] and len(trail.read(path)) == 4  # written, chained, not yet synced
+        trail.sync_pending()
+        assert len(synced) == 1  # one fsync for the three entries, before the hand-over
+        trail.sync_pending()
+        assert len(synced) == 1  # nothing pending
+        trail.append(path, {"run": "r", "round": 3, "agency": "Avon", "type": "train-reply"})
+    assert len(synced) == 2  # leaving the block syncs what is left
+    trail.close(path, "r")
+    assert len(synced) == 3 and trail.verify(path) == []
+
+
+def test_append_notices_another_writer_between_its_appends(tmp_path: Path) -> None:
+    """The last line is remembered only while the file is exactly as this process left it."""
+    path = tmp_path / "audit.jsonl"
+    trail.append(path, {"run": "r", "round": 1, "agency": "Avon", "type": "train-reply"})
+    ctx = multiprocessing.get_context("fork")
+    other = ctx.Process(target=trail.append, args=(path, {"run": "r", "round": 1, "agency": "Brent", "type": "train-reply"}))
+    other.start()
+    other.join()
+    trail.append(path, {"run": "r", "round": 1, "agency": "Cleve", "type": "train-reply"})
+    trail.close(path, "r")
+    assert trail.verify(path) == []
+    assert [e["agency"] for e in trail.read(path)] == ["Avon", "Brent", "Cleve", trail.COORDINATOR]

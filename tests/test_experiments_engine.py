@@ -150,6 +150,20 @@ def test_push_then_pull_and_timeouts(monkeypatch):
     assert len(list(grid.send_and_receive([evaluate(n) for n in nodes], timeout=60))) == 2
 
 
+def test_before_handover_runs_before_messages_cross(monkeypatch):
+    """The hook Peel's audit trail syncs in runs as the ServerApp's messages leave it and before
+    any reply is handed to it: every reply it receives was produced before the last hook call."""
+    events: list[str] = []
+    grid = InProcessGrid(toy_client, 2, before_handover=lambda: events.append("handover"))
+    for attr, value in (("_run_id", grid.run.run_id), ("_task_id", 1), ("_node_id", 1)):
+        monkeypatch.setattr(TaskIdentity, attr, value)
+    real = grid.client_app
+    monkeypatch.setattr(grid, "client_app", lambda message, context: events.append("client") or real(message=message, context=context))
+    msgs = [Message(RecordDict({"arrays": _arrays(np.ones(2, dtype=np.float32))}), dst_node_id=n, message_type=MessageType.EVALUATE) for n in grid.get_node_ids()]
+    assert len(grid.send_and_receive(msgs)) == 2
+    assert events == ["handover", "client", "client", "handover"]
+
+
 def test_wire_copy_is_an_equal_message_sharing_nothing(monkeypatch):
     for attr, value in (("_run_id", 7), ("_task_id", 1), ("_node_id", 1)):
         monkeypatch.setattr(TaskIdentity, attr, value)

@@ -106,3 +106,30 @@ def test_calibration_is_monotone_in_epsilon():
     sigmas = [calibrate_noise(e, DELTA, 0.01, 1000) for e in (0.5, 2, 8)]
     assert all(b < a for a, b in zip(sigmas, sigmas[1:]))
     assert all(math.isfinite(s) for s in sigmas)
+
+
+def test_calibration_is_computed_once_per_arguments(monkeypatch):
+    """The same plan asked for twice (e.g. the fedavg-dp and fedavg-dp-secagg cells of a sweep
+    over the same data) is calibrated once; different arguments are not mixed up."""
+    import privacy.accounting as accounting
+
+    calls = []
+    real = accounting.epsilon
+    monkeypatch.setattr(accounting, "epsilon", lambda *a, **k: calls.append(a) or real(*a, **k))
+    args = (1.5, DELTA, 0.0137, 73)
+    first = calibrate_noise(*args, "pld", releases=4)
+    assert calls
+    calls.clear()
+    assert calibrate_noise(*args, "pld", releases=4) == first and not calls
+    other = calibrate_noise(*args, "pld", releases=5)  # more releases: more noise
+    assert calls and other > first
+
+
+def test_calibration_seeded_by_rdp_still_finds_the_smallest_sigma():
+    """PLD's search starts from RDP's σ; the σ it returns must spend within 0.5% of the target
+    with PLD itself, and 1% less noise must overspend."""
+    for q, steps in ((0.028, 35), (0.0085, 118), (0.5, 2)):
+        sigma = calibrate_noise(1.0, DELTA, q, steps, "pld", releases=10)
+        history = [(sigma, q, steps)] * 10
+        assert 0.995 <= epsilon(history, DELTA, "pld") <= 1.0
+        assert epsilon([(sigma * 0.99, q, steps)] * 10, DELTA, "pld") > 1.0 * 0.995
