@@ -53,4 +53,7 @@ def test_scaled_update_degrades_fedavg_and_median_resists(sweep):
     sweep_dir, _ = sweep
     auc = {(agg, attacked): _entry(sweep_dir, agg, attacked)["metrics"]["auc"] for agg in ("fedavg", "median") for attacked in (False, True)}
     assert auc[("fedavg", True)] < auc[("fedavg", False)] - 0.05, auc
-    assert auc[("median", True)] > auc[("fedavg", False)] - 0.03, auc
+    # The median barely notices the attacker (on this tiny federation its equal weights cost
+    # a little clean utility against FedAvg's record weights; the measured 8-agency runs are in README).
+    assert abs(auc[("median", True)] - auc[("median", False)]) < 0.01, auc
+    assert auc[("median", True)] > auc[("fedavg", True)] + 0.05, auc
