@@ -53,8 +53,8 @@ def _uses(architecture: str, key: str) -> bool:
     if key.startswith(("federation.aggregator", "federation.trimmed_beta", "federation.krum_malicious")):
         # fedavg-dp-secagg sees only the masked sum, fedavg-central-dp keeps its clipped mean.
         return architecture in ROBUST_AGGREGATION
-    if key.startswith("faults.malicious"):
-        return architecture.startswith("fedavg")  # only federated architectures send updates
+    if key.startswith("faults"):
+        return architecture.startswith("fedavg")  # only federated agencies fail or send updates
     if not key.startswith("privacy"):
         return True
     if architecture in RECORD_DP:
@@ -95,7 +95,7 @@ def expand(config: PeelConfig, where: str) -> list[Cell]:
             used = {k: (v if k != "architectures" and _uses(arch, k) else None) for k, v in values.items() if k != "architectures"}
             cell_raw = json.loads(json.dumps(raw))
             for key, value in values.items():  # an unused key keeps the base value: identical cells merge
-                if key != "architectures" and used[key] is None:
+                if key != "architectures" and not _uses(arch, key):  # (a swept null is a value, e.g. faults.malicious)
                     set_override(cell_raw, f"{key}={json.dumps(_get(base, key))}")
             cell_config = validate(cell_raw, f"{where}: sweep cell {arch} {used}")
             cell_id = "--".join([arch] + [f"{k.split('.')[-1]}={_slug(v)}" for k, v in used.items() if v is not None])

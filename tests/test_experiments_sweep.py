@@ -30,6 +30,13 @@ def test_central_dp_uses_its_own_keys_but_not_record_level_ones():
     assert len([c for c in cells.values() if c.architecture == "fedavg-central-dp"]) == 2
 
 
+def test_faults_multiply_only_the_federated_cells():
+    cells = _cells({"faults.dropout": [0.0, 0.2], "seed": [0, 1]}, ["central", "local", "fedavg-dp"])
+    assert len([c for c in cells.values() if c.architecture == "fedavg-dp"]) == 4
+    assert len([c for c in cells.values() if c.architecture in ("central", "local")]) == 4
+    assert {c.config.faults.dropout for c in cells.values() if c.architecture == "fedavg-dp"} == {0.0, 0.2}
+
+
 def test_architectures_and_data_size_can_be_swept():
     cells = _cells({"architectures": ["fedavg", ["local", "fedavg-dp"]], "data.agencies": [3, 4]}, ["central"])
     assert sorted(c.architecture for c in cells.values()) == sorted(["fedavg", "local", "fedavg-dp"] * 2)

@@ -23,6 +23,7 @@ CLEAN = "none"
 HELD_POINTS = 1.0
 # A robust aggregator under attack "keeps" the clean plain-averaging model within this many points.
 KEEP_POINTS = 3.0
+HATCHES = (None, "//", "..", "xx", "\\\\")  # one per attack when a study has several
 # What each aggregator is, in words.
 AGGREGATOR = {
     "fedavg": "plain averaging (weighted by records)",
@@ -182,36 +183,42 @@ def sentences(study: Study) -> list[str]:
 
 
 def plot(study: Study) -> Plot | Missing:
-    """Clean against attacked utility per architecture and aggregator (seed means; whiskers
-    span the seeds)."""
+    """Clean against attacked utility per architecture and aggregator, one bar per attack
+    (seed means; whiskers span the seeds)."""
     name, title = "utility-under-attack", "Utility under attack"
     rows = outcomes(study)
     attacked = rows[rows["poisoning"] != CLEAN] if not rows.empty else rows
     if attacked.empty:
         return Missing(name, title, f"{fmt.NOT_MEASURED}: no agency sent poisoned updates in these results (faults.malicious).")
+    variants = [CLEAN, *sorted(set(attacked["poisoning"]))]
+    style = {CLEAN: (0.35, None)} | {v: (1.0, HATCHES[i % len(HATCHES)]) for i, v in enumerate(variants[1:])}
+    width = 0.8 / len(variants)
     groups = attacked.drop_duplicates(["facet", "setting", "eps", "aggregator"])
-    fig = Figure(figsize=(max(6.0, 1.1 * len(groups) + 2.5), 4.6))
+    fig = Figure(figsize=(max(6.0, 0.55 * len(groups) * len(variants) + 2.5), 4.6))
     ax = fig.add_subplot()
     ticks = []
     for i, (_, g) in enumerate(groups.iterrows()):
-        same = (rows["facet"] == g["facet"]) & (rows["setting"] == g["setting"]) & (rows["eps"] == g["eps"]) & (rows["aggregator"] == g["aggregator"])
-        clean, hit = rows[same & (rows["poisoning"] == CLEAN)], rows[same & (rows["poisoning"] != CLEAN)]
-        bars = [(clean, 0.35, "clean"), (hit.head(1), 1.0, "attacked")]
-        for j, (frame, alpha, _) in enumerate(bars):
+        same = rows[(rows["facet"] == g["facet"]) & (rows["setting"] == g["setting"]) & (rows["eps"] == g["eps"]) & (rows["aggregator"] == g["aggregator"])]
+        for j, variant in enumerate(variants):
+            frame = same[same["poisoning"] == variant]
             if frame.empty:
                 continue
-            r = frame.iloc[0]
+            r, (alpha, hatch) = frame.iloc[0], style[variant]
             err = [[r["headline"] - r["lo"]], [r["hi"] - r["headline"]]] if r["n_seeds"] > 1 else None
-            ax.bar(i + (j - 0.5) * 0.38, r["headline"], 0.36, color=colour(str(g["architecture"])), alpha=alpha, yerr=err, capsize=3)
+            ax.bar(i + (j - (len(variants) - 1) / 2) * width, r["headline"], width * 0.95, color=colour(str(g["architecture"])), alpha=alpha, hatch=hatch, edgecolor="white", yerr=err, capsize=3)
         ticks.append(_tick(g))
     ax.set_xticks(range(len(ticks)), ticks, fontsize=7)
     if study.chance is not None:
-        ax.axhline(study.chance, color="grey", linestyle=":", linewidth=1, label=f"chance ({study.chance:g})")
+        ax.axhline(study.chance, color="grey", linestyle=":", linewidth=1)
     low = min(v for v in [rows["lo"].min(), study.chance] if v is not None and not fmt.missing(v))
     ax.set_ylim(max(0.0, low - 0.05), min(1.0, rows["hi"].max() + 0.03) if study.headline == "auc" else None)
     ax.set_ylabel(study.headline_label)
-    ax.legend(handles=[Patch(color="grey", alpha=0.35, label="clean"), Patch(color="grey", alpha=1.0, label="attacked")], fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax.set_title(f"{title}: {', '.join(sorted(set(attacked['poisoning'])))}", fontsize=9)
+    handles = [Patch(facecolor="grey", alpha=style[v][0], hatch=style[v][1], edgecolor="white", label="clean" if v == CLEAN else v) for v in variants]
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set_title(title + (f" (dotted: chance, {study.chance:g})" if study.chance is not None else ""), fontsize=9)
     fig.tight_layout()
-    caption = f"{study.headline_label} of each federated architecture and aggregator, clean (light) and with one agency's poisoned updates (dark); seed means, whiskers min–max over seeds. From summary.json (aggregator, attack, metrics)."
+    caption = (
+        f"{study.headline_label} of each federated architecture and aggregator, clean (light) and with one agency's poisoned "
+        "updates (dark, one bar per attack); seed means, whiskers min–max over seeds. From summary.json (aggregator, attack, metrics)."
+    )
     return Plot(name, title, _png(fig), caption, f"Bar chart of {study.headline_label} clean and attacked per architecture and aggregator")
