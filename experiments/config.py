@@ -185,7 +185,7 @@ class MaliciousConfig(_Section):
     scale → global + factor·Δ; sign_flip → global − factor·Δ; noise → adds N(0, factor²) to
     every parameter."""
 
-    agency: str = Field(min_length=1)
+    agency: str = Field(min_length=1)  # a name, or `largest` / `smallest` (by records, resolved per run)
     attack: Literal["scale", "sign_flip", "noise"] = "scale"
     factor: float = Field(10.0, gt=0, allow_inf_nan=False)
 

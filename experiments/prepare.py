@@ -109,6 +109,31 @@ def materialise(config: PeelConfig, data_dir: Path) -> Federation:
     return Federation(agencies, areas, None, months[-config.task.test_months], report.lines(), (months[0], months[-1]))
 
 
+# faults.malicious.agency may name an agency by size instead of by name: synthetic names change
+# with the seed, and "the largest agency lies" is the experiment.
+SIZE_SELECTORS = ("largest", "smallest")
+
+
+def records_in(folder: Path) -> int:
+    """An agency's records: data rows of its street CSVs (header lines excluded)."""
+    return sum(max(0, f.read_bytes().count(b"\n") - 1) for f in Path(folder).rglob("*.csv"))
+
+
+def resolve_attacker(config: PeelConfig, federation: Federation) -> PeelConfig:
+    """The config with `faults.malicious.agency: largest|smallest` replaced by that agency's name
+    (most or fewest records; ties: the first name in order), so the run records who lied."""
+    malicious = config.faults.malicious
+    if malicious is None or malicious.agency not in SIZE_SELECTORS:
+        return config
+    sizes = sorted((records_in(Path(a["folder"])), a["name"]) for a in federation.agencies)
+    if malicious.agency == "largest":
+        name = min(sizes, key=lambda s: (-s[0], s[1]))[1]
+    else:
+        name = sizes[0][1]
+    resolved = malicious.model_copy(update={"agency": name})
+    return config.model_copy(update={"faults": config.faults.model_copy(update={"malicious": resolved})})
+
+
 def assign_budgets(config: PeelConfig, federation: Federation, ledger_dir: Path | None = None) -> None:
     """Give every agency its record-level budget and its ledger file (by default in its own
     folder; `ledger_dir` for sweep cells, which are alternative worlds with separate spends)."""

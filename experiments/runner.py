@@ -22,7 +22,7 @@ from pathlib import Path
 from clients.agency import Agency, load_split
 from experiments.baselines import Training, train_central, train_local
 from experiments.config import RECORD_DP, ROBUST_AGGREGATION, PeelConfig, dump
-from experiments.prepare import SPEC_FILE, Federation, materialise, write_spec
+from experiments.prepare import SPEC_FILE, Federation, materialise, resolve_attacker, write_spec
 from experiments.results import (
     append_rows,
     metric_values,
@@ -196,6 +196,7 @@ def keep_torch_cache_in(folder: Path) -> None:
 
 def open_folder(config: PeelConfig, config_file: str, run_dir: Path, federation: Federation, ledger_dir: Path | None = None) -> RunFolder:
     """Write the resolved config and the federation spec of a run folder whose data exists."""
+    config = resolve_attacker(config, federation)
     write_atomic(run_dir / "config.yaml", dump(config))
     spec_path = write_spec(config, federation, run_dir, ledger_dir, config_file)
     return RunFolder(config, config_file, run_dir, federation, spec_path)

@@ -50,3 +50,19 @@ def test_police_uk_folder_is_partitioned_by_agency_column_and_pattern(tmp_path):
     for agency in federation.agencies:
         records, _ = load_street_folder(agency["folder"], "Reported by", r"^(\w+)")
         assert set(records["agency"]) == {agency["name"]}
+
+
+def test_the_attacker_can_be_named_by_size_and_the_run_records_its_name(tmp_path):
+    from experiments.prepare import Federation, resolve_attacker
+
+    agencies = []
+    for name, rows in (("Small Police", 2), ("Big Police", 5), ("Middle Police", 3)):
+        folder = tmp_path / name.split()[0].lower() / "2023-01"
+        folder.mkdir(parents=True)
+        (folder / "2023-01-x-street.csv").write_text("Crime ID,Month\n" + "".join(f"{i},2023-01\n" for i in range(rows)))
+        agencies.append({"name": name, "slug": name.split()[0].lower(), "folder": str(folder.parent)})
+    federation = Federation(agencies, None, None, "2023-01", [])
+    for selector, expected in (("largest", "Big Police"), ("smallest", "Small Police"), ("Middle Police", "Middle Police")):
+        config = validate({"faults": {"malicious": {"agency": selector, "attack": "scale", "factor": 10}}}, "c.yaml")
+        assert resolve_attacker(config, federation).faults.malicious.agency == expected
+    assert resolve_attacker(validate({}, "c.yaml"), federation).faults.malicious is None
