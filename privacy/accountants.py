@@ -58,7 +58,10 @@ def _release_pld(release: Release, interval: float) -> Any:
     return _step_pld(float(sigma), float(q), interval).self_compose(steps)
 
 
-@functools.lru_cache(maxsize=64)
+# Room for every agency of a large federation at each interval pld_epsilon visits (3 each): a
+# cache smaller than that is emptied every round, and every charge rebuilds its step PLDs
+# (64 entries did that from 22 agencies on). A step PLD holds 0.1k–5k points: 1024 are < 50 MB.
+@functools.lru_cache(maxsize=1024)
 def _step_pld(sigma: float, q: float, interval: float) -> Any:
     """One Poisson-subsampled Gaussian step. Building it is most of an ε computation; an agency
     reuses the same (σ, q) every round, so it is built once (PLDs are immutable)."""
@@ -206,6 +209,22 @@ def rdp_epsilon(history: History, delta: float) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "optimal order is the largest alpha"
         return float(acc.get_epsilon(delta=delta, alphas=_RDP_ORDERS))
+
+
+# A quick RDP bound for starting σ searches (privacy.accounting.calibrate_noise), never reported:
+# integer orders only, ~5 ms instead of ~25–80 ms; a valid bound, a few 0.1% looser.
+_RDP_QUICK_ORDERS = [*range(2, 65), 80, 96, 128, 192, 256, 512, 1024]
+
+
+def rdp_epsilon_quick(history: History, delta: float) -> float:
+    """ε of a merged history with Opacus' RDP at integer orders (see _RDP_QUICK_ORDERS)."""
+    from opacus.accountants import RDPAccountant
+
+    acc = RDPAccountant()
+    acc.history = list(history)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return float(acc.get_epsilon(delta=delta, alphas=_RDP_QUICK_ORDERS))
 
 
 # --- registry -----------------------------------------------------------------------------

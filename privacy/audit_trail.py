@@ -141,7 +141,13 @@ def deferred_sync() -> Iterator[None]:
     they describe (all in this one process): nothing that left is unlogged. What this would NOT
     be is syncing once per round after the replies were aggregated or the next model was sent.
     Where a ClientApp's reply leaves through another process (Flower's Ray simulation, a
-    SuperNode), nobody enters this block and every entry is fsynced on its own."""
+    SuperNode), nobody enters this block and every entry is fsynced on its own.
+
+    The coordinator's own entries (`aggregate`, `close`) are fsynced at once even here: the
+    coordinator checkpoints a formed model durably before sending it (`--resume` sends that
+    model again without recording it again), so its entry must be on disk before the
+    checkpoint, not merely before the send. Agencies' entries have no such second record: a
+    kept DP release is recorded again each time it is re-sent."""
     global _deferred
     with _tails_lock:
         _deferred += 1
@@ -229,10 +235,11 @@ def append(path: str | Path, entry: Mapping) -> dict:
                 written = os.write(fd, line)  # O_APPEND: at the end, whatever the offset
                 if written != len(line):
                     raise AuditError(f"{path}: short write ({written} of {len(line)} bytes); verify the trail")
-                if _deferred:
+                if _deferred and record["agency"] != COORDINATOR:
                     _dirty.add(str(path))  # synced by sync_pending() before the message leaves
                 else:
-                    os.fsync(fd)
+                    os.fsync(fd)  # flushes the whole file: earlier deferred entries too
+                    _dirty.discard(str(path))
                 _tails[str(path)] = (*_file_state(os.fstat(fd)), record["hash"], seq, record["type"] == CLOSE)
             except BaseException:
                 _tails.pop(str(path), None)

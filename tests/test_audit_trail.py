@@ -213,9 +213,14 @@ def test_deferred_sync_syncs_once_per_handover_and_before_leaving(tmp_path: Path
         trail.sync_pending()
         assert len(synced) == 1  # nothing pending
         trail.append(path, {"run": "r", "round": 3, "agency": "Avon", "type": "train-reply"})
-    assert len(synced) == 2  # leaving the block syncs what is left
+        trail.append(path, {"run": "r", "round": 3, "agency": trail.COORDINATOR, "type": "aggregate"})
+        assert len(synced) == 2  # the coordinator's entry (and Avon's before it) at once: it is checkpointed next
+        trail.sync_pending()
+        assert len(synced) == 2  # nothing left pending
+        trail.append(path, {"run": "r", "round": 4, "agency": "Avon", "type": "train-reply"})
+    assert len(synced) == 3  # leaving the block syncs what is left
     trail.close(path, "r")
-    assert len(synced) == 3 and trail.verify(path) == []
+    assert len(synced) == 4 and trail.verify(path) == []
 
 
 def test_append_notices_another_writer_between_its_appends(tmp_path: Path) -> None:

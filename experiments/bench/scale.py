@@ -83,9 +83,9 @@ def tree_rss_mb(root: int) -> float:
 
 
 def run_measured(args: list[str], log_dir: Path, timeout: float) -> dict[str, float]:
-    """Run `peel ARGS` from the Peel checkout (common.project_root), output in files under `log_dir`: its wall
-    seconds, CPU seconds (its own and its reaped children's) and peak tree RSS in MB. Raises
-    with the end of its stderr if it fails."""
+    """Run `peel ARGS` from the Peel checkout (common.project_root), output in files under
+    `log_dir`: its wall seconds, CPU seconds (its own and its reaped children's) and peak tree
+    RSS in MB. Raises with the end of its stderr if it fails."""
     log_dir.mkdir(parents=True, exist_ok=True)
     peak = [0.0]
     with open(log_dir / "stdout.txt", "w") as out, open(log_dir / "stderr.txt", "w") as err:
