@@ -24,6 +24,7 @@ from flwr.clientapp import ClientApp  # noqa: E402
 from clients import budget_state, releases  # noqa: E402
 from clients.attacks import maybe_poison  # noqa: E402
 from clients.agency import Agency, load_split, locate  # noqa: E402
+from clients.arrays import state_dict  # noqa: E402
 from clients.secagg import secagg_mod  # noqa: E402
 from privacy.accounting import epsilon  # noqa: E402
 from privacy.budget import ReleaseRefused, plan_dp  # noqa: E402
@@ -43,10 +44,22 @@ REFUSED = 4001
 app = ClientApp()
 
 
-def _model(agency: Agency, arrays: ArrayRecord) -> torch.nn.Module:
+# One model per shape for plain training and evaluation, which load each message's weights into
+# it (messages are handled one at a time per process): building and initialising a new one per
+# message cost more than the evaluation itself. DP training gets a fresh model (Opacus' path
+# wraps and hooks the module it is given).
+_reusable: dict[tuple, torch.nn.Module] = {}
+
+
+def _model(agency: Agency, arrays: ArrayRecord, *, reuse: bool = True) -> torch.nn.Module:
     split = load_split(agency)
-    model = make_model(split.X_train.shape[1], agency.spec["config"]["task"]["hidden"])
-    model.load_state_dict(arrays.to_torch_state_dict())
+    shape = (int(split.X_train.shape[1]), tuple(agency.spec["config"]["task"]["hidden"]))
+    model = _reusable.get(shape) if reuse else None
+    if model is None:
+        model = make_model(*shape)
+        if reuse:
+            _reusable[shape] = model
+    model.load_state_dict(state_dict(arrays))
     return model
 
 
@@ -154,7 +167,7 @@ def train(msg: Message, context: Context) -> Message:
     agency = locate(context)
     config = msg.content["config"]
     _maybe_drop_out(agency, config)
-    model = _model(agency, msg.content["arrays"])
+    model = _model(agency, msg.content["arrays"], reuse=not bool(config["dp"]))
     started = time.perf_counter()
     if bool(config["dp"]):
         try:
