@@ -74,6 +74,23 @@ def interleaved_ratio(numerator: Callable[[], object], denominator: Callable[[],
     return ratios, nums, dens
 
 
+def shared_run(measure: Callable[[Settings], dict]) -> Callable[[str], Callable[[Settings], dict]]:
+    """For a measurement that yields several keys at once: `part(key)` is a Measurement's run
+    function, and one call of `measure` per settings serves every key."""
+    cache: dict[Settings, dict] = {}
+
+    def part(key: str) -> Callable[[Settings], dict]:
+        def run(settings: Settings) -> dict:
+            if settings not in cache:
+                cache.clear()
+                cache[settings] = measure(settings)
+            return cache[settings][key]
+
+        return run
+
+    return part
+
+
 def write_json_atomic(path: Path, payload: dict) -> None:
     """Write `payload` to `path` in one step: a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 from policedata.loader import load_street_folder
 from policedata.synthetic import SyntheticSpec, generate
 
-from .common import Measurement, Settings, cpu_and_wall_seconds, summary
+from .common import Measurement, Settings, cpu_and_wall_seconds, shared_run, summary
 
 
 def _spec(settings: Settings) -> SyntheticSpec:
@@ -37,17 +37,7 @@ def data_throughput(settings: Settings) -> dict[str, dict]:
     }
 
 
-_cache: dict[Settings, dict] = {}
-
-
-def _part(key: str):
-    def run(settings: Settings) -> dict:
-        if settings not in _cache:  # one set of runs serves both keys
-            _cache.clear()
-            _cache[settings] = data_throughput(settings)
-        return _cache[settings][key]
-
-    return run
+_part = shared_run(data_throughput)  # one set of runs serves both keys
 
 
 MEASUREMENTS = [

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from . import scale
-from .common import Measurement, Settings, summary
+from .common import Measurement, Settings, shared_run, summary
 
 SWEEP_CONFIG = "configs/sweep-epsilon.yaml"
 QUICK = [
@@ -65,17 +65,7 @@ def sweep_throughput(settings: Settings) -> dict[str, dict]:
     }
 
 
-_cache: dict[Settings, dict] = {}
-
-
-def _part(key: str):
-    def run(settings: Settings) -> dict:
-        if settings not in _cache:  # one set of sweeps serves both keys
-            _cache.clear()
-            _cache[settings] = sweep_throughput(settings)
-        return _cache[settings][key]
-
-    return run
+_part = shared_run(sweep_throughput)  # one set of sweeps serves both keys
 
 
 MEASUREMENTS = [
