@@ -181,7 +181,8 @@ def main(grid: Grid, context: Context) -> None:
     # The trail's last entry counts those before it (a cut-off end is detected); its hash is
     # kept apart, in federated.jsonl and then summary.json, to anchor the chain.
     trail = run_dir / TRAIL_FILE
-    if not (trail.exists() and read_trail(trail)[-1].get("type") == CLOSE):
+    entries = read_trail(trail) if trail.exists() else []
+    if not entries or entries[-1].get("type") != CLOSE:  # a resumed run may have closed it already
         close(trail, run_dir.name)
     _log_wall(run_dir, "audit-trail", 0.0, {"head": head(trail)})
 
