@@ -11,12 +11,12 @@ complete (and fsynced) before its reply leaves, so a half line records nothing t
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
 
 from experiments.runner import execute, keep_torch_cache_in, reopen_unfinished
+from server.recorder import drop_rows
 
 log = logging.getLogger("peel.resume")
 
@@ -51,18 +51,6 @@ def drop_torn_tail(path: Path) -> bool:
     return True
 
 
-def _drop_baseline_rows(path: Path) -> None:
-    """Scoring appends the baselines' rows; a resumed run scores again."""
-    if not path.exists():
-        return
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    kept = [line for line in lines if line.strip() and json.loads(line).get("architecture") not in BASELINES]
-    if len(kept) != len(lines):
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text("".join(kept), encoding="utf-8")
-        os.replace(tmp, path)
-
-
 def resume(run_dir: Path, engine: str = "in-process", deploy_dir: Path | None = None) -> Path:
     """Finish the run in `run_dir`; returns it. ConfigError if it is not an unfinished run."""
     folder = reopen_unfinished(run_dir)
@@ -70,7 +58,7 @@ def resume(run_dir: Path, engine: str = "in-process", deploy_dir: Path | None = 
     for name in LINE_FILES:
         if drop_torn_tail(run_dir / name):
             log.warning("%s: dropped its last line, cut off when the run stopped", run_dir / name)
-    _drop_baseline_rows(run_dir / "metrics.jsonl")
+    drop_rows(run_dir / "metrics.jsonl", lambda row: row.get("architecture") in BASELINES)  # scoring writes them again
     done = [a for a in folder.config.architectures if a in folder.results]
     log.info("resuming %s (finished before the stop: %s)", run_dir, ", ".join(done) or "no baseline")
     execute([folder], engine=engine, deploy_dir=deploy_dir)

@@ -33,6 +33,7 @@ from experiments.results import (
 )
 from policedata.ground_truth import outcome_probability
 from policedata.loader import load_areas
+from privacy.durable import save_durably
 from tasks import registry
 from tasks.fairness import deprivation_quintiles, flag_disparity, flag_shares_by_quintile, utility_spread
 from tasks.hotspot import HotspotSplit
@@ -291,25 +292,20 @@ def train_baseline(arch: str, folder: RunFolder) -> None:
     if arch == "central":
         log.info("central: pooling every agency's records into one model")
         folder.models[arch] = model = train_central(splits, training)
-        _save_model(model, models_dir / "central.pt")
+        save_durably(model.state_dict(), models_dir / "central.pt")
         moved = {n: split.counts["rows_total"] for n, split in splits.items()}
     else:
         log.info("local: every agency trains alone")
         folder.models[arch] = models = train_local(splits, training)
         slugs = {a["name"]: a["slug"] for a in folder.federation.agencies}
         for name, model in models.items():
-            _save_model(model, models_dir / f"local-{slugs[name]}.pt")
+            save_durably(model.state_dict(), models_dir / f"local-{slugs[name]}.pt")
         moved = dict.fromkeys(splits, 0)
     wall_s = time.perf_counter() - started
     per_agency = {n: {"epsilon": None, "records_moved": moved[n], "updates_sent": 0, "update_bytes_sent": 0, "errors": []} for n in splits}
     folder.results[arch] = _entry(arch, per_agency, folder, wall_s=wall_s, delta=None, records_moved=sum(moved.values()), update_bytes=0)
     write_json(models_dir / f"{arch}.json", folder.results[arch])  # last: marks the baseline done for a resumed run
 
-
-def _save_model(model: torch.nn.Module, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, path)
 
 
 ENGINES = ("in-process", "simulation", "deployment")

@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy.strategy_utils import sample_nodes
@@ -29,6 +28,7 @@ from server.secagg import train_secagg
 from server.robust import recording_strategy
 from privacy.audit_trail import CLOSE, COORDINATOR, append, close, head, payload_sha256
 from privacy.audit_trail import read as read_trail
+from privacy.durable import save_durably
 from tasks.model import initial_model
 from tasks.registry import n_features
 
@@ -175,7 +175,7 @@ def main(grid: Grid, context: Context) -> None:
         if saved is not None:
             log.info("%s: resuming after round %d", architecture, saved.round)
         final, extra, wall_s = _train(grid, context, architecture, initial, recorder, spec, n_agencies)
-        _save_model(final, run_dir / "models" / f"{architecture}.pt")
+        save_durably(final.to_torch_state_dict(), run_dir / "models" / f"{architecture}.pt")
         _log_wall(run_dir, architecture, wall_s, extra)
         log.info("%s: done in %.1f s", architecture, wall_s)
     # The trail's last entry counts those before it (a cut-off end is detected); its hash is
@@ -194,8 +194,3 @@ def _finished(run_dir: Path) -> set[str]:
         return set()
     return {json.loads(line)["architecture"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
 
-
-def _save_model(arrays: ArrayRecord, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(arrays.to_torch_state_dict(), tmp)
-    os.replace(tmp, path)

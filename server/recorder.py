@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from flwr.app import Message
@@ -23,6 +23,19 @@ def metric_row(metrics: Mapping[str, object], count_key: str = "n_train") -> dic
     """An agency's metrics as row keys: `num-examples` becomes `count_key`, dashes become
     underscores, NaN becomes null."""
     return {(count_key if key == "num-examples" else key.replace("-", "_")): _clean(value) for key, value in metrics.items()}
+
+
+def drop_rows(path: Path, unwanted: Callable[[dict], bool]) -> None:
+    """Rewrite a JSON-lines file without the rows `unwanted` picks, atomically (temporary file,
+    then rename); untouched if it has none."""
+    if not path.exists():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [line for line in lines if line.strip() and not unwanted(json.loads(line))]
+    if len(kept) != len(lines):
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text("".join(kept), encoding="utf-8")
+        os.replace(tmp, path)
 
 
 class RoundRecorder:
@@ -70,20 +83,8 @@ class RoundRecorder:
 
     def drop_rows_after(self, last_kept_round: int) -> None:
         """Remove this architecture's rows of rounds after `last_kept_round` (a resumed run
-        writes them again), atomically; other architectures' rows are kept as they are."""
-        if not self.metrics_path.exists():
-            return
-        lines = self.metrics_path.read_text(encoding="utf-8").splitlines(keepends=True)
-
-        def later(line: str) -> bool:
-            row = json.loads(line)
-            return row.get("architecture") == self.architecture and int(row.get("round", 0)) > last_kept_round
-
-        kept = [line for line in lines if line.strip() and not later(line)]
-        if len(kept) != len(lines):
-            tmp = self.metrics_path.with_name(f".{self.metrics_path.name}.tmp")
-            tmp.write_text("".join(kept), encoding="utf-8")
-            os.replace(tmp, self.metrics_path)
+        writes them again); other architectures' rows are kept as they are."""
+        drop_rows(self.metrics_path, lambda row: row.get("architecture") == self.architecture and int(row.get("round", 0)) > last_kept_round)
 
     def pending_train_rows(self) -> dict[str, dict]:
         """This round's train rows not yet written (they are written with its evaluation)."""
