@@ -99,8 +99,8 @@ def _dp_round(context: Context, agency: Agency, config: ConfigRecord, model: tor
             )
             releases.save_plan(agency, run_id, architecture, plan)  # a resumed run keeps this σ
             budget_state.store_plan(context, architecture, plan)
-        rows = ledger.rows()
-        earlier = [r for r in rows if r["counted"] and (r["run_id"], r["architecture"], r["round"]) == (run_id, architecture, server_round)]
+        counted = [r for r in ledger.rows() if r["counted"]]
+        earlier = [r for r in counted if (r["run_id"], r["architecture"], r["round"]) == (run_id, architecture, server_round)]
         if earlier:
             # Charged by an attempt that stopped before its update left (an update that left is
             # re-sent instead, see `train`): this training is that same, single release.
@@ -109,8 +109,8 @@ def _dp_round(context: Context, agency: Agency, config: ConfigRecord, model: tor
             # Spend first: committed to the agency's ledger on disk before the update exists, so
             # a crash after this line over-counts, never under-counts.
             eps = ledger.charge(run_id, architecture, server_round, plan.release, delta=plan.delta, accountant=plan.accountant, budget=plan.target_epsilon)
-            rows = ledger.rows()
-    counted = [r for r in rows if r["counted"]]
+            sigma, q, steps = plan.release
+            counted.append({"run_id": run_id, "architecture": architecture, "round": server_round, "sigma": sigma, "sample_rate": q, "steps": steps})
     mine = [(r["sigma"], r["sample_rate"], r["steps"]) for r in counted if (r["run_id"], r["architecture"]) == (run_id, architecture) and r["round"] <= server_round]
     charged = len(counted)
     # What this architecture's releases cost; the same as the ledger total when they are all

@@ -1,9 +1,10 @@
 """What a DP agency keeps beside its ledger so that a crashed and resumed run (`peel run
 --resume`) costs it no second release and no uncharged one.
 
-Per (run, architecture), one file: the DP plan (σ, sampling, steps — fixed before the first
-charge, so a resumed run trains with the same noise it planned and was charged for) and the
-last update it released, written durably **before** that update leaves. When a resumed
+Per architecture, two files tagged with the run: the DP plan (σ, sampling, steps — fixed before
+the first charge, so a resumed run trains with the same noise it planned and was charged for),
+written once, and the last update it released, written durably **before** that update leaves
+(replacing the previous round's, without reading anything back). When a resumed
 coordinator asks again for a round whose update already left, the agency sends the very same
 bytes: re-sending a release is free (post-processing), training again would be a second,
 differently noised release that the ledger never charged.
@@ -21,31 +22,27 @@ from privacy.budget import DPPlan, ReleaseRefused
 from privacy.durable import save_durably
 
 
-def _path(agency: Agency, architecture: str) -> Path:
+def _path(agency: Agency, architecture: str, what: str) -> Path:
     # Beside the ledger, named after it: a sweep cell keeps several agencies' ledgers in one folder.
-    return agency.ledger.with_name(f"{agency.ledger.stem}.releases") / f"{architecture}.pt"
+    return agency.ledger.with_name(f"{agency.ledger.stem}.releases") / f"{architecture}.{what}.pt"
 
 
-def _read(agency: Agency, run_id: str, architecture: str) -> dict | None:
-    path = _path(agency, architecture)
+def _read(agency: Agency, run_id: str, architecture: str, what: str) -> dict | None:
+    path = _path(agency, architecture, what)
     if not path.exists():
         return None
     kept = torch.load(path, weights_only=True)
     return kept if kept.get("run_id") == run_id else None  # another run's: not this one's state
 
 
-def _write(agency: Agency, architecture: str, kept: dict) -> None:
-    save_durably(kept, _path(agency, architecture))
-
-
 def saved_plan(agency: Agency, run_id: str, architecture: str) -> DPPlan | None:
-    kept = _read(agency, run_id, architecture)
+    kept = _read(agency, run_id, architecture, "plan")
     return DPPlan(**kept["plan"]) if kept is not None else None
 
 
 def save_plan(agency: Agency, run_id: str, architecture: str, plan: DPPlan) -> None:
     """Fix this run's plan for the architecture (before its first charge)."""
-    _write(agency, architecture, {"run_id": run_id, "plan": plan.as_dict(), "round": None})
+    save_durably({"run_id": run_id, "plan": plan.as_dict()}, _path(agency, architecture, "plan"))
 
 
 class AlreadyReleased(ReleaseRefused):
@@ -56,8 +53,8 @@ class AlreadyReleased(ReleaseRefused):
 def released(agency: Agency, run_id: str, architecture: str, server_round: int) -> tuple[ArrayRecord, dict] | None:
     """The update (and metrics) this agency already sent for this round of this run, if any.
     Raises AlreadyReleased for a round before the last one it sent."""
-    kept = _read(agency, run_id, architecture)
-    if kept is None or kept["round"] is None or kept["round"] < server_round:
+    kept = _read(agency, run_id, architecture, "release")
+    if kept is None or kept["round"] < server_round:
         return None
     if kept["round"] > server_round:
         raise AlreadyReleased(f"round {server_round} of {architecture} in run {run_id} was released before round {kept['round']}; refusing to release it again")
@@ -65,9 +62,8 @@ def released(agency: Agency, run_id: str, architecture: str, server_round: int) 
 
 
 def keep_release(agency: Agency, run_id: str, architecture: str, server_round: int, arrays: ArrayRecord, metrics: dict) -> None:
-    """Durably keep the update about to leave (replacing the previous round's)."""
-    kept = _read(agency, run_id, architecture)
-    if kept is None:
+    """Durably keep the update about to leave (replacing the previous round's); its plan must
+    have been kept first."""
+    if not _path(agency, architecture, "plan").exists():
         raise RuntimeError(f"{agency.name}: no DP plan kept for {architecture} of run {run_id}")
-    kept.update({"round": server_round, "state_dict": arrays.to_torch_state_dict(), "metrics": dict(metrics)})
-    _write(agency, architecture, kept)
+    save_durably({"run_id": run_id, "round": server_round, "state_dict": arrays.to_torch_state_dict(), "metrics": dict(metrics)}, _path(agency, architecture, "release"))
