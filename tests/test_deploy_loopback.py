@@ -12,6 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import conftest
 import pytest
 import yaml
 
@@ -20,14 +21,7 @@ from experiments.deploy import config as deploy_config
 from experiments.deploy.errors import DeployError
 from experiments.deploy.layout import Layout
 
-TINY = {
-    "seed": 3,
-    "data": {"agencies": 3, "incidents": 4000, "months": 12},
-    "task": {"test_months": 3, "hidden": [16]},
-    "federation": {"rounds": 2, "batch_size": 64},
-    "privacy": {"epsilon": 2.0},
-    "architectures": ["fedavg-dp"],
-}
+TINY = {**conftest.TINY, "architectures": ["fedavg-dp"]}
 
 
 # --- process records and stopping (fast) ------------------------------------------------------------
