@@ -1,5 +1,5 @@
-"""`fedavg-central-dp`: agency-level (central) DP on the coordinator, with Flower's server-side
-clipping wrappers, accounted here.
+"""`fedavg-central-dp`: agency-level (central) DP on the coordinator, built on Flower's
+server-side clipping wrappers, accounted here.
 
 The unit of privacy is one **agency** (all its records at once), not one record. Agencies train
 plainly; the coordinator clips each agency's update delta to L2 norm C, averages the clipped
@@ -18,6 +18,9 @@ Two details of Flower 1.42 that the guarantee depends on, handled here:
 - The adaptive wrapper updates the clipping norm *before* it adds noise, so the noise would be
   scaled to next round's norm instead of the one the updates were clipped to: the wrapper below
   noises with the norm actually used.
+- Its clipping divides by the update's norm (ZeroDivisionError for an agency whose update equals
+  the global model) and its noise comes from numpy's global generator (reproducible by anyone
+  who seeds it): clipping and noise are done here, the noise from an OS-entropy generator.
 """
 
 from __future__ import annotations
@@ -271,28 +274,96 @@ class UniformMeanFedAvg(RecordingFedAvg):
         return mean, metrics
 
 
+def clip_delta(delta: list[np.ndarray], clipping_norm: float) -> tuple[list[np.ndarray], bool]:
+    """`delta` scaled to L2 norm ≤ `clipping_norm` (float64), and whether it had to be scaled
+    (Flower's norm bit). A zero delta — an update equal to the global model — is already within
+    the norm: Flower 1.42's clip divides by the norm and raises ZeroDivisionError on it."""
+    wide = [np.asarray(d, dtype=np.float64) for d in delta]
+    norm = math.sqrt(sum(float(np.vdot(d, d)) for d in wide))
+    if norm <= clipping_norm:
+        return wide, False
+    scale = clipping_norm / norm
+    return [d * scale for d in wide], True
+
+
+def noise_generator() -> np.random.Generator:
+    """A generator seeded from OS entropy (SeedSequence() draws 128 bits from `secrets`):
+    the noise must not be reproducible from the config's seed nor share numpy's global
+    generator, which anything in the process may seed."""
+    return np.random.default_rng(np.random.SeedSequence())
+
+
 class _AgencyLevelAccounting:
-    """Shared by both wrappers: every round's replies reach the recorder, and every aggregated
-    round is one release. An agency that failed (dropped out, refused) is left out of the
+    """Shared by both wrappers. Clipping and noise are done here rather than by Flower's
+    wrappers (whose constructors, checks and clipping-norm update are kept): Flower divides by
+    the update's norm (zero for an unchanged model) and draws from numpy's global generator.
+
+    Every round's replies reach the recorder, and every aggregated round is one release. An
+    agency that failed (dropped out, refused) or sent a non-finite update is left out of the
     round instead of cancelling it (Flower's wrappers skip any round with an error reply): its
     term of the fixed-n mean is zero, exactly the "absent agency" neighbour the sensitivity C/n
     is computed for, so the guarantee is unchanged."""
 
     strategy: UniformMeanFedAvg
     clipping_norm: float
+    noise_multiplier: float
+    num_sampled_clients: int
+    current_arrays: ArrayRecord
     ledger: AgencyLevelLedger
+    rng: np.random.Generator
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
         self.ledger.check_next()
         return super().configure_train(server_round, arrays, config, grid)  # type: ignore[misc]
 
+    def _clip_replies(self, replies: list[Message]) -> tuple[list[Message], int]:
+        """Each reply with its delta clipped to the current norm (non-finite ones dropped), and
+        how many had to be clipped."""
+        current = self.current_arrays.to_numpy_ndarrays()
+        kept, clipped_count = [], 0
+        for reply in replies:
+            finite = True
+            for name, record in list(reply.content.array_records.items()):
+                arrays = record.to_numpy_ndarrays()
+                if not all(np.all(np.isfinite(a)) for a in arrays):
+                    finite = False
+                    break
+                delta, clipped = clip_delta([np.subtract(a, c, dtype=np.float64) for a, c in zip(arrays, current, strict=True)], self.clipping_norm)
+                clipped_count += int(clipped)
+                reply.content[name] = ArrayRecord(
+                    {k: Array(np.asarray(c + d, dtype=a.dtype)) for k, a, c, d in zip(record.keys(), arrays, current, delta, strict=True)}
+                )
+            if finite:
+                kept.append(reply)
+        return kept, clipped_count
+
+    def _update_clipping_norm(self, clipped_count: int) -> None:
+        """Fixed clipping: nothing. Adaptive: the geometric update from the noisy count."""
+
+    def gaussian(self, shape: tuple[int, ...], std: float) -> np.ndarray:
+        """Noise of std `std` from this strategy's own OS-seeded generator."""
+        return self.rng.normal(0.0, std, shape)
+
+    def _add_noise(self, aggregated: ArrayRecord, clipping_norm: float) -> ArrayRecord:
+        std = self.noise_multiplier * clipping_norm / self.num_sampled_clients
+        return ArrayRecord(
+            {k: Array(np.asarray(a + self.gaussian(a.shape, std), dtype=a.dtype)) for k, a in zip(aggregated.keys(), aggregated.to_numpy_ndarrays(), strict=True)}
+        )
+
     def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
         replies = list(replies)
         self.strategy.note_train(replies)
-        answered = [m for m in replies if not m.has_error()]
+        answered, clipped_count = self._clip_replies([m for m in replies if not m.has_error()])
         used = self.clipping_norm  # the norm this round's updates are clipped to
-        arrays, metrics = super().aggregate_train(server_round, answered)  # type: ignore[misc]
+        arrays, metrics = (None, None)
+        if answered:
+            self._update_clipping_norm(clipped_count)
+            arrays, metrics = self.strategy.aggregate_train(server_round, answered)
         released = arrays is not None
+        if released:
+            # Noise scaled to the norm the updates were clipped to, not to next round's
+            # (Flower 1.42's adaptive wrapper would use the updated one; Andrew et al. 2021, Alg. 1).
+            arrays = self._add_noise(arrays, used)
         eps = self.ledger.round_done(server_round, released=released, clipping_norm=used, aggregated=len(answered) if released else 0)
         self.strategy.note_epsilon(eps)
         return arrays, metrics
@@ -314,6 +385,7 @@ class CentralFixedClipping(_AgencyLevelAccounting, DifferentialPrivacyServerSide
     def __init__(self, strategy: UniformMeanFedAvg, plan: CentralDPPlan) -> None:
         super().__init__(strategy, plan.update_noise_multiplier, plan.clipping_norm, plan.n_agencies)
         self.ledger = AgencyLevelLedger(plan)
+        self.rng = noise_generator()
 
 
 class CentralAdaptiveClipping(_AgencyLevelAccounting, DifferentialPrivacyServerSideAdaptiveClipping):
@@ -334,24 +406,14 @@ class CentralAdaptiveClipping(_AgencyLevelAccounting, DifferentialPrivacyServerS
         if not math.isclose(self.noise_multiplier, plan.update_noise_multiplier, rel_tol=1e-9):
             raise RuntimeError(f"Flower's adaptive wrapper chose σ={self.noise_multiplier} instead of {plan.update_noise_multiplier}")
         self.ledger = AgencyLevelLedger(plan)
-        self._clipped_with = plan.clipping_norm
-
-    def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        self._clipped_with = self.clipping_norm
-        return super().aggregate_train(server_round, replies)
+        self.rng = noise_generator()
 
     def _noisy_fraction(self, count: int, total: int) -> float:
         # The denominator is the public n, not the number of replies (see UniformMeanFedAvg).
-        return super()._noisy_fraction(count, self.num_sampled_clients)
+        return float(count + self.gaussian((), self.clipped_count_stddev)) / float(self.num_sampled_clients)
 
-    def _add_noise_to_aggregated_arrays(self, aggregated: ArrayRecord) -> ArrayRecord:
-        # Flower 1.42 has already moved self.clipping_norm to next round's value here; the noise
-        # must match the norm these updates were clipped to (Andrew et al. 2021, Algorithm 1).
-        next_norm, self.clipping_norm = self.clipping_norm, self._clipped_with
-        try:
-            return super()._add_noise_to_aggregated_arrays(aggregated)
-        finally:
-            self.clipping_norm = next_norm
+    def _update_clipping_norm(self, clipped_count: int) -> None:
+        self._geometric_update(self._noisy_fraction(clipped_count, self.num_sampled_clients))
 
 
 def central_dp_strategy(recorder: RoundRecorder, privacy: dict, n_agencies: int, rounds: int) -> Strategy:

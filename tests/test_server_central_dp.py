@@ -15,8 +15,6 @@ from flwr.supercore.task_identity import TaskIdentity
 from scipy.optimize import brentq
 from scipy.stats import norm
 
-import flwr.serverapp.strategy.dp_adaptive_clipping as flower_adaptive
-import flwr.serverapp.strategy.dp_fixed_clipping as flower_fixed
 from privacy.accounting import epsilon
 from server.central_dp import (
     CentralAdaptiveClipping,
@@ -98,13 +96,15 @@ def _refusal(node: int, agency: str) -> Message:
 
 
 class NoiseSpy:
-    """Replaces Flower's noise step: records the std it was asked for, adds nothing."""
+    """Replaces the wrapper's noise draw: records the std of each array's noise, adds nothing."""
 
     def __init__(self) -> None:
         self.stds: list[float] = []
+        self.scalars: list[float] = []  # the clipped count's noise (adaptive)
 
-    def __call__(self, arrays, std: float) -> None:  # noqa: ANN001
-        self.stds.append(std)
+    def __call__(self, shape: tuple[int, ...], std: float) -> np.ndarray:
+        (self.scalars if shape == () else self.stds).append(std)
+        return np.zeros(shape)
 
 
 def _wrapper(tmp_path, central: dict, current: ArrayRecord):
@@ -117,10 +117,10 @@ def _wrapper(tmp_path, central: dict, current: ArrayRecord):
 
 
 def test_fixed_clipping_averages_clipped_deltas_with_equal_weights_over_all_agencies(tmp_path, monkeypatch):
-    spy = NoiseSpy()
-    monkeypatch.setattr(flower_fixed, "add_gaussian_noise_inplace", spy)
     current = _arrays([1.0, 1.0], [0.0])
     strategy, _ = _wrapper(tmp_path, {"clipping_norm": 1.0}, current)
+    spy = NoiseSpy()
+    monkeypatch.setattr(strategy, "gaussian", spy)
     assert isinstance(strategy, CentralFixedClipping)
     deltas = [np.array([3.0, 0.0, 4.0]), np.array([0.3, 0.0, 0.4]), np.array([0.0, -2.0, 0.0])]  # norms 5, 0.5, 2
     replies = [_reply(i + 1, AGENCIES[i], _arrays(np.array([1.0, 1.0]) + d[:2], d[2:]), n_train=n) for i, (d, n) in enumerate(zip(deltas, [10, 10_000, 100]))]
@@ -130,16 +130,16 @@ def test_fixed_clipping_averages_clipped_deltas_with_equal_weights_over_all_agen
     expected = np.array([1.0, 1.0, 0.0]) + sum(clipped) / 4
     got = np.concatenate([a.reshape(-1) for a in arrays.to_numpy_ndarrays()])
     np.testing.assert_allclose(got, expected, rtol=1e-6)
-    assert spy.stds == [pytest.approx(strategy.ledger.plan.noise_multiplier * 1.0 / 4)]
+    assert spy.stds == [pytest.approx(strategy.ledger.plan.noise_multiplier * 1.0 / 4)] * 2  # one draw per array
     assert metrics["num-examples"] == 10_110
     assert strategy.ledger.epsilon == pytest.approx(epsilon([strategy.ledger.plan.release], 1e-5, "prv"))
 
 
 def test_a_failed_agency_is_left_out_of_the_round_and_still_recorded(tmp_path, monkeypatch):
-    spy = NoiseSpy()
-    monkeypatch.setattr(flower_fixed, "add_gaussian_noise_inplace", spy)
     current = _arrays([0.0, 0.0])
     strategy, recorder = _wrapper(tmp_path, {}, current)
+    spy = NoiseSpy()
+    monkeypatch.setattr(strategy, "gaussian", spy)
     replies = [_reply(1, "A", _arrays([0.5, 0.5]), 10), _refusal(2, "B")]
     arrays, _ = strategy.aggregate_train(1, replies)
     # A's clipped delta over the fixed 4 agencies (B's term is zero), noised as usual: one release.
@@ -154,28 +154,26 @@ def test_a_failed_agency_is_left_out_of_the_round_and_still_recorded(tmp_path, m
 
 
 def test_a_round_nobody_answers_releases_nothing(tmp_path, monkeypatch):
-    spy = NoiseSpy()
-    monkeypatch.setattr(flower_fixed, "add_gaussian_noise_inplace", spy)
     strategy, _ = _wrapper(tmp_path, {}, _arrays([0.0, 0.0]))
+    spy = NoiseSpy()
+    monkeypatch.setattr(strategy, "gaussian", spy)
     arrays, _ = strategy.aggregate_train(1, [_refusal(1, "A"), _refusal(2, "B")])
     assert arrays is None and spy.stds == []
     assert strategy.ledger.epsilon == 0.0 and strategy.ledger.rounds[0]["released"] is False
 
 
 def test_adaptive_noise_matches_the_norm_the_updates_were_clipped_to(tmp_path, monkeypatch):
-    spy = NoiseSpy()
-    monkeypatch.setattr(flower_adaptive, "add_gaussian_noise_inplace", spy)
-    fractions = []
-    monkeypatch.setattr(flower_adaptive.np.random, "normal", lambda mean, std: fractions.append((mean, std)) or mean)
     current = _arrays([0.0, 0.0])
     strategy, _ = _wrapper(tmp_path, {"adaptive": True, "clipping_norm": 0.5}, current)
+    spy = NoiseSpy()
+    monkeypatch.setattr(strategy, "gaussian", spy)
     assert isinstance(strategy, CentralAdaptiveClipping)
     plan = strategy.ledger.plan
     assert strategy.noise_multiplier == pytest.approx(plan.update_noise_multiplier)
     replies = [_reply(i + 1, AGENCIES[i], _arrays([3.0, 4.0]), 10) for i in range(3)]  # all clipped
     strategy.aggregate_train(1, replies)
     # 3 of the 4 agencies clipped: the count's noise std is σ_b, its denominator the fixed 4...
-    assert fractions == [(3, plan.clipped_count_stddev)]
+    assert spy.scalars == [pytest.approx(plan.clipped_count_stddev)]
     assert strategy.clipping_norm == pytest.approx(0.5 * math.exp(-0.2 * (3 / 4 - 0.5)))
     # ...and the update noise uses the norm of this round's clipping (0.5), not the next one.
     assert spy.stds == [pytest.approx(plan.update_noise_multiplier * 0.5 / 4)]
@@ -184,9 +182,9 @@ def test_adaptive_noise_matches_the_norm_the_updates_were_clipped_to(tmp_path, m
 
 
 def test_epsilon_after_every_round_and_no_release_beyond_the_plan(tmp_path, monkeypatch):
-    monkeypatch.setattr(flower_fixed, "add_gaussian_noise_inplace", NoiseSpy())
     current = _arrays([0.0])
     strategy, _ = _wrapper(tmp_path, {}, current)
+    monkeypatch.setattr(strategy, "gaussian", NoiseSpy())
     seen = []
     for server_round in (1, 2, 3):
         strategy.ledger.check_next()
@@ -224,3 +222,53 @@ def test_two_rounds_with_the_real_agencies(tiny_spec, monkeypatch):
     report = strategy.report()
     assert report["privacy_unit"] == "agency" and report["releases"] == 2
     assert report["epsilon"] <= 8.0 and report["epsilon"] == pytest.approx(8.0, rel=0.01)
+
+
+# ------------------------------------------------- degenerate updates and the noise's source
+
+@pytest.mark.parametrize("central", [{}, {"adaptive": True}])
+def test_an_update_equal_to_the_global_model_is_already_clipped(tmp_path, monkeypatch, central):
+    """Flower 1.42's clip divides by the update's norm: a zero update raised ZeroDivisionError."""
+    current = _arrays([1.0, 2.0], [3.0])
+    strategy, _ = _wrapper(tmp_path, {**central, "clipping_norm": 0.5}, current)
+    spy = NoiseSpy()
+    monkeypatch.setattr(strategy, "gaussian", spy)
+    unchanged = _reply(1, "A", _arrays([1.0, 2.0], [3.0]), 10)
+    moved = _reply(2, "B", _arrays([1.0, 2.0], [3.0 + 4.0]), 10)  # norm 4, clipped to 0.5
+    arrays, _ = strategy.aggregate_train(1, [unchanged, moved])
+    got = np.concatenate([a.reshape(-1) for a in arrays.to_numpy_ndarrays()])
+    np.testing.assert_allclose(got, [1.0, 2.0, 3.0 + 0.5 / 4], rtol=1e-6)
+    assert strategy.ledger.rounds[0]["agencies_aggregated"] == 2 and strategy.ledger.rounds[0]["released"]
+    if central:  # only B counts as clipped: the norm moves by exp(-lr·(1/4 − q))
+        assert strategy.clipping_norm == pytest.approx(0.5 * math.exp(-0.2 * (1 / 4 - 0.5)))
+
+
+def test_a_non_finite_update_is_left_out_like_a_failed_agency(tmp_path, monkeypatch):
+    current = _arrays([0.0, 0.0])
+    strategy, _ = _wrapper(tmp_path, {}, current)
+    monkeypatch.setattr(strategy, "gaussian", NoiseSpy())
+    arrays, _ = strategy.aggregate_train(1, [_reply(1, "A", _arrays([np.nan, 0.0]), 10), _reply(2, "B", _arrays([0.3, 0.4]), 10)])
+    np.testing.assert_allclose(arrays.to_numpy_ndarrays()[0], np.array([0.3, 0.4]) / 4, rtol=1e-6)
+    assert strategy.ledger.rounds[0]["agencies_aggregated"] == 1
+
+
+@pytest.mark.parametrize("central", [{}, {"adaptive": True}])
+def test_noise_is_not_reproducible_from_the_config_seed_and_has_std_sigma_c_over_n(tmp_path, central):
+    """Two coordinators seeded alike (numpy's global generator, as a config seed would) draw
+    different noise, leave the global generator untouched, and the measured std is σ_Δ·C/n."""
+    size, seed = 200_000, 7
+    noises = []
+    for attempt in range(2):
+        np.random.seed(seed)
+        before = np.random.get_state()[1].copy()
+        current = _arrays(np.zeros(size))
+        strategy, _ = _wrapper(tmp_path / str(attempt), {**central, "clipping_norm": 0.5}, current)
+        arrays, _ = strategy.aggregate_train(1, [_reply(1, "A", _arrays(np.zeros(size)), 10)])
+        np.testing.assert_array_equal(np.random.get_state()[1], before)  # global generator not drawn from
+        noises.append(arrays.to_numpy_ndarrays()[0].astype(np.float64))
+        expected = strategy.ledger.plan.update_noise_multiplier * 0.5 / len(AGENCIES)
+        # std of a sample std over 200k draws is ≈0.16%: 1% is > 6 of those
+        assert noises[-1].std() == pytest.approx(expected, rel=0.01)
+        assert abs(noises[-1].mean()) < 5 * expected / math.sqrt(size)
+    assert not np.allclose(noises[0], noises[1])
+    assert abs(np.corrcoef(noises[0], noises[1])[0, 1]) < 0.02
