@@ -4,6 +4,7 @@ seed; results in one run folder. `peel sweep` runs many such folders through the
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -143,7 +144,8 @@ def reopen(run_dir: Path) -> RunFolder:
         summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{run_dir}: not a finished run folder ({exc})") from None
-    federation.notes = list(summary.get("data", {}).get("notes", federation.notes))
+    # Federation is frozen: the summary's notes (written at the end of the run) replace the spec's.
+    federation = dataclasses.replace(federation, notes=list(summary.get("data", {}).get("notes", federation.notes)))
     folder = RunFolder(load_config(run_dir / "config.yaml"), summary["config_file"], run_dir, federation, run_dir / SPEC_FILE, results=summary["architectures"])
     for arch in summary["architectures"]:
         folder.models[arch] = _load_models(folder, arch)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -32,6 +32,12 @@ from tasks.train import as_tensors, loss_fn, make_optimizer
 warnings.filterwarnings("ignore", message="Full backward hook is firing")
 
 METHODS = ("auto", "bookkeeping", "opacus")
+
+# An audit's look inside each step (privacy.audit.whitebox): called with the step's gradient
+# buffer — the clipped sum plus noise, divided by the expected batch size — before the optimizer
+# reads it; it may add gradient canaries (clipped at C like any record) and observe the result.
+# Arguments: (buffer, max_grad_norm, expected batch size, sample rate, generator).
+StepHook = Callable[[torch.Tensor, float, float, float, torch.Generator], None]
 
 
 def expected_batch_size(n: int, sample_rate: float) -> int:
@@ -100,19 +106,23 @@ def train_dp(
     lr: float,
     generator: torch.Generator,
     method: str = "auto",
+    step_hook: StepHook | None = None,
 ) -> dict[str, float]:
     """Run `plan.steps_per_round` DP-SGD steps on `model` in place. Every step samples each record
     independently with probability `plan.sample_rate` (what the accountant assumes); an empty
     batch still takes a noise-only step, as the analysis requires. `method`: "bookkeeping",
-    "opacus", or "auto" (book-keeping when `fastclip.supports(model)`)."""
+    "opacus", or "auto" (book-keeping when `fastclip.supports(model)`). `step_hook`: audits
+    only (white-box canaries, see StepHook); needs the book-keeping path; None changes nothing."""
     use_bookkeeping = _use_bookkeeping(model, method)
+    if step_hook is not None and not use_bookkeeping:
+        raise ValueError("train_dp: step_hook needs the book-keeping path (a tasks.model.MLP), not Opacus.")
     X_t, y_t = as_tensors(X, y)
     n = len(X_t)
     divisor = expected_batch_size(n, plan.sample_rate)
     losses: list[float] = []
     batch_sizes: list[int] = []
     if use_bookkeeping:
-        step = _BookkeepingStep(model, plan, lr, divisor, generator)
+        step = _BookkeepingStep(model, plan, lr, divisor, generator, step_hook)
     else:
         step = _OpacusStep(model, plan, lr, divisor, generator)
     try:
@@ -149,10 +159,11 @@ def _use_bookkeeping(model: torch.nn.Module, method: str) -> bool:
 class _BookkeepingStep:
     """One DP-SGD step by book-keeping clipping, then the optimizer's step."""
 
-    def __init__(self, model: torch.nn.Module, plan: DPPlan, lr: float, divisor: int, generator: torch.Generator) -> None:
+    def __init__(self, model: torch.nn.Module, plan: DPPlan, lr: float, divisor: int, generator: torch.Generator, hook: StepHook | None = None) -> None:
         model.train()
         self.clipper = fastclip.BookkeepingClipper(
             model, max_grad_norm=plan.max_grad_norm, noise_multiplier=plan.noise_multiplier, expected_batch_size=divisor
+        self.hook, self.sample_rate = hook, plan.sample_rate
         )
         self.optimizer = make_optimizer(model.parameters(), lr)
         self.generator = generator
@@ -161,6 +172,9 @@ class _BookkeepingStep:
         loss = self.clipper.compute(xb, yb, self.generator)
         self.optimizer.step()
         return float(loss)
+        if self.hook is not None:
+            c = self.clipper
+            self.hook(c.flat, c.max_grad_norm, c.expected_batch_size, self.sample_rate, self.generator)
 
     def close(self) -> None:
         self.clipper.release()
