@@ -13,8 +13,11 @@ import logging
 # Opacus calls logging.basicConfig() on import, which would print every Flower line twice.
 logging.getLogger().addHandler(logging.NullHandler())
 
+import fcntl  # noqa: E402
 import os  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
@@ -31,6 +34,10 @@ from privacy.budget import ReleaseRefused, plan_dp  # noqa: E402
 from privacy.ledger import Ledger, LedgerError  # noqa: E402
 from privacy.dpsgd import train_dp  # noqa: E402
 from clients.trail import record_reply  # noqa: E402
+from clients.count import released_count  # noqa: E402
+from clients.evaluations import keep_evaluation  # noqa: E402
+from federation import contract  # noqa: E402
+from federation.contract import WARM_UP  # noqa: E402
 from tasks.registry import score  # noqa: E402
 from tasks.model import make_model  # noqa: E402
 from tasks.seeding import stable_seed  # noqa: E402
@@ -63,23 +70,39 @@ def _model(agency: Agency, arrays: ArrayRecord, *, reuse: bool = True) -> torch.
     return model
 
 
-def _reply(msg: Message, agency: Agency, arrays: ArrayRecord | None, metrics: dict) -> Message:
+def _reply(msg: Message, agency: Agency, arrays: ArrayRecord | None, metrics: dict, *, message: str, regime: contract.Regime, config: ConfigRecord) -> Message:
+    """A reply, after the release boundary allowed every field in it and the trail recorded it."""
+    fields = contract.check(message, regime, contract.fields_of(metrics, arrays=arrays is not None))
+    record_reply(agency, config, message, arrays, metrics, fields=fields)
     content = RecordDict({"metrics": MetricRecord(metrics), "agency": ConfigRecord({"name": agency.name})})
     if arrays is not None:
         content["arrays"] = arrays
     return Message(content=content, reply_to=msg)
 
 
-def _dp_round(context: Context, agency: Agency, config: ConfigRecord, model: torch.nn.Module) -> tuple[dict, dict]:
-    """One DP-SGD release under the agency's own budget: plan σ once per architecture, check the
-    budget, record the spend, then train. Raises ReleaseRefused (e.g. BudgetExceeded) before anything is trained."""
+def _refusal(msg: Message, agency: Agency, config: ConfigRecord, reason: str, regime: contract.Regime) -> Message:
+    contract.check(contract.REFUSAL, regime, [contract.REASON])
+    record_reply(agency, config, contract.REFUSAL, None, {}, reason, fields=[contract.REASON])
+    return Message(Error(REFUSED, reason), reply_to=msg)
+
+
+class NoiseTooLarge(ReleaseRefused):
+    """The noise this release needs would leave nothing of the update (σ above the agency's cap)."""
+
+
+def _dp_round(context: Context, agency: Agency, config: ConfigRecord, model: torch.nn.Module) -> dict:
+    """One DP-SGD release under the agency's own policy and budget: release its record count
+    (once), plan σ once per architecture, check the budget, record the spend, then train.
+    Raises ReleaseRefused (e.g. BudgetExceeded) before anything is trained. Returns the
+    reply's metrics (every one declared public or DP in federation/contract.py)."""
     architecture = str(config["architecture"])
     split = load_split(agency)
     server_round = int(config["server-round"])
-    privacy = agency.spec["config"]["privacy"]
+    policy = agency.policy
     run_id = Path(agency.spec["run_dir"]).name
+    n_public = released_count(agency, run_id).value
     with Ledger.open(agency.ledger, agency.name) as ledger:
-        ledger.set_budget(agency.budget, float(privacy["delta"]), source=f"run {run_id}")
+        ledger.set_budget(policy.budget, policy.delta, source=f"run {run_id}")
         plan = budget_state.cached_plan(context, architecture) or releases.saved_plan(agency, run_id, architecture)
         if plan is None:
             # Calibrated against everything this agency has already spent (its ledger, all
@@ -87,16 +110,22 @@ def _dp_round(context: Context, agency: Agency, config: ConfigRecord, model: tor
             # and, when the coordinator says so, those of later DP architectures of this run.
             planned = int(config.get("dp-releases-planned", int(config["rounds"]) - server_round + 1))
             plan = plan_dp(
-                len(split.y_train),
+                n_public,
                 batch_size=int(config["batch-size"]),
                 local_epochs=int(config["local-epochs"]),
                 rounds=planned,
-                target_epsilon=agency.budget,
-                delta=float(privacy["delta"]),
-                max_grad_norm=float(privacy["max_grad_norm"]),
-                accountant=str(privacy["accountant"]),
+                target_epsilon=policy.budget,
+                delta=policy.delta,
+                max_grad_norm=policy.max_grad_norm,
+                accountant=policy.accountant,
                 prior=ledger.history(),
             )
+            if plan.noise_multiplier > policy.max_noise_multiplier:
+                raise NoiseTooLarge(
+                    f"the {planned} release(s) still planned would need noise σ = {plan.noise_multiplier:.3g} "
+                    f"(above this agency's cap {policy.max_noise_multiplier:g}): ε spent {plan.prior_epsilon:.4g} of "
+                    f"{policy.budget:g} leaves too little for a useful update; refusing rather than sending noise"
+                )
             releases.save_plan(agency, run_id, architecture, plan)  # a resumed run keeps this σ
             budget_state.store_plan(context, architecture, plan)
         counted = [r for r in ledger.rows() if r["counted"]]
@@ -104,31 +133,31 @@ def _dp_round(context: Context, agency: Agency, config: ConfigRecord, model: tor
         if earlier:
             # Charged by an attempt that stopped before its update left (an update that left is
             # re-sent instead, see `train`): this training is that same, single release.
-            eps = float(earlier[-1]["epsilon_after"])
+            spent = float(earlier[-1]["epsilon_after"])
         else:
             # Spend first: committed to the agency's ledger on disk before the update exists, so
             # a crash after this line over-counts, never under-counts.
-            eps = ledger.charge(run_id, architecture, server_round, plan.release, delta=plan.delta, accountant=plan.accountant, budget=plan.target_epsilon)
+            spent = ledger.charge(run_id, architecture, server_round, plan.release, delta=plan.delta, accountant=plan.accountant, budget=plan.target_epsilon)
             sigma, q, steps = plan.release
             counted.append({"run_id": run_id, "architecture": architecture, "round": server_round, "sigma": sigma, "sample_rate": q, "steps": steps})
-    mine = [(r["sigma"], r["sample_rate"], r["steps"]) for r in counted if (r["run_id"], r["architecture"]) == (run_id, architecture) and r["round"] <= server_round]
-    charged = len(counted)
-    # What this architecture's releases cost; the same as the ledger total when they are all
-    # the ledger holds (a fresh agency, one DP architecture), so no second accountant call.
-    eps_run = eps if len(mine) == charged else epsilon(mine, plan.delta, plan.accountant)
+    this_run = [(r["sigma"], r["sample_rate"], r["steps"]) for r in counted if r["run_id"] == run_id and (r["architecture"] != architecture or r["round"] <= server_round)]
+    # What this run's releases cost (its count, if released now, and every DP round so far); the
+    # same as the ledger total when they are all the ledger holds, so no second accountant call.
+    eps_run = spent if len(this_run) == len(counted) else epsilon(this_run, plan.delta, plan.accountant)
     # DP sampling and noise must be unpredictable to anyone else: seed from OS entropy.
     secret = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little") >> 1)
-    stats = train_dp(model, split.X_train, split.y_train, plan=plan, lr=float(config["learning-rate"]), generator=secret)
-    metrics = {
-        "epsilon": eps,
-        "epsilon-run": eps_run,
-        "delta": plan.delta,
-        "epsilon-budget": plan.target_epsilon,
-        "sigma": plan.noise_multiplier,
-        "sample-rate": plan.sample_rate,
-        "mean-batch": stats["mean_batch"],
+    # Nothing of the training run itself (loss, realised batch sizes, time) leaves: only the update.
+    train_dp(model, split.X_train, split.y_train, plan=plan, lr=float(config["learning-rate"]), generator=secret)
+    return {
+        contract.NUM_EXAMPLES: n_public,
+        contract.EPSILON_SPENT_TO_DATE: spent,
+        contract.EPSILON_THIS_RUN: eps_run,
+        contract.DELTA: plan.delta,
+        contract.EPSILON_BUDGET: plan.target_epsilon,
+        contract.SIGMA: plan.noise_multiplier,
+        contract.SAMPLE_RATE: plan.sample_rate,
+        contract.STEPS: plan.steps_per_round,
     }
-    return stats, metrics
 
 
 def _maybe_drop_out(agency: Agency, config: ConfigRecord) -> None:
@@ -149,7 +178,8 @@ class AgencyDropout(RuntimeError):
 def _plain_round(agency: Agency, config: ConfigRecord, model: torch.nn.Module) -> dict:
     split = load_split(agency)
     seed = stable_seed(agency.spec["config"]["seed"], agency.name, config["architecture"], int(config["server-round"]))
-    return train_plain(
+    started = time.perf_counter()
+    stats = train_plain(
         model,
         split.X_train,
         split.y_train,
@@ -158,6 +188,26 @@ def _plain_round(agency: Agency, config: ConfigRecord, model: torch.nn.Module) -
         lr=float(config["learning-rate"]),
         generator=torch.Generator().manual_seed(seed),
     )
+    return {
+        contract.NUM_EXAMPLES: len(split.y_train),
+        contract.TRAIN_LOSS: float(stats["loss"]),
+        contract.STEPS: int(stats["steps"]),
+        contract.TRAIN_SECONDS: time.perf_counter() - started,
+    }
+
+
+@contextmanager
+def _release_lock(agency: Agency, architecture: str) -> Iterator[None]:
+    """One DP release at a time per agency and architecture, across processes: a second delivery
+    of the same round waits, then finds the kept release and re-sends it instead of training a
+    second, differently noised update for one charge."""
+    path = agency.ledger.with_name(f"{agency.ledger.stem}.{architecture}.lock")
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 # secagg_mod: the SecAgg+ protocol's messages (fedavg-dp-secagg) reach this handler through
@@ -166,54 +216,58 @@ def _plain_round(agency: Agency, config: ConfigRecord, model: torch.nn.Module) -
 def train(msg: Message, context: Context) -> Message:
     agency = locate(context)
     config = msg.content["config"]
-    _maybe_drop_out(agency, config)
-    model = _model(agency, msg.content["arrays"], reuse=not bool(config["dp"]))
-    started = time.perf_counter()
-    if bool(config["dp"]):
-        try:
-            sent = releases.released(agency, Path(agency.spec["run_dir"]).name, str(config["architecture"]), int(config["server-round"]))
-            if sent is not None:  # a resumed run asks again for an update that already left: the same bytes
-                record_reply(agency, config, "train-reply", *sent)
-                return _reply(msg, agency, *sent)
-            stats, metrics = _dp_round(context, agency, config, model)
-        except (ReleaseRefused, LedgerError) as exc:
-            reason = f"{agency.name}: {exc}"
-            record_reply(agency, config, "refusal", None, {}, reason)
-            return Message(Error(REFUSED, reason), reply_to=msg)
-    else:
-        stats, metrics = _plain_round(agency, config, model), {}
-    metrics.update(
-        {
-            "num-examples": len(load_split(agency).y_train),
-            "train-loss": float(stats["loss"]),
-            "steps": int(stats["steps"]),
-            "train-seconds": time.perf_counter() - started,
-        }
-    )
-    # faults.malicious: a lying agency manipulates its update here, before the trail hashes it.
-    arrays = maybe_poison(agency, config, msg.content["arrays"], model.state_dict())
-    if bool(config["dp"]):
-        releases.keep_release(agency, Path(agency.spec["run_dir"]).name, str(config["architecture"]), int(config["server-round"]), arrays, metrics)
-    record_reply(agency, config, "train-reply", arrays, metrics)
-    return _reply(msg, agency, arrays, metrics)
+    architecture = str(config["architecture"])
+    regime = contract.regime(architecture)
+    _maybe_drop_out(agency, config)  # a simulated crash: no reply at all
+    model = _model(agency, msg.content["arrays"], reuse=regime == "plain")
+    if regime == "plain":
+        metrics = _plain_round(agency, config, model)
+        arrays = maybe_poison(agency, config, msg.content["arrays"], model.state_dict())
+        return _reply(msg, agency, arrays, metrics, message=contract.TRAIN_REPLY, regime=regime, config=config)
+    run_id, server_round = Path(agency.spec["run_dir"]).name, int(config["server-round"])
+    try:
+        with _release_lock(agency, architecture):
+            sent = releases.released(agency, run_id, architecture, server_round)
+            if sent is not None:  # asked again for an update that already left: the same bytes
+                return _reply(msg, agency, *sent, message=contract.TRAIN_REPLY, regime=regime, config=config)
+            metrics = _dp_round(context, agency, config, model)
+            # faults.malicious: a lying agency manipulates its update here, before the trail hashes it.
+            arrays = maybe_poison(agency, config, msg.content["arrays"], model.state_dict())
+            releases.keep_release(agency, run_id, architecture, server_round, arrays, metrics)
+    except (ReleaseRefused, LedgerError) as exc:
+        return _refusal(msg, agency, config, f"{agency.name}: {exc}", regime)
+    return _reply(msg, agency, arrays, metrics, message=contract.TRAIN_REPLY, regime=regime, config=config)
 
 
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
     agency = locate(context)
-    split = load_split(agency)
+    config = msg.content.config_records.get("config", ConfigRecord())
+    architecture = str(config.get("architecture", ""))
+    split = load_split(agency)  # the warm-up loads the agency's data and nothing more
+    if architecture == WARM_UP:
+        return _reply(msg, agency, None, {contract.EVALUATED_LOCALLY: 1}, message=contract.EVALUATE_REPLY, regime="dp", config=config)
     model = _model(agency, msg.content["arrays"])
     scores = score(split, predict_proba(model, split.X_test))
     # MetricRecord holds numbers only: an undefined metric (one class in the test set) is NaN.
     metrics = {k: float("nan") if v is None else float(v) for k, v in scores.items() if k != "n"}
-    metrics["num-examples"] = len(split.y_test)
-    record_reply(agency, msg.content.config_records.get("config", ConfigRecord()), "evaluate-reply", None, metrics)
-    return _reply(msg, agency, None, metrics)
+    regime = contract.regime(architecture)
+    if regime == "dp":
+        # Metrics of its test records are a release too: a DP agency keeps them in its own folder.
+        keep_evaluation(agency, config, metrics, len(split.y_test))
+        return _reply(msg, agency, None, {contract.EVALUATED_LOCALLY: 1}, message=contract.EVALUATE_REPLY, regime=regime, config=config)
+    metrics[contract.NUM_EXAMPLES] = len(split.y_test)
+    return _reply(msg, agency, None, metrics, message=contract.EVALUATE_REPLY, regime=regime, config=config)
 
 
 @app.query()
 def query(msg: Message, context: Context) -> Message:
-    """The agency's name and number of training records: its FedAvg weight, which it sends with
-    every update anyway; the SecAgg+ coordinator needs it before the first round (max_weight)."""
+    """The agency's released record count: its FedAvg weight, which the SecAgg+ coordinator needs
+    before the first round (max_weight). Released (and charged) once, as with training."""
     agency = locate(context)
-    return _reply(msg, agency, None, {"num-examples": len(load_split(agency).y_train)})
+    config = msg.content.config_records.get("config", ConfigRecord())
+    try:
+        count = released_count(agency, Path(agency.spec["run_dir"]).name).value
+    except (ReleaseRefused, LedgerError) as exc:
+        return _refusal(msg, agency, config, f"{agency.name}: {exc}", "dp")
+    return _reply(msg, agency, None, {contract.NUM_EXAMPLES: count}, message=contract.QUERY_REPLY, regime="dp", config=config)

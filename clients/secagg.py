@@ -9,13 +9,14 @@ leaves). Every other message passes through unchanged. Remove this module and se
 when Flower's Message API gains SecAgg+.
 
 What leaves the agency in the training stage: its update (trained − global weights) weighted and
-masked, as integers mod 2^32; its number of training records (the weight); and its metrics (ε, σ,
-loss, ...) in the clear — SecAgg+ hides the update, not the metrics.
+masked, as integers mod 2^32; its released record count (the weight); and the metrics the release
+boundary declares (federation/contract.py) in the clear — SecAgg+ hides the update, not them.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Error, Message, MessageType, RecordDict
@@ -25,7 +26,8 @@ from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, RECORD_KEY_STATE
 from flwr.compat.common import recorddict_compat as compat
 
-from clients.agency import load_split, locate
+from clients.agency import locate
+from clients.count import released_count
 
 # The fit config key in which the coordinator names the model's state-dict keys (legacy
 # parameters are a bare list of arrays). server/secagg.py uses the same name.
@@ -106,10 +108,11 @@ def _check_weight(context: Context) -> float:
     the masked sum. Checked before training, so a misconfigured round spends nothing."""
     max_weight = float(_secagg_state(context)["max_weight"])
     agency = locate(context)
-    n_train = len(load_split(agency).y_train)
-    if n_train > max_weight:
+    # The weight is the agency's released count (the exact one never leaves a DP agency).
+    weight = released_count(agency, Path(agency.spec["run_dir"]).name).value
+    if weight > max_weight:
         raise _NoUpdate(
-            Error(SECAGG_FAILED, f"{agency.name}: SecAgg+ max_weight {max_weight:g} is below its {n_train} training records (the coordinator must set max_weight ≥ every agency's count)")
+            Error(SECAGG_FAILED, f"{agency.name}: SecAgg+ max_weight {max_weight:g} is below its released record count {weight} (the coordinator must set max_weight ≥ every agency's count)")
         )
     return max_weight
 

@@ -47,8 +47,9 @@ def metric_values(metrics: dict) -> dict:
 
 def per_agency_from_rows(rows: list[dict], architecture: str, agencies: list[str]) -> dict[str, dict]:
     """For a federated architecture: each agency's metrics after the last round it was
-    evaluated, its cumulative ε (the largest reported: ε never decreases), updates sent and
-    refusals. Every agency gets an entry, also one that never answered."""
+    evaluated, its privacy figures as its own replies stated them (ε this run, ε spent to date
+    from its ledger, budget, pinned δ), updates sent and refusals. Every agency gets an entry,
+    also one that never answered."""
     out = {name: {"metrics": None, "epsilon": None, "updates_sent": 0, "errors": []} for name in agencies}
     for row in sorted((r for r in rows if r["architecture"] == architecture), key=lambda r: r["round"]):
         if row["agency"] not in out:  # a node that never named its agency: nothing to attribute
@@ -62,11 +63,13 @@ def per_agency_from_rows(rows: list[dict], architecture: str, agencies: list[str
         elif "n_train" in row:
             entry["updates_sent"] += 1
             entry["n_train"] = row["n_train"]
-        if row.get("epsilon") is not None:
-            # epsilon_run: what this architecture's releases cost; epsilon: the agency's ledger
-            # total after them (all architectures and runs that used its records).
-            entry["epsilon"] = max(entry["epsilon"] or 0.0, row.get("epsilon_run", row["epsilon"]))
-            entry["epsilon_ledger"] = max(entry.get("epsilon_ledger") or 0.0, row["epsilon"])
+        if row.get("epsilon_spent_to_date") is not None:
+            # ε never decreases: the largest each figure reached is the one after the last release.
+            for key in ("epsilon_spent_to_date", "epsilon_this_run"):
+                entry[key] = max(entry.get(key) or 0.0, row[key])
+            entry["epsilon_budget"] = row.get("epsilon_budget")
+            entry["delta"] = row.get("delta")
+            entry["epsilon"] = entry["epsilon_spent_to_date"]
     return out
 
 

@@ -19,6 +19,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, R
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy.strategy_utils import sample_nodes
 
+from federation.contract import WARM_UP, regime
 from server.central_dp import central_dp_strategy, plan_central
 from server.checkpoint import AGGREGATED
 from server.checkpoint import load as load_checkpoint
@@ -36,9 +37,9 @@ TRAIL_FILE = "audit.jsonl"
 
 log = logging.getLogger("peel.server")
 
-# Architectures this coordinator knows, and whether the agencies run DP-SGD in them
-# (fedavg-central-dp: the agencies train plainly, the coordinator clips and noises).
-FEDERATED = {"fedavg": False, "fedavg-dp": True, "fedavg-central-dp": False, "fedavg-dp-secagg": True}
+# Architectures this coordinator knows (whether agencies run DP-SGD in one: contract.regime;
+# fedavg-central-dp: the agencies train plainly, the coordinator clips and noises).
+FEDERATED = ("fedavg", "fedavg-dp", "fedavg-central-dp", "fedavg-dp-secagg")
 
 app = ServerApp()
 
@@ -57,7 +58,7 @@ def _warm_up(grid: Grid, arrays: ArrayRecord, n_agencies: int, timeout: float) -
     architectures' wall times compare training, not who came first. Returns seconds taken."""
     started = time.perf_counter()
     node_ids, _ = sample_nodes(grid, n_agencies, n_agencies)
-    content = RecordDict({"arrays": arrays, "config": ConfigRecord({"architecture": "warm-up"})})
+    content = RecordDict({"arrays": arrays, "config": ConfigRecord({"architecture": WARM_UP})})
     grid.send_and_receive(
         [Message(content, dst_node_id=node, message_type=MessageType.EVALUATE) for node in node_ids], timeout=timeout
     )
@@ -103,14 +104,14 @@ def _train(
     later = spec["federated"][spec["federated"].index(architecture):]
     train_config = {
         "architecture": architecture,
-        "dp": FEDERATED[architecture],
+        "dp": regime(architecture) == "dp",
         "rounds": fed["rounds"],
         "local-epochs": fed["local_epochs"],
         "batch-size": fed["batch_size"],
         "learning-rate": fed["learning_rate"],
         # The releases each agency still plans in this run: this architecture's rounds and those
         # of the record-level DP architectures after it share the agency's remaining budget.
-        "dp-releases-planned": fed["rounds"] * sum(FEDERATED[a] for a in later),
+        "dp-releases-planned": fed["rounds"] * sum(regime(a) == "dp" for a in later),
     }
     if architecture == "fedavg-dp-secagg":
         run_dir = Path(spec["run_dir"])

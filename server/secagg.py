@@ -160,7 +160,7 @@ class RecordingSecAggPlus(SecAggPlusWorkflow):
             failed = len(self.recorder.agencies)
         self.recorder.train_rows(rows)
         self.progress.note_failures(failed)
-        eps = [row["epsilon"] for row in rows.values() if row.get("epsilon") is not None]
+        eps = [row["epsilon_spent_to_date"] for row in rows.values() if row.get("epsilon_spent_to_date") is not None]
         self.progress.note_epsilon(max(eps) if eps else None)
         self._recorded = True
 

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from flwr.app import ArrayRecord, Message, MetricRecord
 from flwr.serverapp.strategy import FedAvg
 
+from federation.contract import EPSILON_SPENT_TO_DATE, EVALUATED_LOCALLY
 from server.aggregation import aggregate_metrics
 from server.recorder import RoundRecorder
 
@@ -22,7 +23,7 @@ class Recording:
     arguments go to that strategy (e.g. FedTrimmedAvg's beta)."""
 
     # How the progress line names the ε it reports (central DP reports an agency-level ε).
-    epsilon_label = "ε max"
+    epsilon_label = "ε spent to date, max"
 
     def __init__(self, recorder: RoundRecorder, n_agencies: int, num_rounds: int, **strategy_args: object) -> None:
         # Every agency takes part in every round; a refusal or failure is an error reply and
@@ -53,7 +54,7 @@ class Recording:
             # Over every agency that answered, also when the aggregator kept only some updates
             # (Krum): ε is a worst case over all of them, counts are totals.
             metrics = self.train_metrics_aggr_fn([msg.content for msg in replies if not msg.has_error()], self.weighted_by_key)  # type: ignore[attr-defined]
-        self.note_epsilon(metrics.get("epsilon") if metrics is not None else None)
+        self.note_epsilon(metrics.get(EPSILON_SPENT_TO_DATE) if metrics is not None else None)
         return arrays, metrics
 
     def note_train(self, replies: list[Message]) -> None:
@@ -72,7 +73,11 @@ class Recording:
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
         replies = list(replies)
         self.recorder.evaluate_replies(server_round, replies)
-        metrics = super().aggregate_evaluate(server_round, replies)  # type: ignore[misc]
+        answered = [msg for msg in replies if not msg.has_error()]
+        if answered and all(EVALUATED_LOCALLY in msg.content["metrics"] for msg in answered):
+            metrics = None  # DP agencies keep their test metrics (federation/contract.py)
+        else:
+            metrics = super().aggregate_evaluate(server_round, replies)  # type: ignore[misc]
         auc = metrics.get("auc") if metrics is not None else None
         now = time.monotonic()
         # The last round's duration predicts the next ones (the first also pays start-up).

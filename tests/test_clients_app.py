@@ -16,6 +16,7 @@ from clients.agency import read_spec
 from clients.app import REFUSED, evaluate, train
 from privacy.accounting import epsilon
 from tasks.model import initial_model
+from federation.contract import EPSILON_SPENT_TO_DATE, EPSILON_THIS_RUN
 
 
 @pytest.fixture(autouse=True)
@@ -83,13 +84,18 @@ def test_dp_rounds_charge_the_ledger_before_replying_then_refuse(fresh_spec):
         reply = train(_message(fresh_spec, "train", server_round), context)
         assert not reply.has_error()
         metrics = reply.content["metrics"]
-        reported.append(metrics["epsilon"])
-        # The spend is in the agency's ledger on disk by the time the reply exists.
+        reported.append(metrics[EPSILON_SPENT_TO_DATE])
+        # The spend is in the agency's ledger on disk by the time the reply exists: its record
+        # count (released once, Gaussian) and one DP-SGD release per round.
         with _ledger(fresh_spec) as ledger:
             history = ledger.history()
-        assert len(history) == server_round
-        assert metrics["epsilon"] == pytest.approx(epsilon(history, metrics["delta"], "pld"))
+        assert len(history) == 1 + server_round
+        assert history[0] == (50.0, 1.0, 1)
+        assert metrics[EPSILON_SPENT_TO_DATE] == pytest.approx(epsilon(history, metrics["delta"], "pld"))
+        assert metrics[EPSILON_THIS_RUN] == metrics[EPSILON_SPENT_TO_DATE]  # a fresh agency: all of it is this run's
         assert reply.content["agency"]["name"]
+        # Nothing of the training itself leaves a DP agency: no loss, batch size or time.
+        assert not {"train-loss", "mean-batch", "train-seconds"} & set(metrics)
     assert reported[0] < reported[1] <= 2.0
     # A third round was never planned: the agency refuses instead of overspending.
     refused = train(_message(fresh_spec, "train", 3), context)
@@ -97,7 +103,20 @@ def test_dp_rounds_charge_the_ledger_before_replying_then_refuse(fresh_spec):
     assert refused.error.code == REFUSED
     assert "budget exhausted" in refused.error.reason
     with _ledger(fresh_spec) as ledger:
-        assert len(ledger.history()) == 2
+        assert len(ledger.history()) == 3
+
+
+def test_a_dp_agency_sends_its_released_count_not_its_exact_one(fresh_spec):
+    """Two runs on the same records re-send the same released count (charged once); it is the
+    weight, and the sampling rate is batch ÷ that count."""
+    first = train(_message(fresh_spec, "train", 1, rounds=1), _context(fresh_spec)).content["metrics"]
+    _new_run(fresh_spec)
+    second = train(_message(fresh_spec, "train", 1, rounds=1), _context(fresh_spec)).content["metrics"]
+    assert first["num-examples"] == second["num-examples"]
+    assert first["sample-rate"] == pytest.approx(64 / first["num-examples"])
+    with _ledger(fresh_spec) as ledger:
+        counts = [r for r in ledger.rows() if r["architecture"] == "record-count"]
+    assert len(counts) == 1
 
 
 def test_a_second_run_starts_from_the_spend_in_the_ledger(fresh_spec):
@@ -105,25 +124,27 @@ def test_a_second_run_starts_from_the_spend_in_the_ledger(fresh_spec):
     with _ledger(fresh_spec) as ledger:
         spent = ledger.spent(1e-5, "pld")
     assert 1.9 < spent <= 2.0
+    assert first.content["metrics"][EPSILON_SPENT_TO_DATE] == pytest.approx(spent)
     # A new run (another run folder, fresh Flower state) on the same agency folder only has
     # what is left: far more noise, and the ledger's total stays within the budget.
     _new_run(fresh_spec)
     second = train(_message(fresh_spec, "train", 1, rounds=1), _context(fresh_spec))
     assert not second.has_error()
     assert second.content["metrics"]["sigma"] > 3 * first.content["metrics"]["sigma"]
+    assert second.content["metrics"][EPSILON_SPENT_TO_DATE] > second.content["metrics"][EPSILON_THIS_RUN]
     with _ledger(fresh_spec) as ledger:
-        assert len(ledger.history()) == 2
+        assert len(ledger.history()) == 3
         assert ledger.spent(1e-5, "pld") <= 2.0 * (1 + 1e-6)
     # With a smaller budget the agency refuses outright, and charges nothing.
     spec = json.loads(fresh_spec.read_text())
-    spec["agencies"][0]["budget"] = 1.0
+    spec["agencies"][0]["policy"]["budget"] = 1.0
     fresh_spec.write_text(json.dumps(spec))
     _new_run(fresh_spec)
     refused = train(_message(fresh_spec, "train", 1, rounds=1), _context(fresh_spec))
     assert refused.has_error() and refused.error.code == REFUSED
     assert "exhausted" in refused.error.reason and spec["agencies"][0]["name"] in refused.error.reason
     with _ledger(fresh_spec) as ledger:
-        assert len(ledger.history()) == 2
+        assert len(ledger.history()) == 3
 
 
 def test_plain_training_reports_no_epsilon_and_evaluate_scores_own_test_split(tiny_spec):
@@ -132,7 +153,7 @@ def test_plain_training_reports_no_epsilon_and_evaluate_scores_own_test_split(ti
     metrics = reply.content["metrics"]
     assert "epsilon" not in metrics
     assert metrics["num-examples"] > 0
-    scored = evaluate(Message(RecordDict({"arrays": reply.content["arrays"], "config": ConfigRecord({})}), dst_node_id=1, message_type="evaluate"), context)
+    scored = evaluate(Message(RecordDict({"arrays": reply.content["arrays"], "config": ConfigRecord({"architecture": "fedavg"})}), dst_node_id=1, message_type="evaluate"), context)
     scores = scored.content["metrics"]
     assert 0.0 <= scores["accuracy"] <= 1.0
     assert scores["num-examples"] > 0
@@ -168,4 +189,31 @@ def test_a_dropped_out_agency_fails_before_training_or_spending(fresh_spec):
         answered += 1
     assert 3 <= dropped <= 17 and dropped + answered == 20
     with _ledger(fresh_spec) as ledger:
-        assert len(ledger.history()) == answered  # a dropped round spent nothing
+        assert len(ledger.history()) == 1 + answered  # the count, then a round per answer: a dropped round spent nothing
+
+
+def test_a_dp_agency_keeps_its_test_metrics_and_says_only_that_it_evaluated(fresh_spec):
+    from clients.evaluations import read_evaluations
+
+    context = _context(fresh_spec)
+    reply = train(_message(fresh_spec, "train", 1), context)
+    config = ConfigRecord({"architecture": "fedavg-dp", "server-round": 1})
+    scored = evaluate(Message(RecordDict({"arrays": reply.content["arrays"], "config": config}), dst_node_id=1, message_type="evaluate"), context)
+    assert dict(scored.content["metrics"]) == {"evaluated-locally": 1}
+    spec = json.loads(fresh_spec.read_text())
+    kept = read_evaluations(Path(spec["agencies"][0]["ledger"]), Path(spec["run_dir"]).name, "fedavg-dp")
+    assert len(kept) == 1 and 0.0 <= kept[0]["accuracy"] <= 1.0 and kept[0]["round"] == 1
+
+
+def test_two_deliveries_of_one_round_send_one_release(fresh_spec):
+    """Two concurrent deliveries of the same round: the second waits for the first and re-sends
+    its very bytes; one charge, one update."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    context = _context(fresh_spec)
+    with ThreadPoolExecutor(2) as pool:
+        replies = list(pool.map(lambda _: train(_message(fresh_spec, "train", 1), context), range(2)))
+    a, b = (r.content["arrays"] for r in replies)
+    assert all(a[k].data == b[k].data for k in a)
+    with _ledger(fresh_spec) as ledger:
+        assert len(ledger.history()) == 2  # the count and one round

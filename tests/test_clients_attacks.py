@@ -10,6 +10,7 @@ import pytest
 import torch
 from flwr.app import ArrayRecord, ConfigRecord
 
+from federation.policy import AgencyPolicy
 from clients.agency import Agency
 from clients.attacks import maybe_poison, poison
 
@@ -52,7 +53,7 @@ def test_unknown_attack_is_refused():
 def _agency(tmp_path: Path, name: str, malicious: dict | None) -> Agency:
     spec = tmp_path / f"spec-{name}-{bool(malicious)}.json"
     spec.write_text(json.dumps({"config": {"seed": 0, "faults": {"dropout": 0.0, "malicious": malicious}}}), encoding="utf-8")
-    return Agency(name, tmp_path, spec, tmp_path / "ledger.sqlite", 1.0, tmp_path / "audit.jsonl")
+    return Agency(name, tmp_path, spec, tmp_path / "ledger.sqlite", AgencyPolicy(budget=1.0, delta=1e-5, max_grad_norm=5.0), tmp_path / "audit.jsonl")
 
 
 CONFIG = ConfigRecord({"architecture": "fedavg", "server-round": 3})
