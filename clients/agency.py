@@ -23,12 +23,12 @@ import pandas as pd
 from flwr.app import Context
 
 from policedata.loader import load_areas, load_street_folder
-from privacy.audit.mia import holdout_same_months
+from privacy.audit.mia import holdout_key, holdout_same_months
+from federation.policy import AgencyPolicy
 from privacy.ledger import LEDGER_FILENAME
 
 TRAIL_FILE = "audit.jsonl"
 from tasks.registry import Split, build_split
-from tasks.seeding import stable_seed
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,13 @@ class Agency:
     folder: Path
     spec_path: Path
     ledger: Path  # the agency's own budget ledger (SQLite), kept across runs
-    budget: float  # its record-level ε budget
+    policy: AgencyPolicy  # its own privacy settings (budget, δ, clipping, ...), not the coordinator's
     trail: Path  # the audit trail it appends to before any reply leaves
+
+    @property
+    def budget(self) -> float:
+        """Its record-level ε budget."""
+        return self.policy.budget
 
     @property
     def spec(self) -> dict:
@@ -82,17 +87,28 @@ def _locate(path: Path, stamp: tuple[int, int], node_items: tuple) -> Agency:
         # Deployment: the agency's operator, not the coordinator, sets its data, ledger and budget.
         folder = Path(str(node["data-path"]))
         ledger = Path(str(node.get("ledger-path", folder / LEDGER_FILENAME)))
-        budget = float(node["budget"]) if "budget" in node else _spec_budget(read_spec(path), str(node["agency"]))
-        trail = Path(str(node.get("audit-path", Path(read_spec(path)["run_dir"]) / TRAIL_FILE)))
-        return Agency(str(node["agency"]), folder, path, ledger, budget, trail)
+        spec = read_spec(path)
+        name = str(node["agency"])
+        policy = _spec_policy(spec, name).with_node_config(node)
+        trail = Path(str(node.get("audit-path", Path(spec["run_dir"]) / TRAIL_FILE)))
+        return Agency(name, folder, path, ledger, policy, trail)
     spec = read_spec(path)
     entry = spec["agencies"][int(node["partition-id"])]
-    return Agency(entry["name"], Path(entry["folder"]), path, Path(entry["ledger"]), float(entry["budget"]), Path(spec["run_dir"]) / TRAIL_FILE)
+    return Agency(entry["name"], Path(entry["folder"]), path, Path(entry["ledger"]), AgencyPolicy.from_dict(entry["policy"]), Path(spec["run_dir"]) / TRAIL_FILE)
 
 
-def _spec_budget(spec: dict, name: str) -> float:
+def _spec_policy(spec: dict, name: str) -> AgencyPolicy:
+    """The policy the spec proposes for agency `name` (a deployed node's own settings override it)."""
+    for entry in spec["agencies"]:
+        if entry["name"] == name and "policy" in entry:
+            return AgencyPolicy.from_dict(entry["policy"])
     privacy = spec["config"]["privacy"]
-    return float(privacy.get("budgets", {}).get(name, privacy["epsilon"]))
+    return AgencyPolicy(
+        budget=float(privacy.get("budgets", {}).get(name, privacy["epsilon"])),
+        delta=float(privacy["delta"]),
+        max_grad_norm=float(privacy["max_grad_norm"]),
+        accountant=str(privacy["accountant"]),
+    )
 
 
 def load_split(agency: Agency) -> Split:
@@ -133,20 +149,25 @@ def _split(name: str, folder: Path, key: str) -> Split:
     areas: pd.DataFrame | None = load_areas(Path(settings["areas"])) if settings["areas"] else None
     split = build_split(settings["task"], records, areas)
     if settings["holdout"] is not None:
-        split = hold_out_for_audit(split, float(settings["holdout"]), stable_seed(settings["seed"], name, "audit"))
+        split = hold_out_for_audit(split, float(settings["holdout"]), holdout_key(settings["seed"], name))
     return split
 
 
-def hold_out_for_audit(split: Split, fraction: float, seed: int) -> Split:
-    """Keep a random `fraction` of each training month out of training: the membership
-    audit's non-members, from the same months as its members (the training rows)."""
-    held = holdout_same_months(split.train_months, fraction, seed)
+def hold_out_for_audit(split: Split, fraction: float, key: bytes) -> Split:
+    """Keep ≈ `fraction` of each training month out of training: the membership audit's
+    non-members, from the same months as its members (the training rows). Each row is chosen by
+    a keyed hash of its own key (`split.train_keys`), so one record more or less changes no other
+    record's role."""
+    if split.train_keys is None or len(split.train_keys) != len(split.y_train):
+        raise ValueError("hold_out_for_audit: the split has no per-row keys (train_keys) for its training rows")
+    held = holdout_same_months(split.train_keys, fraction, key)
     counts = {**split.counts, "n_train": int((~held).sum()), "n_audit_holdout": int(held.sum())}
     return dataclasses.replace(
         split,
         X_train=split.X_train[~held],
         y_train=split.y_train[~held],
         train_months=split.train_months[~held],
+        train_keys=split.train_keys[~held],
         X_holdout=split.X_train[held],
         y_holdout=split.y_train[held],
         counts=counts,

@@ -14,12 +14,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from federation.contract import RECORD_DP_ARCHITECTURES
 from policedata.schema import NO_SUSPECT, OUTCOME_CATEGORIES, STREET_COLUMNS
 
 ARCHITECTURES = ("central", "local", "fedavg", "fedavg-dp", "fedavg-dp-secagg", "fedavg-central-dp")
 Architecture = Literal["central", "local", "fedavg", "fedavg-dp", "fedavg-dp-secagg", "fedavg-central-dp"]
 # Architectures whose agencies run DP-SGD and spend their own record-level budget (ledger).
-RECORD_DP = ("fedavg-dp", "fedavg-dp-secagg")
+RECORD_DP = RECORD_DP_ARCHITECTURES
 DEFAULT_ARCHITECTURES = ["central", "local", "fedavg", "fedavg-dp"]
 # Architectures whose coordinator sees each update and so can honour federation.aggregator
 # (server/robust.py says the same): secagg sees only the masked sum, central DP keeps its mean.
@@ -159,9 +160,16 @@ class PrivacyConfig(_Section):
     epsilon: float = Field(1.0, gt=0)
     budgets: dict[str, float] = Field(default_factory=dict)
     delta: float = Field(1e-5, gt=0, lt=1)
-    max_grad_norm: float = Field(5.0, gt=0)
+    max_grad_norm: float = Field(5.0, gt=0, allow_inf_nan=False)
     # auto: the tightest accountant that is correct for Poisson sampling (PLD).
     accountant: Literal["auto", "pld", "prv", "rdp"] = "auto"
+    # Std of the Gaussian noise on the record count a DP agency releases once (its FedAvg weight
+    # and the base of its sampling rate): ~1% of an ε = 1 budget at 50.
+    count_sigma: float = Field(50.0, gt=0, allow_inf_nan=False)
+    # An agency refuses a release whose noise multiplier would exceed this: noise, not a model.
+    max_noise_multiplier: float = Field(30.0, gt=0, allow_inf_nan=False)
+    # Warn before training when an agency has less than this share of its budget left.
+    warn_below_share: float = Field(0.25, ge=0, le=1)
     central: CentralDPConfig = CentralDPConfig()
 
     @field_validator("epsilon")

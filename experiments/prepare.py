@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from experiments.config import PeelConfig, check_agency_names, to_dict
+from federation.policy import AgencyPolicy
 from policedata.checks import require_trainable_agencies
 from policedata.errors import DataError
 from policedata.loader import load_street_folder
+from policedata.manifest import read_manifest
 from policedata.partition import write_agency_folders
 from policedata.synthetic import SyntheticSpec, generate
 
@@ -51,7 +53,8 @@ def synthetic_spec(config: PeelConfig) -> SyntheticSpec:
 
 
 def _from_manifest(manifest: dict, data_dir: Path, test_months: int) -> Federation:
-    agencies = [{"name": a["name"], "slug": a["slug"], "folder": str((data_dir / a["folder"]).resolve())} for a in manifest["agencies"]]
+    """The federation of a manifest read (and its paths confined) by `read_manifest`."""
+    agencies = [dict(a) for a in manifest["agencies"]]
     last_month = manifest["months"][-1]
     ground_truth = data_dir / "ground_truth"
     return Federation(
@@ -62,17 +65,6 @@ def _from_manifest(manifest: dict, data_dir: Path, test_months: int) -> Federati
         [],
         (manifest["months"][0], last_month),
     )
-
-
-def _read_manifest(folder: Path) -> dict:
-    try:
-        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-        months = [str(m) for m in manifest["months"]]
-        manifest["agencies"] = [{k: str(a[k]) for k in ("name", "slug", "folder")} for a in manifest["agencies"]]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"{folder / 'manifest.json'}: not a manifest written by `peel generate` ({exc})") from None
-    manifest["months"] = months
-    return manifest
 
 
 def _load_records(config: PeelConfig) -> tuple:
@@ -89,11 +81,12 @@ def materialise(config: PeelConfig, data_dir: Path) -> Federation:
     """Write the agencies' folders under `data_dir` (which must not exist yet), or, for
     `data.source: agencies`, use the named folder in place."""
     if config.data.source == "synthetic":
-        manifest = generate(synthetic_spec(config), data_dir)
-        return _from_manifest(manifest, data_dir, config.task.test_months)
+        generate(synthetic_spec(config), data_dir)
+        return _from_manifest(read_manifest(data_dir), data_dir, config.task.test_months)
     if config.data.source == "agencies":
         folder = Path(config.data.path)
-        federation = _from_manifest(_read_manifest(folder), folder, config.task.test_months)
+        # Every agency folder is confined to `folder` here, before any ledger path is derived.
+        federation = _from_manifest(read_manifest(folder), folder, config.task.test_months)
         federation.notes.append(f"agency folders used in place from {folder} (their budget ledgers persist across runs)")
         return federation
     records, report = _load_records(config)
@@ -134,6 +127,20 @@ def resolve_attacker(config: PeelConfig, federation: Federation) -> PeelConfig:
     return config.model_copy(update={"faults": config.faults.model_copy(update={"malicious": resolved})})
 
 
+def agency_policy(config: PeelConfig, name: str) -> AgencyPolicy:
+    """The privacy policy `peel run` gives agency `name` in simulation (its operator sets its own
+    on a deployed SuperNode): the one place the per-agency budget rule is written."""
+    privacy = config.privacy
+    return AgencyPolicy(
+        budget=float(privacy.budgets.get(name, privacy.epsilon)),
+        delta=privacy.delta,
+        max_grad_norm=privacy.max_grad_norm,
+        accountant=privacy.accountant,
+        count_sigma=privacy.count_sigma,
+        max_noise_multiplier=privacy.max_noise_multiplier,
+    )
+
+
 def assign_budgets(config: PeelConfig, federation: Federation, ledger_dir: Path | None = None) -> None:
     """Give every agency its record-level budget and its ledger file (by default in its own
     folder; `ledger_dir` for sweep cells, which are alternative worlds with separate spends)."""
@@ -141,7 +148,9 @@ def assign_budgets(config: PeelConfig, federation: Federation, ledger_dir: Path 
     if ledger_dir is not None:
         ledger_dir.mkdir(parents=True, exist_ok=True)
     for agency in federation.agencies:
-        agency["budget"] = float(config.privacy.budgets.get(agency["name"], config.privacy.epsilon))
+        policy = agency_policy(config, agency["name"])
+        agency["policy"] = policy.as_dict()
+        agency["budget"] = policy.budget
         ledger = (ledger_dir / f"{agency['slug']}.sqlite") if ledger_dir else Path(agency["folder"]) / LEDGER_FILE
         agency["ledger"] = str(ledger.resolve())
 

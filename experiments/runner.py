@@ -20,8 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from federation.policy import AgencyPolicy
 from clients.agency import Agency, load_split
 from experiments.baselines import Training, train_central, train_local
+from experiments.ledgers import agency_figures, warn_low_budgets
+from federation import contract
 from experiments.config import RECORD_DP, ROBUST_AGGREGATION, PeelConfig, dump
 from experiments.prepare import SPEC_FILE, Federation, materialise, resolve_attacker, write_spec
 from experiments.results import (
@@ -51,10 +54,15 @@ FEATURES_NOTE = (
     "changes one training example and the record-level DP-SGD guarantee holds as stated."
 )
 EPSILON_SCOPE = (
-    "Record-level (one incident record) (ε, δ)-DP of everything an agency has released from its "
-    "records, cumulative over all rounds, architectures and runs recorded in its budget ledger; "
-    "max over agencies reported. `epsilon_this_run` is what one architecture's releases alone cost."
+    "Record-level (one incident record, add/remove-one neighbours) (ε, δ)-DP of everything an agency "
+    "has released from its records. `epsilon_spent_to_date` (and `epsilon`, `epsilon_max`): cumulative "
+    "over all rounds, architectures and runs in the agency's ledger, at the δ its ledger pinned; "
+    "`epsilon_this_run`: this run's releases alone (its record count and DP rounds up to the end of "
+    "that architecture). Max over agencies, never an average."
 )
+# The neighbouring relation every record-level ε is accounted for: a DP agency's exact record
+# count never leaves it (federation/contract.py), so neighbours may differ in size.
+NEIGHBOURING = "add-remove"
 HOTSPOT_FEATURES_NOTE = (
     "Hotspot features are counts of the agency's own records (lagged counts, neighbours' counts, "
     "crime-type mix), so one incident record changes up to g training examples (area-months; g is "
@@ -63,10 +71,11 @@ HOTSPOT_FEATURES_NOTE = (
     "sizes is no meaningful record-level guarantee: read hotspot DP as protecting area-months."
 )
 RELEASED_WITHOUT_DP = (
-    "Besides its DP model updates, each agency sends the coordinator its number of training "
-    "records (the FedAvg weight) and, every round, metrics of the global model on its own test "
-    "records (AUC, accuracy, F1, log loss, Brier). These are aggregates over whole test sets but "
-    "carry no formal DP guarantee; test records are never trained on."
+    "In the DP architectures an agency sends only what federation/contract.py declares (summary "
+    "`releases`): its DP update, its record count released once with Gaussian noise (charged), and "
+    "figures derived from those and its own policy. No training loss, batch size, timing or label "
+    "count leaves it; its per-round test metrics stay in its own folder. In fedavg and "
+    "fedavg-central-dp agencies send exact counts, losses and test metrics in the clear."
 )
 # What one unit of DP protects in each architecture (None: no DP).
 PRIVACY_UNIT = {"fedavg-dp": "record", "fedavg-dp-secagg": "record", "fedavg-central-dp": "agency"}
@@ -89,13 +98,14 @@ class RunFolder:
     models: dict[str, Models] = field(default_factory=dict)
     startup_s: float | None = None
     trail_head: str | None = None  # hash of the audit trail's last entry (anchors the chain)
+    warnings: list[str] = field(default_factory=list)  # said before training (e.g. budgets nearly spent)
     started: float = field(default_factory=time.perf_counter)
     _splits: Splits | None = None
 
     @property
     def splits(self) -> Splits:
         if self._splits is None:
-            self._splits = {a["name"]: load_split(Agency(a["name"], Path(a["folder"]), self.spec_path, Path(a["ledger"]), a["budget"], self.run_dir / "audit.jsonl")) for a in self.federation.agencies}
+            self._splits = {a["name"]: load_split(Agency(a["name"], Path(a["folder"]), self.spec_path, Path(a["ledger"]), AgencyPolicy.from_dict(a["policy"]), self.run_dir / "audit.jsonl")) for a in self.federation.agencies}
         return self._splits
 
     @functools.cached_property
@@ -240,17 +250,29 @@ def _overall(per_agency_metrics: dict[str, dict], splits: Splits) -> dict:
 
 
 def _entry(arch: str, per_agency: dict[str, dict], folder: RunFolder, *, wall_s: float, delta: float | None, records_moved: int, update_bytes: int) -> dict:
-    """One architecture's block of summary.json."""
+    """One architecture's block of summary.json. Privacy figures per agency, named as what they
+    are: `epsilon_this_run`, `epsilon_spent_to_date` (its ledger, all runs), `epsilon_budget`,
+    `delta` (pinned by its ledger), `neighbouring`; `epsilon` is the spent-to-date figure."""
     splits = folder.splits
     for name, agency in per_agency.items():
         agency["n_train"], agency["n_test"] = len(splits[name].y_train), len(splits[name].y_test)
-    eps = [a["epsilon"] for a in per_agency.values() if a.get("epsilon") is not None]
     unit = PRIVACY_UNIT.get(arch)
+    if arch in RECORD_DP:
+        for agency in per_agency.values():
+            agency["neighbouring"] = NEIGHBOURING
+    eps = [a["epsilon"] for a in per_agency.values() if a.get("epsilon") is not None]
+    this_run = [a["epsilon_this_run"] for a in per_agency.values() if a.get("epsilon_this_run") is not None]
+    sent = sum(a.get("updates_sent", 0) for a in per_agency.values())
     return {
         "metrics": None,  # filled by score()
         "per_agency": per_agency,
+        # refused: a DP architecture none of whose agencies released an update (nothing learnt).
+        "status": "refused" if unit is not None and arch != "fedavg-central-dp" and sent == 0 else "trained",
         "privacy_unit": registry.DP_EXAMPLE[folder.config.task.name] if unit == "record" else unit,
-        "epsilon_max": max(eps) if eps else None,
+        "neighbouring": NEIGHBOURING if arch in RECORD_DP else ("add-remove (one agency's update)" if unit == "agency" else None),
+        "epsilon_max": max(eps) if eps else None,  # spent to date, max over agencies
+        "epsilon_spent_to_date_max": max(eps) if eps and arch in RECORD_DP else None,
+        "epsilon_this_run_max": max(this_run) if this_run else None,
         "delta": delta if eps else None,
         "accountant": folder.config.privacy.accountant if eps else None,
         "wall_s": wall_s,
@@ -441,6 +463,12 @@ def _fairness(folder: RunFolder, entry: dict, probas: dict, headline: str) -> di
     return out
 
 
+def _public_counts(counts: dict) -> dict:
+    """An agency's data counts without its label counts (the harness's, not a release; a label
+    count is a statistic of the records that no DP agency sends)."""
+    return {k: v for k, v in counts.items() if not k.startswith("positives")}
+
+
 def summarise(folder: RunFolder) -> Path:
     """Score (and, with audit: true, audit) a run folder whose architectures have all run, and
     write its summary.json."""
@@ -456,9 +484,14 @@ def summarise(folder: RunFolder) -> Path:
         "task": config.task.name,
         "headline_metric": registry.HEADLINE[config.task.name],
         "agencies": [
-            {"name": a["name"], "slug": a["slug"], "n_train": len(splits[a["name"]].y_train), "n_test": len(splits[a["name"]].y_test), "budget": a["budget"], "counts": splits[a["name"]].counts}
+            {"name": a["name"], "slug": a["slug"], "n_train": len(splits[a["name"]].y_train), "n_test": len(splits[a["name"]].y_test), "budget": a["budget"], "counts": _public_counts(splits[a["name"]].counts)}
             for a in federation.agencies
         ],
+        # Each agency's ledger after the run (read where the harness runs beside the agencies).
+        "ledgers": {name: figures.as_dict() for name, figures in agency_figures(federation.agencies).items()} if any(a in RECORD_DP for a in config.architectures) else None,
+        "warnings": folder.warnings,
+        # The release boundary: every field an agency may send, DP (charged) or public (why).
+        "releases": contract.release_table(),
         "architectures": {a: folder.results[a] for a in config.architectures},
         "bayes_optimal": _ceiling(folder),
         "privacy": {
@@ -497,6 +530,7 @@ def execute(folders: list[RunFolder], on_done: Callable[[RunFolder], None] = sum
         )
         if any(a in RECORD_DP for a in folder.config.architectures):
             _check_delta(folder.config.privacy.delta, folder.splits)
+            folder.warnings = warn_low_budgets(folder.federation.agencies, folder.config.privacy.warn_below_share)
         for arch in folder.config.architectures:
             if arch in ("central", "local") and arch not in folder.results:  # a resumed run has some
                 train_baseline(arch, folder)

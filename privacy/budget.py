@@ -43,6 +43,10 @@ class DPPlan:
     accountant: str
     prior_epsilon: float = 0.0  # ε already spent when the plan was made
     prior_releases: int = 0
+    # The record count the plan was made for: a DP agency's released (noised) count, never its
+    # exact one, which add/remove-one neighbours do not share. The noise is normalised by
+    # sample_rate × n_public (0: plans made before this field, normalised by the exact count).
+    n_public: int = 0
 
     @property
     def release(self) -> Release:
@@ -112,6 +116,7 @@ def plan_dp(
         accountant=name,
         prior_epsilon=spent,
         prior_releases=len(prior),
+        n_public=int(n_train),
     )
 
 

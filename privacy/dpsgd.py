@@ -118,7 +118,9 @@ def train_dp(
         raise ValueError("train_dp: step_hook needs the book-keeping path (a tasks.model.MLP), not Opacus.")
     X_t, y_t = as_tensors(X, y)
     n = len(X_t)
-    divisor = expected_batch_size(n, plan.sample_rate)
+    # q × the count the plan was made for (public), not × the exact n: the divisor scales the
+    # released update, so it must not depend on the exact number of records.
+    divisor = expected_batch_size(plan.n_public or n, plan.sample_rate)
     losses: list[float] = []
     batch_sizes: list[int] = []
     if use_bookkeeping:
@@ -161,20 +163,20 @@ class _BookkeepingStep:
 
     def __init__(self, model: torch.nn.Module, plan: DPPlan, lr: float, divisor: int, generator: torch.Generator, hook: StepHook | None = None) -> None:
         model.train()
+        self.hook, self.sample_rate = hook, plan.sample_rate
         self.clipper = fastclip.BookkeepingClipper(
             model, max_grad_norm=plan.max_grad_norm, noise_multiplier=plan.noise_multiplier, expected_batch_size=divisor
-        self.hook, self.sample_rate = hook, plan.sample_rate
         )
         self.optimizer = make_optimizer(model.parameters(), lr)
         self.generator = generator
 
     def __call__(self, xb: torch.Tensor, yb: torch.Tensor) -> float:
         loss = self.clipper.compute(xb, yb, self.generator)
-        self.optimizer.step()
-        return float(loss)
         if self.hook is not None:
             c = self.clipper
             self.hook(c.flat, c.max_grad_norm, c.expected_batch_size, self.sample_rate, self.generator)
+        self.optimizer.step()
+        return float(loss)
 
     def close(self) -> None:
         self.clipper.release()

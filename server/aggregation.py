@@ -6,8 +6,10 @@ import math
 
 from flwr.app import MetricRecord, RecordDict
 
+from federation.contract import DELTA, EPSILON_BUDGET, EPSILON_SPENT_TO_DATE, EPSILON_THIS_RUN, EVALUATED_LOCALLY, TRAIN_SECONDS
+
 # ε is a worst case over agencies: never average it.
-MAX_KEYS = frozenset({"epsilon", "epsilon-budget", "delta", "train-seconds"})
+MAX_KEYS = frozenset({EPSILON_SPENT_TO_DATE, EPSILON_THIS_RUN, EPSILON_BUDGET, DELTA, TRAIN_SECONDS, EVALUATED_LOCALLY})
 SUM_KEYS = frozenset({"num-examples", "n-train", "steps"})
 
 

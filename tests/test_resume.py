@@ -12,6 +12,7 @@ import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp.strategy import FedAvg
 
+from federation.policy import AgencyPolicy
 from clients import releases
 from clients.agency import Agency
 from experiments.resume import drop_torn_tail
@@ -143,7 +144,7 @@ def test_a_round_formed_but_not_evaluated_is_evaluated_first_and_not_trained_aga
 
 
 def _agency(tmp_path: Path) -> Agency:
-    return Agency("A", tmp_path, tmp_path / "spec.json", tmp_path / "a.sqlite", 1.0, tmp_path / "audit.jsonl")
+    return Agency("A", tmp_path, tmp_path / "spec.json", tmp_path / "a.sqlite", AgencyPolicy(budget=1.0, delta=1e-5, max_grad_norm=5.0), tmp_path / "audit.jsonl")
 
 
 PLAN = DPPlan(noise_multiplier=1.1, sample_rate=0.01, steps_per_round=100, rounds=5, max_grad_norm=5.0, target_epsilon=1.0, delta=1e-5, accountant="pld")
