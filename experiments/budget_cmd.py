@@ -1,8 +1,10 @@
-"""`peel budget show [FOLDER]` and `peel budget reset`: what the agencies' ledgers say, and the
-one deliberate way to start an agency's spend afresh.
+"""`peel budget show [FOLDER]`, `peel budget reset` and `peel budget reinit`: what the agencies'
+ledgers say, the one deliberate way to start an agency's spend afresh, and the one way past a
+ledger that was lost (its anchored spend carried over).
 
 Ledgers are the files named `ledger.sqlite` (privacy.ledger.LEDGER_FILENAME), found at any depth
-under a folder, so one command covers an agency folder, a run folder or a whole tree of runs.
+under a folder, so one command covers an agency folder, a run folder or a whole tree of runs; an
+anchor (`ledger.anchor.json`) whose ledger is gone is listed as a lost ledger.
 """
 
 from __future__ import annotations
@@ -11,21 +13,28 @@ import math
 from pathlib import Path
 
 from privacy.accounting import resolve_accountant
-from privacy.ledger import LEDGER_FILENAME, Ledger, LedgerError
+from privacy.ledger import ANCHOR_SUFFIX, LEDGER_FILENAME, ConfirmationRequired, Ledger, LedgerError, LedgerLost, anchor_path, ledger_of_anchor
 
 
 class BudgetCommandError(Exception):
     """A user error in a `peel budget` command: one line, the CLI exits 2."""
 
 
-def find_ledgers(folder: Path) -> list[Path]:
-    """Every ledger file under `folder` (or `folder` itself if it is one), sorted."""
+ANCHOR_FILENAME = Path(LEDGER_FILENAME).stem + ANCHOR_SUFFIX
+
+
+def find_ledgers(folder: Path, *, lost: bool = False) -> list[Path]:
+    """Every ledger file under `folder` (or `folder` itself if it is one), sorted; with `lost`,
+    also the ledger paths that only an anchor still names (deleted or moved ledgers)."""
     folder = Path(folder)
     if folder.is_file():
         return [folder]
     if not folder.is_dir():
         raise BudgetCommandError(f"{folder}: no such folder")
-    return sorted(folder.rglob(LEDGER_FILENAME))
+    found = set(folder.rglob(LEDGER_FILENAME))
+    if lost:
+        found |= {ledger_of_anchor(a) for a in folder.rglob(ANCHOR_FILENAME)}
+    return sorted(found)
 
 
 def _number(value: float) -> str:
@@ -36,9 +45,12 @@ def _summary(ledger: Ledger, accountant: str) -> list[str]:
     rows = ledger.rows()
     counted = [r for r in rows if r["counted"]]
     budget = ledger.budget()
-    # The spend is measured at the budget's δ; without a budget, at the δ the releases used.
-    delta = budget.delta if budget else (counted[-1]["delta"] if counted else None)
-    spent = ledger.spent(delta, accountant) if delta is not None else 0.0
+    # Every ε at the δ the first charge pinned (a budget cannot be set at another once pinned);
+    # before any charge, the budget's δ.
+    pinned = ledger.pinned_delta()
+    delta = pinned if pinned is not None else (budget.delta if budget else None)
+    spent = ledger.spent(None, accountant) if counted else 0.0
+    lifetime = ledger.lifetime_spent(None, accountant) if len(rows) > len(counted) else spent
     last = rows[-1] if rows else None
     return [
         ledger.agency,
@@ -47,37 +59,48 @@ def _summary(ledger: Ledger, accountant: str) -> list[str]:
         f"{delta:g}" if delta is not None else "–",
         _number(budget.epsilon) if budget else "–",
         _number(max(0.0, budget.epsilon - spent)) if budget else "–",
+        _number(lifetime),
         f"{last['run_id']} round {last['round']}, {last['recorded_at'][:19]}Z" if last else "–",
     ]
 
 
 def show(folder: Path, accountant: str = "auto") -> str:
     """A text table of every agency ledger under `folder`: agency, releases counted, ε spent
-    (recomputed with `accountant`), δ, budget, remaining, last release, file."""
+    since the last reset (recomputed with `accountant`), the pinned δ, budget, remaining,
+    lifetime ε (every release, resets or not), last release, file; then the ledgers that are
+    unreadable or lost (missing, emptied, replaced against their anchors), each named so."""
     try:
         name = resolve_accountant(accountant)
     except ValueError as exc:
         raise BudgetCommandError(str(exc)) from None
     folder = Path(folder)
-    paths = find_ledgers(folder)
+    paths = find_ledgers(folder, lost=True)
     if not paths:
         return f"No agency ledgers ({LEDGER_FILENAME}) under {folder}."
-    header = ["agency", "releases", "ε spent", "δ", "budget", "remaining", "last release", "ledger"]
+    header = ["agency", "releases", "ε since reset", "δ (pinned)", "budget", "remaining", "ε lifetime", "last release", "ledger"]
     table, problems = [], []
     for path in paths:
         try:
             with Ledger.inspect(path) as ledger:
                 row = _summary(ledger, name)
+        except LedgerLost as exc:
+            problems.append(f"LOST: {exc}")
+            continue
         except LedgerError as exc:
-            problems.append(str(exc))
+            if path.exists():  # not: an anchor of a ledger that never spent anything, now gone
+                problems.append(f"unreadable: {exc}")
             continue
         shown = path.relative_to(folder) if folder.is_dir() else path
         table.append([*row, str(shown)])
     table.sort(key=lambda r: (r[0], r[-1]))
     widths = [max(len(r[i]) for r in [header, *table]) for i in range(len(header))]
-    lines = [f"Privacy budgets under {folder} (ε recomputed with the {name} accountant)", ""]
+    lines = [
+        f"Privacy budgets under {folder} (ε recomputed with the {name} accountant at each ledger's pinned δ; "
+        "ε since reset counts against the budget, ε lifetime is every release ever charged)",
+        "",
+    ]
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in [header, *table]]
-    lines += [f"unreadable: {p}" for p in problems]
+    lines += problems
     return "\n".join(lines)
 
 
@@ -123,4 +146,38 @@ def reset(target: Path, agency: str | None, reason: str, confirm: bool, actor: s
     return (
         f"Reset the privacy ledger of {name} ({path}) at {record.recorded_at[:19]}Z: releases up to "
         f"#{record.after_release_id} no longer count (they stay in the file); reason: {record.reason}"
+    )
+
+
+def reinit(target: Path, reason: str, confirm: bool, actor: str | None = None) -> str:
+    """Re-initialise a lost ledger (`target`: the ledger file, or a folder holding exactly one
+    lost one) from its anchor; refused without `confirm`, a reason, or a ledger actually lost.
+    Returns a one-line report."""
+    target = Path(target)
+    if not reason or not reason.strip():
+        raise BudgetCommandError("a re-initialisation needs a reason (--reason TEXT); it is recorded in the new ledger")
+    if target.is_dir():
+        lost = []
+        for path in find_ledgers(target, lost=True):
+            try:
+                Ledger.inspect(path).close()
+            except LedgerLost:
+                lost.append(path)
+            except LedgerError:
+                if anchor_path(path).exists():
+                    lost.append(path)
+        if len(lost) != 1:
+            which = ", ".join(map(str, lost)) if lost else "none"
+            raise BudgetCommandError(f"{target}: {len(lost)} lost ledgers ({which}): name one ledger file")
+        (target,) = lost
+    if not confirm:
+        raise BudgetCommandError(f"refusing to re-initialise the privacy ledger {target} without confirmation: add --yes")
+    try:
+        record = Ledger.reinitialise(target, reason, confirm=True, actor=actor)
+    except (LedgerError, ConfirmationRequired) as exc:
+        raise BudgetCommandError(str(exc)) from None
+    kept = f"; what was there is kept as {record.kept_as}" if record.kept_as else ""
+    return (
+        f"Re-initialised the privacy ledger {target} at {record.recorded_at[:19]}Z (it was {record.found}): "
+        f"{record.carried_releases} anchored releases carried over, so their spend still counts{kept}; reason: {record.reason}"
     )

@@ -52,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     reset.add_argument("--agency", help="which agency, when the folder holds several ledgers")
     reset.add_argument("--reason", required=True, help="why (recorded in the ledger)")
     reset.add_argument("--yes", action="store_true", help="confirm: the agency's past spend stops counting")
+    reinit = budget_sub.add_parser("reinit", help="start a new ledger where an anchored one was lost (its anchored spend carried over; needs --yes)")
+    reinit.add_argument("target", help="the lost ledger file, or a folder holding exactly one lost ledger")
+    reinit.add_argument("--reason", required=True, help="why (recorded in the new ledger)")
+    reinit.add_argument("--yes", action="store_true", help="confirm: a new ledger file replaces whatever is in the old one's place (kept beside it)")
     aud = sub.add_parser("audit", help="privacy audits of a finished run (membership inference, canaries); `peel audit verify RUN_DIR` checks its audit trail")
     aud.add_argument("target", nargs="+", metavar="[verify] RUN_DIR", help="a run folder made with audit: true")
     rep = sub.add_parser("report", help="write report.html (and its PNG figures) for a run or sweep folder")
@@ -66,7 +70,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     from experiments.results import format_table
-    from experiments.runner import run
 
     if args.engine == "deployment" and not args.deploy_dir:
         raise ConfigError("--engine deployment needs --deploy-dir (the folder of `peel deploy up`)")
@@ -82,7 +85,13 @@ def _run(args: argparse.Namespace) -> int:
     elif not args.config:
         raise ConfigError("run: give a CONFIG (e.g. configs/default.yaml), or --resume RUN_DIR")
     else:
-        run_dir = run(load_config(args.config, args.overrides), args.config, engine=args.engine, deploy_dir=deploy_dir)
+        from experiments.lock import hold
+        from experiments.runner import execute, prepare
+
+        folder = prepare(load_config(args.config, args.overrides), args.config)
+        hold(folder.run_dir)  # before anything trains: a --resume of this folder is refused meanwhile
+        execute([folder], engine=args.engine, deploy_dir=deploy_dir)
+        run_dir = folder.run_dir
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     print(format_table(summary))
     print(f"\nResults: {run_dir}/summary.json (per round and agency: {run_dir}/metrics.jsonl)")
@@ -119,6 +128,8 @@ def _budget(args: argparse.Namespace) -> int:
     try:
         if args.budget_command == "show":
             print(budget_cmd.show(Path(args.folder), args.accountant))
+        elif args.budget_command == "reinit":
+            print(budget_cmd.reinit(Path(args.target), args.reason, args.yes))
         else:
             print(budget_cmd.reset(Path(args.target), args.agency, args.reason, args.yes))
     except budget_cmd.BudgetCommandError as exc:

@@ -4,9 +4,11 @@ the same resolved config, data, seeds and ledgers.
 What continues from where: baselines whose model and entry were written are kept; a federated
 architecture continues after the last round its coordinator checkpointed (server/checkpoint.py);
 each DP agency re-sends an update that already left and never charges a round twice
-(clients/releases.py); scoring, audits and the report run again. Before that, a line a stopped
-writer left half-written at the end of the run's JSON-lines files is dropped: a trail entry is
-complete (and fsynced) before its reply leaves, so a half line records nothing that left.
+(clients/releases.py); scoring, audits and the report run again. The run folder is locked
+for the whole resume (experiments/lock.py): a second resume, or the run itself still going,
+is refused. Before that, a line a stopped writer left half-written at the end of the run's
+JSON-lines files is dropped: a trail entry is complete (and fsynced) before its reply leaves,
+so a half line records nothing that left.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import logging
 import os
 from pathlib import Path
 
+from experiments.lock import hold
 from experiments.runner import execute, keep_torch_cache_in, reopen_unfinished
 from server.recorder import drop_rows
 
@@ -52,7 +55,9 @@ def drop_torn_tail(path: Path) -> bool:
 
 
 def resume(run_dir: Path, engine: str = "in-process", deploy_dir: Path | None = None) -> Path:
-    """Finish the run in `run_dir`; returns it. ConfigError if it is not an unfinished run."""
+    """Finish the run in `run_dir`; returns it. ConfigError if it is not an unfinished run, or
+    if another process holds it (RunFolderBusy: the lock is taken before anything is read or cut)."""
+    hold(run_dir)
     folder = reopen_unfinished(run_dir)
     keep_torch_cache_in(run_dir)
     for name in LINE_FILES:

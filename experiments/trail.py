@@ -1,5 +1,6 @@
 """`peel audit verify RUN_DIR`: check a run's hash-chained audit trail, anchored by the head
-stored in its summary, and cross-check it against every agency's budget ledger."""
+stored in its summary, and cross-check it against every agency's budget ledger (each checked
+against its own anchor: a missing, emptied or replaced ledger is named, never skipped)."""
 
 from __future__ import annotations
 
@@ -7,38 +8,85 @@ import json
 from pathlib import Path
 
 from privacy.audit_trail import verify
-from privacy.ledger import Ledger, LedgerError
+from privacy.ledger import Ledger, LedgerError, LedgerLost
 
 
-def ledger_rows(spec: dict, run_id: str) -> list[dict]:
-    """This run's releases as each agency's ledger recorded them."""
+def _ledger_path(agency: dict, spec: dict, run_dir: Path | None) -> Path:
+    """The agency's ledger; for a run folder that was moved or copied since, the same file
+    under its new place when the spec's path no longer exists."""
+    path = Path(agency["ledger"])
+    if path.exists() or run_dir is None or not spec.get("run_dir"):
+        return path
+    try:
+        return run_dir / path.relative_to(spec["run_dir"])
+    except ValueError:  # a ledger kept outside the run folder (the agencies' own folders)
+        return path
+
+
+def ledger_rows(spec: dict, run_id: str, problems: list[str] | None = None, run_dir: Path | None = None) -> list[dict]:
+    """This run's releases as each agency's ledger recorded them. A ledger that cannot be read
+    (corrupt, or missing, emptied or replaced against its anchor) is added to `problems` when
+    given."""
     rows = []
     for agency in spec["agencies"]:
-        path = Path(agency["ledger"])
-        if not path.is_file():
-            continue
+        path = _ledger_path(agency, spec, run_dir)
         try:
             with Ledger.inspect(path) as ledger:
                 for row in ledger.rows():
                     if row["run_id"] == run_id:
                         rows.append({"run": run_id, "architecture": row["architecture"], "round": row["round"], "agency": agency["name"], "epsilon": row["epsilon_after"]})
+        except LedgerLost as exc:
+            if problems is not None:
+                problems.append(f"ledger of {agency['name']}: {exc}")
         except LedgerError as exc:
-            rows.append({"run": run_id, "architecture": None, "round": -1, "agency": agency["name"], "epsilon": None, "error": str(exc)})
+            # No file and no anchor: an agency that never charged (a run without DP), unless
+            # the trail holds its releases, which the cross-check then names as missing.
+            if problems is not None and path.exists():
+                problems.append(f"ledger of {agency['name']}: {exc}")
     return rows
 
 
+def _json(path: Path, what: str) -> dict | None:
+    """A JSON object file, or None after printing one line saying what is wrong with it."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        print(f"peel: {path}: missing ({what})")
+        return None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        print(f"peel: {path}: unreadable {what} ({exc})")
+        return None
+    if not isinstance(data, dict):
+        print(f"peel: {path}: not a {what} (a JSON object expected)")
+        return None
+    return data
+
+
 def verify_run(run_dir: Path) -> int:
-    """Print what is wrong (first bad line named) and return 1, or print OK and return 0."""
+    """Print what is wrong (first bad line named) and return 1, or print OK and return 0 (2: not
+    a run folder that can be checked)."""
     trail = run_dir / "audit.jsonl"
     if not trail.is_file():
         print(f"peel: {trail}: no audit trail (runs before the trail existed, or not a run folder)")
         return 2
-    spec = json.loads((run_dir / "federation.json").read_text(encoding="utf-8"))
-    summary_path = run_dir / "summary.json"
+    spec = _json(run_dir / "federation.json", "federation spec")
+    if spec is None or not isinstance(spec.get("agencies"), list):
+        if spec is not None:
+            print(f"peel: {run_dir / 'federation.json'}: no agency list")
+        return 2
     anchor = None
+    summary_path = run_dir / "summary.json"
     if summary_path.is_file():
-        anchor = (json.loads(summary_path.read_text(encoding="utf-8")).get("audit_trail") or {}).get("head")
-    problems = verify(trail, ledger_rows(spec, run_dir.name), anchor=anchor)
+        summary = _json(summary_path, "run summary")
+        if summary is None:
+            return 1
+        anchor = (summary.get("audit_trail") or {}).get("head") if isinstance(summary.get("audit_trail"), dict) else None
+    # The agencies tag their releases with the run folder's name when the run was made; a folder
+    # renamed since keeps that id in its spec.
+    run_id = Path(spec["run_dir"]).name if spec.get("run_dir") else run_dir.name
+    ledger_problems: list[str] = []
+    rows = ledger_rows(spec, run_id, ledger_problems, run_dir)
+    problems = [*verify(trail, rows, anchor=anchor), *ledger_problems]
     if problems:
         for problem in problems:
             print(problem)
