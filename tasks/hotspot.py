@@ -94,6 +94,7 @@ class HotspotSplit:
     agency: str
     record_influence: int  # most training examples whose content one incident record changes
     train_months: np.ndarray | None = None  # str, the label month of each training row
+    train_keys: np.ndarray | None = None  # str "LSOA|label month": each training example's own key
     # Training-period rows held out as non-members for the membership audit (audit: true).
     X_holdout: np.ndarray | None = None
     y_holdout: np.ndarray | None = None
@@ -177,6 +178,7 @@ def build_hotspot_split(
         agency=agency,
         record_influence=influence,
         train_months=label_month[train],
+        train_keys=np.char.add(np.char.add(np.tile(table["LSOA code"].to_numpy(str), n_months - 1), "|"), label_month)[train],
     )
 
 

@@ -7,6 +7,7 @@ is by time: months from ``test_from`` on are held out, which is also how the mod
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ class OutcomeSplit:
     # positives_train, positives_test
     counts: dict[str, int]
     train_months: np.ndarray | None = None  # str "YYYY-MM", aligned with the training rows
+    train_keys: np.ndarray | None = None  # str, each training record's own key (`record_keys`)
     # Training-period rows held out as non-members for the membership audit (audit: true).
     X_holdout: np.ndarray | None = None
     y_holdout: np.ndarray | None = None
@@ -80,7 +82,27 @@ def build_outcome_split(
         feature_names=list(features.FEATURE_NAMES),
         counts=counts,
         train_months=_as_str(kept["month"][train]),
+        train_keys=record_keys(kept[train]),
     )
+
+
+# The fields of a record that name it when it has no Crime ID (police.uk leaves it empty for
+# anti-social behaviour), in schema order; any the frame lacks are skipped.
+_KEY_FIELDS = ("month", "reported_by", "falls_within", "longitude", "latitude", "location", "lsoa_code", "lsoa_name", "crime_type", "outcome", "context")
+
+
+def record_keys(records: pd.DataFrame) -> np.ndarray:
+    """A key per record from that record alone (for per-record choices such as the audit
+    holdout): "id:<Crime ID>", or, without an ID, "rec:" + SHA-256 of its own fields. Two
+    records with equal fields and no ID get the same key."""
+    ids = _as_str(records["crime_id"]) if "crime_id" in records.columns else np.full(len(records), "")
+    fields = [c for c in _KEY_FIELDS if c in records.columns]
+    keys = np.array(["id:" + i for i in ids], dtype=object)
+    missing = np.flatnonzero(ids == "")
+    if len(missing):
+        text = records.iloc[missing][fields].astype("string").fillna("").to_numpy(dtype=str)
+        keys[missing] = ["rec:" + hashlib.sha256("\x1f".join(row).encode("utf-8")).hexdigest() for row in text]
+    return keys.astype(str)
 
 
 def _as_str(values: pd.Series) -> np.ndarray:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from privacy.audit.bounds import max_auc, max_tpr, mia_bounds
-from privacy.audit.mia import balanced, holdout_same_months, mia_audit, mia_report, mia_scores
+from privacy.audit.mia import balanced, holdout_key, holdout_same_months, mia_audit, mia_report, mia_scores
 from privacy.audit.roc import auc, auc_null_sd, roc_curve, tpr_at_fpr
 from tasks.model import make_model
 from tasks.train import train_plain
@@ -111,17 +111,53 @@ def test_auc_bound_closed_form_equals_the_integral_of_the_tradeoff_curve(eps, de
 # --- holdout and balancing -------------------------------------------------------------------
 
 
-def test_holdout_takes_the_fraction_within_every_month():
-    months = np.array(["2023-01"] * 100 + ["2023-02"] * 40 + ["2023-03"] * 7)
-    held = holdout_same_months(months, 0.3, seed=1)
-    assert [held[months == m].sum() for m in ("2023-01", "2023-02", "2023-03")] == [30, 12, 2]
-    assert np.array_equal(held, holdout_same_months(months, 0.3, seed=1))
-    assert not np.array_equal(held, holdout_same_months(months, 0.3, seed=2))
+def _ids(n: int, prefix: str = "c") -> np.ndarray:
+    return np.array([f"{prefix}{i:06d}" for i in range(n)])
 
 
-def test_holdout_rejects_a_fraction_outside_zero_one():
+def test_holdout_takes_about_the_fraction_within_every_month():
+    rng = np.random.default_rng(0)
+    months = np.array([f"2023-{m:02d}" for m in rng.integers(1, 13, 60_000)])
+    held = holdout_same_months(_ids(len(months)), 0.2, holdout_key(0, "A"))
+    for m in np.unique(months):
+        rows = months == m
+        share = held[rows].mean()
+        # binomial: 4 sd of a month of ~5000 rows is 0.023
+        assert abs(share - 0.2) < 4 * np.sqrt(0.2 * 0.8 / rows.sum()), (m, share)
+
+
+def test_holdout_is_deterministic_per_key_and_differs_across_keys():
+    ids = _ids(2000)
+    held = holdout_same_months(ids, 0.3, holdout_key(1, "A"))
+    assert np.array_equal(held, holdout_same_months(ids, 0.3, holdout_key(1, "A")))
+    for other in (holdout_key(2, "A"), holdout_key(1, "B")):
+        again = holdout_same_months(ids, 0.3, other)
+        assert (again != held).mean() > 0.3  # independent draws disagree on 2·0.3·0.7 = 42%
+
+
+def test_adding_or_removing_one_record_changes_no_other_records_role():
+    ids = _ids(5000)
+    key = holdout_key(7, "Agency")
+    held = holdout_same_months(ids, 0.2, key)
+    # add one record anywhere in the order
+    for at in (0, 2500, 5000):
+        bigger = np.insert(ids, at, "new-record")
+        after = holdout_same_months(bigger, 0.2, key)
+        assert np.array_equal(np.delete(after, at), held)
+    # remove one record
+    for at in (0, 1234, 4999):
+        after = holdout_same_months(np.delete(ids, at), 0.2, key)
+        assert np.array_equal(after, np.delete(held, at))
+    # a seeded draw over all rows (the old design) fails the same check
+    rng_held = lambda n: np.isin(np.arange(n), np.random.default_rng(7).choice(n, int(0.2 * n), replace=False))  # noqa: E731
+    assert not np.array_equal(np.delete(rng_held(5001), 5000), rng_held(5000))
+
+
+def test_holdout_rejects_a_fraction_outside_zero_one_and_an_empty_key():
     with pytest.raises(ValueError, match="fraction"):
-        holdout_same_months(["2023-01"], 1.0, seed=0)
+        holdout_same_months(["c1"], 1.0, holdout_key(0, "A"))
+    with pytest.raises(ValueError, match="key"):
+        holdout_same_months(["c1"], 0.2, b"")
 
 
 def test_balanced_subsample_equalises_counts():

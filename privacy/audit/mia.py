@@ -9,12 +9,14 @@ members.
 
 Members and non-members must be exchangeable, or the attack measures something else: Peel's test
 split is the agency's last months, and a model scores worse on later months whether or not it
-leaks. `holdout_same_months` draws the non-members at random from the training months instead;
-the audited model is then trained on the remaining rows only.
+leaks. `holdout_same_months` picks the non-members from the training months instead, each by a
+keyed hash of its own id; the audited model is then trained on the remaining rows only.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Sequence
 
 import numpy as np
@@ -66,27 +68,37 @@ def calibrated_mia_scores(model: nn.Module, reference: nn.Module, X: np.ndarray,
     return mia_scores(model, X, y) - mia_scores(reference, X, y)
 
 
-def holdout_same_months(months: Sequence[str] | np.ndarray, fraction: float, seed: int) -> np.ndarray:
+def holdout_key(seed: int, agency: str) -> bytes:
+    """The HMAC key of an agency's audit holdout in a run with `seed` (distinct per agency)."""
+    return hashlib.sha256(f"peel-audit-holdout\0{int(seed)}\0{agency}".encode()).digest()
+
+
+def holdout_same_months(record_keys: Sequence[str] | np.ndarray, fraction: float, key: bytes) -> np.ndarray:
     """A boolean mask over training rows: True = held out as a non-member for the audit.
 
-    Within every month, round(fraction × that month's rows) rows are drawn at random, so
-    members and non-members come from the same months in the same proportions. The audit run
-    trains the model on the rows where the mask is False and nothing else (with DP, its σ is
-    calibrated to that smaller count); its members are then those rows, its non-members the
-    held-out ones. This model is not the one trained on every row: it is the same recipe on a
-    random subset, which is what the attack needs to be fair.
+    Row i is held out when HMAC-SHA256(key, record_keys[i]), read as a number in [0, 1), is
+    below `fraction`: each row's role depends on its own key alone, so adding or removing one
+    record changes no other record's role (a draw over all rows would reshuffle dozens). Every
+    month's rows are thinned the same way, so members and non-members come from the same months
+    in the same proportions (each month holds out ≈ fraction of its rows, binomially).
+    Rows with equal keys share a role. The audit run trains the model on the rows where the mask
+    is False and nothing else (with DP, its σ is calibrated to that smaller count); its members
+    are then those rows, its non-members the held-out ones.
     """
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"holdout_same_months: fraction must be in (0, 1), got {fraction}.")
-    months = np.asarray(months).astype(str).reshape(-1)
-    rng = np.random.default_rng(seed)
-    held = np.zeros(len(months), dtype=bool)
-    for month in np.unique(months):  # sorted: the draw does not depend on row order of months
-        rows = np.flatnonzero(months == month)
-        take = int(round(fraction * len(rows)))
-        if take:
-            held[rng.choice(rows, size=take, replace=False)] = True
-    return held
+    if not isinstance(key, bytes) or not key:
+        raise ValueError("holdout_same_months: key must be non-empty bytes (see holdout_key).")
+    keys = np.asarray(record_keys).astype(str).reshape(-1)
+    threshold = int(fraction * 2.0**64)
+    base = hmac.new(key, digestmod=hashlib.sha256)
+
+    def held(k: str) -> bool:
+        mac = base.copy()
+        mac.update(k.encode("utf-8"))
+        return int.from_bytes(mac.digest()[:8], "big") < threshold
+
+    return np.fromiter((held(k) for k in keys), dtype=bool, count=len(keys))
 
 
 def balanced(member_scores: np.ndarray, nonmember_scores: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
