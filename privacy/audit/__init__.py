@@ -9,6 +9,11 @@
   included with probability ½, the model is trained once as the agency trains it, and the
   number of right in/out guesses gives an empirical lower bound on ε that holds with the stated
   confidence. A bound above the claimed ε means the implementation or its accounting is broken.
+- `whitebox` — the same bound with gradient canaries inside DP-SGD's clipped sums, read at every
+  step: the strongest observer the guarantee covers, so it catches a mechanism that forgets its
+  noise or its clipping (the black-box audit, which reads the final model only, does not).
+  Every bound comes with its `ceiling` (`bounds.epsilon_ceiling`): what the same design would be
+  expected to show against a mechanism that is exactly ε-DP at the claimed ε.
 
 What a low result does NOT prove: an audit lower bound (or an AUC near 0.5) is not a privacy
 guarantee. It shows only that this attacker, with this access (the final model, not every
@@ -18,8 +23,8 @@ reveal more; only the accountant's ε (an upper bound, proved for the mechanism)
 and only if the implementation matches what it assumes — which is what the audit checks for.
 """
 
-from privacy.audit.bounds import epsilon_lower_bound, max_auc, max_tpr, mia_bounds, one_run_p_value
-from privacy.audit.canary import canary_audit, claimed_epsilon, guess_grid, guesses, make_canaries
+from privacy.audit.bounds import epsilon_ceiling, epsilon_lower_bound, max_auc, max_tpr, mia_bounds, one_run_p_value
+from privacy.audit.canary import audit_result, canary_audit, claimed_epsilon, guess_grid, guesses, make_canaries
 from privacy.audit.mia import (
     balanced,
     calibrated_mia_scores,
@@ -30,9 +35,12 @@ from privacy.audit.mia import (
 )
 from privacy.audit.roc import auc, auc_null_sd, roc_curve, tpr_at_fpr
 from privacy.audit.trainers import TrainFn, dp_trainer, plain_trainer
+from privacy.audit.whitebox import GradientCanaries, whitebox_audit
 
 __all__ = [
+    "GradientCanaries",
     "TrainFn",
+    "audit_result",
     "auc",
     "auc_null_sd",
     "balanced",
@@ -40,6 +48,7 @@ __all__ = [
     "canary_audit",
     "claimed_epsilon",
     "dp_trainer",
+    "epsilon_ceiling",
     "epsilon_lower_bound",
     "guess_grid",
     "guesses",
@@ -55,4 +64,5 @@ __all__ = [
     "plain_trainer",
     "roc_curve",
     "tpr_at_fpr",
+    "whitebox_audit",
 ]

@@ -125,6 +125,18 @@ def epsilon_lower_bound(k: int, r: int, correct: int, delta: float, confidence: 
     return lo
 
 
+def epsilon_ceiling(k: int, r: int, epsilon: float, delta: float, confidence: float = 0.95) -> float:
+    """The most this audit design (k canaries, r guesses, `confidence`) can be expected to show
+    against a mechanism that is exactly ε-DP: `epsilon_lower_bound` of the expected number of
+    right guesses, round(r·e^ε/(1 + e^ε)) — each guess right with the largest probability ε-DP
+    allows. A bound far below ε next to a ceiling also far below it says the audit had no power
+    to show ε, not that the mechanism is more private. ε = ∞: every guess right."""
+    _check_counts(k, r, 0)
+    _check_eps_delta(epsilon, delta)
+    q = 1.0 if math.isinf(epsilon) else 1.0 / (1.0 + math.exp(-epsilon))
+    return epsilon_lower_bound(k, r, int(round(r * q)), delta, confidence)
+
+
 def _check_counts(k: int, r: int, correct: int) -> None:
     if not 0 <= correct <= r <= k:
         raise ValueError(f"one-run audit: need 0 ≤ correct ≤ guesses ≤ canaries, got {correct}, {r}, {k}.")

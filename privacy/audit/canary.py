@@ -18,12 +18,12 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from privacy.accounting import epsilon as accountant_epsilon
-from privacy.audit.bounds import epsilon_lower_bound
+from privacy.audit.bounds import epsilon_ceiling, epsilon_lower_bound
 from privacy.audit.mia import margins
 from privacy.audit.trainers import TrainFn
 from privacy.budget import DPPlan
@@ -102,6 +102,7 @@ def canary_audit(
     confidence: float = 0.95,
     canaries: tuple[np.ndarray, np.ndarray] | None = None,
     guess_pairs: Sequence[tuple[int, int]] | None = None,
+    epsilon_claimed: float | None = None,
 ) -> dict:
     """Run the one-run audit of `train_fn` with `plan` on (X_train, y_train) and return its result.
 
@@ -110,10 +111,12 @@ def canary_audit(
     Canaries are sampled at the plan's rate like every record, so the plan's (σ, q, steps) — and
     its ε — apply to each of them. With `plan=None` (no DP) give `delta`; the claim is then ∞.
     `canaries` overrides `make_canaries(k, n_features, seed)`; `guess_pairs` overrides
-    `guess_grid(k)`.
+    `guess_grid(k)`; `epsilon_claimed` overrides `claimed_epsilon(plan)` (e.g. with what the
+    agency's ledger charged for the releases `train_fn` repeats).
 
     Returns: `epsilon_lower_bound` (at `confidence`, after Bonferroni over the pairs tried),
-    `epsilon_claimed`, `delta`, `confidence`, `violation` (bound > claim: a bug to find),
+    `ceiling` (the most this design could be expected to show at the claimed ε, see
+    `audit_result`), `epsilon_claimed`, `delta`, `confidence`, `violation` (bound > claim),
     `k`, `k_included`, the best pair's `k_plus`, `k_minus`, `guesses`, `correct`,
     `tries` (one dict per pair), `seconds` (training and scoring).
     """
@@ -132,8 +135,6 @@ def canary_audit(
     if X_can.shape != (k, X_train.shape[1]) or len(y_can) != k:
         raise ValueError(f"canary_audit: canaries must be {k} rows of {X_train.shape[1]} features, got {X_can.shape}.")
     pairs = list(guess_pairs) if guess_pairs is not None else guess_grid(k)
-    if not pairs:
-        raise ValueError("canary_audit: no (k_plus, k_minus) guess pairs to try.")
 
     # The inclusion coins: their own stream, never seen by the scoring below.
     included = np.random.default_rng([seed, 0x1C0]).random(k) < 0.5
@@ -142,25 +143,58 @@ def canary_audit(
     scores = margins(model, X_can, y_can)
     seconds = time.perf_counter() - started
 
+    claimed = epsilon_claimed if epsilon_claimed is not None else (claimed_epsilon(plan) if plan is not None else math.inf)
+    result = audit_result(scores, included, pairs, delta=delta, confidence=confidence, claimed=claimed, what="canary audit")
+    result["seconds"] = seconds
+    return result
+
+
+def audit_result(
+    scores: np.ndarray | Mapping[str, np.ndarray],
+    included: np.ndarray,
+    pairs: Sequence[tuple[int, int]],
+    *,
+    delta: float,
+    confidence: float,
+    claimed: float,
+    what: str,
+) -> dict:
+    """The one-run bound from canary scores and the true inclusion coins, shared by the black-box
+    and white-box audits: every (k₊, k₋) pair in `pairs` — for every named score when `scores`
+    maps names to score arrays (all fixed before training) — at Bonferroni-corrected confidence,
+    the best kept. Each try and the result carry a `ceiling` (`bounds.epsilon_ceiling` at the
+    claimed ε, same k, guesses and confidence); the result's is the largest over the tries, the
+    most any of them could be expected to show. Warns when the bound exceeds the claim."""
+    named = dict(scores) if isinstance(scores, Mapping) else {"score": scores}
+    named = {name: np.asarray(v, dtype=np.float64).reshape(-1) for name, v in named.items()}
+    included = np.asarray(included, dtype=bool).reshape(-1)
+    k = len(included)
+    if any(len(v) != k for v in named.values()):
+        raise ValueError(f"audit_result: {k} inclusion coins but scores of lengths {[len(v) for v in named.values()]}.")
+    if not pairs:
+        raise ValueError("audit_result: no (k_plus, k_minus) guess pairs to try.")
     truth = np.where(included, 1, -1)
-    per_try_confidence = 1.0 - (1.0 - confidence) / len(pairs)
+    per_try_confidence = 1.0 - (1.0 - confidence) / (len(pairs) * len(named))
     tries = []
-    for k_plus, k_minus in pairs:
-        g = guesses(scores, k_plus, k_minus)
-        r, correct = int(np.count_nonzero(g)), int(np.sum(g == truth))
-        tries.append(
-            {
-                "k_plus": k_plus,
-                "k_minus": k_minus,
-                "guesses": r,
-                "correct": correct,
-                "epsilon_lower_bound": epsilon_lower_bound(k, r, correct, delta, per_try_confidence),
-            }
-        )
+    for name, values in named.items():
+        for k_plus, k_minus in pairs:
+            g = guesses(values, k_plus, k_minus)
+            r, correct = int(np.count_nonzero(g)), int(np.sum(g == truth))
+            tries.append(
+                {
+                    **({"score": name} if len(named) > 1 else {}),
+                    "k_plus": k_plus,
+                    "k_minus": k_minus,
+                    "guesses": r,
+                    "correct": correct,
+                    "epsilon_lower_bound": epsilon_lower_bound(k, r, correct, delta, per_try_confidence),
+                    "ceiling": epsilon_ceiling(k, r, claimed, delta, per_try_confidence),
+                }
+            )
     best = max(tries, key=lambda t: t["epsilon_lower_bound"])
-    claimed = claimed_epsilon(plan) if plan is not None else math.inf
     result = {
         "epsilon_lower_bound": best["epsilon_lower_bound"],
+        "ceiling": max(t["ceiling"] for t in tries),
         "epsilon_claimed": claimed,
         "delta": delta,
         "confidence": confidence,
@@ -172,14 +206,15 @@ def canary_audit(
         "guesses": best["guesses"],
         "correct": best["correct"],
         "tries": tries,
-        "seconds": seconds,
     }
+    if "score" in best:
+        result["score"] = best["score"]
     if result["violation"]:
         warnings.warn(
-            f"canary audit: empirical ε lower bound {best['epsilon_lower_bound']:.3f} exceeds the claimed "
+            f"{what}: empirical ε lower bound {best['epsilon_lower_bound']:.3f} exceeds the claimed "
             f"ε {claimed:.3f} at δ={delta:g} — the DP implementation or its accounting is wrong, or a "
             f"{1 - confidence:.0%}-probability event happened.",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
     return result

@@ -20,10 +20,19 @@ from tasks.train import train_plain
 TrainFn = Callable[[np.ndarray, np.ndarray, "DPPlan | None"], nn.Module]
 
 
-def dp_trainer(hidden: Sequence[int], lr: float, *, init_seed: int = 0, noise_seed: int | None = None) -> TrainFn:
-    """DP-SGD as one agency runs it over a whole federated run, alone: `plan.rounds` calls of
-    `privacy.dpsgd.train_dp` with `plan` (so plan.rounds × plan.steps_per_round Poisson-sampled
-    noisy steps in all), carrying the model from round to round.
+def dp_trainer(
+    hidden: Sequence[int],
+    lr: float,
+    *,
+    init_seed: int = 0,
+    noise_seed: int | None = None,
+    initial_model: Callable[[], nn.Module] | None = None,
+    rounds: int | None = None,
+) -> TrainFn:
+    """DP-SGD as one agency runs it over a whole federated run, alone: `rounds` (default
+    `plan.rounds`) calls of `privacy.dpsgd.train_dp` — the function the ClientApp calls — with
+    `plan`, carrying the model from round to round, from `initial_model()` (the run's initial
+    model; default a fresh `make_model(n_features, hidden, seed=init_seed)`).
 
     The noise and sampling generator is seeded from OS entropy, as an agency does, unless
     `noise_seed` is given (tests only: a known seed voids the guarantee against whoever knows it).
@@ -32,10 +41,10 @@ def dp_trainer(hidden: Sequence[int], lr: float, *, init_seed: int = 0, noise_se
     def train(X: np.ndarray, y: np.ndarray, plan: DPPlan | None) -> nn.Module:
         if plan is None:
             raise ValueError("dp_trainer: DP-SGD needs a DPPlan (got None).")
-        model = make_model(X.shape[1], hidden, seed=init_seed)
+        model = initial_model() if initial_model is not None else make_model(X.shape[1], hidden, seed=init_seed)
         seed = noise_seed if noise_seed is not None else int.from_bytes(os.urandom(8), "little") >> 1
         generator = torch.Generator().manual_seed(seed)
-        for _ in range(plan.rounds):
+        for _ in range(plan.rounds if rounds is None else rounds):
             train_dp(model, X, y, plan=plan, lr=lr, generator=generator)
         return model
 
