@@ -82,8 +82,9 @@ def format_table(summary: dict) -> str:
     label = key.upper()
     agencies = sorted(summary["agencies"], key=lambda a: a["n_train"])
     head = ["agency", "n_train"] + [f"{a} {label}" for a in archs]
-    if "fedavg-dp" in archs:
-        head.append("fedavg-dp ε")
+    dp_arch = next((a for a in ("fedavg-dp", "fedavg-dp-secagg") if a in archs), None)
+    if dp_arch:
+        head.append(f"{dp_arch} ε this run / spent to date / budget")
     if bayes:
         head.append(f"{'Bayes' if key == 'auc' else 'oracle'} {label}")
     lines = [head]
@@ -96,21 +97,22 @@ def format_table(summary: dict) -> str:
         row = [name, str(agency["n_train"])]
         for arch in archs:
             row.append(fmt((summary["architectures"][arch]["per_agency"][name]["metrics"] or {}).get(key)))
-        if "fedavg-dp" in archs:
-            row.append(fmt(summary["architectures"]["fedavg-dp"]["per_agency"][name]["epsilon"], 2))
+        if dp_arch:
+            row.append(_epsilons(summary["architectures"][dp_arch]["per_agency"][name], agency.get("budget")))
         if bayes:
             row.append(fmt(bayes["per_agency"][name].get(key)))
         lines.append(row)
     total = ["all (test-weighted)", str(sum(a["n_train"] for a in agencies))]
     total += [fmt(summary["architectures"][a]["metrics"].get(key)) for a in archs]
-    if "fedavg-dp" in archs:
-        total.append(fmt(summary["architectures"]["fedavg-dp"]["epsilon_max"], 2) + " max")
+    if dp_arch:
+        entry = summary["architectures"][dp_arch]
+        total.append(f"max {fmt(entry.get('epsilon_this_run_max'), 2)} / {fmt(entry.get('epsilon_spent_to_date_max'), 2)}")
     if bayes:
         total.append(fmt(bayes["metrics"].get(key)))
     lines.append(total)
     text = _grid(lines, rules=(1, len(lines) - 1))
 
-    arch_head = ["architecture"] + ([label] if key != "auc" else []) + ["AUC", "accuracy", "log loss", "ε max", "records moved", "update MB sent", "wall s"]
+    arch_head = ["architecture"] + ([label] if key != "auc" else []) + ["AUC", "accuracy", "log loss", "ε spent to date, max", "records moved", "update MB sent", "wall s"]
     arch_lines = [arch_head]
     for arch in archs:
         entry = summary["architectures"][arch]
@@ -122,16 +124,34 @@ def format_table(summary: dict) -> str:
                 fmt(m.get("auc")),
                 fmt(m.get("accuracy")),
                 fmt(m.get("log_loss")),
-                "none (no DP)" if entry["epsilon_max"] is None else f"{entry['epsilon_max']:.2f} (δ={entry['delta']:g}, {entry.get('privacy_unit') or 'record'})",
+                _privacy_cell(entry),
                 str(entry["records_moved"]),
                 f"{entry['update_bytes'] / 1e6:.2f}",
                 f"{entry['wall_s']:.1f}",
             ]
         )
-    footer = []
+    footer = [f"warning: {w}" for w in summary.get("warnings") or []]
     if summary.get("flower_startup_s") is not None:
         footer = [f"Flower start-up: {summary['flower_startup_s']:.1f} s, paid once by the federated architectures (not in their wall times)"]
     return "\n".join(text + [""] + _grid(arch_lines, rules=(1,)) + footer)
+
+
+def _epsilons(agency: dict, budget: float | None) -> str:
+    """An agency's record-level ε: this run / spent to date (its ledger) / budget."""
+    this_run, to_date = agency.get("epsilon_this_run"), agency.get("epsilon_spent_to_date")
+    if this_run is None and to_date is None:
+        return "refused" if agency.get("errors") else "-"
+    return f"{this_run:.2f} / {to_date:.2f} / {budget:g}" if budget is not None else f"{this_run:.2f} / {to_date:.2f}"
+
+
+def _privacy_cell(entry: dict) -> str:
+    """An architecture's privacy in the end table: refused, none, or ε spent to date (max)."""
+    if entry.get("status") == "refused":
+        return "refused: no agency released an update"
+    if entry["epsilon_max"] is None:
+        return "none (no DP)"
+    relation = f", {entry['neighbouring']}" if entry.get("neighbouring") and entry.get("privacy_unit") != "agency" else ""
+    return f"{entry['epsilon_max']:.2f} (δ={entry['delta']:g}, {entry.get('privacy_unit') or 'record'}{relation})"
 
 
 def _grid(rows: list[list[str]], rules: tuple[int, ...]) -> list[str]:

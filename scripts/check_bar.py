@@ -26,7 +26,7 @@ def check(run_dirs: list[Path]) -> list[tuple[str, float, str, bool]]:
         seed = s["run_id"]
         rows.append((f"{seed} fedavg keeps of central's lift", lift(auc["fedavg"]) / lift(auc["central"]), ">= 0.95", lift(auc["fedavg"]) / lift(auc["central"]) >= 0.95))
         keep = lift(auc["fedavg-dp"]) / lift(auc["central"])
-        rows.append((f"{seed} fedavg-dp (ε≤{arch['fedavg-dp']['epsilon_max']:.2f}) keeps of central's lift", keep, ">= 0.85", keep >= 0.85))
+        rows.append((f"{seed} fedavg-dp (ε≤{arch['fedavg-dp']['epsilon_max']:.2f}) keeps of central's lift", keep, ">= 0.90", keep >= 0.90))
         if s.get("bayes_optimal"):
             ratio = lift(auc["central"]) / lift(s["bayes_optimal"]["metrics"]["auc"])
             rows.append((f"{seed} central reaches of Bayes lift", ratio, ">= 0.95", ratio >= 0.95))

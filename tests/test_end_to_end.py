@@ -94,13 +94,17 @@ def test_epsilon_grows_stays_in_budget_and_matches_independent_accountant(small_
         histories[row["agency"]].append(row)
     assert len(histories) == 4
     for agency, agency_rows in histories.items():
-        eps = [r["epsilon"] for r in agency_rows]
+        eps = [r["epsilon_spent_to_date"] for r in agency_rows]
         assert [r["round"] for r in agency_rows] == [1, 2, 3]
         assert all(b > a for a, b in zip(eps, eps[1:])), (agency, eps)
         assert eps[-1] <= 1.5
-        releases = [(r["sigma"], r["sample_rate"], r["steps"]) for r in agency_rows]
+        # A fresh agency: its released record count (Gaussian, σ = privacy.count_sigma), then the rounds.
+        releases = [(50.0, 1.0, 1)] + [(r["sigma"], r["sample_rate"], r["steps"]) for r in agency_rows]
         # The run accounts with PLD (dp-accounting); Opacus' PRV is an independent check.
         assert eps[-1] == pytest.approx(epsilon(releases, 1e-5, "prv"), rel=0.03), agency
+        assert agency_rows[-1]["epsilon_this_run"] == pytest.approx(eps[-1])
+        # Nothing of the training itself is in the rows of a DP architecture: it never left.
+        assert not {"train_loss", "mean_batch", "train_seconds"} & set(agency_rows[-1])
 
 
 def test_no_process_or_scratch_left_behind(small_run):

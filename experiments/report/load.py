@@ -424,7 +424,8 @@ def _cell_rows(cell: Cell, swept: list[str], headline: str, arch_rows: list, age
                     "n_test": _num(data.get("n_test", size.get("n_test"))),
                     "headline": _num((data.get("metrics") or {}).get(headline)),
                     "auc": _num((data.get("metrics") or {}).get("auc")),
-                    "epsilon": _num(data.get("epsilon")),
+                    "epsilon": _num(data.get("epsilon")),  # spent to date (the agency's ledger)
+                    "epsilon_this_run": _num(data.get("epsilon_this_run")),
                     "budget": budget,
                     "records_moved": _num(data.get("records_moved")),
                     "update_bytes_sent": _num(data.get("update_bytes_sent")),

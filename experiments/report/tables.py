@@ -67,7 +67,7 @@ def comparison(study: Study) -> Table:
     header += [f"{label}" + (" mean (min–max over seeds)" if sweep else "")]
     if study.headline != "auc":
         header.append("AUC")
-    header += ["ε spent (max over agencies" + (", seeds" if sweep else "") + ")", "membership attack AUC", "attack TPR at 1% FPR", "raw records moved", "model updates sent", "wall time"]
+    header += ["ε spent to date (max over agencies" + (", seeds" if sweep else "") + ")", "membership attack AUC", "attack TPR at 1% FPR", "raw records moved", "model updates sent", "wall time"]
     if sweep:
         header.append("seeds")
     rows = []
@@ -91,7 +91,7 @@ def comparison(study: Study) -> Table:
     ceiling = table["ceiling"].mean() if not table.empty else float("nan")
     notes = [
         f"{label}: each agency scored on its own held-out test months, averaged with weights = test records.",
-        "ε spent is cumulative over all rounds; the max over agencies is shown, never an average.",
+        "ε spent is each agency's spend to date: cumulative over all rounds, architectures and runs in its own ledger, at the δ its ledger pinned, for add/remove-one neighbours; the max over agencies is shown, never an average.",
         "Membership attack: AUC 0.5 means the attacker cannot tell training records from others; 'allowed by ε' is the highest AUC the claimed (ε, δ) permits.",
         "Wall times of federated architectures exclude Flower's one-off start-up"
         + (f" ({fmt.seconds(table['flower_startup_s'].mean())})." if not fmt.missing(table["flower_startup_s"].mean()) else "."),
@@ -109,7 +109,7 @@ def per_agency(study: Study, focus: views.Focus) -> Table:
     lines = sorted(set(rows["line"]), key=views.arch_order)
     dp_lines = [line for line in lines if rows.loc[rows["line"] == line, "is_dp"].any()]
     header = ["agency", "training records"] + [f"{line} {study.headline_label}" for line in lines]
-    header += [f"{line} ε spent / budget" for line in dp_lines] + ["ceiling", "raw records that left it", "model updates sent", "rounds without an update"]
+    header += [f"{line} ε this run / spent to date / budget" for line in dp_lines] + ["ceiling", "raw records that left it", "model updates sent", "rounds without an update"]
     out = []
     small = set(plots.smallest(rows))
     highlight = set()
@@ -119,7 +119,9 @@ def per_agency(study: Study, focus: views.Focus) -> Table:
         line += [fmt.num(by_line["headline"].get(name)) for name in lines]
         for name in dp_lines:
             spent, cap = by_line["epsilon"].get(name), by_line["budget"].get(name)
-            line.append(f"{fmt.eps(spent)} / {fmt.budget(cap)}" + (" OVER" if not fmt.missing(spent) and not fmt.missing(cap) and spent > cap * (1 + 1e-9) else ""))
+            this_run = by_line["epsilon_this_run"].get(name) if "epsilon_this_run" in by_line else None
+            run_part = f"{fmt.eps(this_run)} / " if this_run is not None and not fmt.missing(this_run) else "- / "
+            line.append(f"{run_part}{fmt.eps(spent)} / {fmt.budget(cap)}" + (" OVER" if not fmt.missing(spent) and not fmt.missing(cap) and spent > cap * (1 + 1e-9) else ""))
         line += [
             fmt.num(group["ceiling"].iloc[0]) if not fmt.missing(group["ceiling"].iloc[0]) else fmt.NOT_MEASURED,
             _moved(group, "records_moved", fmt.count),
