@@ -1,6 +1,7 @@
 """The accountants behind `privacy.accounting.epsilon`: each turns a merged history of
-Poisson-subsampled Gaussian releases into an upper bound on ε at a given δ (add/remove-one
-neighbouring, the relation DP-SGD with Poisson sampling is analysed under).
+Poisson-subsampled Gaussian releases into an upper bound on ε at a given δ, for add/remove-one
+neighbouring (the relation DP-SGD with Poisson sampling is analysed under) or, with `pld` only,
+replace-one (one record's content changed, the count fixed: what holds when n is public).
 
 - `pld`: Google's dp-accounting privacy loss distributions (an implementation independent of
   Opacus). Pessimistic discretisation only, so every figure is an upper bound; the
@@ -28,6 +29,21 @@ from typing import Any
 Release = tuple[float, float, int]  # (noise multiplier σ, Poisson sample rate q, steps)
 History = tuple[Release, ...]  # merged: no zero-step entries, no equal (σ, q) neighbours
 
+# Neighbouring relations: "add-remove" (one record added or removed) and "replace-one" (one
+# record's content replaced by another's: a clipped gradient moves by up to 2C, n stays).
+ADD_REMOVE = "add-remove"
+REPLACE_ONE = "replace-one"
+NEIGHBOURING = (ADD_REMOVE, REPLACE_ONE)
+
+
+def check_neighbouring(neighbouring: str, accountant: str) -> str:
+    """`neighbouring` if it is a relation `accountant` can account for; ValueError otherwise."""
+    if neighbouring not in NEIGHBOURING:
+        raise ValueError(f"unknown neighbouring relation {neighbouring!r}: use one of {', '.join(NEIGHBOURING)}")
+    if neighbouring == REPLACE_ONE and accountant != "pld":
+        raise ValueError(f"the {accountant} accountant only accounts for add-remove neighbours; use pld (or auto) for replace-one")
+    return neighbouring
+
 # --- PLD (dp-accounting) ------------------------------------------------------------------
 # Pessimistic "connect the dots" PLDs: the ε of a composition is an upper bound at any
 # discretisation interval, and the bound tightens (roughly quadratically) as the interval shrinks.
@@ -47,25 +63,28 @@ _PLD_MIN_INTERVAL = 1e-6  # stop refining here (the value is still a valid upper
 # ε / interval, and ε beyond 100 is of no use to anyone.
 _PLD_CACHE_SIZE = 12
 _PLD_CACHE_MAX_EPSILON = 100.0
-_pld_cache: OrderedDict[tuple[History, float], Any] = OrderedDict()
+_pld_cache: OrderedDict[tuple[History, float, str], Any] = OrderedDict()
 _pld_cache_lock = threading.Lock()  # PLDs are immutable; only the dict needs guarding
 
 
-def _release_pld(release: Release, interval: float) -> Any:
-    """PLD of one release: exactly what dp-accounting's PLDAccountant builds for
-    SelfComposedDpEvent(PoissonSampledDpEvent(q, GaussianDpEvent(σ)), steps)."""
+def _release_pld(release: Release, interval: float, neighbouring: str = ADD_REMOVE) -> Any:
+    """PLD of one release: exactly what dp-accounting's PLDAccountant (with the matching
+    NeighboringRelation) builds for SelfComposedDpEvent(PoissonSampledDpEvent(q, GaussianDpEvent(σ)), steps)."""
     sigma, q, steps = release
-    return _step_pld(float(sigma), float(q), interval).self_compose(steps)
+    return _step_pld(float(sigma), float(q), interval, neighbouring).self_compose(steps)
 
 
 # Room for every agency of a large federation at each interval pld_epsilon visits (3 each): a
 # cache smaller than that is emptied every round, and every charge rebuilds its step PLDs
 # (64 entries did that from 22 agencies on). A step PLD holds 0.1k–5k points: 1024 are < 50 MB.
 @functools.lru_cache(maxsize=1024)
-def _step_pld(sigma: float, q: float, interval: float) -> Any:
+def _step_pld(sigma: float, q: float, interval: float, neighbouring: str = ADD_REMOVE) -> Any:
     """One Poisson-subsampled Gaussian step. Building it is most of an ε computation; an agency
     reuses the same (σ, q) every round, so it is built once (PLDs are immutable)."""
+    from dp_accounting import NeighboringRelation
     from dp_accounting.pld import privacy_loss_distribution
+
+    relation = NeighboringRelation.REPLACE_ONE if neighbouring == REPLACE_ONE else NeighboringRelation.ADD_OR_REMOVE_ONE
 
     return privacy_loss_distribution.from_gaussian_mechanism(
         standard_deviation=sigma,
@@ -74,10 +93,11 @@ def _step_pld(sigma: float, q: float, interval: float) -> Any:
         # dp-accounting's defaults, spelt out: these make the estimate an upper bound.
         pessimistic_estimate=True,
         use_connect_dots=True,
+        neighboring_relation=relation,
     )
 
 
-def _cache_get(key: tuple[History, float]) -> Any:
+def _cache_get(key: tuple[History, float, str]) -> Any:
     with _pld_cache_lock:
         pld = _pld_cache.get(key)
         if pld is not None:
@@ -85,7 +105,7 @@ def _cache_get(key: tuple[History, float]) -> Any:
         return pld
 
 
-def _cache_put(key: tuple[History, float], pld: Any) -> None:
+def _cache_put(key: tuple[History, float, str], pld: Any) -> None:
     with _pld_cache_lock:
         _pld_cache[key] = pld
         _pld_cache.move_to_end(key)
@@ -93,35 +113,37 @@ def _cache_put(key: tuple[History, float], pld: Any) -> None:
             _pld_cache.popitem(last=False)
 
 
-def _pld_at(history: History, delta: float, interval: float) -> float:
+def _pld_at(history: History, delta: float, interval: float, neighbouring: str = ADD_REMOVE) -> float:
     """ε of `history` with PLDs discretised at `interval` (composed in history order, as the
     PLDAccountant does)."""
     start, composed = 0, None
     for k in range(len(history), 0, -1):
-        composed = _cache_get((history[:k], interval))
+        composed = _cache_get((history[:k], interval, neighbouring))
         if composed is not None:
             start = k
             break
     prefix = composed if start == len(history) - 1 else None
     for i in range(start, len(history)):
-        release = _release_pld(history[i], interval)
+        release = _release_pld(history[i], interval, neighbouring)
         composed = release if composed is None else composed.compose(release)
         if i == len(history) - 2:
             prefix = composed
     eps = float(composed.get_epsilon_for_delta(delta))
     if eps <= _PLD_CACHE_MAX_EPSILON:
         if prefix is not None:
-            _cache_put((history[:-1], interval), prefix)
-        _cache_put((history, interval), composed)
+            _cache_put((history[:-1], interval, neighbouring), prefix)
+        _cache_put((history, interval, neighbouring), composed)
     return eps
 
 
-def pld_epsilon(history: History, delta: float) -> float:
-    """ε (upper bound) of a merged history with dp-accounting's PLD, refining the
-    discretisation until it converges (see the comment on _PLD_START_INTERVAL)."""
+def pld_epsilon(history: History, delta: float, neighbouring: str = ADD_REMOVE) -> float:
+    """ε (upper bound) of a merged history with dp-accounting's PLD for `neighbouring`
+    ("add-remove" | "replace-one"), refining the discretisation until it converges (see the
+    comment on _PLD_START_INTERVAL)."""
+    check_neighbouring(neighbouring, "pld")
     best, previous, interval = math.inf, math.nan, _PLD_START_INTERVAL
     while True:
-        eps = _pld_at(history, delta, interval)
+        eps = _pld_at(history, delta, interval, neighbouring)
         best = min(best, eps)
         if math.isinf(eps) and math.isinf(previous):
             return best  # mass at infinity beyond δ: not a discretisation effect
@@ -147,8 +169,10 @@ _PRV_MAX_POINTS = 4_000_000
 _PRV_MAX_DOMAIN = 700.0
 
 
-def prv_epsilon(history: History, delta: float) -> float:
-    """ε (upper end of PRV's error bound) of a merged history with Opacus' PRV accountant."""
+def prv_epsilon(history: History, delta: float, neighbouring: str = ADD_REMOVE) -> float:
+    """ε (upper end of PRV's error bound) of a merged history with Opacus' PRV accountant
+    (add/remove neighbours only)."""
+    check_neighbouring(neighbouring, "prv")
     from opacus.accountants import PRVAccountant
     from opacus.accountants.analysis.prv import PoissonSubsampledGaussianPRV, compute_safe_domain_size
 
@@ -200,8 +224,10 @@ _RDP_ORDERS = (
 )
 
 
-def rdp_epsilon(history: History, delta: float) -> float:
-    """ε of a merged history with Opacus' RDP accountant (orders up to 1024)."""
+def rdp_epsilon(history: History, delta: float, neighbouring: str = ADD_REMOVE) -> float:
+    """ε of a merged history with Opacus' RDP accountant (orders up to 1024; add/remove
+    neighbours only)."""
+    check_neighbouring(neighbouring, "rdp")
     from opacus.accountants import RDPAccountant
 
     acc = RDPAccountant()
@@ -230,11 +256,11 @@ def rdp_epsilon_quick(history: History, delta: float) -> float:
 # --- registry -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Accountant:
-    """A named accountant: `compute(merged_history, delta)` → ε upper bound."""
+    """A named accountant: `compute(merged_history, delta[, neighbouring])` → ε upper bound."""
 
     name: str
     summary: str
-    compute: Callable[[History, float], float]
+    compute: Callable[..., float]
 
 
 ACCOUNTANTS: dict[str, Accountant] = {

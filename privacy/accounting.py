@@ -14,13 +14,16 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
-from privacy.accountants import ACCOUNTANTS, AUTO, Release, rdp_epsilon_quick
+from privacy.accountants import ACCOUNTANTS, ADD_REMOVE, AUTO, NEIGHBOURING, REPLACE_ONE, Release, check_neighbouring, rdp_epsilon_quick
 
 __all__ = [
     "ACCOUNTANT_CHOICES",
+    "ADD_REMOVE",
     "DEFAULT_ACCOUNTANT",
     "MAX_SIGMA",
+    "NEIGHBOURING",
     "CalibrationError",
+    "REPLACE_ONE",
     "Release",
     "calibrate_noise",
     "check_release",
@@ -88,10 +91,12 @@ _epsilons: OrderedDict[tuple, float] = OrderedDict()
 _epsilons_lock = threading.Lock()
 
 
-def epsilon(history: Sequence[Release], delta: float, accountant: str = DEFAULT_ACCOUNTANT) -> float:
+def epsilon(history: Sequence[Release], delta: float, accountant: str = DEFAULT_ACCOUNTANT, neighbouring: str = ADD_REMOVE) -> float:
     """Cumulative ε at `delta` of every release in `history` (0 for an empty history), an upper
-    bound from the named accountant."""
+    bound from the named accountant, for `neighbouring` records: "add-remove" (one record added
+    or removed) or "replace-one" (one record's content replaced; PLD only, ValueError otherwise)."""
     name = resolve_accountant(accountant)
+    check_neighbouring(neighbouring, name)
     if not 0 < delta < 1:
         raise ValueError(f"δ must be in (0, 1), got {delta!r}")
     merged = merge_history(history)
@@ -99,12 +104,12 @@ def epsilon(history: Sequence[Release], delta: float, accountant: str = DEFAULT_
         return 0.0
     if any(sigma == 0 for sigma, _, _ in merged):
         return math.inf  # a noiseless release has no finite guarantee
-    key = (name, tuple(merged), float(delta))
+    key = (name, tuple(merged), float(delta), neighbouring)
     with _epsilons_lock:
         if key in _epsilons:
             _epsilons.move_to_end(key)
             return _epsilons[key]
-    eps = ACCOUNTANTS[name].compute(key[1], delta)
+    eps = ACCOUNTANTS[name].compute(key[1], delta) if neighbouring == ADD_REMOVE else ACCOUNTANTS[name].compute(key[1], delta, neighbouring)
     with _epsilons_lock:
         _epsilons[key] = eps
         while len(_epsilons) > _EPSILONS_SIZE:

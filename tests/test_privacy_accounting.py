@@ -152,3 +152,34 @@ def test_merge_history_only_merges_equal_neighbours_and_checks_releases():
     for bad, message in [((1.0, 1.5, 1), "sample rate"), ((1.0, 0.1, -1), "steps"), ((-1.0, 0.1, 1), "noise multiplier")]:
         with pytest.raises(ValueError, match=message):
             merge_history([bad])
+
+
+# --- replace-one ---------------------------------------------------------------------------
+
+
+def _reference_replace_one(history, interval):
+    events = [
+        dp_accounting.SelfComposedDpEvent(dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(sigma)), steps)
+        for sigma, q, steps in history
+    ]
+    acc = dp_accounting.pld.PLDAccountant(dp_accounting.NeighboringRelation.REPLACE_ONE, value_discretization_interval=interval)
+    acc.compose(dp_accounting.ComposedDpEvent(events))
+    return acc.get_epsilon(DELTA)
+
+
+def test_replace_one_is_dp_accountings_replace_one_and_never_below_add_remove():
+    history = tuple(merge_history([(1.0, 0.01, 300), (2.0, 0.05, 40)]))
+    assert accountants._pld_at(history, DELTA, 1e-3, "replace-one") == pytest.approx(_reference_replace_one(history, 1e-3), rel=1e-9)
+    converged = epsilon(history, DELTA, "pld", "replace-one")
+    assert converged == pytest.approx(_reference_replace_one(history, 1e-4), rel=0.01)
+    assert converged > 1.2 * epsilon(history, DELTA, "pld", "add-remove")
+    # q = 1: replace-one is add/remove at twice the sensitivity, i.e. half the σ
+    assert epsilon([(4.0, 1.0, 10)], DELTA, "auto", "replace-one") == pytest.approx(epsilon([(2.0, 1.0, 10)], DELTA, "pld"), rel=0.01)
+
+
+@pytest.mark.parametrize("accountant", ["prv", "rdp"])
+def test_replace_one_is_refused_by_accountants_that_cannot_do_it(accountant):
+    with pytest.raises(ValueError, match=f"{accountant} accountant only accounts for add-remove"):
+        epsilon([(1.0, 0.1, 10)], DELTA, accountant, "replace-one")
+    with pytest.raises(ValueError, match="unknown neighbouring relation 'swap'"):
+        epsilon([(1.0, 0.1, 10)], DELTA, "pld", "swap")
