@@ -744,7 +744,7 @@ class Ledger:
                 conn.execute(
                     "INSERT INTO releases (run_id, architecture, round, sigma, sample_rate, steps, epsilon_before,"
                     " epsilon_after, delta, accountant, recorded_at, mechanism) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (f"{CARRIED_RUN}:{anchor.get('ledger_id')}", "(carried over)", i + 1, sigma, q, steps, before, epsilon(window, delta, name), delta, name, now, mechanism),
+                    (f"{CARRIED_RUN}:{str(anchor.get('ledger_id'))[:8]}", "(carried over)", i + 1, sigma, q, steps, before, epsilon(window, delta, name), delta, name, now, mechanism),
                 )
             if anchor.get("budget"):
                 conn.execute(

@@ -164,7 +164,8 @@ def test_an_agency_keeps_its_plan_and_its_last_release_for_this_run_only(tmp_pat
     # Another run (or architecture) on the same ledger has nothing of this one's.
     assert releases.saved_plan(agency, "run-2", "fedavg-dp") is None and releases.released(agency, "run-2", "fedavg-dp", 1) is None
     assert releases.saved_plan(agency, "run-1", "fedavg-dp-secagg") is None
-    assert (tmp_path / "a.releases" / "fedavg-dp.plan.pt").exists() and (tmp_path / "a.releases" / "fedavg-dp.release.pt").exists()
+    kept = tmp_path / "a.releases" / "run-1"  # per run as well as per architecture
+    assert (kept / "fedavg-dp.plan.pt").exists() and (kept / "fedavg-dp.release.pt").exists()
 
 
 def test_an_agency_refuses_to_release_again_a_round_before_its_last(tmp_path):
