@@ -30,19 +30,19 @@ record's effect on the labels to two areas (see ``record_influence``).
 Split by time: train = examples whose label month m + 1 < ``test_from``; test = the rest, so no
 incident of a test month is in any training label.
 
-**What DP-SGD on this task protects.** These features are computed from the agency's own records,
-so one incident record changes several training examples: its area's lagged counts and crime mix
-in the following months, its neighbours' features, and the labels of the month before it. DP-SGD
-with an example = one (area, month) gives example-level (ε, δ)-DP: that is the unit to report.
-Adding or removing one incident record changes the *content* of at most
-``g = split.record_influence`` examples (``record_influence`` derives g from the feature
-definitions and the agency's public neighbour graph; a test checks it by adding and removing
-records). The set of examples never changes (it is fixed by the public areas and the period), and
-under the add/remove adjacency of DP-SGD accountants changing one example's content is a removal
-plus an addition, so the record-level group has 2g members: group privacy gives
-(2g·ε, 2g·e^{(2g-1)ε}·δ)-DP, which for g ≈ 25 and ε ≈ 1 is no guarantee at all (δ > 1). A useful
+**What DP-SGD on this task protects.** The examples are a fixed public set (every area-month of
+the public areas table and period), so per example the relation that holds is replace-one (an
+example's content changes, the set and its size do not), not add/remove. Its features and labels
+are counts of the agency's own records, so adding or removing one incident record changes the
+content of up to ``g = split.record_influence`` examples: ``record_influence`` derives g from the
+feature definitions and the agency's public neighbour graph, and tests check it is the true
+maximum (one hand-made record reaches it; adding and removing records never exceeds it). The
+unit a reader can state is "one incident record"; ``privacy.group.incident_epsilon(history, g,
+delta)`` gives its ε (each step dominated by a replace-one step of sensitivity g·C at rate
+1 - (1 - q)^g; the argument is in its docstring). With g of 20-30 and σ calibrated for ε ≈ 1 per
+example that is in the thousands: no meaningful guarantee for one incident. A useful
 record-level figure needs fewer record-dependent features (``record_influence`` shows the cost of
-each) or a group-aware accountant; neither is built here.
+each) or noise calibrated to the incident-level ε.
 """
 
 from __future__ import annotations

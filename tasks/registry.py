@@ -22,8 +22,12 @@ Split = OutcomeSplit | HotspotSplit
 
 # The figure a reader should look at first, per task.
 HEADLINE = {"outcome": "auc", "hotspot": "pai"}
-# What one training example is, i.e. the unit record-level DP-SGD protects directly.
+# What one training example is, i.e. the unit record-level DP-SGD protects directly. A hotspot
+# example is an area-month of a fixed public set: per example the relation is replace-one, and
+# one incident record changes up to split.record_influence of them (privacy.group.incident_epsilon).
 DP_EXAMPLE = {"outcome": "record", "hotspot": "area-month"}
+# The unit a hotspot reader can state, with the relation it is accounted under.
+HOTSPOT_UNIT = {"unit": "one incident record", "neighbouring": "add-remove", "example_neighbouring": "replace-one"}
 
 
 def n_features(task_name: str) -> int:

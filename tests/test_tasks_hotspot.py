@@ -314,6 +314,26 @@ def test_record_influence_bounds_changed_training_rows_by_brute_force(change):
     assert worst_labels == 2
 
 
+def test_one_record_reaches_the_whole_record_influence():
+    # g is the true maximum, not just a bound: a record of the hub (everyone's neighbour) in a
+    # month where it ties for the last top-k place changes its 4 own rows (lags 1, 2, 3, 12 and the
+    # 3-month mix), 2 × 8 neighbours' rows and 2 labels at once.
+    months = month_range("2023-01", 16)
+    counts = np.full((9, 16), 3)
+    counts[:, 1] = [4, 9, 4, 1, 1, 1, 1, 1, 1]  # k = 2: area 1, then the hub and area 2 tie
+    records, areas = records_from_counts(counts, months), make_areas(9, hub=True)
+    kwargs = dict(test_from=months[14], share=0.25, period=(months[0], months[-1]))
+    base = build_hotspot_split(records, areas, **kwargs)
+    assert base.record_influence == 4 + 2 * 8 + 2
+    one = pd.DataFrame({"month": [months[1]], "lsoa_code": ["E01000000"], "crime_type": ["Robbery"], "agency": "A"})
+    hub_rows = np.flatnonzero((records["month"] == months[1]) & (records["lsoa_code"] == "E01000000"))
+    changed = []
+    for variant in (pd.concat([records, one], ignore_index=True), records.drop(index=hub_rows[0])):
+        split = build_hotspot_split(variant, areas, **kwargs)
+        changed.append(int(((split.X_train != base.X_train).any(axis=1) | (split.y_train != base.y_train)).sum()))
+    assert max(changed) == base.record_influence  # whichever way the tie goes, add or remove wins it
+
+
 def test_a_record_in_an_unknown_area_changes_nothing():
     records, areas, _ = hub_agency()
     base = build_hotspot_split(records, areas, "2024-04")
