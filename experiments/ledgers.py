@@ -62,7 +62,7 @@ def warn_low_budgets(agencies: list[dict], share: float) -> list[str]:
         elif figures.remaining_share is not None and figures.remaining_share < share:
             warnings.append(
                 f"{figures.agency}: ε spent to date {figures.epsilon_spent_to_date:.3g} of its budget {figures.epsilon_budget:g} "
-                f"(δ={figures.delta:g}), {figures.remaining_share:.0%} left: its DP releases will be very noisy or refused"
+                f"(δ={figures.delta:g}), {figures.remaining_share:.1%} left: its DP releases will be very noisy or refused"
             )
     for line in warnings:
         log.warning("%s", line)

@@ -132,7 +132,7 @@ def format_table(summary: dict) -> str:
         )
     footer = [f"warning: {w}" for w in summary.get("warnings") or []]
     if summary.get("flower_startup_s") is not None:
-        footer = [f"Flower start-up: {summary['flower_startup_s']:.1f} s, paid once by the federated architectures (not in their wall times)"]
+        footer.append(f"Flower start-up: {summary['flower_startup_s']:.1f} s, paid once by the federated architectures (not in their wall times)")
     return "\n".join(text + [""] + _grid(arch_lines, rules=(1,)) + footer)
 
 
