@@ -260,3 +260,30 @@ def test_growth_beyond_the_anchor_is_accepted_and_an_unspent_anchor_binds_nothin
         ledger.set_budget(1.0, DELTA, "test")
     other.unlink()
     Ledger.open(other, "Kent").close()
+
+
+# --- `peel audit verify` names a lost ledger -------------------------------------------------
+def test_audit_verify_names_a_lost_ledger_and_one_lines_a_broken_run_folder(tmp_path, spent, capsys):
+    from experiments.trail import verify_run
+    from privacy import audit_trail
+
+    path, _ = spent
+    run_dir = tmp_path / "run-9"  # a later run on Avon's ledger (its releases are run-1's)
+    run_dir.mkdir()
+    audit_trail.close(run_dir / "audit.jsonl", "run-9")
+    spec = {"run_dir": str(run_dir), "agencies": [{"name": "Avon", "ledger": str(path)}, {"name": "Kent", "ledger": str(tmp_path / "kent" / LEDGER_FILENAME)}]}
+    (run_dir / "federation.json").write_text(json.dumps(spec))
+    assert verify_run(run_dir) == 0  # Kent never charged (no file, no anchor): nothing to name
+    capsys.readouterr()
+    path.unlink()
+    assert verify_run(run_dir) == 1
+    assert f"ledger of Avon: {path}: ledger missing" in capsys.readouterr().out
+    # Moved elsewhere, with a damaged summary, then without its spec: one line each.
+    moved = tmp_path / "renamed"
+    run_dir.rename(moved)
+    (moved / "summary.json").write_text("{not json")
+    assert verify_run(moved) == 1
+    assert capsys.readouterr().out.startswith(f"peel: {moved / 'summary.json'}: unreadable run summary")
+    (moved / "federation.json").unlink()
+    assert verify_run(moved) == 2
+    assert capsys.readouterr().out == f"peel: {moved / 'federation.json'}: missing (federation spec)\n"
