@@ -67,6 +67,22 @@ def _from_manifest(manifest: dict, data_dir: Path, test_months: int) -> Federati
     )
 
 
+def check_output_folder(path: Path, what: str) -> None:
+    """Refuse (DataError, one line) a folder Peel is to create or write in that is a file, lies
+    below a file or cannot be written, before anything is written (a non-empty folder is fine:
+    `output` is the parent of run folders, each new)."""
+    try:
+        if path.exists() and not path.is_dir():
+            raise DataError(f"{what}: {path} is a file, not a folder")
+        existing = path if path.exists() else next(p for p in path.absolute().parents if p.exists())
+        if not existing.is_dir():
+            raise DataError(f"{what}: {path} cannot be created: {existing} is a file")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise DataError(f"{what}: {path}: cannot write in {existing} (permission denied)")
+    except OSError as exc:
+        raise DataError(f"{what}: {path}: {exc.strerror or exc.__class__.__name__}") from None
+
+
 def _load_records(config: PeelConfig) -> tuple:
     """Real records: a folder of data.police.uk street CSVs, or one CSV mapped by data.columns."""
     data = config.data

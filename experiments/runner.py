@@ -26,7 +26,7 @@ from experiments.baselines import Training, train_central, train_local
 from experiments.ledgers import agency_figures, warn_low_budgets
 from federation import contract
 from experiments.config import RECORD_DP, ROBUST_AGGREGATION, PeelConfig, dump
-from experiments.prepare import SPEC_FILE, Federation, materialise, resolve_attacker, write_spec
+from experiments.prepare import SPEC_FILE, Federation, check_output_folder, materialise, resolve_attacker, write_spec
 from experiments.results import (
     append_rows,
     metric_values,
@@ -219,6 +219,7 @@ def prepare(config: PeelConfig, config_file: str = "") -> RunFolder:
     """A new run folder with the resolved config, every agency's records in its own folder
     (read back once, so bad data fails here), and the federation spec the Flower apps read.
     On any failure nothing is left behind: not the run folder, not an output folder made for it."""
+    check_output_folder(Path(config.output), f"{config_file or 'config'}: output")  # a file, or below one
     missing_parents = [p for p in [Path(config.output), *Path(config.output).parents] if not p.exists()]
     run_dir = new_run_dir(config)
     keep_torch_cache_in(run_dir)

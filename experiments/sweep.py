@@ -3,8 +3,15 @@
 A cell is one architecture at one combination of the swept values. Cells that would be
 identical (a key the architecture does not use, e.g. privacy.epsilon for fedavg) are run once.
 Cells that share data share its generation; every federated cell runs inside shared Flower
-runs. Re-running a sweep skips cells whose summary.json exists. Each cell keeps its own budget
-ledgers: cells are alternative worlds, not successive spends of the same agencies.
+runs. Re-running a sweep skips cells whose summary.json exists. On generated or partitioned
+data each cell keeps its own budget ledgers: cells are alternative worlds, not successive spends
+of the same agencies. Agencies used in place (`data.source: agencies`) have one real budget each,
+which alternative worlds cannot share: a sweep with a record-level DP architecture over them is
+refused, and the other cells read the agencies' own ledgers (they charge nothing).
+
+The sweep folder (`--dir`, or the default below `output`) is Peel's: it is created, or it is
+empty, or it holds a sweep.json; anything else is refused before a file is touched, since a
+sweep rewrites and deletes files in it.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from typing import Any
 import pandas as pd
 
 from experiments.config import RECORD_DP, ROBUST_AGGREGATION, ConfigError, PeelConfig, dump, set_override, to_dict, validate
-from experiments.prepare import Federation, materialise
+from experiments.prepare import Federation, check_output_folder, materialise
 from experiments.results import write_atomic, write_json
 from experiments.runner import RunFolder, execute, keep_torch_cache_in, open_folder, summarise
 
@@ -110,6 +117,38 @@ def _get(raw: dict, dotted: str) -> Any:
     return node
 
 
+def check_sweep_dir(sweep_dir: Path) -> None:
+    """Refuse (one line) a sweep folder that is not Peel's to write in: a file, a folder below a
+    file, or a non-empty folder without a readable sweep.json."""
+    try:
+        if sweep_dir.exists() and not sweep_dir.is_dir():
+            raise ConfigError(f"{sweep_dir}: not a folder; give a new or empty folder for the sweep")
+        check_output_folder(sweep_dir, "sweep folder")
+        if not sweep_dir.exists():
+            return
+        if not any(sweep_dir.iterdir()):
+            return
+        index = json.loads((sweep_dir / SWEEP_FILE).read_text(encoding="utf-8"))
+        if not (isinstance(index, dict) and isinstance(index.get("cells"), list)):
+            raise ValueError("no cell list")
+    except FileNotFoundError:
+        raise ConfigError(f"{sweep_dir}: not empty and not a Peel sweep folder (no {SWEEP_FILE}); a sweep rewrites and deletes files in its folder, so give a new or empty one") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{sweep_dir}: not a Peel sweep folder ({SWEEP_FILE}: {exc.__class__.__name__}); give a new or empty folder") from None
+
+
+def check_agency_ledgers(cells: list[Cell], where: str) -> None:
+    """Refuse a sweep whose cells would charge real agencies' ledgers: the cells are alternative
+    settings, but an agency used in place has one budget, already partly spent; per-cell
+    ledgers would bypass it, and shared ones would make each cell spend what the others left."""
+    charging = sorted({c.architecture for c in cells if c.config.data.source == "agencies" and c.architecture in RECORD_DP})
+    if charging:
+        raise ConfigError(
+            f"{where}: sweep over data.source agencies with {', '.join(charging)}: its cells would spend these agencies' real "
+            "budgets (their ledgers), each from what the others left; sweep a synthetic federation, or `peel run` one setting at a time"
+        )
+
+
 def new_sweep_dir(config: PeelConfig, config_file: str) -> Path:
     digest = hashlib.sha256(dump(config).encode()).hexdigest()[:6]
     return Path(config.output) / f"sweep-{Path(config_file).stem}-{digest}"
@@ -119,7 +158,9 @@ def run_sweep(config: PeelConfig, config_file: str, sweep_dir: Path | None = Non
     """Run every unfinished cell; write sweep.json and sweep.csv. The sweep folder is named by
     the config's content, so re-running the same config resumes it."""
     cells = expand(config, config_file)
+    check_agency_ledgers(cells, config_file)
     sweep_dir = sweep_dir or new_sweep_dir(config, config_file)
+    check_sweep_dir(sweep_dir)
     if not sweep_dir.exists():
         try:
             return _run_sweep(config, config_file, cells, sweep_dir)
@@ -190,7 +231,9 @@ def _open_cell(sweep_dir: Path, cell: Cell, federation: Federation, config_file:
     shutil.rmtree(run_dir, ignore_errors=True)  # an unfinished cell starts again from scratch
     run_dir.mkdir(parents=True)
     fresh = dataclasses.replace(federation, agencies=[dict(a) for a in federation.agencies], notes=list(federation.notes))
-    return open_folder(cell.config, config_file, run_dir, fresh, ledger_dir=run_dir / "ledgers")
+    # Agencies used in place keep their own ledgers (check_agency_ledgers: nothing here charges them).
+    ledger_dir = None if cell.config.data.source == "agencies" else run_dir / "ledgers"
+    return open_folder(cell.config, config_file, run_dir, fresh, ledger_dir=ledger_dir)
 
 
 def _write_index(sweep_dir: Path, config_file: str, config: PeelConfig, cells: list[Cell]) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from experiments.config import validate
 from experiments.prepare import add_months, materialise, write_spec
@@ -66,3 +67,67 @@ def test_the_attacker_can_be_named_by_size_and_the_run_records_its_name(tmp_path
         config = validate({"faults": {"malicious": {"agency": selector, "attack": "scale", "factor": 10}}}, "c.yaml")
         assert resolve_attacker(config, federation).faults.malicious.agency == expected
     assert resolve_attacker(validate({}, "c.yaml"), federation).faults.malicious is None
+
+
+# ------------------------------------------------ data.source agencies: the manifest is data
+
+import shutil  # noqa: E402
+
+import pytest  # noqa: E402
+
+from policedata.errors import DataError  # noqa: E402
+
+
+def _agencies_folder(tmp_path):
+    """A `peel generate` folder, its manifest, and a config using it in place."""
+    folder = tmp_path / "agencies"
+    generate(SyntheticSpec(agencies=3, incidents=3000, months=4, seed=0), folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    config = validate({"data": {"source": "agencies", "path": str(folder)}, "task": {"test_months": 1}}, "t")
+    return folder, manifest, config
+
+
+def _rewrite(root, manifest, index, **changes):
+    manifest["agencies"][index].update(changes)
+    (root / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("where", ["absolute", "dotdot", "symlink"])
+def test_an_agency_folder_outside_the_manifests_folder_is_refused(tmp_path, where):
+    """Its ledger would be written there: an absolute path, `../elsewhere`, or a symlink out."""
+    folder, manifest, config = _agencies_folder(tmp_path)
+    outside = tmp_path / "elsewhere"
+    shutil.copytree(folder / manifest["agencies"][1]["folder"], outside)  # real records: loadable
+    given = {"absolute": str(outside), "dotdot": "../elsewhere", "symlink": "agencies/link"}[where]
+    if where == "symlink":
+        (folder / "agencies" / "link").symlink_to(outside, target_is_directory=True)
+    _rewrite(folder, manifest, 1, folder=given)
+    with pytest.raises(DataError, match=r"manifest.json: agency 2 .*folder.*(absolute path|outside)"):
+        materialise(config, tmp_path / "run" / "data")
+    assert not list(tmp_path.rglob("ledger.sqlite*")) and not (tmp_path / "run").exists()
+
+
+def test_a_symlinked_agency_folder_inside_the_manifests_folder_is_followed(tmp_path):
+    folder, manifest, config = _agencies_folder(tmp_path)
+    real = folder / manifest["agencies"][0]["folder"]
+    (folder / "alias").symlink_to(real, target_is_directory=True)
+    _rewrite(folder, manifest, 0, folder="alias")
+    federation = materialise(config, tmp_path / "run" / "data")
+    assert federation.agencies[0]["folder"] == str(real.resolve())
+
+
+@pytest.mark.parametrize("slug", ["../../../../x", "a/b", "", ".", "UPPER"])
+def test_a_slug_that_is_not_a_plain_slug_is_refused(tmp_path, slug):
+    """Model and ledger file names are made of slugs: `../../../../x` wrote a model outside the run."""
+    folder, manifest, config = _agencies_folder(tmp_path)
+    _rewrite(folder, manifest, 2, slug=slug)
+    with pytest.raises(DataError, match=r"manifest.json: agency 3 .*slug"):
+        materialise(config, tmp_path / "run" / "data")
+
+
+def test_a_valid_manifest_gives_resolved_folders_inside_it(tmp_path):
+    folder, manifest, config = _agencies_folder(tmp_path)
+    federation = materialise(config, tmp_path / "run" / "data")
+    assert [a["slug"] for a in federation.agencies] == [a["slug"] for a in manifest["agencies"]]
+    for agency in federation.agencies:
+        assert Path(agency["folder"]).is_relative_to(folder.resolve()) and Path(agency["folder"]).is_dir()

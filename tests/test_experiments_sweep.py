@@ -67,3 +67,85 @@ def test_bad_grids_fail_at_validation(sweep, message):
 def test_a_config_without_sweep_is_refused():
     with pytest.raises(ConfigError, match="no sweep section"):
         expand(validate(BASE, "s.yaml"), "s.yaml")
+
+
+# ------------------------------------------------ the sweep folder, and agencies used in place
+
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from experiments.sweep import SWEEP_FILE, _open_cell, check_sweep_dir, run_sweep  # noqa: E402
+
+
+def _tree(root: Path) -> dict[str, bytes | None]:
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
+
+
+def test_a_sweep_folder_must_be_new_empty_or_peels(tmp_path):
+    check_sweep_dir(tmp_path / "new" / "sweep")  # created later
+    (tmp_path / "empty").mkdir()
+    check_sweep_dir(tmp_path / "empty")
+    (tmp_path / "ours").mkdir()
+    (tmp_path / "ours" / SWEEP_FILE).write_text(json.dumps({"cells": []}))
+    check_sweep_dir(tmp_path / "ours")
+    theirs = tmp_path / "theirs"
+    (theirs / "cells").mkdir(parents=True)
+    (theirs / "cells" / "thesis.tex").write_text("mine")
+    with pytest.raises(ConfigError, match="not empty and not a Peel sweep folder"):
+        check_sweep_dir(theirs)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="not a folder"):
+        check_sweep_dir(tmp_path / "file")
+    from policedata.errors import DataError
+
+    with pytest.raises(DataError, match="cannot be created"):  # a one-line error either way
+        check_sweep_dir(tmp_path / "file" / "sweep")
+
+
+def test_sweep_refuses_a_folder_that_is_not_peels_and_touches_nothing(tmp_path):
+    theirs = tmp_path / "theirs"
+    (theirs / "cells" / "central--seed=0").mkdir(parents=True)
+    (theirs / "cells" / "central--seed=0" / "notes.txt").write_text("mine")
+    (theirs / "data").mkdir()
+    before = _tree(theirs)
+    config = validate({**BASE, "architectures": ["central"], "sweep": {"seed": [0]}}, "s.yaml")
+    with pytest.raises(ConfigError, match="not a Peel sweep folder"):
+        run_sweep(config, "s.yaml", theirs)
+    assert _tree(theirs) == before
+
+
+def _agencies(tmp_path: Path) -> Path:
+    from policedata.synthetic import SyntheticSpec, generate
+    from privacy.ledger import Ledger
+
+    folder = tmp_path / "agencies"
+    manifest = generate(SyntheticSpec(agencies=3, incidents=3000, months=4, seed=0), folder)
+    for agency in manifest["agencies"]:  # an earlier run spent from every agency's budget
+        with Ledger.open(folder / agency["folder"] / "ledger.sqlite", agency["name"]) as ledger:
+            ledger.set_budget(4.0, 1e-5, "an earlier run")
+            ledger.charge("earlier-run", "fedavg-dp", 1, (1.1, 0.05, 20), delta=1e-5, accountant="rdp", budget=4.0)
+    return folder
+
+
+def test_a_record_dp_sweep_over_agencies_used_in_place_is_refused_before_anything_is_written(tmp_path):
+    """It trained every cell on fresh per-cell ledgers: the agencies' real budgets were bypassed."""
+    folder = _agencies(tmp_path)
+    before = _tree(tmp_path)
+    raw = {"data": {"source": "agencies", "path": str(folder)}, "task": {"test_months": 1, "hidden": [8]}, "federation": {"rounds": 1}}
+    config = validate({**raw, "architectures": ["central", "fedavg-dp"], "sweep": {"privacy.epsilon": [1, 2]}}, "s.yaml")
+    with pytest.raises(ConfigError, match="s.yaml: sweep over data.source agencies with fedavg-dp: .*real budgets"):
+        run_sweep(config, "s.yaml", tmp_path / "sweep")
+    assert _tree(tmp_path) == before
+
+
+def test_other_cells_over_agencies_used_in_place_use_the_agencies_own_ledgers(tmp_path):
+    from experiments.prepare import materialise
+
+    folder = _agencies(tmp_path)
+    raw = {"data": {"source": "agencies", "path": str(folder)}, "task": {"test_months": 1, "hidden": [8]}, "federation": {"rounds": 1}}
+    config = validate({**raw, "architectures": ["fedavg", "fedavg-central-dp"], "sweep": {"seed": [0, 1]}}, "s.yaml")
+    for cell in expand(config, "s.yaml"):
+        run_folder = _open_cell(tmp_path / "sweep", cell, materialise(cell.config, tmp_path / "unused"), "s.yaml")
+        ledgers = {Path(a["ledger"]) for a in run_folder.federation.agencies}
+        assert ledgers == {Path(a["folder"]) / "ledger.sqlite" for a in run_folder.federation.agencies}
+        assert all(p.is_relative_to(folder.resolve()) for p in ledgers)
