@@ -172,3 +172,28 @@ def test_a_second_resume_of_a_held_run_folder_is_one_line_and_exit_2(tmp_path, c
     # The holder gone (however it ended), the folder can be taken: here it is no run folder.
     assert main(["run", "--resume", str(run_dir)]) == 2
     assert "another peel process" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("how", ["deleted", "truncated"])
+def test_an_agency_whose_ledger_was_lost_refuses_to_start_over(tiny_spec, tmp_path, how):
+    """13.1: the next run after an agency's spent ledger disappears is refused by the agency,
+    not trained on a fresh budget."""
+    spec = json.loads(tiny_spec.read_text())
+    for agency in spec["agencies"]:
+        agency["ledger"] = str(tmp_path / f"{agency['slug']}.sqlite")
+    spec_path = tmp_path / "federation.json"
+    spec_path.write_text(json.dumps(spec))
+    ledger_path = Path(spec["agencies"][0]["ledger"])
+    _use_run(spec_path, "run-A")
+    for server_round in (1, 2):
+        assert not _train(spec_path, server_round).has_error()
+    if how == "deleted":
+        ledger_path.unlink()
+    else:
+        ledger_path.write_bytes(b"")
+    _use_run(spec_path, "run-B")
+    refused = _train(spec_path, 1)
+    assert refused.has_error()
+    assert f"{ledger_path}: ledger {'missing' if how == 'deleted' else 'emptied'}" in refused.error.reason
+    assert "peel budget reinit" in refused.error.reason
+    assert not ledger_path.exists() if how == "deleted" else ledger_path.stat().st_size == 0  # nothing started over
