@@ -149,6 +149,8 @@ def test_a_perfect_memoriser_reaches_the_best_bound_the_grid_allows():
     assert result["epsilon_lower_bound"] == pytest.approx(_all_right(200, 0.05 / 15), abs=1e-7)
     assert result["epsilon_claimed"] == math.inf and not result["violation"]
     assert 200 < result["k_included"] < 300
+    # against no claim (no DP) the ceiling is every guess right: this memoriser reaches it
+    assert result["ceiling"] == pytest.approx(result["epsilon_lower_bound"], abs=1e-7)
 
 
 def test_a_model_that_ignores_its_data_proves_nothing():
@@ -184,6 +186,7 @@ def test_dp_sgd_bound_never_exceeds_the_claim(sigma, eps):
     assert result["epsilon_claimed"] == pytest.approx(eps, abs=0.1)
     assert 0.0 <= result["epsilon_lower_bound"] <= result["epsilon_claimed"]
     assert not result["violation"]
+    assert 0.0 < result["ceiling"] < result["epsilon_claimed"] and all("ceiling" in t for t in result["tries"])
 
 
 def test_a_run_that_forgets_the_noise_is_caught():
