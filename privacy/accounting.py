@@ -135,6 +135,7 @@ def calibrate_noise(
     prior: Sequence[Release] = (),
     releases: int = 1,
     rel_tol: float = 0.005,
+    neighbouring: str = ADD_REMOVE,
 ) -> float:
     """Smallest σ (to `rel_tol` of ε) such that `prior` followed by `releases`
     releases of `steps` steps at `sample_rate` and σ spend at most `target_epsilon` at `delta`.
@@ -152,12 +153,13 @@ def calibrate_noise(
     if releases < 1 or steps < 1:
         raise ValueError(f"need at least one release of at least one step, got {releases} × {steps}")
     prior = [check_release(r) for r in prior]
-    key = (float(target_epsilon), float(delta), float(sample_rate), int(steps), name, tuple(prior), int(releases), float(rel_tol))
+    check_neighbouring(neighbouring, name)
+    key = (float(target_epsilon), float(delta), float(sample_rate), int(steps), name, tuple(prior), int(releases), float(rel_tol), neighbouring)
     with _calibrations_lock:
         if key in _calibrations:
             _calibrations.move_to_end(key)
             return _calibrations[key]
-    sigma = _calibrate(target_epsilon, delta, sample_rate, steps, name, prior, releases, rel_tol)
+    sigma = _calibrate(target_epsilon, delta, sample_rate, steps, name, prior, releases, rel_tol, neighbouring)
     with _calibrations_lock:
         _calibrations[key] = sigma
         while len(_calibrations) > _CALIBRATIONS_SIZE:
@@ -165,18 +167,19 @@ def calibrate_noise(
     return sigma
 
 
-def _calibrate(target_epsilon: float, delta: float, sample_rate: float, steps: int, name: str, prior: list[Release], releases: int, rel_tol: float) -> float:
+def _calibrate(target_epsilon: float, delta: float, sample_rate: float, steps: int, name: str, prior: list[Release], releases: int, rel_tol: float, neighbouring: str = ADD_REMOVE) -> float:
     def history(sigma: float) -> list[Release]:
         return [*prior, *[(sigma, sample_rate, steps)] * releases]
 
     start, factor = 1.0, 2.0
-    if name != "rdp" and not any(r[0] == 0 for r in prior):
+    # The quick RDP start bounds add/remove-one only; replace-one searches from σ = 1.
+    if name != "rdp" and neighbouring == ADD_REMOVE and not any(r[0] == 0 for r in prior):
         try:
             start = _search(lambda sigma: rdp_epsilon_quick(tuple(merge_history(history(sigma))), delta), target_epsilon, delta, 1.0, 2.0, 0.02)
             factor = 1.1
         except CalibrationError:
             pass  # the quick bound finds no σ up to MAX_SIGMA; the tighter accountant may: search from 1
-    return _search(lambda sigma: epsilon(history(sigma), delta, name), target_epsilon, delta, start, factor, rel_tol)
+    return _search(lambda sigma: epsilon(history(sigma), delta, name, neighbouring), target_epsilon, delta, start, factor, rel_tol)
 
 
 def _search(spent: Callable[[float], float], target_epsilon: float, delta: float, start: float, factor: float, rel_tol: float) -> float:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from privacy.accounting import MAX_SIGMA, CalibrationError, Release, calibrate_noise, epsilon, resolve_accountant
+from privacy.accounting import ADD_REMOVE, MAX_SIGMA, CalibrationError, Release, calibrate_noise, epsilon, resolve_accountant
 
 # A release is refused when its ε exceeds the budget by more than this fraction. Calibration
 # aims at ε ≤ budget with the same accountant, but a recomputation need not repeat the last bits
@@ -47,6 +47,8 @@ class DPPlan:
     # exact one, which add/remove-one neighbours do not share. The noise is normalised by
     # sample_rate × n_public (0: plans made before this field, normalised by the exact count).
     n_public: int = 0
+    # The neighbouring relation the plan was calibrated for (replace-one: a fixed, public example set).
+    neighbouring: str = ADD_REMOVE
 
     @property
     def release(self) -> Release:
@@ -72,6 +74,7 @@ def plan_dp(
     max_grad_norm: float,
     accountant: str = "auto",
     prior: Sequence[Release] = (),
+    neighbouring: str = ADD_REMOVE,
 ) -> DPPlan:
     """Calibrate σ for an agency with `n_train` training records that has already released
     `prior` (from its ledger) and plans `rounds` more releases, so that everything together
@@ -89,7 +92,7 @@ def plan_dp(
     # Poisson sampling: an "epoch" is 1/q expected batches.
     steps_per_round = local_epochs * max(1, round(1.0 / sample_rate))
     prior = list(prior)
-    spent = epsilon(prior, delta, name)
+    spent = epsilon(prior, delta, name, neighbouring)
     if not spent < target_epsilon:
         raise BudgetExceeded(
             f"privacy budget exhausted: ε spent {spent:.4g} already meets the budget "
@@ -97,7 +100,7 @@ def plan_dp(
         )
     try:
         sigma = calibrate_noise(
-            target_epsilon, delta, sample_rate, steps_per_round, name, prior=prior, releases=rounds
+            target_epsilon, delta, sample_rate, steps_per_round, name, prior=prior, releases=rounds, neighbouring=neighbouring
         )
     except CalibrationError:
         raise BudgetExceeded(
@@ -117,18 +120,19 @@ def plan_dp(
         prior_epsilon=spent,
         prior_releases=len(prior),
         n_public=int(n_train),
+        neighbouring=neighbouring,
     )
 
 
 def epsilon_after(
-    history: Sequence[Release], release: Release, *, budget: float, delta: float, accountant: str
+    history: Sequence[Release], release: Release, *, budget: float, delta: float, accountant: str, neighbouring: str = ADD_REMOVE
 ) -> float:
     """ε the agency will have spent once `release` is added to `history`; raises BudgetExceeded
     (with the figures) if that is over `budget` (beyond BUDGET_SLACK). Call it before training,
     record the release before the update leaves."""
-    eps = epsilon([*history, release], delta, accountant)
+    eps = epsilon([*history, release], delta, accountant, neighbouring)
     if not within_budget(eps, budget):
-        spent = epsilon(history, delta, accountant)
+        spent = epsilon(history, delta, accountant, neighbouring)
         raise BudgetExceeded(
             f"privacy budget exhausted: ε spent {spent:.4g}, this update would bring it to "
             f"{eps:.4g}, budget {budget:g} at δ={delta:g}"
