@@ -57,8 +57,9 @@ def drop_torn_tail(path: Path) -> bool:
 def resume(run_dir: Path, engine: str = "in-process", deploy_dir: Path | None = None) -> Path:
     """Finish the run in `run_dir`; returns it. ConfigError if it is not an unfinished run, or
     if another process holds it (RunFolderBusy: the lock is taken before anything is read or cut)."""
+    reopen_unfinished(run_dir)  # a folder that is no unfinished run is refused before anything is written to it
     hold(run_dir)
-    folder = reopen_unfinished(run_dir)
+    folder = reopen_unfinished(run_dir)  # again, under the lock: the run may have finished meanwhile
     keep_torch_cache_in(run_dir)
     for name in LINE_FILES:
         if drop_torn_tail(run_dir / name):

@@ -158,8 +158,15 @@ HOLDER = textwrap.dedent(
 
 
 def test_a_second_resume_of_a_held_run_folder_is_one_line_and_exit_2(tmp_path, capsys):
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
+    from conftest import TINY
+    from experiments.config import validate
+    from experiments.prepare import materialise
+    from experiments.runner import open_folder
+
+    run_dir = tmp_path / "run"  # an unfinished run folder: data, config, spec; nothing trained
+    config = validate({**TINY, "architectures": ["central"]}, "tiny")
+    open_folder(config, "", run_dir, materialise(config, run_dir / "data"))
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name != LOCK_FILENAME}
     child = subprocess.Popen([sys.executable, "-c", HOLDER.format(root=str(ROOT)), str(run_dir)], stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout.readline().strip() == "held"
@@ -169,9 +176,19 @@ def test_a_second_resume_of_a_held_run_folder_is_one_line_and_exit_2(tmp_path, c
     finally:
         child.kill()
         child.wait()
-    # The holder gone (however it ended), the folder can be taken: here it is no run folder.
-    assert main(["run", "--resume", str(run_dir)]) == 2
-    assert "another peel process" not in capsys.readouterr().err
+    # The refused resume cut, dropped and wrote nothing.
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name != LOCK_FILENAME} == before
+    # The holder gone (however it ended: here SIGKILL), the folder can be taken again.
+    fd = try_lock(run_dir)
+    assert fd is not None
+    import os
+
+    os.close(fd)
+    # A folder that is no unfinished run is refused before a lock file is made in it.
+    other = tmp_path / "other"
+    other.mkdir()
+    assert main(["run", "--resume", str(other)]) == 2
+    assert list(other.iterdir()) == []
 
 
 @pytest.mark.parametrize("how", ["deleted", "truncated"])
