@@ -214,3 +214,31 @@ def test_an_agency_whose_ledger_was_lost_refuses_to_start_over(tiny_spec, tmp_pa
     assert f"{ledger_path}: ledger {'missing' if how == 'deleted' else 'emptied'}" in refused.error.reason
     assert "peel budget reinit" in refused.error.reason
     assert not ledger_path.exists() if how == "deleted" else ledger_path.stat().st_size == 0  # nothing started over
+
+
+def test_an_agency_asked_for_another_delta_after_spending_refuses(tiny_spec, tmp_path):
+    """12.4 / 13 major: `--set privacy.delta=0.5` after the budget was spent at 1e-5 must not
+    buy more rounds: the ledger pinned δ at its first charge."""
+    from privacy.accounting import epsilon
+
+    spec = json.loads(tiny_spec.read_text())
+    for agency in spec["agencies"]:
+        agency["ledger"] = str(tmp_path / f"{agency['slug']}.sqlite")
+    spec_path = tmp_path / "federation.json"
+    spec_path.write_text(json.dumps(spec))
+    first = spec["agencies"][0]
+    _use_run(spec_path, "run-A")
+    for server_round in (1, 2):
+        assert not _train(spec_path, server_round).has_error()
+    spec = json.loads(spec_path.read_text())
+    for agency in spec["agencies"]:
+        agency["policy"]["delta"] = 0.5
+    spec_path.write_text(json.dumps(spec))
+    _use_run(spec_path, "run-B")
+    for server_round in (1, 2, 3):
+        reply = _train(spec_path, server_round)
+        assert reply.has_error() and "pinned at 1e-05" in reply.error.reason
+    with Ledger.open(first["ledger"], first["name"]) as ledger:
+        assert ledger.pinned_delta() == 1e-5
+        assert {r["run_id"] for r in ledger.rows()} == {"run-A"}
+        assert epsilon(ledger.history(), 1e-5) <= first["policy"]["budget"] * (1 + 1e-6)
