@@ -46,23 +46,24 @@ def _text(value: object, what: str) -> str:
     return value
 
 
-def read_manifest(folder: Path) -> dict:
+def read_manifest(folder: Path, *, months: bool = True) -> dict:
     """The manifest of `folder`: {"months": [first, …, last] ("YYYY-MM"), "agencies": [{"name",
     "slug", "folder" (absolute, resolved, inside `folder`)}]}. Raises DataError (one line naming
-    the manifest and the agency) for anything `peel generate` would not have written."""
+    the manifest and the agency) for anything `peel generate` would not have written. With
+    `months=False` (a deployment reads only the agencies) the months are not required."""
     path = folder / MANIFEST_FILE
     try:
         if path.stat().st_size > MAX_MANIFEST_BYTES:
             raise DataError(f"{path}: larger than {MAX_MANIFEST_BYTES:,} bytes; not a manifest written by `peel generate`")
         manifest = json.loads(path.read_text(encoding="utf-8"))
-        months = [str(m) for m in manifest["months"]]
+        month_list = [str(m) for m in manifest["months"]] if months else []
         raw_agencies = manifest["agencies"]
         if not isinstance(raw_agencies, list):
             raise TypeError("agencies is not a list")
     except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
         raise DataError(f"{path}: not a manifest written by `peel generate` ({exc.__class__.__name__}: {str(exc)[:200]!r})") from None
-    if not months or not all(_MONTH.fullmatch(m) for m in months) or months != sorted(months):
-        raise DataError(f"{path}: months: expected YYYY-MM months in order (got {months[:4]!r:.120})")
+    if months and (not month_list or not all(_MONTH.fullmatch(m) for m in month_list) or month_list != sorted(month_list)):
+        raise DataError(f"{path}: months: expected YYYY-MM months in order (got {month_list[:4]!r:.120})")
     if not raw_agencies:
         raise DataError(f"{path}: agencies: the manifest names no agency")
     agencies: list[dict] = []
@@ -88,4 +89,4 @@ def read_manifest(folder: Path) -> dict:
             if target.is_relative_to(other["folder"]) or Path(other["folder"]).is_relative_to(target):
                 raise DataError(f"{where}: folder {entry['folder']!r} overlaps the folder of {other['name']!r:.80}")
         agencies.append({"name": name, "slug": slug, "folder": str(target)})
-    return {"months": months, "agencies": agencies}
+    return {"months": month_list, "agencies": agencies}

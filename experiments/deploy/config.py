@@ -7,7 +7,6 @@ Relative paths are taken from the directory `peel` is run in, like every other P
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from experiments.deploy.errors import DeployError
 from experiments.deploy.layout import Layout
+from policedata.errors import DataError
+from policedata.manifest import read_manifest
 
 # The same file name experiments/prepare.py gives an agency's ledger inside its folder.
 LEDGER_FILE = "ledger.sqlite"
@@ -99,14 +100,14 @@ def slugify(name: str) -> str:
 def _from_manifest(folder: Path, config: Path) -> list[AgencyEntry]:
     """Agencies of a folder written by `peel generate` (its manifest.json names them)."""
     path = folder / "manifest.json"
+    if not path.is_file():
+        raise DeployError(f"{config}: agencies: {path} not found (give a folder written by `peel generate`, or a list of agencies)")
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-        areas = str(folder / "areas.csv") if (folder / "areas.csv").is_file() else None
-        return [AgencyEntry(name=str(a["name"]), folder=str(folder / a["folder"]), areas=areas) for a in manifest["agencies"]]
-    except FileNotFoundError:
-        raise DeployError(f"{config}: agencies: {path} not found (give a folder written by `peel generate`, or a list of agencies)") from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise DeployError(f"{config}: agencies: {path} is not a manifest written by `peel generate` ({exc})") from None
+        manifest = read_manifest(folder, months=False)  # every agency folder confined to `folder`: its ledger is written there
+    except DataError as exc:
+        raise DeployError(f"{config}: agencies: {exc}") from None
+    areas = str(folder / "areas.csv") if (folder / "areas.csv").is_file() else None
+    return [AgencyEntry(name=a["name"], folder=a["folder"], areas=areas) for a in manifest["agencies"]]
 
 
 def _one_line(exc: ValidationError, path: Path) -> str:
