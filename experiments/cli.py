@@ -162,7 +162,10 @@ def _audit(args: argparse.Namespace) -> int:
     for arch, entry in folder.results.items():
         audit = entry["audit"]
         bound = f" (the claimed ε allows ≤ {audit['mia_auc_bound']:.3f})" if audit.get("mia_auc_bound") is not None else ""
-        lower = f"; canary lower bound on ε {audit['epsilon_lower_bound']:.2f}" if audit.get("epsilon_lower_bound") is not None else ""
+        lower = f"; canary lower bound on ε {audit['epsilon_lower_bound']:.2f} (ceiling {audit['ceiling']:.2f})" if audit.get("epsilon_lower_bound") is not None else ""
+        if audit.get("whitebox"):  # the ceiling: the most that audit could show at the claimed ε
+            wb = audit["whitebox"]
+            lower += f", white-box {wb['epsilon_lower_bound']:.2f} (ceiling {wb['ceiling']:.2f}) vs claimed {wb['epsilon_claimed']:.2f}"
         print(f"{arch:<18} membership attack AUC {audit['mia_auc']:.3f}{bound}, TPR at 1% FPR {audit['mia_tpr_at_1pct_fpr']:.3f}{lower}")
     _write_report(run_dir)
     return 0

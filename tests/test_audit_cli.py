@@ -34,7 +34,7 @@ def audited_run(tmp_path_factory) -> Path:
     return run_dir
 
 
-def test_peel_audit_writes_every_audit_block(audited_run, capsys):
+def test_peel_audit_writes_every_audit_block(audited_run):
     summary = json.loads((audited_run / "summary.json").read_text())
     for arch in CONFIG["architectures"]:
         audit = summary["architectures"][arch]["audit"]
@@ -61,6 +61,12 @@ def test_dp_canary_audits_claim_what_the_ledger_charged(audited_run):
         # The correct mechanism: never above the claim; the ceiling is below the claim by design.
         assert 0.0 <= bound["epsilon_lower_bound"] <= charged
         assert 0.0 < bound["ceiling"] < charged
+
+
+def test_peel_audit_prints_each_bound_beside_its_ceiling(audited_run, capsys):
+    assert main(["audit", str(audited_run)]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("fedavg-dp "))
+    assert "canary lower bound on ε" in line and line.count("(ceiling ") == 2 and "white-box" in line
 
 
 def test_peel_audit_of_a_folder_that_is_not_a_run_exits_2(tmp_path, capsys):
