@@ -75,6 +75,18 @@ def _slug(value: Any) -> str:
     return re.sub(r"[^A-Za-z0-9.+-]+", "-", str(value)).strip("-") or "x"
 
 
+# A cell id names a folder: well below the 255-byte limit of a file name.
+MAX_CELL_ID = 120
+
+
+def _short(cell_id: str) -> str:
+    """The cell id, or its start and a hash of the whole when it is too long for a folder name
+    (ids are ASCII: `_slug` keeps A-Z, a-z, 0-9 and '.+-')."""
+    if len(cell_id) <= MAX_CELL_ID:
+        return cell_id
+    return f"{cell_id[: MAX_CELL_ID - 13]}-{hashlib.sha256(cell_id.encode()).hexdigest()[:12]}"
+
+
 def expand(config: PeelConfig, where: str) -> list[Cell]:
     """Every distinct cell of the config's sweep grid, in grid order."""
     if not config.sweep:
@@ -105,7 +117,7 @@ def expand(config: PeelConfig, where: str) -> list[Cell]:
                 if key != "architectures" and not _uses(arch, key):  # (a swept null is a value, e.g. faults.malicious)
                     set_override(cell_raw, f"{key}={json.dumps(_get(base, key))}")
             cell_config = validate(cell_raw, f"{where}: sweep cell {arch} {used}")
-            cell_id = "--".join([arch] + [f"{k.split('.')[-1]}={_slug(v)}" for k, v in used.items() if v is not None])
+            cell_id = _short("--".join([arch] + [f"{k.split('.')[-1]}={_slug(v)}" for k, v in used.items() if v is not None]))
             cells.setdefault(cell_id, Cell(cell_id, arch, used, cell_config))
     return list(cells.values())
 

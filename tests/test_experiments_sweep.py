@@ -149,3 +149,10 @@ def test_other_cells_over_agencies_used_in_place_use_the_agencies_own_ledgers(tm
         ledgers = {Path(a["ledger"]) for a in run_folder.federation.agencies}
         assert ledgers == {Path(a["folder"]) / "ledger.sqlite" for a in run_folder.federation.agencies}
         assert all(p.is_relative_to(folder.resolve()) for p in ledgers)
+
+
+def test_a_long_swept_value_gives_a_cell_folder_name_the_filesystem_accepts(tmp_path):
+    cells = _cells({"task.hidden": [[4] * 130, [4] * 131]}, ["fedavg"])
+    assert len(cells) == 2 and all(len(c) <= 120 for c in cells)  # distinct despite a shared start
+    for cell_id in cells:
+        (tmp_path / cell_id).mkdir()
