@@ -158,6 +158,7 @@ def _canary(folder: RunFolder) -> dict:
             continue
         agency, plan, charged = found
         split = splits[agency.name]
+        # Add/remove neighbours: a canary is in or out, so that is the relation the audit tests.
         claimed = float(accountant_epsilon(charged, plan.delta, plan.accountant))
         k = min(config.audit.canaries, len(split.y_train))
         seed = stable_seed(config.seed, agency.name, "canary")
