@@ -4,10 +4,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
+
+import pytest
 
 from experiments.config import validate
 from experiments.prepare import add_months, materialise, write_spec
+from policedata.errors import DataError
 from policedata.loader import load_street_folder
 from policedata.synthetic import SyntheticSpec, generate
 
@@ -70,12 +74,6 @@ def test_the_attacker_can_be_named_by_size_and_the_run_records_its_name(tmp_path
 
 
 # ------------------------------------------------ data.source agencies: the manifest is data
-
-import shutil  # noqa: E402
-
-import pytest  # noqa: E402
-
-from policedata.errors import DataError  # noqa: E402
 
 
 def _agencies_folder(tmp_path):

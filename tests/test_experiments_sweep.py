@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from experiments.config import ConfigError, validate
-from experiments.sweep import expand
+from experiments.sweep import SWEEP_FILE, _open_cell, check_sweep_dir, expand, run_sweep
 
 BASE = {"data": {"agencies": 3, "incidents": 4000, "months": 12}, "task": {"test_months": 3}}
 
@@ -70,11 +73,6 @@ def test_a_config_without_sweep_is_refused():
 
 
 # ------------------------------------------------ the sweep folder, and agencies used in place
-
-import json  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from experiments.sweep import SWEEP_FILE, _open_cell, check_sweep_dir, run_sweep  # noqa: E402
 
 
 def _tree(root: Path) -> dict[str, bytes | None]:
