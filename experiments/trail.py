@@ -86,7 +86,7 @@ def verify_run(run_dir: Path) -> int:
     run_id = Path(spec["run_dir"]).name if spec.get("run_dir") else run_dir.name
     ledger_problems: list[str] = []
     rows = ledger_rows(spec, run_id, ledger_problems, run_dir)
-    problems = [*verify(trail, rows, anchor=anchor), *ledger_problems]
+    problems = [*ledger_problems, *verify(trail, rows, anchor=anchor)]  # a lost ledger first: it explains the rest
     if problems:
         for problem in problems:
             print(problem)
