@@ -219,6 +219,8 @@ def train(msg: Message, context: Context) -> Message:
     architecture = str(config["architecture"])
     regime = contract.regime(architecture)
     _maybe_drop_out(agency, config)  # a simulated crash: no reply at all
+    if regime == "plain" and not agency.policy.allow_plain:
+        return _refusal(msg, agency, config, f"{agency.name}: its policy allows only record-level DP architectures, not {architecture} (allow-plain=false)", "plain")
     model = _model(agency, msg.content["arrays"], reuse=regime == "plain")
     if regime == "plain":
         metrics = _plain_round(agency, config, model)
@@ -252,6 +254,8 @@ def evaluate(msg: Message, context: Context) -> Message:
     # MetricRecord holds numbers only: an undefined metric (one class in the test set) is NaN.
     metrics = {k: float("nan") if v is None else float(v) for k, v in scores.items() if k != "n"}
     regime = contract.regime(architecture)
+    if regime == "plain" and not agency.policy.allow_plain:
+        return _refusal(msg, agency, config, f"{agency.name}: its policy allows only record-level DP architectures, not {architecture} (allow-plain=false)", "plain")
     if regime == "dp":
         # Metrics of its test records are a release too: a DP agency keeps them in its own folder.
         keep_evaluation(agency, config, metrics, len(split.y_test))

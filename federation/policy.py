@@ -20,6 +20,7 @@ NODE_KEYS = {
     "accountant": "accountant",
     "count-sigma": "count_sigma",
     "max-noise-multiplier": "max_noise_multiplier",
+    "allow-plain": "allow_plain",
 }
 
 
@@ -35,6 +36,9 @@ class AgencyPolicy:
     accountant: str = "auto"
     count_sigma: float = 50.0  # std of the Gaussian noise on its released record count
     max_noise_multiplier: float = 30.0  # refuse a release whose σ would exceed this (noise, not a model)
+    # Take part in architectures without record-level DP (fedavg, fedavg-central-dp), whose replies
+    # carry exact counts, losses and test metrics? A deployed agency can say no (allow-plain=false).
+    allow_plain: bool = True
 
     def __post_init__(self) -> None:
         for name in ("budget", "max_grad_norm", "count_sigma", "max_noise_multiplier"):
@@ -62,7 +66,21 @@ class AgencyPolicy:
             if key in node:
                 raw = node[key]
                 try:
-                    changes[name] = str(raw) if name == "accountant" else float(str(raw))
+                    if name == "accountant":
+                        changes[name] = str(raw)
+                    elif name == "allow_plain":
+                        changes[name] = _flag(key, raw)
+                    else:
+                        changes[name] = float(str(raw))
                 except ValueError:
                     raise PolicyError(f"node config {key}={raw!r}: not a number") from None
         return replace(self, **changes) if changes else self  # type: ignore[arg-type]
+
+
+def _flag(key: str, raw: object) -> bool:
+    text = str(raw).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise PolicyError(f"node config {key}={raw!r}: use true or false")

@@ -217,3 +217,18 @@ def test_two_deliveries_of_one_round_send_one_release(fresh_spec):
     assert all(a[k].data == b[k].data for k in a)
     with _ledger(fresh_spec) as ledger:
         assert len(ledger.history()) == 2  # the count and one round
+
+
+def test_a_deployed_agency_owns_its_policy_and_refuses_what_is_outside_it(tiny_spec, tmp_path):
+    """Node config (the agency's operator) wins over the spec: its budget and δ are used, and
+    with allow-plain=false it refuses a plain architecture, saying why."""
+    spec = json.loads(tiny_spec.read_text())
+    agency = spec["agencies"][2]
+    node = {"agency": agency["name"], "data-path": agency["folder"], "ledger-path": str(tmp_path / "own.sqlite"), "budget": "0.5", "delta": "1e-6", "allow-plain": "false"}
+    context = Context(run_id=1, node_id=9, node_config=node, state=RecordDict(), run_config={"peel-spec": str(tiny_spec)})
+    reply = train(_message(tiny_spec, "train", 1, rounds=1), context)
+    metrics = reply.content["metrics"]
+    assert metrics["epsilon-budget"] == 0.5 and metrics["delta"] == 1e-6
+    assert metrics["epsilon-spent-to-date"] <= 0.5 * (1 + 1e-6)
+    refused = train(_message(tiny_spec, "train", 1, dp=False), context)
+    assert refused.has_error() and "allow-plain=false" in refused.error.reason
