@@ -68,7 +68,7 @@ def released_count(agency: Agency, run_id: str) -> ReleasedCount:
             return ReleasedCount(int(kept["value"]), float(kept["sigma"]))
     with Ledger.open(agency.ledger, agency.name) as ledger:
         ledger.set_budget(policy.budget, policy.delta, source=f"run {run_id}")
-        spent = ledger.charge(run_id, COUNT_ARCHITECTURE, 0, (policy.count_sigma, 1.0, 1), delta=policy.delta, accountant=policy.accountant, budget=policy.budget, **_mechanism())
+        spent = ledger.charge(run_id, COUNT_ARCHITECTURE, 0, (policy.count_sigma, 1.0, 1), delta=policy.delta, accountant=policy.accountant, budget=policy.budget, mechanism=COUNT_MECHANISM)
     released = ReleasedCount(noisy_count(len(split.y_train), policy.count_sigma), policy.count_sigma)
     # The count leaves with the agency's next reply; the trail holds it from now.
     metrics = {
@@ -88,9 +88,3 @@ def released_count(agency: Agency, run_id: str) -> ReleasedCount:
     os.replace(tmp, path)
     return released
 
-
-def _mechanism() -> dict[str, str]:
-    """The ledger's mechanism label, where the ledger records one."""
-    import inspect
-
-    return {"mechanism": COUNT_MECHANISM} if "mechanism" in inspect.signature(Ledger.charge).parameters else {}

@@ -8,7 +8,7 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from privacy.ledger import Ledger, LedgerError
+from privacy.ledger import Ledger, LedgerError, anchor_path
 
 log = logging.getLogger("peel.run")
 
@@ -35,9 +35,9 @@ class LedgerFigures:
 
 
 def read_figures(name: str, ledger: Path, budget: float, accountant: str) -> LedgerFigures:
-    if not ledger.is_file():
-        return LedgerFigures(name, str(ledger), 0.0, 0.0, budget, None, 0)
     try:
+        if not ledger.is_file() and not anchor_path(ledger).is_file():
+            return LedgerFigures(name, str(ledger), 0.0, 0.0, budget, None, 0)  # never charged
         with Ledger.inspect(ledger) as book:
             delta = book.pinned_delta()
             if delta is None:

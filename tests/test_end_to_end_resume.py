@@ -112,7 +112,8 @@ def test_a_run_killed_mid_round_resumes_with_nothing_lost_or_charged_twice(kill,
     ledgers = _ledger_rounds(run_dir)
     assert len(ledgers) == AGENCIES
     for agency, charged in ledgers.items():
-        assert charged == collections.Counter({(arch, r): 1 for arch in DP for r in range(1, ROUNDS + 1)}), agency
+        # ... and its record count, released (and charged) once before its first DP round.
+        assert charged == collections.Counter({("record-count", 0): 1, **{(arch, r): 1 for arch in DP for r in range(1, ROUNDS + 1)}}), agency
     for arch in DP + ["fedavg-central-dp"]:
         assert summary["architectures"][arch]["epsilon_max"] == pytest.approx(reference["summary"]["architectures"][arch]["epsilon_max"], rel=1e-9), arch
 

@@ -183,7 +183,7 @@ def test_hotspot_sweep_shows_quintiles_and_pai(tmp_path):
     quintiles = _one(page.sentences, "Under fedavg-dp, deprivation quintile 5")
     assert "larger than under fedavg" in quintiles and "DP makes the flags less even" in quintiles
     # Agency-level DP has one ε for the federation, checked against its budget.
-    assert any("ε stayed within its budget" in s for s in page.sentences)
+    assert any("stayed within its budget" in s for s in page.sentences)
 
 
 def test_missing_optional_data_is_stated_not_measured(tmp_path):
@@ -205,7 +205,7 @@ def test_missing_optional_data_is_stated_not_measured(tmp_path):
     assert "central: not recorded" in text  # per-agency raw records of central
     assert "per incident record" in text  # fedavg-dp's unit inferred for an older summary
     # The budget still comes from config.yaml.
-    assert "Every agency's ε stayed within its budget (max 0.9900 ≤ 1)." in page.sentences
+    assert "Every agency's ε spent to date (its own ledger, all runs) stayed within its budget (max 0.9900 ≤ 1)." in page.sentences
 
 
 def test_not_a_results_folder_is_one_clear_line(tmp_path):
@@ -238,7 +238,7 @@ def test_reading_flips_when_dp_beats_or_trails_pooling(tmp_path):
 
 def test_reading_flips_on_budget_overrun_and_refusals(tmp_path):
     ok = _sentences(F.write_run(tmp_path / "ok", F.run_summary()))
-    assert "Every agency's ε stayed within its budget (max 0.9900 ≤ 1)." in ok
+    assert "Every agency's ε spent to date (its own ledger, all runs) stayed within its budget (max 0.9900 ≤ 1)." in ok
     spent = {name: 0.5 for name, _, _, _ in F.AGENCIES} | {"Mid Police": 1.04}
     errors = {"Tiny Police": [{"round": 9, "reason": "budget would be exceeded"}]}
     over = _sentences(F.write_run(tmp_path / "over", F.run_summary(spent=spent, errors=errors)))

@@ -386,7 +386,10 @@ def _cell_rows(cell: Cell, swept: list[str], headline: str, arch_rows: list, age
             "mia_auc": _num(audit.get("mia_auc")),
             "mia_tpr": _num(audit.get("mia_tpr_at_1pct_fpr")),
             "mia_bound": _num(audit.get("mia_auc_bound")),
-            "eps_lower": _num(audit.get("epsilon_lower_bound")),
+            # The white-box canary audit (gradient canaries in the clipped sums) where it ran: the
+            # stronger of the two; its ceiling is the most it could show on an ideal mechanism.
+            "eps_lower": _num(_get(audit, "whitebox", "epsilon_lower_bound") if isinstance(audit.get("whitebox"), dict) else audit.get("epsilon_lower_bound")),
+            "eps_ceiling": _num(_get(audit, "whitebox", "ceiling") if isinstance(audit.get("whitebox"), dict) else audit.get("ceiling")),
             "eps_claimed": _num(audit.get("epsilon_claimed")),
             "disparity": _num(fairness.get("disparity")),
             "ceiling": ceiling,

@@ -129,7 +129,7 @@ def budget_sentence(spends: pd.DataFrame, scope: str = "") -> str:
             ratio = with_budget["epsilon"] / with_budget["budget"]
             worst = with_budget.loc[ratio.idxmax()]
             budgets = set(with_budget["budget"])
-            who = "Every agency that recorded an ε stayed" if not no_eps.empty or len(with_budget) < len(known) else "Every agency's ε stayed"
+            who = "Every agency that recorded an ε stayed" if not no_eps.empty or len(with_budget) < len(known) else "Every agency's ε spent to date (its own ledger, all runs) stayed"
             if len(budgets) == 1:
                 sentences.append(f"{who} within its budget{where} (max {fmt.eps(with_budget['epsilon'].max())} ≤ {fmt.budget(next(iter(budgets)))}).")
             else:
@@ -147,7 +147,7 @@ def budget_sentence(spends: pd.DataFrame, scope: str = "") -> str:
     return " ".join(sentences)
 
 
-def attack_sentence(name: str, mia: float, bound: float, eps_claimed: float = math.nan, eps_lower: float = math.nan, note: str = "") -> str | None:
+def attack_sentence(name: str, mia: float, bound: float, eps_claimed: float = math.nan, eps_lower: float = math.nan, note: str = "", eps_ceiling: float = math.nan) -> str | None:
     """What a membership-inference attacker achieved on `name`, against what its ε allows."""
     if _m(mia):
         return None
@@ -163,7 +163,9 @@ def attack_sentence(name: str, mia: float, bound: float, eps_claimed: float = ma
         if not _m(eps_claimed) and eps_lower > eps_claimed:
             text += f"; the audit's lower bound on ε, {fmt.num(eps_lower, 2)}, is above the claimed {fmt.budget(eps_claimed)}: the claim is contradicted"
         else:
-            text += f"; the audit shows ε is at least {fmt.num(eps_lower, 2)}{claim}"
+            text += f"; the canary audit shows ε is at least {fmt.num(eps_lower, 2)}{claim}"
+            if not _m(eps_ceiling) and not _m(eps_claimed):
+                text += f", and could show at most about {fmt.num(eps_ceiling, 2)} even on an ideal mechanism at the claimed ε, so a low bound is not proof of privacy"
     return text + "."
 
 
@@ -413,7 +415,7 @@ def reading(study: Study, focus: views.Focus, full: Study | None = None) -> list
     scope = "in every cell of the sweep" if study.kind == "sweep" else ""
     out.append(budget_sentence(_spends(whole, dp_rows), scope))
 
-    attacks = [attack_sentence(line, r["mia_auc"], r["mia_bound"], r["eps_claimed"], r["eps_lower"], note(line)) for line, r in sorted(get.items(), key=lambda kv: views.arch_order(kv[0]))]
+    attacks = [attack_sentence(line, r["mia_auc"], r["mia_bound"], r["eps_claimed"], r["eps_lower"], note(line), r.get("eps_ceiling", math.nan)) for line, r in sorted(get.items(), key=lambda kv: views.arch_order(kv[0]))]
     attacks = [a for a in attacks if a]
     out.extend(attacks if attacks else [f"Membership-inference attack: {fmt.NOT_MEASURED} (no audit in these results)."])
     over = int(table["mia_over_bound"].sum()) if not table.empty else 0

@@ -12,7 +12,7 @@ from experiments.report.load import Study
 
 # Order in which architectures appear in tables and legends (others follow, by name).
 ORDER = ("central", "local", "fedavg", "fedavg-dp", "fedavg-dp-secagg", "fedavg-central-dp")
-MEAN_COLUMNS = ("headline", "auc", "records_moved", "update_bytes", "wall_s", "mia_auc", "mia_tpr", "mia_bound", "eps_lower", "eps_claimed", "disparity", "ceiling", "flower_startup_s")
+MEAN_COLUMNS = ("headline", "auc", "records_moved", "update_bytes", "wall_s", "mia_auc", "mia_tpr", "mia_bound", "eps_lower", "eps_ceiling", "eps_claimed", "disparity", "ceiling", "flower_startup_s")
 
 
 def arch_order(name: str) -> tuple[int, str]:
