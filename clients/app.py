@@ -38,6 +38,7 @@ from clients.count import released_count  # noqa: E402
 from clients.evaluations import keep_evaluation  # noqa: E402
 from federation import contract  # noqa: E402
 from federation.contract import WARM_UP  # noqa: E402
+from tasks import registry  # noqa: E402
 from tasks.registry import score  # noqa: E402
 from tasks.model import make_model  # noqa: E402
 from tasks.seeding import stable_seed  # noqa: E402
@@ -100,7 +101,8 @@ def _dp_round(context: Context, agency: Agency, config: ConfigRecord, model: tor
     server_round = int(config["server-round"])
     policy = agency.policy
     run_id = Path(agency.spec["run_dir"]).name
-    n_public = released_count(agency, run_id).value
+    neighbouring = registry.NEIGHBOURING[agency.spec["task"]["name"]]
+    n_public = released_count(agency, run_id, neighbouring).value
     with Ledger.open(agency.ledger, agency.name) as ledger:
         ledger.set_budget(policy.budget, policy.delta, source=f"run {run_id}")
         plan = budget_state.cached_plan(context, architecture) or releases.saved_plan(agency, run_id, architecture)
@@ -119,6 +121,7 @@ def _dp_round(context: Context, agency: Agency, config: ConfigRecord, model: tor
                 max_grad_norm=policy.max_grad_norm,
                 accountant=policy.accountant,
                 prior=ledger.history(),
+                neighbouring=neighbouring,
             )
             if plan.noise_multiplier > policy.max_noise_multiplier:
                 raise NoiseTooLarge(
@@ -137,13 +140,13 @@ def _dp_round(context: Context, agency: Agency, config: ConfigRecord, model: tor
         else:
             # Spend first: committed to the agency's ledger on disk before the update exists, so
             # a crash after this line over-counts, never under-counts.
-            spent = ledger.charge(run_id, architecture, server_round, plan.release, delta=plan.delta, accountant=plan.accountant, budget=plan.target_epsilon)
+            spent = ledger.charge(run_id, architecture, server_round, plan.release, delta=plan.delta, accountant=plan.accountant, budget=plan.target_epsilon, neighbouring=plan.neighbouring)
             sigma, q, steps = plan.release
             counted.append({"run_id": run_id, "architecture": architecture, "round": server_round, "sigma": sigma, "sample_rate": q, "steps": steps})
     this_run = [(r["sigma"], r["sample_rate"], r["steps"]) for r in counted if r["run_id"] == run_id and (r["architecture"] != architecture or r["round"] <= server_round)]
     # What this run's releases cost (its count, if released now, and every DP round so far); the
     # same as the ledger total when they are all the ledger holds, so no second accountant call.
-    eps_run = spent if len(this_run) == len(counted) else epsilon(this_run, plan.delta, plan.accountant)
+    eps_run = spent if len(this_run) == len(counted) else epsilon(this_run, plan.delta, plan.accountant, plan.neighbouring)
     # DP sampling and noise must be unpredictable to anyone else: seed from OS entropy.
     secret = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little") >> 1)
     # Nothing of the training run itself (loss, realised batch sizes, time) leaves: only the update.
@@ -271,7 +274,7 @@ def query(msg: Message, context: Context) -> Message:
     agency = locate(context)
     config = msg.content.config_records.get("config", ConfigRecord())
     try:
-        count = released_count(agency, Path(agency.spec["run_dir"]).name).value
+        count = released_count(agency, Path(agency.spec["run_dir"]).name, registry.NEIGHBOURING[agency.spec["task"]["name"]]).value
     except (ReleaseRefused, LedgerError) as exc:
         return _refusal(msg, agency, config, f"{agency.name}: {exc}", "dp")
     return _reply(msg, agency, None, {contract.NUM_EXAMPLES: count}, message=contract.QUERY_REPLY, regime="dp", config=config)

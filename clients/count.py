@@ -54,10 +54,12 @@ def noisy_count(n: int, sigma: float) -> int:
     return max(1, int(round(n + rng.normal(0.0, sigma))))
 
 
-def released_count(agency: Agency, run_id: str) -> ReleasedCount:
+def released_count(agency: Agency, run_id: str, neighbouring: str = "add-remove") -> ReleasedCount:
     """The agency's released training-record count: the kept one if it is of these records and
-    this noise level, else a new release — charged to the ledger first, kept durably before it
-    is returned (so it can leave). Raises BudgetExceeded/LedgerError from the charge."""
+    this noise level, else a new release — charged to the ledger first (under the agency's
+    `neighbouring` relation: replace-one over-charges a count, which replacing a record does not
+    change), kept durably before it is returned (so it can leave). Raises BudgetExceeded/LedgerError
+    from the charge."""
     split = load_split(agency)
     policy = agency.policy
     print_ = fingerprint(split.X_train, split.y_train)
@@ -68,7 +70,7 @@ def released_count(agency: Agency, run_id: str) -> ReleasedCount:
             return ReleasedCount(int(kept["value"]), float(kept["sigma"]))
     with Ledger.open(agency.ledger, agency.name) as ledger:
         ledger.set_budget(policy.budget, policy.delta, source=f"run {run_id}")
-        spent = ledger.charge(run_id, COUNT_ARCHITECTURE, 0, (policy.count_sigma, 1.0, 1), delta=policy.delta, accountant=policy.accountant, budget=policy.budget, mechanism=COUNT_MECHANISM)
+        spent = ledger.charge(run_id, COUNT_ARCHITECTURE, 0, (policy.count_sigma, 1.0, 1), delta=policy.delta, accountant=policy.accountant, budget=policy.budget, mechanism=COUNT_MECHANISM, neighbouring=neighbouring)
     released = ReleasedCount(noisy_count(len(split.y_train), policy.count_sigma), policy.count_sigma)
     # The count leaves with the agency's next reply; the trail holds it from now.
     metrics = {

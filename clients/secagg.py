@@ -28,6 +28,7 @@ from flwr.compat.common import recorddict_compat as compat
 
 from clients.agency import locate
 from clients.count import released_count
+from tasks.registry import NEIGHBOURING
 
 # The fit config key in which the coordinator names the model's state-dict keys (legacy
 # parameters are a bare list of arrays). server/secagg.py uses the same name.
@@ -109,7 +110,7 @@ def _check_weight(context: Context) -> float:
     max_weight = float(_secagg_state(context)["max_weight"])
     agency = locate(context)
     # The weight is the agency's released count (the exact one never leaves a DP agency).
-    weight = released_count(agency, Path(agency.spec["run_dir"]).name).value
+    weight = released_count(agency, Path(agency.spec["run_dir"]).name, NEIGHBOURING[agency.spec["task"]["name"]]).value
     if weight > max_weight:
         raise _NoUpdate(
             Error(SECAGG_FAILED, f"{agency.name}: SecAgg+ max_weight {max_weight:g} is below its released record count {weight} (the coordinator must set max_weight ≥ every agency's count)")

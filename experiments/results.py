@@ -131,6 +131,13 @@ def format_table(summary: dict) -> str:
             ]
         )
     footer = [f"warning: {w}" for w in summary.get("warnings") or []]
+    for arch in archs:
+        incident = [a["epsilon_per_incident"]["epsilon"] for a in summary["architectures"][arch]["per_agency"].values() if a.get("epsilon_per_incident")]
+        if incident:
+            footer.append(
+                f"{arch}: ε is per area-month example (replace-one); per incident record it is up to {max(incident):.4g} "
+                "(one incident changes up to g examples): no meaningful guarantee for one incident"
+            )
     if summary.get("flower_startup_s") is not None:
         footer.append(f"Flower start-up: {summary['flower_startup_s']:.1f} s, paid once by the federated architectures (not in their wall times)")
     return "\n".join(text + [""] + _grid(arch_lines, rules=(1,)) + footer)

@@ -60,15 +60,15 @@ EPSILON_SCOPE = (
     "`epsilon_this_run`: this run's releases alone (its record count and DP rounds up to the end of "
     "that architecture). Max over agencies, never an average."
 )
-# The neighbouring relation every record-level ε is accounted for: a DP agency's exact record
-# count never leaves it (federation/contract.py), so neighbours may differ in size.
-NEIGHBOURING = "add-remove"
 HOTSPOT_FEATURES_NOTE = (
-    "Hotspot features are counts of the agency's own records (lagged counts, neighbours' counts, "
-    "crime-type mix), so one incident record changes up to g training examples (area-months; g is "
-    "`record_influence` per agency). DP-SGD's (ε, δ) holds per area-month example. For one record, "
-    "group privacy over the 2g examples it touches gives (2gε, 2g·e^((2g-1)ε)·δ), which at these "
-    "sizes is no meaningful record-level guarantee: read hotspot DP as protecting area-months."
+    "Hotspot examples are the area-months of the public areas table and period (a fixed set), and "
+    "their features and labels are counts of the agency's own records, so adding or removing one "
+    "incident record changes the content of up to g examples (g is `record_influence` per agency, "
+    "the measured maximum). DP-SGD's (ε, δ) per area-month holds for replace-one (an example's "
+    "content changes, the set does not). Per incident record, privacy.group.incident_epsilon "
+    "bounds ε by accounting each step as a replace-one step of sensitivity g·C at rate "
+    "1 - (1 - q)^g; at ε ≈ 1 per example and g of 20-30 it is in the thousands, i.e. hotspot DP "
+    "gives no meaningful guarantee for one incident."
 )
 RELEASED_WITHOUT_DP = (
     "In the DP architectures an agency sends only what federation/contract.py declares (summary "
@@ -258,9 +258,13 @@ def _entry(arch: str, per_agency: dict[str, dict], folder: RunFolder, *, wall_s:
     for name, agency in per_agency.items():
         agency["n_train"], agency["n_test"] = len(splits[name].y_train), len(splits[name].y_test)
     unit = PRIVACY_UNIT.get(arch)
+    task = folder.config.task.name
+    neighbouring = registry.NEIGHBOURING[task]
     if arch in RECORD_DP:
-        for agency in per_agency.values():
-            agency["neighbouring"] = NEIGHBOURING
+        for name, agency in per_agency.items():
+            agency["neighbouring"] = neighbouring
+            if task == "hotspot":
+                agency["epsilon_per_incident"] = _incident_epsilon(folder, name)
     eps = [a["epsilon"] for a in per_agency.values() if a.get("epsilon") is not None]
     this_run = [a["epsilon_this_run"] for a in per_agency.values() if a.get("epsilon_this_run") is not None]
     sent = sum(a.get("updates_sent", 0) for a in per_agency.values())
@@ -270,7 +274,7 @@ def _entry(arch: str, per_agency: dict[str, dict], folder: RunFolder, *, wall_s:
         # refused: a DP architecture none of whose agencies released an update (nothing learnt).
         "status": "refused" if unit is not None and arch != "fedavg-central-dp" and sent == 0 else "trained",
         "privacy_unit": registry.DP_EXAMPLE[folder.config.task.name] if unit == "record" else unit,
-        "neighbouring": NEIGHBOURING if arch in RECORD_DP else ("add-remove (one agency's update)" if unit == "agency" else None),
+        "neighbouring": neighbouring if arch in RECORD_DP else ("add-remove (one agency's update)" if unit == "agency" else None),
         "epsilon_max": max(eps) if eps else None,  # spent to date, max over agencies
         "epsilon_spent_to_date_max": max(eps) if eps and arch in RECORD_DP else None,
         "epsilon_this_run_max": max(this_run) if this_run else None,
@@ -281,6 +285,25 @@ def _entry(arch: str, per_agency: dict[str, dict], folder: RunFolder, *, wall_s:
         "update_bytes": update_bytes,
         **(_robustness(arch, folder.config) if arch.startswith("fedavg") else {}),
     }
+
+
+def _incident_epsilon(folder: RunFolder, name: str) -> dict | None:
+    """Hotspot: ε per incident record of everything the agency's ledger holds (spent to date), by
+    privacy.group.incident_epsilon over the g examples one incident changes; None where the
+    ledger cannot be read here."""
+    from privacy.group import incident_epsilon
+    from privacy.ledger import Ledger, LedgerError
+
+    agency = next(a for a in folder.federation.agencies if a["name"] == name)
+    split = folder.splits[name]
+    try:
+        with Ledger.inspect(agency["ledger"]) as ledger:
+            history, delta = ledger.history(), ledger.pinned_delta()
+    except LedgerError:
+        return None
+    if not history or delta is None or not isinstance(split, HotspotSplit):
+        return None
+    return incident_epsilon(history, int(split.record_influence), delta, agency["policy"]["accountant"]).as_dict()
 
 
 # Why two federated architectures ignore federation.aggregator.
@@ -496,7 +519,8 @@ def summarise(folder: RunFolder) -> Path:
         "architectures": {a: folder.results[a] for a in config.architectures},
         "bayes_optimal": _ceiling(folder),
         "privacy": {
-            "unit": "one incident record" if config.task.name == "outcome" else "one area-month example (see features)",
+            "unit": "one incident record" if config.task.name == "outcome" else "one area-month example (see features); per incident record: epsilon_per_incident",
+            "neighbouring": registry.NEIGHBOURING[config.task.name],
             "scope": EPSILON_SCOPE,
             "accountant": config.privacy.accountant,
             "sampling": "Poisson, rate = batch_size / agency training records",

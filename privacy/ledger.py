@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from privacy.accounting import Release, check_release, epsilon, resolve_accountant
+from privacy.accounting import ADD_REMOVE, Release, check_release, epsilon, resolve_accountant
 from privacy.budget import epsilon_after
 from privacy.durable import replace_durably
 
@@ -133,6 +133,10 @@ class ConfirmationRequired(LedgerError):
 
 class DeltaMismatch(LedgerError):
     """A charge or budget at a δ other than the one the ledger's first charge pinned."""
+
+
+class RelationMismatch(LedgerError):
+    """A charge under another neighbouring relation than the one the ledger's first charge pinned."""
 
 
 class LedgerLost(LedgerError):
@@ -518,6 +522,11 @@ class Ledger:
         first = self._query("SELECT delta FROM releases ORDER BY id LIMIT 1")  # an un-migrated v1 file
         return float(first[0]["delta"]) if first else None
 
+    def pinned_neighbouring(self) -> str:
+        """The neighbouring relation every ε of this ledger is accounted for, pinned by its first
+        charge ("add-remove" for ledgers from before it was recorded: what they were charged under)."""
+        return self._meta().get("neighbouring", ADD_REMOVE)
+
     def _delta(self, delta: float | None) -> float | None:
         """The δ to report at: the pinned one; asking for another is refused."""
         pinned = self.pinned_delta()
@@ -553,7 +562,7 @@ class Ledger:
         at = self._delta(delta)
         if not history:
             return 0.0
-        return epsilon(history, at, accountant)
+        return epsilon(history, at, accountant, self.pinned_neighbouring())
 
     def lifetime_spent(self, delta: float | None = None, accountant: str = "auto") -> float:
         """ε of every release ever charged (all reset windows), at the pinned δ."""
@@ -561,7 +570,7 @@ class Ledger:
         at = self._delta(delta)
         if not history:
             return 0.0
-        return epsilon(history, at, accountant)
+        return epsilon(history, at, accountant, self.pinned_neighbouring())
 
     def budget(self) -> Budget | None:
         """The agency's current budget (its latest setting), or None if never set."""
@@ -628,6 +637,7 @@ class Ledger:
         accountant: str,
         budget: float,
         mechanism: str = DEFAULT_MECHANISM,
+        neighbouring: str = ADD_REMOVE,
     ) -> float:
         """Charge one release before its update leaves the agency: returns ε after it, committed
         to disk. Raises BudgetExceeded (and writes nothing) if ε after would pass `budget`, and
@@ -654,11 +664,19 @@ class Ledger:
                     f"{self.path}: refusing a charge at δ={delta:g}: this ledger's δ is pinned at {pinned:g} by its first "
                     f"charge (ε at another δ would not be comparable with what was spent)"
                 )
+            relation = self._meta().get("neighbouring")
+            if relation is None and not self.lifetime_history():
+                self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('neighbouring', ?)", (neighbouring,))
+            elif (relation or ADD_REMOVE) != neighbouring:
+                raise RelationMismatch(
+                    f"{self.path}: refusing a charge for {neighbouring} neighbours: this ledger accounts for "
+                    f"{relation or ADD_REMOVE} neighbours since its first charge (a task with another privacy unit needs its own ledger)"
+                )
             history = self.history()
             before = self._last_after(len(history), delta, name)
             if before is None:
-                before = epsilon(history, delta, name)
-            after = epsilon_after(history, checked, budget=budget, delta=delta, accountant=name)
+                before = epsilon(history, delta, name, neighbouring)
+            after = epsilon_after(history, checked, budget=budget, delta=delta, accountant=name, neighbouring=neighbouring)
             self._conn.execute(
                 "INSERT INTO releases (run_id, architecture, round, sigma, sample_rate, steps, epsilon_before,"
                 " epsilon_after, delta, accountant, recorded_at, mechanism) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

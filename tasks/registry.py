@@ -26,6 +26,10 @@ HEADLINE = {"outcome": "auc", "hotspot": "pai"}
 # example is an area-month of a fixed public set: per example the relation is replace-one, and
 # one incident record changes up to split.record_influence of them (privacy.group.incident_epsilon).
 DP_EXAMPLE = {"outcome": "record", "hotspot": "area-month"}
+# The neighbouring relation each task's DP-SGD examples are accounted for: an outcome agency's
+# record count never leaves it exactly (add/remove-one); hotspot examples are the area-months of
+# the public areas table and period, a fixed set whose contents change (replace-one).
+NEIGHBOURING = {"outcome": "add-remove", "hotspot": "replace-one"}
 # The unit a hotspot reader can state, with the relation it is accounted under.
 HOTSPOT_UNIT = {"unit": "one incident record", "neighbouring": "add-remove", "example_neighbouring": "replace-one"}
 
