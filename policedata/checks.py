@@ -7,7 +7,11 @@ written.
 
 from __future__ import annotations
 
+import hashlib
+import os
+import stat
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +25,53 @@ MAX_LINE_BYTES = 1 << 20
 # Delimiters worth suggesting when a file splits into a single column, as shown to a person.
 DELIMITERS = {",": "','", ";": "';'", "\t": '"\\t" (tab)', "|": "'|'"}
 _CHUNK = 1 << 24
+# The largest input file read (a street file, the areas table). A real monthly street file of
+# the largest force is about 25 MB; far beyond that is a mistake, and reading it would exhaust
+# the memory of a small machine before any check could run.
+MAX_FILE_BYTES = 512 * 1024 * 1024
+# The earliest month Peel accepts in data (data.police.uk starts in 2010; older records are a
+# typo such as 0000-01 or 1023-04, and would move the train/test split).
+FIRST_MONTH = "2000-01"
+
+
+def latest_month() -> str:
+    """The current month (UTC), "YYYY-MM": data cannot describe crimes after it."""
+    now = datetime.now(timezone.utc)
+    return f"{now.year:04d}-{now.month:02d}"
+
+
+def implausible_month(month: str, latest: str | None = None) -> str | None:
+    """Why a well-formed "YYYY-MM" `month` cannot be a month of real records, or None."""
+    latest = latest or latest_month()
+    if month < FIRST_MONTH:
+        return f"is before {FIRST_MONTH}; is the year mistyped?"
+    if month > latest:
+        return f"is after the current month {latest}; is the year mistyped?"
+    return None
+
+
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def check_regular_file(path: Path, limit: int = MAX_FILE_BYTES) -> int:
+    """Refuse, before opening it, anything at `path` (symlinks followed) that is not a readable
+    regular file of at most `limit` bytes: opening a FIFO blocks forever and /dev/zero never
+    ends. Returns the size."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file (a broken symlink?)") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot be read ({err.strerror or err})") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = next((name for test, name in _KINDS if test(info.st_mode)), "not a regular file")
+        raise DataError(f"{path}: is {kind}, not a regular file; Peel reads only regular files")
+    if info.st_size > limit:
+        raise DataError(f"{path}: {info.st_size:,} bytes; a file may be at most {limit:,} bytes (split it, e.g. by month)")
+    if not os.access(path, os.R_OK):
+        raise DataError(f"{path}: cannot be read (permission denied)")
+    return info.st_size
 
 
 def shorten(value: object, limit: int = 60) -> str:
@@ -40,13 +91,15 @@ def check_line_lengths(data: bytes, path: Path, limit: int = MAX_LINE_BYTES, fir
         _too_long(path, first_line + longest, int(lengths[longest]), limit)
 
 
-def check_file_lines(path: Path, limit: int = MAX_LINE_BYTES) -> None:
+def check_file_lines(path: Path, limit: int = MAX_LINE_BYTES) -> str:
     """`check_line_lengths` for a file on disk, read in chunks (memory stays bounded whatever
-    the file holds)."""
+    the file holds). Returns the SHA-256 of its bytes (to find a file present twice)."""
     line, run = 1, 0  # the current line's number, and its bytes seen so far
+    digest = hashlib.sha256()
     try:
         with open(path, "rb") as fh:
             while chunk := fh.read(_CHUNK):
+                digest.update(chunk)
                 ends = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10)
                 if len(ends):
                     lengths = np.diff(np.concatenate(([-1], ends))) - 1
@@ -64,6 +117,7 @@ def check_file_lines(path: Path, limit: int = MAX_LINE_BYTES) -> None:
                     _too_long(path, line, run + (end if rest else 0), limit)
     except OSError as err:
         raise DataError(f"{path}: cannot be read ({err.strerror or err})") from None
+    return digest.hexdigest()
 
 
 def _too_long(path: Path, line: int, size: int, limit: int) -> None:

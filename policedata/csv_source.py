@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import re
+import unicodedata
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,7 +26,7 @@ import numpy as np
 import pandas as pd
 from pandas.tseries.api import guess_datetime_format
 
-from .checks import DELIMITERS, check_line_lengths, delimiter_hint, shorten
+from .checks import DELIMITERS, check_line_lengths, check_regular_file, delimiter_hint, implausible_month, shorten
 from .errors import DataError
 from .loader import LoadReport
 from .schema import AGENCY, CRIME_TYPES, MONTH_PATTERN, OUTCOME_CATEGORIES, RECORD_COLUMNS
@@ -115,13 +116,15 @@ def load_csv_source(
         raise DataError(f"{path}: no records below the header (row 1); with zero records no agency can train or test")
     where = _Where(path, rows, columns)
 
-    agency = _Coded.of(cells["agency"]).translated(values.get("agency"))
+    # NFC before mapping and comparing: "Café" as one code point or as "e" + accent is one agency.
+    agency = _Coded.of(cells["agency"]).nfc().translated(values.get("agency"))
     where.fail(agency.rows_where(agency.uniques == ""), "agency", lambda i: "agency is empty")
     if "date" in columns:
         month_index, used_format = _months_from_dates(cells["date"], date_format, where)
         month = _month_labels(month_index)
     else:
         month, used_format = _months(cells["month"], where), None
+    _check_month_range(month, "date" if "date" in columns else "month", where)
     longitude = _coordinate(cells, "longitude", 180, where)
     latitude = _coordinate(cells, "latitude", 90, where)
     category = _text(cells, values, "category")
@@ -176,6 +179,11 @@ class _Coded:
             if len(stripped) and (stripped != uniques).any():
                 coded = coded._merged(stripped)
         return coded
+
+    def nfc(self) -> _Coded:
+        """The distinct values in Unicode NFC (merging values that differ only in form)."""
+        normal = np.array([unicodedata.normalize("NFC", u) for u in self.uniques.tolist()], dtype=object)
+        return self._merged(normal) if len(normal) and (normal != self.uniques).any() else self
 
     def translated(self, mapping: dict[str, str] | None) -> _Coded:
         if not mapping:
@@ -244,6 +252,8 @@ def _check_values(values: dict, columns: dict[str, str]) -> dict[str, dict[str, 
         if not isinstance(mapping, dict):
             raise DataError(f"data.values.{fld}: must map their values to Peel's values")
         clean = {str(k).strip(): ("" if v is None else str(v).strip()) for k, v in mapping.items()}
+        if fld == "agency":  # compared with the data's agency values, which are NFC
+            clean = {unicodedata.normalize("NFC", k): unicodedata.normalize("NFC", v) for k, v in clean.items()}
         for theirs, ours in clean.items():
             if fld in allowed and ours not in allowed[fld]:
                 kind = "crime type" if fld == "category" else "outcome category (or '' for no outcome)"
@@ -255,11 +265,16 @@ def _check_values(values: dict, columns: dict[str, str]) -> dict[str, dict[str, 
     return out
 
 
+# A whole city's export of several years is a few hundred MB; it is read into memory at once.
+MAX_CSV_BYTES = 2 * 1024 * 1024 * 1024
+
+
 def _read_bytes(path: Path) -> bytes:
     if not path.exists():
         raise DataError(f"{path}: no such file")
     if not path.is_file():
         raise DataError(f"{path}: not a file (data.source csv reads one CSV file)")
+    check_regular_file(path, MAX_CSV_BYTES)
     try:
         data = path.read_bytes()
     except OSError as err:
@@ -342,6 +357,15 @@ def _months(raw: np.ndarray, where: _Where) -> np.ndarray:
     bad = np.array([re.fullmatch(MONTH_PATTERN, u) is None for u in month.uniques.tolist()], dtype=bool)
     where.fail(month.rows_where(bad), "month", lambda i: f"{shorten(month.values()[i])} is not a month 'YYYY-MM'")
     return month.values()
+
+
+def _check_month_range(month: np.ndarray, fld: str, where: _Where) -> None:
+    """Refuse a month before 2000 or after the current one (a typo such as 2999 or 0000 would
+    move every agency's train/test split), naming its row."""
+    distinct = pd.unique(month)
+    odd = {m: why for m in distinct.tolist() if (why := implausible_month(m))}
+    if odd:
+        where.fail(pd.Index(month).isin(list(odd)), fld, lambda i: f"month {month[i]} {odd[month[i]]}")
 
 
 def _month_labels(month_index: np.ndarray) -> np.ndarray:

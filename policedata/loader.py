@@ -6,15 +6,26 @@ Line numbers count the header as line 1, as an editor shows them.
 
 from __future__ import annotations
 
+import os
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .checks import check_file_lines, check_unique_crime_ids, delimiter_hint
+from .checks import (
+    check_file_lines,
+    check_regular_file,
+    check_unique_crime_ids,
+    delimiter_hint,
+    implausible_month,
+    latest_month,
+    shorten,
+)
 from .errors import DataError
 from .schema import AGENCY, AREA_COLUMNS, CRIME_TYPES, MONTH_PATTERN, RECORD_COLUMNS, STREET_COLUMNS
 
@@ -54,16 +65,27 @@ def load_street_folder(
     if agency_column not in STREET_COLUMNS:
         allowed = ", ".join(f"'{c}'" for c in STREET_COLUMNS)
         raise DataError(f"agency column '{agency_column}' is not a street column; use one of {allowed}")
-    pattern = _agency_regex(agency_pattern)
+    pattern = compile_agency_pattern(agency_pattern)
     if not path.exists():
         raise DataError(f"{path}: no such folder")
     if not path.is_dir():
         raise DataError(f"{path}: not a folder (give the folder that holds the YYYY-MM folders)")
-    files = sorted(path.rglob(STREET_FILE_GLOB))
+    files = find_street_files(path)
     if not files:
         raise DataError(f"{path}: no {STREET_FILE_GLOB} files in this folder or below it")
+    for file in files:  # a FIFO, a device or an unreadable file is refused before any file is read
+        check_regular_file(file)
 
-    frames = [_read_street_file(f, agency_column, pattern) for f in files]
+    frames, seen = [], {}
+    latest = latest_month()
+    for file in files:
+        frame, digest = _read_street_file(file, agency_column, pattern, latest)
+        # A month file copied twice (under another name) would count its records twice; rows
+        # without a Crime ID (anti-social behaviour) would not show up as repeated IDs.
+        if len(frame) and digest in seen:
+            raise DataError(f"{file}: the same bytes as {seen[digest]}; a month file present twice would count its records twice (remove one copy)")
+        seen.setdefault(digest, file)
+        frames.append(frame)
     check_unique_crime_ids(frames, files)
     records = pd.concat(frames, ignore_index=True)
     per_agency = records[AGENCY].value_counts().sort_index()
@@ -87,7 +109,7 @@ def load_areas(path: Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
-    frame = _read_csv(path)
+    frame, _ = _read_csv(path)
     require_columns(frame, AREA_COLUMNS, path)
     codes = frame["LSOA code"]
     _fail_at(codes == "", path, lambda i: "empty LSOA code")
@@ -105,39 +127,109 @@ def load_areas(path: Path) -> pd.DataFrame:
     return frame
 
 
-def _agency_regex(pattern: str | None) -> re.Pattern[str] | None:
+def find_street_files(root: Path) -> list[Path]:
+    """Every ``*-street.csv`` below `root` (any depth, sorted). Symlinked folders are followed,
+    never skipped; an unreadable folder, a folder reached twice (a symlink loop, or two links to
+    one folder) and a month file present twice (one file name in two places) are DataErrors, so
+    no record is lost or counted twice without a word."""
+    found: list[Path] = []
+    by_name: dict[str, Path] = {}
+    visited: dict[tuple[int, int], Path] = {}
+    stack = [Path(root)]
+    while stack:  # iterative: a deep tree cannot exhaust the recursion limit
+        folder = stack.pop()
+        try:
+            info = os.stat(folder)
+            key = (info.st_dev, info.st_ino)
+            if key in visited:
+                raise DataError(f"{folder}: the same folder as {visited[key]} (through a symlink); its files would be read twice")
+            visited[key] = folder
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as err:
+            raise DataError(f"{folder}: cannot read this folder ({err.strerror or err}); its records would be missing") from None
+        for entry in entries:
+            path = Path(entry.path)
+            try:
+                is_dir = entry.is_dir()  # follows a symlink
+            except OSError as err:
+                raise DataError(f"{path}: cannot be read ({err.strerror or err})") from None
+            if is_dir:
+                stack.append(path)
+            elif entry.name.endswith(STREET_FILE_GLOB[1:]):
+                if entry.name in by_name:
+                    raise DataError(
+                        f"{path}: month file {entry.name!r} is present twice (also {by_name[entry.name]}); "
+                        "its records would be counted twice (remove one copy)"
+                    )
+                by_name[entry.name] = path
+                found.append(path)
+    return sorted(found)
+
+
+def agency_pattern_problem(pattern: str) -> str | None:
+    """What is wrong with `pattern` as data.agency.pattern (None: it is usable). Patterns run on
+    RE2, whose matching time is linear in the text, so no pattern can hang the loader
+    (Python's `re` backtracks: '(a+)+$' on 40 letters takes hours)."""
+    try:
+        groups = re.compile(pattern).groups
+    except (re.error, RecursionError, OverflowError) as err:
+        return f"is not a valid regular expression ({str(err)[:200]})"
+    if groups != 1:
+        return f"must have exactly one capture group (has {groups}), e.g. '^(.*) Police$'"
+    try:
+        _re2_compile(pattern)
+    except Exception as err:  # noqa: BLE001 - re2's error type differs across versions
+        reason = err.args[0].decode("utf-8", "replace") if err.args and isinstance(err.args[0], bytes) else str(err)
+        return (
+            f"is not supported by RE2, the linear-time engine Peel matches agency patterns with "
+            f"(no look-around or back-references): {reason[:200]}"
+        )
+    return None
+
+
+def _re2_compile(pattern: str) -> Any:
+    import re2  # google-re2; imported here so loading without a pattern does not need it
+
+    options = re2.Options()
+    options.log_errors = False  # RE2 would print its own error to stderr; ours is one line
+    return re2.compile(pattern, options)
+
+
+def compile_agency_pattern(pattern: str | None) -> Any:
+    """`pattern` compiled with RE2 (`.search(text)`, `.group(1)` as with `re`), or None."""
     if pattern is None:
         return None
-    try:
-        regex = re.compile(pattern)
-    except re.error as err:
-        raise DataError(f"agency pattern '{pattern}' is not a valid regular expression: {err}") from None
-    if regex.groups != 1:
-        raise DataError(
-            f"agency pattern '{pattern}' has {regex.groups} capture groups; it needs exactly one,"
-            " e.g. '^(.*) Police$'"
-        )
-    return regex
+    problem = agency_pattern_problem(pattern)
+    if problem:
+        raise DataError(f"agency pattern {pattern!r:.200} {problem}")
+    return _re2_compile(pattern)
 
 
-def _read_street_file(file: Path, agency_column: str, pattern: re.Pattern[str] | None) -> pd.DataFrame:
-    frame = _read_csv(file)
+def _read_street_file(file: Path, agency_column: str, pattern: Any, latest: str) -> tuple[pd.DataFrame, str]:
+    """One street file's records, and the SHA-256 of its bytes."""
+    frame, digest = _read_csv(file)
     require_columns(frame, STREET_COLUMNS, file)
     months = frame["Month"]
     bad_months = [m for m in months.unique() if not re.fullmatch(MONTH_PATTERN, m)]
     _fail_at(months.isin(bad_months), file, lambda i: f"Month '{months.iloc[i]}' is not YYYY-MM")
+    # A far-future or ancient month (a typo) would move every agency's train/test split.
+    odd = {m: why for m in months.unique() if (why := implausible_month(m, latest))}
+    _fail_at(months.isin(list(odd)), file, lambda i: f"Month '{months.iloc[i]}' {odd[months.iloc[i]]}")
     agency = _agencies(frame[agency_column], agency_column, pattern, file)
     records = frame[list(STREET_COLUMNS)].rename(columns=RECORD_COLUMNS)
     for column, limit in (("Longitude", 180), ("Latitude", 90)):
         values = _numbers(frame[column], column, file, -limit, limit, allow_missing=True)
         records[RECORD_COLUMNS[column]] = values
     records[AGENCY] = agency
-    return records
+    return records, digest
 
 
-def _read_csv(file: Path) -> pd.DataFrame:
-    """All cells as str, "" for empty; parse failures become DataError."""
-    check_file_lines(file)  # a line of megabytes is refused before pandas holds it in memory
+def _read_csv(file: Path) -> tuple[pd.DataFrame, str]:
+    """All cells as str, "" for empty, and the SHA-256 of the file; parse failures become
+    DataError."""
+    check_regular_file(file)
+    digest = check_file_lines(file)  # a line of megabytes is refused before pandas holds it in memory
     try:
         frame = pd.read_csv(file, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except UnicodeDecodeError as err:
@@ -151,7 +243,7 @@ def _read_csv(file: Path) -> pd.DataFrame:
     except OSError as err:
         raise DataError(f"{file}: cannot be read ({err.strerror or err})") from None
     frame.columns = [str(c).strip() for c in frame.columns]
-    return frame
+    return frame, digest
 
 
 def require_columns(frame: pd.DataFrame, required: Sequence[str], file: Path) -> None:
@@ -187,23 +279,24 @@ def _numbers(
     return values
 
 
-def _agencies(values: pd.Series, column: str, pattern: re.Pattern[str] | None, file: Path) -> np.ndarray:
-    """The agency of each row: the column's value, or the pattern's capture group in it. Maps
-    the few distinct values instead of every row."""
+def _agencies(values: pd.Series, column: str, pattern: Any, file: Path) -> np.ndarray:
+    """The agency of each row: the column's value, or the pattern's capture group in it, in
+    Unicode NFC, so "Café" typed as one code point or as "e" + accent is one agency (one budget).
+    Maps the few distinct values instead of every row."""
     uniques = values.unique()
     if pattern is None:
-        names = {v: v.strip() for v in uniques}
+        names = {v: unicodedata.normalize("NFC", v).strip() for v in uniques}
     else:
         names = {}
         for v in uniques:
-            match = pattern.search(v)
+            match = pattern.search(unicodedata.normalize("NFC", v))
             names[v] = match.group(1).strip() if match and match.group(1) is not None else None
         unmatched = values.map(names).isna()
         _fail_at(
             unmatched,
             file,
-            lambda i: f"'{column}' value '{values.iloc[i]}' does not match the agency pattern '{pattern.pattern}'",
+            lambda i: f"'{column}' value {shorten(values.iloc[i])} does not match the agency pattern '{pattern.pattern[:200]}'",
         )
     agency = values.map(names)
-    _fail_at(agency == "", file, lambda i: f"empty agency ('{column}' is '{values.iloc[i]}')")
+    _fail_at(agency == "", file, lambda i: f"empty agency ('{column}' is {shorten(values.iloc[i])})")
     return agency.to_numpy(dtype=object)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import stat
 import unicodedata
 from pathlib import Path
 
@@ -53,7 +54,10 @@ def read_manifest(folder: Path, *, months: bool = True) -> dict:
     `months=False` (a deployment reads only the agencies) the months are not required."""
     path = folder / MANIFEST_FILE
     try:
-        if path.stat().st_size > MAX_MANIFEST_BYTES:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a FIFO would block the read, /dev/zero never end it
+            raise DataError(f"{path}: not a regular file; not a manifest written by `peel generate`")
+        if info.st_size > MAX_MANIFEST_BYTES:
             raise DataError(f"{path}: larger than {MAX_MANIFEST_BYTES:,} bytes; not a manifest written by `peel generate`")
         manifest = json.loads(path.read_text(encoding="utf-8"))
         month_list = [str(m) for m in manifest["months"]] if months else []
@@ -88,5 +92,6 @@ def read_manifest(folder: Path, *, months: bool = True) -> dict:
         for other in agencies:  # one agency's folder inside another's would mix their records
             if target.is_relative_to(other["folder"]) or Path(other["folder"]).is_relative_to(target):
                 raise DataError(f"{where}: folder {entry['folder']!r} overlaps the folder of {other['name']!r:.80}")
-        agencies.append({"name": name, "slug": slug, "folder": str(target)})
+        # NFC, as the loader gives the names in the records: the agency's records are found by it.
+        agencies.append({"name": unicodedata.normalize("NFC", name), "slug": slug, "folder": str(target)})
     return {"months": month_list, "agencies": agencies}

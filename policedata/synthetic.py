@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from . import names, world
+from .checks import implausible_month
 from .errors import DataError
 from .files import require_empty_folder, write_csv, write_street_files, write_text
 from .partition import slugify
@@ -62,6 +63,12 @@ class SyntheticSpec:
             raise DataError(f"start_month='{self.start_month}': must be YYYY-MM, e.g. 2023-01")
         if self.seed < 0:
             raise DataError(f"seed={self.seed}: must be a non-negative integer")
+        # The loader refuses months outside the plausible range of real data; so does the
+        # generator, before writing anything, rather than an agency failing mid-run.
+        for month in (self.start_month, month_range(self.start_month, self.months)[-1]):
+            why = implausible_month(month)
+            if why:
+                raise DataError(f"start_month='{self.start_month}', months={self.months}: month {month} {why}")
         # Enough that even the smallest agency (1/ratio of the largest) gets a record.
         need = 1 + (self.agencies - 1) * int(np.ceil(_MAX_RATIO))
         if self.incidents < need:

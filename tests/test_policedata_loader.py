@@ -77,8 +77,8 @@ def test_agency_pattern_errors(tmp_path):
     message = _error(tmp_path, agency_pattern=r"^(\w+) Police$")
     assert message == f"{file}: line 4: 'Falls within' value 'Other Force' does not match the agency pattern '^(\\w+) Police$'"
     assert "valid regular expression" in _error(tmp_path, agency_pattern="(unclosed")
-    assert "has 0 capture groups" in _error(tmp_path, agency_pattern="Police")
-    assert "has 2 capture groups" in _error(tmp_path, agency_pattern="(A)(B)")
+    assert "exactly one capture group (has 0)" in _error(tmp_path, agency_pattern="Police")
+    assert "exactly one capture group (has 2)" in _error(tmp_path, agency_pattern="(A)(B)")
     assert "is not a street column" in _error(tmp_path, agency_column="Force")
 
 
