@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import stat
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from federation.contract import RECORD_DP_ARCHITECTURES
+from policedata.loader import agency_pattern_problem
 from policedata.schema import NO_SUSPECT, OUTCOME_CATEGORIES, STREET_COLUMNS
 
 ARCHITECTURES = ("central", "local", "fedavg", "fedavg-dp", "fedavg-dp-secagg", "fedavg-central-dp")
@@ -51,12 +53,9 @@ class AgencyColumn(_Section):
     def _one_group(cls, value: str | None) -> str | None:
         if value is None:
             return value
-        try:
-            groups = re.compile(value).groups
-        except re.error as exc:
-            raise ValueError(f"is not a valid regular expression ({exc})") from None
-        if groups != 1:
-            raise ValueError(f"must have exactly one capture group (has {groups})")
+        problem = agency_pattern_problem(value)  # RE2 syntax: matching can never hang
+        if problem:
+            raise ValueError(problem)
         return value
 
 
@@ -363,11 +362,21 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+MAX_CONFIG_BYTES = 1_000_000
+
+
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> PeelConfig:
     """Read, override and validate a YAML config. Raises ConfigError with one line."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        # Only a regular file of bounded size: a FIFO would block and /dev/zero never end.
+        if path.exists() and not path.is_dir() and not stat.S_ISREG(path.stat().st_mode):
+            raise ConfigError(f"{path}: cannot read config (not a regular file)")
+        with path.open("rb") as fh:
+            data = fh.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: cannot read config (larger than {MAX_CONFIG_BYTES:,} bytes; a Peel config is a few KB)")
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
