@@ -7,7 +7,6 @@ been written by then.
 from __future__ import annotations
 
 import math
-import re
 import stat
 from pathlib import Path
 from typing import Any, Literal
