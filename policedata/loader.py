@@ -148,6 +148,7 @@ def find_street_files(root: Path) -> list[Path]:
                 entries = sorted(listing, key=lambda e: e.name)
         except OSError as err:
             raise DataError(f"{folder}: cannot read this folder ({err.strerror or err}); its records would be missing") from None
+        subfolders = []
         for entry in entries:
             path = Path(entry.path)
             try:
@@ -155,7 +156,7 @@ def find_street_files(root: Path) -> list[Path]:
             except OSError as err:
                 raise DataError(f"{path}: cannot be read ({err.strerror or err})") from None
             if is_dir:
-                stack.append(path)
+                subfolders.append(path)
             elif entry.name.endswith(STREET_FILE_GLOB[1:]):
                 if entry.name in by_name:
                     raise DataError(
@@ -164,6 +165,7 @@ def find_street_files(root: Path) -> list[Path]:
                     )
                 by_name[entry.name] = path
                 found.append(path)
+        stack.extend(reversed(subfolders))  # depth first in name order: the first copy found is the earlier path
     return sorted(found)
 
 
