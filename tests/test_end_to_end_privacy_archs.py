@@ -72,7 +72,8 @@ def test_central_dp_reports_agency_level_epsilon_within_target(run_dir):
 
 def test_secagg_agencies_spend_exactly_as_in_fedavg_dp(run_dir):
     """Each agency planned and accounted its DP-SGD as fedavg-dp does: the same σ calibration for
-    its size (fresh ledger: nothing spent before), cumulative ε recomputed from its releases."""
+    its released size (fresh ledger: only its released count before), cumulative ε recomputed
+    from its releases."""
     spec = json.loads((run_dir / "federation.json").read_text())
     config, fed = spec["config"], spec["config"]["federation"]
     for agency, rows in _rows(run_dir, "fedavg-dp-secagg").items():
@@ -86,10 +87,11 @@ def test_secagg_agencies_spend_exactly_as_in_fedavg_dp(run_dir):
             delta=config["privacy"]["delta"],
             max_grad_norm=config["privacy"]["max_grad_norm"],
             accountant="rdp",
+            prior=[(50.0, 1.0, 1)],  # its record count, released once (privacy.count_sigma)
         )
         for row in rows:
             assert (row["sigma"], row["sample_rate"], row["steps"]) == pytest.approx(plan.release), agency
-        history = [(r["sigma"], r["sample_rate"], r["steps"]) for r in rows]
-        eps = [r["epsilon"] for r in rows]
+        history = [(50.0, 1.0, 1)] + [(r["sigma"], r["sample_rate"], r["steps"]) for r in rows]
+        eps = [r["epsilon_spent_to_date"] for r in rows]
         assert eps[0] < eps[1] <= 2.0
         assert eps[1] == pytest.approx(epsilon(history, 1e-5, "rdp")), agency

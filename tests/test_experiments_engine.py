@@ -272,7 +272,7 @@ def test_peel_apps_run_fedavg_and_secagg_in_process(tiny_spec, tmp_path):
             assert {r["agency"] for r in got} == names, (arch, server_round)
             assert not any("train_error" in r or "evaluate_error" in r for r in got), got
         assert (tmp_path / "run" / "models" / f"{arch}.pt").is_file()
-    assert all(r["epsilon"] > 0 for r in rows if r["architecture"] == "fedavg-dp-secagg")
+    assert all(r["epsilon_spent_to_date"] > 0 for r in rows if r["architecture"] == "fedavg-dp-secagg")
 
 
 @pytest.mark.slow

@@ -14,11 +14,11 @@ def _reply(**metrics):
 
 def test_epsilon_is_max_counts_sum_losses_weighted():
     replies = [
-        _reply(**{"num-examples": 100, "epsilon": 0.9, "train-loss": 1.0, "steps": 4}),
-        _reply(**{"num-examples": 300, "epsilon": 0.4, "train-loss": 2.0, "steps": 1}),
+        _reply(**{"num-examples": 100, "epsilon-spent-to-date": 0.9, "epsilon-this-run": 0.5, "train-loss": 1.0, "steps": 4}),
+        _reply(**{"num-examples": 300, "epsilon-spent-to-date": 0.4, "epsilon-this-run": 0.4, "train-loss": 2.0, "steps": 1}),
     ]
     out = aggregate_metrics(replies, "num-examples")
-    assert out["epsilon"] == 0.9
+    assert out["epsilon-spent-to-date"] == 0.9 and out["epsilon-this-run"] == 0.5
     assert out["num-examples"] == 400
     assert out["steps"] == 5
     assert out["train-loss"] == 1.75

@@ -55,7 +55,7 @@ def test_only_fedavg_and_fedavg_dp_honour_the_aggregator():
 def _reply(node: int, agency: str, value: float, n_train: int, epsilon: float) -> Message:
     instruction = Message(RecordDict({"config": ConfigRecord({})}), dst_node_id=node, message_type="train")
     arrays = ArrayRecord({"w": Array(np.full(3, value, dtype=np.float32))})
-    metrics = MetricRecord({"num-examples": n_train, "train-loss": 0.5, "epsilon": epsilon})
+    metrics = MetricRecord({"num-examples": n_train, "epsilon-spent-to-date": epsilon})
     return Message(RecordDict({"arrays": arrays, "metrics": metrics, "agency": ConfigRecord({"name": agency})}), reply_to=instruction)
 
 
@@ -80,5 +80,5 @@ def test_robust_aggregators_resist_it(tmp_path, aggregator):
     w, metrics, _ = _round(tmp_path, aggregator)
     assert np.all((w >= 0.9) & (w <= 1.1))
     # ε is a worst case over every agency that answered, also when Krum kept only one update.
-    assert metrics["epsilon"] == pytest.approx(0.8)
+    assert metrics["epsilon-spent-to-date"] == pytest.approx(0.8)
     assert metrics["num-examples"] == 800
