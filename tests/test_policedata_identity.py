@@ -124,8 +124,8 @@ def test_an_unreadable_folder_is_an_error_naming_it(tmp_path, monkeypatch):
     if os.geteuid() == 0:
         real = os.scandir
 
-        def scandir(path):
-            if Path(path) == locked:
+        def scandir(path="."):
+            if isinstance(path, (str, os.PathLike)) and Path(path) == locked:
                 raise PermissionError(13, "Permission denied", str(path))
             return real(path)
 
@@ -168,7 +168,7 @@ def test_a_month_file_present_twice_is_refused(tmp_path):
     first = _street(tmp_path, "2023-01", "ashmoor", rows)
     copy = _street(tmp_path / "download-2", "2023-01", "ashmoor", rows)  # the same name in another place
     message = _error(tmp_path)
-    assert message.startswith(f"{first}: month file '2023-01-ashmoor-street.csv' is present twice (also {copy})")
+    assert message.startswith(f"{copy}: month file '2023-01-ashmoor-street.csv' is present twice (also {first})")
     copy.unlink()
     renamed = _street(tmp_path, "2023-01", "ashmoor-copy", rows)  # the same bytes under another name
     assert _error(tmp_path) == f"{first}: the same bytes as {renamed}; a month file present twice would count its records twice (remove one copy)"
