@@ -15,6 +15,7 @@ import stat
 import unicodedata
 from pathlib import Path
 
+from .checks import implausible_month
 from .errors import DataError
 from .files import _SLUG
 
@@ -68,6 +69,9 @@ def read_manifest(folder: Path, *, months: bool = True) -> dict:
         raise DataError(f"{path}: not a manifest written by `peel generate` ({exc.__class__.__name__}: {str(exc)[:200]!r})") from None
     if months and (not month_list or not all(_MONTH.fullmatch(m) for m in month_list) or month_list != sorted(month_list)):
         raise DataError(f"{path}: months: expected YYYY-MM months in order (got {month_list[:4]!r:.120})")
+    for month in month_list:  # the test split is counted back from the last month
+        if why := implausible_month(month):
+            raise DataError(f"{path}: months: {month} {why}")
     if not raw_agencies:
         raise DataError(f"{path}: agencies: the manifest names no agency")
     agencies: list[dict] = []

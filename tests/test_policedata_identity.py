@@ -317,3 +317,13 @@ def test_config_that_is_not_a_regular_file_is_refused(tmp_path):
     big.write_text("# " + "x" * MAX_CONFIG_BYTES + "\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="larger than 1,000,000 bytes"):
         load_config(big)
+
+
+def test_manifest_months_must_be_plausible(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "manifest.json").write_text(
+        '{"months": ["0000-01", "2023-02"], "agencies": [{"name": "A Police", "slug": "a", "folder": "a"}]}', encoding="utf-8"
+    )
+    with pytest.raises(DataError, match=r"manifest.json: months: 0000-01 is before 2000-01"):
+        read_manifest(tmp_path)
+    assert read_manifest(tmp_path, months=False)["agencies"][0]["name"] == "A Police"  # a deployment reads no months
