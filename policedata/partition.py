@@ -21,11 +21,18 @@ _FORCE_WORDS = re.compile(
 )
 
 
+# The longest slug: "YYYY-MM-<slug>-street.csv" and the run's per-agency file names stay far
+# below the 255-byte limit of a file name, however long an agency's name is.
+MAX_SLUG = 64
+
+
 def slugify(name: str) -> str:
     """A lowercase, filesystem-safe slug of an agency name: "Ashmoor Police" -> "ashmoor"."""
     stripped = _FORCE_WORDS.sub("", name.strip())
     for candidate in (stripped, name):
         slug = re.sub(r"[^a-z0-9]+", "-", candidate.lower()).strip("-")
+        if len(slug) > MAX_SLUG:  # a folder or file name has at most 255 bytes; keep names distinct by a hash
+            slug = slug[: MAX_SLUG - 9].strip("-") + "-" + hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
         if slug:
             return slug
     # Nothing usable (e.g. only punctuation or non-Latin letters): a stable name from a hash.

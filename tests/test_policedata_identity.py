@@ -327,3 +327,38 @@ def test_manifest_months_must_be_plausible(tmp_path):
     with pytest.raises(DataError, match=r"manifest.json: months: 0000-01 is before 2000-01"):
         read_manifest(tmp_path)
     assert read_manifest(tmp_path, months=False)["agencies"][0]["name"] == "A Police"  # a deployment reads no months
+
+
+def test_a_very_long_agency_name_gets_a_short_distinct_slug(tmp_path):
+    from policedata.partition import MAX_SLUG, slugify
+
+    long_a, long_b = "Ash" * 100 + " Police", "Ash" * 100 + "x Police"
+    assert len(slugify(long_a)) <= MAX_SLUG and slugify(long_a) != slugify(long_b)
+    assert slugify("Ashmoor Police") == "ashmoor"  # short names unchanged
+    _street(tmp_path / "in", "2023-01", "x", [_row("a1", "2023-01", long_a), _row("b1", "2023-01", long_b)])
+    records, _ = load_street_folder(tmp_path / "in")
+    written = write_agency_folders(records, tmp_path / "out")
+    assert sorted(a["name"] for a in write_agency_folders(records, tmp_path / "out2")) == sorted([long_a, long_b])
+    assert load_street_folder(tmp_path / "out")[1].per_agency == {long_a: 1, long_b: 1}
+    assert all(len(a["slug"]) <= MAX_SLUG for a in written)
+
+
+def test_nfc_and_nfd_are_one_agency_with_one_budget_in_the_federation(tmp_path):
+    import contextlib
+
+    from experiments.config import load_config
+    from experiments.prepare import assign_budgets, materialise
+
+    for month in ("2023-01", "2023-02"):
+        _street(tmp_path / "download", month, "cafe", [_row(f"c{month}-{k}", month, NFC if k % 2 else NFD) for k in range(4)])
+        _street(tmp_path / "download", month, "ashmoor", [_row(f"a{month}-{k}", month) for k in range(4)])
+    (tmp_path / "config.yaml").write_text(
+        f"data: {{source: police_uk, path: download}}\ntask: {{test_months: 1}}\nprivacy: {{budgets: {{'{NFC}': 2.5}}}}\n", encoding="utf-8"
+    )
+    with contextlib.chdir(tmp_path):
+        config = load_config("config.yaml")
+        federation = materialise(config, tmp_path / "data")
+    assert sorted(a["name"] for a in federation.agencies) == ["Ashmoor Police", NFC]
+    assign_budgets(config, federation)
+    cafe = next(a for a in federation.agencies if a["name"] == NFC)
+    assert cafe["budget"] == 2.5 and Path(cafe["ledger"]).parent == Path(cafe["folder"])
