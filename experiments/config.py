@@ -90,7 +90,7 @@ class DataConfig(_Section):
     agencies: int = Field(8, ge=2, le=500)
     incidents: int = Field(120_000, ge=1_000, le=50_000_000)
     months: int = Field(24, ge=2, le=240)
-    start_month: str = Field("2023-01", pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
+    start_month: str = Field("2023-01", pattern=r"^20\d\d-(0[1-9]|1[0-2])$")  # YYYY-MM, 2000-2099
     # Real data: a folder of data.police.uk street CSVs (any depth), and optionally a public
     # area covariates table (LSOA code, deprivation, ...).
     path: str | None = None
@@ -103,13 +103,31 @@ class DataConfig(_Section):
     delimiter: str = ","
 
 
+# Upper bounds that keep a run within what the 2-core, 24 GB machine Peel targets can hold and
+# finish: every number is finite, and sizes are bounded so a typo (an extra three zeros) is refused
+# here, with the key named, rather than failing after data were written and ledgers charged.
+MAX_MODEL_PARAMETERS = 1_000_000  # between the hidden layers (the input layer adds ~width × features)
+MAX_LAYER_WIDTH = 8192
+MAX_LAYERS = 32
+# DP-SGD keeps one gradient per example of a batch: batch_size × parameters floats.
+MAX_PER_SAMPLE_FLOATS = 500_000_000  # 2 GB
+MAX_LOCAL_EPOCHS_TOTAL = 10_000  # rounds × local_epochs, per agency
+MAX_EPSILON = 1000.0  # far beyond any meaningful guarantee; larger values break the accountants
+MAX_NORM = 1e4  # a clipping norm above this is no clipping, and squares of it overflow
+
+
+def hidden_parameters(hidden: list[int]) -> int:
+    """Weights and biases between the hidden layers (what the config alone fixes)."""
+    return sum(a * b + b for a, b in zip(hidden, hidden[1:], strict=False)) + sum(hidden)
+
+
 class TaskConfig(_Section):
     name: Literal["outcome", "hotspot"] = "outcome"
     # hotspot: the share of an agency's areas flagged each month (the label's top share too).
     hotspot_share: float = Field(0.05, gt=0, le=0.5)
     positive: list[str] = Field(default_factory=lambda: [NO_SUSPECT], min_length=1)
-    test_months: int = Field(6, ge=1)
-    hidden: list[int] = Field(default_factory=lambda: [64, 64])
+    test_months: int = Field(6, ge=1, le=240)
+    hidden: list[int] = Field(default_factory=lambda: [64, 64], max_length=MAX_LAYERS)
 
     @field_validator("positive")
     @classmethod
@@ -124,48 +142,52 @@ class TaskConfig(_Section):
     def _positive_widths(cls, value: list[int]) -> list[int]:
         if any(w < 1 for w in value):
             raise ValueError("layer widths must be ≥ 1")
+        if any(w > MAX_LAYER_WIDTH for w in value):
+            raise ValueError(f"layer widths must be ≤ {MAX_LAYER_WIDTH:,}")
+        if hidden_parameters(value) > MAX_MODEL_PARAMETERS:
+            raise ValueError(f"{hidden_parameters(value):,} parameters between the hidden layers; at most {MAX_MODEL_PARAMETERS:,} fit this machine")
         return value
 
 
 class FederationConfig(_Section):
     rounds: int = Field(10, ge=1, le=10_000)
     local_epochs: int = Field(1, ge=1, le=1_000)
-    batch_size: int = Field(256, ge=1)
-    learning_rate: float = Field(0.003, gt=0, le=10)
-    round_timeout: float = Field(600.0, gt=0)
+    batch_size: int = Field(256, ge=1, le=65_536)
+    learning_rate: float = Field(0.003, gt=0, le=10, allow_inf_nan=False)
+    round_timeout: float = Field(600.0, gt=0, le=86_400, allow_inf_nan=False)
     # How the coordinator combines the agencies' updates in fedavg and fedavg-dp (Flower's
     # FedAvg, FedMedian, FedTrimmedAvg, Krum). fedavg-dp-secagg sees only the masked sum and
     # fedavg-central-dp's noise is calibrated to the clipped mean: both always average.
     aggregator: Literal["fedavg", "median", "trimmed_mean", "krum"] = "fedavg"
     trimmed_beta: float = Field(0.2, ge=0, lt=0.5)  # trimmed_mean: share cut from each tail
-    krum_malicious: int = Field(1, ge=0)  # krum: agencies assumed malicious (needs n ≥ 2f + 3)
+    krum_malicious: int = Field(1, ge=0, le=500)  # krum: agencies assumed malicious (needs n ≥ 2f + 3)
 
 
 class CentralDPConfig(_Section):
     """fedavg-central-dp: agency-level DP, clipping and noise added by the coordinator."""
 
-    epsilon: float | None = Field(None, gt=0)  # None: privacy.epsilon
-    clipping_norm: float = Field(1.0, gt=0)
+    epsilon: float | None = Field(None, gt=0, le=MAX_EPSILON, allow_inf_nan=False)  # None: privacy.epsilon
+    clipping_norm: float = Field(1.0, gt=0, le=MAX_NORM, allow_inf_nan=False)
     adaptive: bool = False
     target_quantile: float = Field(0.5, gt=0, lt=1)
-    clip_learning_rate: float = Field(0.2, gt=0)
-    clipped_count_stddev: float | None = Field(None, gt=0)
+    clip_learning_rate: float = Field(0.2, gt=0, le=10, allow_inf_nan=False)
+    clipped_count_stddev: float | None = Field(None, gt=0, le=1e6, allow_inf_nan=False)
 
 
 class PrivacyConfig(_Section):
     # Each agency's record-level budget (ε over everything it ever releases from its records,
     # kept in its ledger); `budgets` overrides it for named agencies.
-    epsilon: float = Field(1.0, gt=0)
+    epsilon: float = Field(1.0, gt=0, le=MAX_EPSILON, allow_inf_nan=False)
     budgets: dict[str, float] = Field(default_factory=dict)
     delta: float = Field(1e-5, gt=0, lt=1)
-    max_grad_norm: float = Field(5.0, gt=0, allow_inf_nan=False)
+    max_grad_norm: float = Field(5.0, gt=0, le=MAX_NORM, allow_inf_nan=False)
     # auto: the tightest accountant that is correct for Poisson sampling (PLD).
     accountant: Literal["auto", "pld", "prv", "rdp"] = "auto"
     # Std of the Gaussian noise on the record count a DP agency releases once (its FedAvg weight
     # and the base of its sampling rate): ~1% of an ε = 1 budget at 50.
-    count_sigma: float = Field(50.0, gt=0, allow_inf_nan=False)
+    count_sigma: float = Field(50.0, gt=0, le=1e6, allow_inf_nan=False)
     # An agency refuses a release whose noise multiplier would exceed this: noise, not a model.
-    max_noise_multiplier: float = Field(30.0, gt=0, allow_inf_nan=False)
+    max_noise_multiplier: float = Field(30.0, gt=0, le=1e4, allow_inf_nan=False)
     # Warn before training when an agency has less than this share of its budget left.
     warn_below_share: float = Field(0.25, ge=0, le=1)
     central: CentralDPConfig = CentralDPConfig()
@@ -181,8 +203,8 @@ class PrivacyConfig(_Section):
     @classmethod
     def _positive_budgets(cls, value: dict[str, float]) -> dict[str, float]:
         for agency, eps in value.items():
-            if not (isinstance(eps, int | float) and math.isfinite(eps) and eps > 0):
-                raise ValueError(f"budget of {agency!r} must be a finite number > 0")
+            if not (isinstance(eps, int | float) and math.isfinite(eps) and 0 < eps <= MAX_EPSILON):
+                raise ValueError(f"budget of {shown(agency)} must be a finite number > 0 and ≤ {MAX_EPSILON:g}")
         return value
 
 
@@ -193,7 +215,7 @@ class MaliciousConfig(_Section):
 
     agency: str = Field(min_length=1)  # a name, or `largest` / `smallest` (by records, resolved per run)
     attack: Literal["scale", "sign_flip", "noise"] = "scale"
-    factor: float = Field(10.0, gt=0, allow_inf_nan=False)
+    factor: float = Field(10.0, gt=0, le=1e6, allow_inf_nan=False)
 
 
 class FaultsConfig(_Section):
@@ -217,7 +239,7 @@ class AuditConfig(_Section):
 
 
 class PeelConfig(_Section):
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1)  # numpy's seed range
     # Parent folder of run folders: results land in <output>/<run-id>/.
     output: str = "runs"
     data: DataConfig = DataConfig()
@@ -257,6 +279,22 @@ class PeelConfig(_Section):
         if len(set(value)) != len(value):
             raise ValueError("lists an architecture twice")
         return value
+
+    @model_validator(mode="after")
+    def _fits_in_memory(self) -> PeelConfig:
+        fed = self.federation
+        if fed.rounds * fed.local_epochs > MAX_LOCAL_EPOCHS_TOTAL:
+            raise ValueError(
+                f"federation.rounds × federation.local_epochs: {fed.rounds:,} × {fed.local_epochs:,} = "
+                f"{fed.rounds * fed.local_epochs:,} passes over each agency's records; at most {MAX_LOCAL_EPOCHS_TOTAL:,}"
+            )
+        floats = self.federation.batch_size * hidden_parameters(self.task.hidden)
+        if floats > MAX_PER_SAMPLE_FLOATS:
+            raise ValueError(
+                f"federation.batch_size × task.hidden: {self.federation.batch_size:,} examples × {hidden_parameters(self.task.hidden):,} "
+                f"parameters = {floats * 4 / 1e9:.0f} GB of per-example gradients (DP-SGD); at most {MAX_PER_SAMPLE_FLOATS * 4 / 1e9:.0f} GB fit this machine"
+            )
+        return self
 
     @model_validator(mode="after")
     def _data_and_task_fit(self) -> PeelConfig:
@@ -312,14 +350,21 @@ def _is_config_key(dotted: str) -> bool:
     return True
 
 
+def shown(value: Any, limit: int = 120) -> str:
+    """repr() of a value for a one-line message: cut to `limit` characters (a value may be a
+    list of thousands of items, or a name of megabytes)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
+
+
 def _describe(error: dict) -> str:
     key = ".".join(str(part) for part in error["loc"])
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
-        return f"{key}: unknown key"
+        return f"{shown(key, 200)[1:-1]}: unknown key"
     if error["type"] == "literal_error" or not key:
-        return f"{key + ': ' if key else ''}{message}" + ("" if not key else f" (got {error['input']!r})")
-    return f"{key}: {message} (got {error['input']!r})"
+        return f"{key + ': ' if key else ''}{message}" + ("" if not key else f" (got {shown(error['input'])})")
+    return f"{key}: {message} (got {shown(error['input'])})"
 
 
 def validate(raw: dict, where: str) -> PeelConfig:
@@ -335,9 +380,9 @@ def set_override(raw: dict, assignment: str) -> None:
     if not sep or not key.strip():
         raise ConfigError(f"--set {assignment!r}: expected key.path=value")
     try:
-        value = yaml.safe_load(text) if text.strip() else None
+        value = parse_yaml(text) if text.strip() else None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {assignment!r}: value is not valid YAML ({exc.problem})") from None
+        raise ConfigError(f"--set {assignment!r}: value is not valid YAML ({_yaml_problem(exc)})") from None
     parts = key.strip().split(".")
     node = raw
     for depth, part in enumerate(parts[:-1]):
@@ -348,8 +393,48 @@ def set_override(raw: dict, assignment: str) -> None:
     node[parts[-1]] = value
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's last-one-wins for a repeated key would silently drop settings: refuse it."""
+# A config is a handful of sections: anything deeper, larger once its aliases are expanded, or
+# with an integer longer than any setting needs is hostile or broken, and would otherwise hang
+# (an alias bomb expanded by the sweep or an error message) or raise deep inside Python.
+MAX_YAML_DEPTH = 50
+MAX_YAML_NODES = 100_000  # after alias expansion
+MAX_INT_DIGITS = 30
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses repeated keys (YAML's last-one-wins would silently drop
+    settings), nesting deeper than MAX_YAML_DEPTH, documents over MAX_YAML_NODES nodes with
+    every alias expanded, recursive aliases and integers over MAX_INT_DIGITS digits."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._sizes: dict[int, int] = {}  # id(node) -> its node count with aliases expanded
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        mark = self.peek_event().start_mark
+        if self.check_event(yaml.AliasEvent):
+            node = super().compose_node(parent, index)
+            if id(node) not in self._sizes:  # its anchor is still being composed: a cycle
+                raise yaml.composer.ComposerError(None, None, "an alias refers to the collection it is in", mark)
+            return node
+        self._depth += 1
+        if self._depth > MAX_YAML_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_YAML_DEPTH} levels", mark)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        if isinstance(node, yaml.SequenceNode):
+            size = 1 + sum(self._sizes[id(child)] for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            size = 1 + sum(self._sizes[id(k)] + self._sizes[id(v)] for k, v in node.value)
+        else:
+            size = 1
+        if size > MAX_YAML_NODES:
+            raise yaml.composer.ComposerError(None, None, f"more than {MAX_YAML_NODES:,} values once its aliases are expanded", mark)
+        self._sizes[id(node)] = size
+        return node
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen = set()
@@ -359,6 +444,28 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 raise yaml.constructor.ConstructorError(None, None, f"key {key!r} appears twice", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        digits = sum(c.isalnum() for c in str(node.value))
+        if digits > MAX_INT_DIGITS:
+            raise yaml.constructor.ConstructorError(None, None, f"an integer of {digits:,} digits (at most {MAX_INT_DIGITS})", node.start_mark)
+        return super().construct_yaml_int(node)
+
+
+_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text to Python values, bounded (see _BoundedLoader); raises yaml.YAMLError."""
+    loader = _BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    return str(getattr(exc, "problem", None) or exc).splitlines()[0][:200]
 
 
 MAX_CONFIG_BYTES = 1_000_000
@@ -381,11 +488,11 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config ({exc})") from None
     try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        raw = parse_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: invalid YAML ({getattr(exc, 'problem', None) or exc})") from None
+        raise ConfigError(f"{where}: invalid YAML ({_yaml_problem(exc)})") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
