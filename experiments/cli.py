@@ -65,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--deploy-dir", help="the folder of a running `peel deploy up` (with --engine deployment)")
     add_deploy_parser(sub)
     sweep.add_argument("--dir", dest="sweep_dir", help="sweep folder (default: <output>/sweep-<config name>-<hash of the config>, so re-running resumes)")
+    sweep.add_argument("--yes", action="store_true", help="confirm a grid of more than 500 cells")
     return parser
 
 
@@ -175,7 +176,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from experiments.sweep import run_sweep
 
     config = load_config(args.config, args.overrides)
-    sweep_dir = run_sweep(config, args.config, Path(args.sweep_dir) if args.sweep_dir else None)
+    sweep_dir = run_sweep(config, args.config, Path(args.sweep_dir) if args.sweep_dir else None, confirmed=args.yes)
     print(f"Sweep: {sweep_dir}/sweep.csv (one row per cell and agency; cells in {sweep_dir}/cells/)")
     _write_report(sweep_dir)
     return 0

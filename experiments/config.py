@@ -108,7 +108,7 @@ class DataConfig(_Section):
 # here, with the key named, rather than failing after data were written and ledgers charged.
 MAX_MODEL_PARAMETERS = 1_000_000  # between the hidden layers (the input layer adds ~width × features)
 MAX_LAYER_WIDTH = 8192
-MAX_LAYERS = 32
+MAX_LAYERS = 256
 # DP-SGD keeps one gradient per example of a batch: batch_size × parameters floats.
 MAX_PER_SAMPLE_FLOATS = 500_000_000  # 2 GB
 MAX_LOCAL_EPOCHS_TOTAL = 10_000  # rounds × local_epochs, per agency

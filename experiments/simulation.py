@@ -11,12 +11,33 @@ import warnings
 from pathlib import Path
 
 
+# Unix socket paths hold at most 107 bytes; Ray puts its sockets at
+# <temp dir>/session_<YYYY-MM-DD_HH-MM-SS_ffffff>_<pid>/sockets/<name> (~75 bytes below it).
+MAX_SOCKET_PATH = 107
+RAY_SOCKET_SUFFIX = 80
+
+
+def ray_scratch() -> Path:
+    """A new private folder for Ray, short enough for its socket paths: under $TMPDIR when that
+    is short, else under /tmp (a long TMPDIR would make Ray fail its socket and Peel wait
+    forever); refused with one line when neither is."""
+    for parent in (tempfile.gettempdir(), "/tmp"):
+        if len(os.fsencode(parent)) + len("/peel-xxxxxxxx") + RAY_SOCKET_SUFFIX <= MAX_SOCKET_PATH and os.access(parent, os.W_OK | os.X_OK):
+            return Path(tempfile.mkdtemp(prefix="peel-", dir=parent))
+    from experiments.config import ConfigError
+
+    raise ConfigError(
+        f"--engine simulation: Ray's socket paths under TMPDIR={tempfile.gettempdir()} would exceed {MAX_SOCKET_PATH} bytes "
+        "and /tmp is not writable; set TMPDIR to a short writable folder"
+    )
+
+
 def run_federated(spec_path: Path, n_agencies: int) -> None:
     """Start Flower's simulation runtime with one virtual SuperNode per agency and run the
     ServerApp (which trains every federated architecture listed in the spec)."""
     # Ray's socket paths must stay short (a 107-byte limit), so its scratch folder cannot live
     # in a deep run folder: a private temporary folder, removed when the run ends.
-    scratch = Path(tempfile.mkdtemp(prefix="peel-"))
+    scratch = ray_scratch()
     saved = {k: os.environ.get(k) for k in ("PEEL_SPEC", "RAY_TMPDIR", "FLWR_HOME")}
     os.environ.update({"PEEL_SPEC": str(spec_path), "RAY_TMPDIR": str(scratch), "FLWR_HOME": str(scratch / "flwr")})
     try:

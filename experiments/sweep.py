@@ -30,7 +30,7 @@ from typing import Any
 
 import pandas as pd
 
-from experiments.config import RECORD_DP, ROBUST_AGGREGATION, ConfigError, PeelConfig, dump, set_override, to_dict, validate
+from experiments.config import RECORD_DP, ROBUST_AGGREGATION, ConfigError, PeelConfig, dump, set_override, shown, to_dict, validate
 from experiments.prepare import Federation, check_output_folder, materialise
 from experiments.results import write_atomic, write_json
 from experiments.runner import RunFolder, execute, keep_torch_cache_in, open_folder, summarise
@@ -87,10 +87,38 @@ def _short(cell_id: str) -> str:
     return f"{cell_id[: MAX_CELL_ID - 13]}-{hashlib.sha256(cell_id.encode()).hexdigest()[:12]}"
 
 
-def expand(config: PeelConfig, where: str) -> list[Cell]:
-    """Every distinct cell of the config's sweep grid, in grid order."""
+# A grid larger than this is refused unless confirmed (`peel sweep --yes`): each cell is a run.
+CONFIRM_CELLS = 500
+# ... and one larger than this always: listing and checking its cells alone would take minutes.
+MAX_CELLS = 20_000
+
+
+def grid_size(config: PeelConfig) -> int:
+    """Cells of the full grid (before identical cells merge): the product of the swept lists."""
+    size = 1 if "architectures" in (config.sweep or {}) else len(config.architectures)
+    for values in (config.sweep or {}).values():
+        size *= len(values)
+    return size
+
+
+def check_grid_size(config: PeelConfig, where: str, confirmed: bool = False) -> None:
+    """Refuse, before anything is expanded or written, a grid too large to run by accident."""
+    size = grid_size(config)
+    shape = " × ".join(f"{len(v)} {k}" for k, v in (config.sweep or {}).items())
+    if "architectures" not in (config.sweep or {}):
+        shape += f" × {len(config.architectures)} architectures"
+    if size > MAX_CELLS:
+        raise ConfigError(f"{where}: sweep: {size:,} cells ({shape}); at most {MAX_CELLS:,}, split the sweep")
+    if size > CONFIRM_CELLS and not confirmed:
+        raise ConfigError(f"{where}: sweep: {size:,} cells ({shape}), each a run; add --yes to run more than {CONFIRM_CELLS}")
+
+
+def expand(config: PeelConfig, where: str, confirmed: bool = False) -> list[Cell]:
+    """Every distinct cell of the config's sweep grid, in grid order (a grid over CONFIRM_CELLS
+    cells needs `confirmed`)."""
     if not config.sweep:
         raise ConfigError(f"{where}: sweep: the config has no sweep section (e.g. sweep: {{privacy.epsilon: [1, 2], seed: [0, 1]}})")
+    check_grid_size(config, where, confirmed)
     base = to_dict(config)
     base.pop("sweep")
     keys = list(config.sweep)
@@ -100,7 +128,7 @@ def expand(config: PeelConfig, where: str) -> list[Cell]:
             if key != "architectures":
                 raw = json.loads(json.dumps(base))
                 set_override(raw, f"{key}={json.dumps(value)}")
-                validate(raw, f"{where}: sweep {key}={value!r}")
+                validate(raw, f"{where}: sweep {key}={shown(value)}")
     cells: dict[str, Cell] = {}
     for combination in itertools.product(*(config.sweep[k] for k in keys)):
         values = dict(zip(keys, combination, strict=True))
@@ -116,7 +144,7 @@ def expand(config: PeelConfig, where: str) -> list[Cell]:
             for key, value in values.items():  # an unused key keeps the base value: identical cells merge
                 if key != "architectures" and not _uses(arch, key):  # (a swept null is a value, e.g. faults.malicious)
                     set_override(cell_raw, f"{key}={json.dumps(_get(base, key))}")
-            cell_config = validate(cell_raw, f"{where}: sweep cell {arch} {used}")
+            cell_config = validate(cell_raw, f"{where}: sweep cell {arch} {shown(used, 200)}")
             cell_id = _short("--".join([arch] + [f"{k.split('.')[-1]}={_slug(v)}" for k, v in used.items() if v is not None]))
             cells.setdefault(cell_id, Cell(cell_id, arch, used, cell_config))
     return list(cells.values())
@@ -166,10 +194,10 @@ def new_sweep_dir(config: PeelConfig, config_file: str) -> Path:
     return Path(config.output) / f"sweep-{Path(config_file).stem}-{digest}"
 
 
-def run_sweep(config: PeelConfig, config_file: str, sweep_dir: Path | None = None) -> Path:
+def run_sweep(config: PeelConfig, config_file: str, sweep_dir: Path | None = None, confirmed: bool = False) -> Path:
     """Run every unfinished cell; write sweep.json and sweep.csv. The sweep folder is named by
     the config's content, so re-running the same config resumes it."""
-    cells = expand(config, config_file)
+    cells = expand(config, config_file, confirmed)
     check_agency_ledgers(cells, config_file)
     sweep_dir = sweep_dir or new_sweep_dir(config, config_file)
     check_sweep_dir(sweep_dir)
