@@ -8,6 +8,8 @@ go_offline()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
+import re  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -19,6 +21,18 @@ from experiments.report import ReportError  # noqa: E402
 from policedata.errors import DataError  # noqa: E402
 
 USAGE_ERROR = 2
+# C0 and C1 control characters except newline and tab: a name from the data must not move the
+# cursor, recolour or retitle the user's terminal.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_safe(text: str) -> str:
+    """`text` with its control characters shown as escapes (\\x1b), safe to print."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _say(text: str) -> None:
+    print(terminal_safe(text))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -94,7 +108,7 @@ def _run(args: argparse.Namespace) -> int:
         execute([folder], engine=args.engine, deploy_dir=deploy_dir)
         run_dir = folder.run_dir
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-    print(format_table(summary))
+    _say(format_table(summary))
     print(f"\nResults: {run_dir}/summary.json (per round and agency: {run_dir}/metrics.jsonl)")
     _write_report(run_dir)
     return 0
@@ -128,7 +142,7 @@ def _budget(args: argparse.Namespace) -> int:
 
     try:
         if args.budget_command == "show":
-            print(budget_cmd.show(Path(args.folder), args.accountant))
+            _say(budget_cmd.show(Path(args.folder), args.accountant))
         elif args.budget_command == "reinit":
             print(budget_cmd.reinit(Path(args.target), args.reason, args.yes))
         else:
@@ -206,9 +220,21 @@ def _generate(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.config}: data.source is {config.data.source!r}; peel generate writes synthetic data only")
     manifest = generate(synthetic_spec(config), Path(args.out_dir))
     for agency in manifest["agencies"]:
-        print(f"{agency['name']:<28} {agency['incidents']:>9} records  {Path(args.out_dir) / agency['folder']}")
+        _say(f"{agency['name']:<28} {agency['incidents']:>9} records  {Path(args.out_dir) / agency['folder']}")
     print(f"Wrote {sum(a['incidents'] for a in manifest['agencies'])} records of {len(manifest['agencies'])} agencies to {args.out_dir}")
     return 0
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush of what the closed pipe did not
+    take raises nothing at exit."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (e.g. captured in tests)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -217,11 +243,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return {"run": _run, "prepare": _prepare, "generate": _generate, "sweep": _sweep, "report": _report, "audit": _audit, "budget": _budget, "deploy": _deploy, "bench": _bench}[args.command](args)
     except (ConfigError, DataError, ReportError, DeployError) as exc:
-        print(f"peel: {exc}", file=sys.stderr)
+        # One line: a message never spans lines, whatever a name or value in it holds.
+        print(terminal_safe(f"peel: {exc}").replace("\n", "\\n"), file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:
         print("peel: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader stopped reading (`peel budget show | head`): nothing to say
+        _silence_stdout()
+        return 0
     finally:
         progress.close()
 

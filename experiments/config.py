@@ -7,6 +7,7 @@ been written by then.
 from __future__ import annotations
 
 import math
+import os
 import stat
 from pathlib import Path
 from typing import Any, Literal
@@ -34,6 +35,16 @@ class ConfigError(Exception):
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _expand_home(value: str) -> str:
+    """`~` and `~user` as a shell would read them: a folder literally named `~` is never meant."""
+    if not value.startswith("~"):
+        return value
+    expanded = os.path.expanduser(value)
+    if expanded.startswith("~"):
+        raise ValueError(f"{value.split('/')[0]!r} is no user's home folder")
+    return expanded
 
 
 class AgencyColumn(_Section):
@@ -101,6 +112,11 @@ class DataConfig(_Section):
     values: dict[str, dict[str, str]] = Field(default_factory=dict)  # field -> {their value: Peel's}
     date_format: str | None = None  # strftime format of `date`; None: inferred
     delimiter: str = ","
+
+    @field_validator("path", "areas")
+    @classmethod
+    def _home(cls, value: str | None) -> str | None:
+        return None if value is None else _expand_home(value)
 
 
 # Upper bounds that keep a run within what the 2-core, 24 GB machine Peel targets can hold and
@@ -251,6 +267,11 @@ class PeelConfig(_Section):
     faults: FaultsConfig = FaultsConfig()
     # `peel sweep`: a grid over config keys, e.g. {privacy.epsilon: [0.5, 1, 2], seed: [0, 1, 2]}.
     sweep: dict[str, list[Any]] | None = None
+
+    @field_validator("output")
+    @classmethod
+    def _home(cls, value: str) -> str:
+        return _expand_home(value)
 
     @field_validator("audit", mode="before")
     @classmethod

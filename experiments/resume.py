@@ -17,8 +17,10 @@ import logging
 import os
 from pathlib import Path
 
+from experiments.config import ConfigError
 from experiments.lock import hold
 from experiments.runner import execute, keep_torch_cache_in, reopen_unfinished
+from server import checkpoint
 from server.recorder import drop_rows
 
 log = logging.getLogger("peel.resume")
@@ -57,7 +59,12 @@ def drop_torn_tail(path: Path) -> bool:
 def resume(run_dir: Path, engine: str = "in-process", deploy_dir: Path | None = None) -> Path:
     """Finish the run in `run_dir`; returns it. ConfigError if it is not an unfinished run, or
     if another process holds it (RunFolderBusy: the lock is taken before anything is read or cut)."""
-    reopen_unfinished(run_dir)  # a folder that is no unfinished run is refused before anything is written to it
+    unfinished = reopen_unfinished(run_dir)  # a folder that is no unfinished run is refused before anything is written to it
+    for arch in unfinished.federated:
+        try:
+            checkpoint.load(run_dir, arch)
+        except checkpoint.CorruptCheckpoint as exc:  # refused here, not in the coordinator mid-run
+            raise ConfigError(str(exc)) from None
     hold(run_dir)
     folder = reopen_unfinished(run_dir)  # again, under the lock: the run may have finished meanwhile
     keep_torch_cache_in(run_dir)

@@ -21,6 +21,10 @@ CHECKPOINT_DIR = "checkpoints"
 AGGREGATED, EVALUATED = "aggregated", "evaluated"
 
 
+class CorruptCheckpoint(RuntimeError):
+    """A checkpoint file that cannot be read back (damaged or edited after it was written)."""
+
+
 @dataclass
 class Checkpoint:
     architecture: str
@@ -72,4 +76,4 @@ def load(run_dir: Path, architecture: str) -> Checkpoint | None:
         )
     except Exception as exc:  # written atomically: a bad file was damaged or edited afterwards
         # Not "start the architecture again": its agencies' rounds were released and charged.
-        raise RuntimeError(f"{path}: unreadable checkpoint ({type(exc).__name__}); this run cannot be resumed, start a new run") from None
+        raise CorruptCheckpoint(f"{path}: unreadable checkpoint ({type(exc).__name__}); this run cannot be resumed, start a new run") from None

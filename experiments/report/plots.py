@@ -11,12 +11,18 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from experiments.report import views
 from experiments.report.load import Study
+
+# Labels are agency names and config values, never markup: with math parsing on, a name such as
+# "$\fakecmd{x}$ Police" is read as TeX and fails the whole figure (and the report). Text objects
+# read this when they are made, tick labels at draw time, so it is set for the process.
+matplotlib.rcParams["text.parse_math"] = False
 
 COLOURS = {
     "central": "#4d4d4d",
