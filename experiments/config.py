@@ -399,17 +399,17 @@ def set_override(raw: dict, assignment: str) -> None:
     """Apply one `--set key.path=value` (value parsed as YAML) to a raw config dict."""
     key, sep, text = assignment.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"--set {assignment!r}: expected key.path=value")
+        raise ConfigError(f"--set {shown(assignment)}: expected key.path=value")
     try:
         value = parse_yaml(text) if text.strip() else None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {assignment!r}: value is not valid YAML ({_yaml_problem(exc)})") from None
+        raise ConfigError(f"--set {shown(assignment)}: value is not valid YAML ({_yaml_problem(exc)})") from None
     parts = key.strip().split(".")
     node = raw
     for depth, part in enumerate(parts[:-1]):
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"--set {assignment!r}: {'.'.join(parts[: depth + 1])} is not a section")
+            raise ConfigError(f"--set {shown(assignment)}: {'.'.join(parts[: depth + 1])} is not a section")
         node = child
     node[parts[-1]] = value
 
