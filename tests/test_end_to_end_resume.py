@@ -114,8 +114,11 @@ def test_a_run_killed_mid_round_resumes_with_nothing_lost_or_charged_twice(kill,
     for agency, charged in ledgers.items():
         # ... and its record count, released (and charged) once before its first DP round.
         assert charged == collections.Counter({("record-count", 0): 1, **{(arch, r): 1 for arch in DP for r in range(1, ROUNDS + 1)}}), agency
-    for arch in DP + ["fedavg-central-dp"]:
-        assert summary["architectures"][arch]["epsilon_max"] == pytest.approx(reference["summary"]["architectures"][arch]["epsilon_max"], rel=1e-9), arch
+    # The same ε as without the kill: agency-level exactly; record-level up to calibration
+    # (each run's agencies release their record counts with fresh noise, so their σ differ slightly).
+    assert summary["architectures"]["fedavg-central-dp"]["epsilon_max"] == pytest.approx(reference["summary"]["architectures"]["fedavg-central-dp"]["epsilon_max"], rel=1e-9)
+    for arch in DP:
+        assert summary["architectures"][arch]["epsilon_max"] == pytest.approx(reference["summary"]["architectures"][arch]["epsilon_max"], rel=0.01), arch
 
     # The trail is intact, closed once, and every repeated release carries the same bytes.
     verified = subprocess.run([*PEEL, "audit", "verify", str(run_dir)], cwd=tmp_path, env=_env(), capture_output=True, timeout=300)
