@@ -155,6 +155,8 @@ def _privacy_cell(entry: dict) -> str:
     """An architecture's privacy in the end table: refused, none, or ε spent to date (max)."""
     if entry.get("status") == "refused":
         return "refused: no agency released an update"
+    if entry.get("status") == "no-replies":
+        return "no replies: untrained model, not a result"
     if entry["epsilon_max"] is None:
         return "none (no DP)"
     relation = f", {entry['neighbouring']}" if entry.get("neighbouring") and entry.get("privacy_unit") != "agency" else ""

@@ -271,8 +271,10 @@ def _entry(arch: str, per_agency: dict[str, dict], folder: RunFolder, *, wall_s:
     return {
         "metrics": None,  # filled by score()
         "per_agency": per_agency,
-        # refused: a DP architecture none of whose agencies released an update (nothing learnt).
-        "status": "refused" if unit is not None and arch != "fedavg-central-dp" and sent == 0 else "trained",
+        # refused: a DP architecture none of whose agencies released an update (nothing learnt);
+        # no-replies: a federated one whose rounds got no update at all (e.g. every reply timed
+        # out): its model is the untrained initial one, not a result.
+        "status": "refused" if unit is not None and arch != "fedavg-central-dp" and sent == 0 else ("no-replies" if arch.startswith("fedavg") and sent == 0 else "trained"),
         "privacy_unit": registry.DP_EXAMPLE[folder.config.task.name] if unit == "record" else unit,
         "neighbouring": neighbouring if arch in RECORD_DP else ("add-remove (one agency's update)" if unit == "agency" else None),
         "epsilon_max": max(eps) if eps else None,  # spent to date, max over agencies

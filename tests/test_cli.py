@@ -70,3 +70,102 @@ def test_bad_data_folder_leaves_no_run_folder(tmp_path):
     assert "2024-01-x-street.csv" in result.stderr and "missing columns" in result.stderr
     assert "Traceback" not in result.stderr
     assert list((tmp_path / "out").glob("*")) == []  # the half-made run folder was removed
+
+
+def test_a_closed_pipe_ends_budget_show_quietly(tmp_path):
+    """`peel budget show | head`: the reader goes away; Peel says nothing and exits 0."""
+    from privacy.ledger import Ledger
+
+    for i in range(3):
+        (tmp_path / f"a{i}").mkdir()
+        with Ledger.open(tmp_path / f"a{i}" / "ledger.sqlite", f"Agency {i}") as ledger:
+            ledger.set_budget(4.0, 1e-5, "test")
+    process = subprocess.Popen([sys.executable, "-m", "experiments.cli", "budget", "show", str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdout.close()  # before Peel writes a byte: its first write meets a closed pipe
+    stderr = process.stderr.read()
+    assert process.wait(timeout=120) == 0, stderr
+    assert stderr == ""
+
+
+def test_ray_scratch_stays_short_under_a_long_tmpdir(tmp_path, monkeypatch):
+    import tempfile
+
+    from experiments.config import ConfigError
+    from experiments.simulation import MAX_SOCKET_PATH, RAY_SOCKET_SUFFIX, ray_scratch
+
+    long_tmp = tmp_path / ("d" * 120)
+    long_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(long_tmp))
+    scratch = ray_scratch()
+    try:
+        assert not scratch.is_relative_to(long_tmp)
+        assert len(str(scratch)) + RAY_SOCKET_SUFFIX <= MAX_SOCKET_PATH
+    finally:
+        scratch.rmdir()
+    monkeypatch.setattr("experiments.simulation.os.access", lambda *_: False)  # /tmp not writable either
+    with pytest.raises(ConfigError, match=r"^--engine simulation: Ray's socket paths under TMPDIR=.* would exceed 107 bytes"):
+        ray_scratch()
+
+
+def test_control_characters_never_reach_the_terminal(capsys):
+    from experiments.cli import main, terminal_safe
+
+    assert terminal_safe("A\x1b]0;pwned\x07B\x9b\nC\tD") == "A\\x1b]0;pwned\\x07B\\x9b\nC\tD"
+    code = main(["report", "no-such\x1b[2Jfolder\nsecond line"])
+    err = capsys.readouterr().err
+    assert code == 2 and "\x1b" not in err and len(err.splitlines()) == 1, err
+
+
+def test_a_tex_like_agency_name_is_drawn_as_text():
+    from matplotlib.figure import Figure
+
+    from experiments.report.plots import _png
+
+    fig = Figure()
+    ax = fig.add_subplot()
+    ax.barh([0], [1.0])
+    ax.set_yticks([0], ["$\\fakecmd{x}$ Police"])
+    ax.set_title("$\\fakecmd{x}$ Police (1,000 train)")
+    assert _png(fig).startswith(b"\x89PNG")
+
+
+def test_no_replies_is_said_in_the_table():
+    from experiments.results import _privacy_cell
+
+    assert _privacy_cell({"status": "no-replies", "epsilon_max": None}) == "no replies: untrained model, not a result"
+
+
+@pytest.fixture(scope="module")
+def unfinished_run(tmp_path_factory) -> Path:
+    """A prepared run folder (config, data, spec) that never trained: as a stopped run leaves it."""
+    from experiments.config import validate
+    from experiments.runner import prepare
+
+    work = tmp_path_factory.mktemp("unfinished")
+    config = validate({"output": str(work / "runs"), "data": {"agencies": 3, "incidents": 3000, "months": 4}, "task": {"test_months": 1, "hidden": [8]},
+                       "federation": {"rounds": 1, "batch_size": 64}, "architectures": ["fedavg"]}, "c.yaml")
+    return prepare(config, "c.yaml").run_dir
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("damage, fragment", [
+    ("checkpoints/fedavg.pt", "checkpoints/fedavg.pt: unreadable checkpoint"),
+    ("summary.json", "the run finished (summary.json); there is nothing to resume"),
+])
+def test_resume_of_a_corrupt_checkpoint_or_a_finished_run_is_one_line(unfinished_run, capsys, damage, fragment):
+    from experiments.cli import main
+
+    path = unfinished_run / damage
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(b"not what it should be")
+    try:
+        before = _tree(unfinished_run)
+        code = main(["run", "--resume", str(unfinished_run)])
+        err = capsys.readouterr().err
+        assert code == 2 and len(err.splitlines()) == 1 and fragment in err, err
+        assert _tree(unfinished_run) == before  # no lock, no cut line, nothing written
+    finally:
+        path.unlink()
