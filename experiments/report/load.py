@@ -379,6 +379,7 @@ def _cell_rows(cell: Cell, swept: list[str], headline: str, arch_rows: list, age
             "epsilon_max": _num(entry.get("epsilon_max")),
             "delta": _num(entry.get("delta")),
             "privacy_unit": entry.get("privacy_unit") or (DEFAULT_UNIT.get(arch) if dp else None),
+            "neighbouring": entry.get("neighbouring"),
             "accountant": entry.get("accountant") or (_get(summary, "privacy", "accountant") if dp else None),
             "records_moved": _num(entry.get("records_moved")),
             "update_bytes": _num(entry.get("update_bytes")),

@@ -43,7 +43,8 @@ def _privacy(row: pd.Series) -> str:
     unit = UNIT.get(str(row["privacy_unit"]), str(row["privacy_unit"] or "unit not stated"))
     delta = f", δ = {fmt.budget(row['delta'])}" if not fmt.missing(row["delta"]) else ""
     spent = fmt.eps(row["epsilon_max"]) if not fmt.missing(row["epsilon_max"]) else "not recorded"
-    return f"{spent}{delta}, {unit}"
+    relation = row.get("neighbouring")
+    return f"{spent}{delta}, {unit}" + (f" ({relation} neighbours)" if isinstance(relation, str) and relation else "")
 
 
 def attack_text(mia: float, bound: float) -> str:
@@ -91,7 +92,7 @@ def comparison(study: Study) -> Table:
     ceiling = table["ceiling"].mean() if not table.empty else float("nan")
     notes = [
         f"{label}: each agency scored on its own held-out test months, averaged with weights = test records.",
-        "ε spent is each agency's spend to date: cumulative over all rounds, architectures and runs in its own ledger, at the δ its ledger pinned, for add/remove-one neighbours; the max over agencies is shown, never an average.",
+        "ε spent is each agency's spend to date: cumulative over all rounds, architectures and runs in its own ledger, at the δ its ledger pinned, for the neighbouring relation shown; the max over agencies is shown, never an average.",
         "Membership attack: AUC 0.5 means the attacker cannot tell training records from others; 'allowed by ε' is the highest AUC the claimed (ε, δ) permits.",
         "Wall times of federated architectures exclude Flower's one-off start-up"
         + (f" ({fmt.seconds(table['flower_startup_s'].mean())})." if not fmt.missing(table["flower_startup_s"].mean()) else "."),

@@ -57,6 +57,7 @@ def summary_table(study: Study) -> pd.DataFrame:
     out["epsilon_max"] = grouped["epsilon_max"].max()
     out["delta"] = grouped["delta"].max()
     out["privacy_unit"] = grouped["privacy_unit"].first()
+    out["neighbouring"] = grouped["neighbouring"].first() if "neighbouring" in archs else None
     out["accountant"] = grouped["accountant"].first()
     out["n_errors"] = grouped["n_errors"].sum()
     out["n_seeds"] = grouped["seed"].nunique().clip(lower=1)  # a single run has no seed column value
