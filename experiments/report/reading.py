@@ -159,7 +159,7 @@ def attack_sentence(name: str, mia: float, bound: float, eps_claimed: float = ma
     else:
         text += f", above the {fmt.num(bound)} its claimed ε permits: the audit contradicts the privacy claim"
     if not _m(eps_lower):
-        claim = f" (claimed {fmt.budget(eps_claimed)})" if not _m(eps_claimed) else ""
+        claim = f" (claimed {fmt.num(eps_claimed, 2)})" if not _m(eps_claimed) else ""
         if not _m(eps_claimed) and eps_lower > eps_claimed:
             text += f"; the audit's lower bound on ε, {fmt.num(eps_lower, 2)}, is above the claimed {fmt.budget(eps_claimed)}: the claim is contradicted"
         else:
@@ -414,6 +414,14 @@ def reading(study: Study, focus: views.Focus, full: Study | None = None) -> list
     dp_rows = agencies[agencies["is_dp"]] if not agencies.empty else agencies
     scope = "in every cell of the sweep" if study.kind == "sweep" else ""
     out.append(budget_sentence(_spends(whole, dp_rows), scope))
+    record_dp = [line for line in dp_lines if str(get[line]["privacy_unit"]) in ("record", "area-month")]
+    if record_dp:
+        out.append(
+            f"From the agencies under {_list(record_dp)} only what the release boundary declares left (summary.json "
+            "'releases'): DP model updates, each agency's record count released once with noise, and figures derived "
+            "from those and its own policy; no training loss, batch size or label count, and each agency's test "
+            "metrics stayed in its own folder."
+        )
 
     attacks = [attack_sentence(line, r["mia_auc"], r["mia_bound"], r["eps_claimed"], r["eps_lower"], note(line), r.get("eps_ceiling", math.nan)) for line, r in sorted(get.items(), key=lambda kv: views.arch_order(kv[0]))]
     attacks = [a for a in attacks if a]
