@@ -529,6 +529,11 @@ def summarise(folder: RunFolder) -> Path:
             "noise_rng": "torch PRNG seeded from OS entropy (not a CSPRNG: Opacus secure_mode needs torchcsprng, unavailable here)",
             "features": FEATURES_NOTE if config.task.name == "outcome" else HOTSPOT_FEATURES_NOTE,
             "released_without_dp": RELEASED_WITHOUT_DP,
+            "harness": (
+                "n_train, n_test, counts and every test metric in this summary are the evaluation harness's: "
+                "in simulation it holds every agency's records. They are not what a DP agency sent (see "
+                "releases; metrics.jsonl holds what each agency sent)."
+            ),
         },
         "data": {"source": config.data.source, "test_from": federation.test_from, "notes": federation.notes},
         "metrics_note": "metrics are per-agency scores on each agency's own test months; 'metrics' is their mean weighted by test records",
