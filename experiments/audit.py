@@ -26,8 +26,8 @@ from flwr.app import Context, RecordDict
 
 from clients.agency import Agency, locate
 from clients.releases import saved_plan
-from experiments.config import RECORD_DP
 from experiments.runner import RunFolder, model_of
+from federation import architectures
 from privacy.accounting import epsilon as accountant_epsilon
 from privacy.audit import canary_audit, dp_trainer, mia_bounds, mia_report, mia_scores, plain_trainer
 from privacy.audit.whitebox import whitebox_audit
@@ -77,12 +77,12 @@ def audit_folder(folder: RunFolder) -> None:
         if entry.get("epsilon_max") is not None and entry.get("privacy_unit") == "record":
             bound = mia_bounds(entry["epsilon_max"], config.privacy.delta)
             block["mia_auc_bound"], block["mia_tpr_bound"] = bound["auc_max"], bound["tpr_at_fpr_max"]
-        if arch in RECORD_DP:
+        if architectures.is_record_dp(arch):
             if arch in canary["dp"]:
                 block.update(_canary_fields(canary["dp"][arch]))
             else:
                 block["canary_unavailable"] = canary["unavailable"].get(arch, "no DP release of this architecture to audit")
-        elif arch in ("central", "local", "fedavg") and canary.get("plain"):
+        elif not architectures.get(arch).dp and canary.get("plain"):  # no DP: the plain contrast
             block.update(_canary_fields(canary["plain"]))
         entry["audit"] = block
 
@@ -150,7 +150,7 @@ def _canary(folder: RunFolder) -> dict:
     config, splits = folder.config, folder.splits
     fed = config.federation
     out: dict = {"dp": {}, "unavailable": {}}
-    for arch in (a for a in config.architectures if a in RECORD_DP):
+    for arch in (a for a in config.architectures if architectures.is_record_dp(a)):
         found = _audited_agency(folder, arch)
         if isinstance(found, str):
             log.warning("canary audit of %s: %s", arch, found)
@@ -174,7 +174,7 @@ def _canary(folder: RunFolder) -> dict:
             if r["violation"]:
                 log.error("canary audit of %s (%s): lower bound %.3f exceeds the claimed ε %.3f — a privacy bug", arch, label, r["epsilon_lower_bound"], claimed)
         out["dp"][arch] = result
-    if any(a in ("central", "local", "fedavg") for a in config.architectures):
+    if any(not architectures.get(a).dp for a in config.architectures):
         name = max(splits, key=lambda n: len(splits[n].y_train))
         split = splits[name]
         k = min(config.audit.canaries, len(split.y_train))

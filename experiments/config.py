@@ -10,23 +10,25 @@ import math
 import os
 import stat
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from federation.contract import RECORD_DP_ARCHITECTURES
+from federation import architectures as registry
 from policedata.loader import agency_pattern_problem
 from policedata.schema import NO_SUSPECT, OUTCOME_CATEGORIES, STREET_COLUMNS
 
-ARCHITECTURES = ("central", "local", "fedavg", "fedavg-dp", "fedavg-dp-secagg", "fedavg-central-dp")
-Architecture = Literal["central", "local", "fedavg", "fedavg-dp", "fedavg-dp-secagg", "fedavg-central-dp"]
-# Architectures whose agencies run DP-SGD and spend their own record-level budget (ledger).
-RECORD_DP = RECORD_DP_ARCHITECTURES
-DEFAULT_ARCHITECTURES = ["central", "local", "fedavg", "fedavg-dp"]
-# Architectures whose coordinator sees each update and so can honour federation.aggregator
-# (server/robust.py says the same): secagg sees only the masked sum, central DP keeps its mean.
-ROBUST_AGGREGATION = ("fedavg", "fedavg-dp")
+
+def _known_architecture(name: str) -> str:
+    """An architecture name the registry (federation/architectures.py) knows."""
+    registry.get(name)  # UnknownArchitecture (a ValueError) names the known ones
+    return name
+
+
+# Names are checked against the registry when a config is validated, so an architecture added
+# there (or registered at run time) is accepted without touching this schema.
+Architecture = Annotated[str, AfterValidator(_known_architecture)]
 
 
 class ConfigError(Exception):
@@ -262,7 +264,7 @@ class PeelConfig(_Section):
     task: TaskConfig = TaskConfig()
     federation: FederationConfig = FederationConfig()
     privacy: PrivacyConfig = PrivacyConfig()
-    architectures: list[Architecture] = Field(default_factory=lambda: list(DEFAULT_ARCHITECTURES), min_length=1)
+    architectures: list[Architecture] = Field(default_factory=lambda: list(registry.DEFAULT), min_length=1)
     audit: AuditConfig = AuditConfig()
     faults: FaultsConfig = FaultsConfig()
     # `peel sweep`: a grid over config keys, e.g. {privacy.epsilon: [0.5, 1, 2], seed: [0, 1, 2]}.

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from experiments.config import PeelConfig, check_agency_names, to_dict
+from federation import architectures
 from federation.policy import AgencyPolicy
 from policedata.checks import require_trainable_agencies
 from policedata.errors import DataError
@@ -181,7 +182,7 @@ def write_spec(config: PeelConfig, federation: Federation, run_dir: Path, ledger
         "agencies": federation.agencies,
         "areas": str(federation.areas) if federation.areas else None,
         "task": {"name": config.task.name, "positive": config.task.positive, "hotspot_share": config.task.hotspot_share, "test_from": federation.test_from, "period": federation.period},
-        "federated": [a for a in config.architectures if a.startswith("fedavg")],
+        "federated": [a for a in config.architectures if architectures.is_federated(a)],
         "ground_truth": str(federation.ground_truth) if federation.ground_truth else None,
         "config_file": str(config_file),
         "notes": list(federation.notes),

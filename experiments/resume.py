@@ -20,13 +20,13 @@ from pathlib import Path
 from experiments.config import ConfigError
 from experiments.lock import hold
 from experiments.runner import execute, keep_torch_cache_in, reopen_unfinished
+from federation import architectures
 from server import checkpoint
 from server.recorder import drop_rows
 
 log = logging.getLogger("peel.resume")
 
 LINE_FILES = ("audit.jsonl", "metrics.jsonl", "federated.jsonl")
-BASELINES = ("central", "local")
 
 
 def drop_torn_tail(path: Path) -> bool:
@@ -71,7 +71,7 @@ def resume(run_dir: Path, engine: str = "in-process", deploy_dir: Path | None = 
     for name in LINE_FILES:
         if drop_torn_tail(run_dir / name):
             log.warning("%s: dropped its last line, cut off when the run stopped", run_dir / name)
-    drop_rows(run_dir / "metrics.jsonl", lambda row: row.get("architecture") in BASELINES)  # scoring writes them again
+    drop_rows(run_dir / "metrics.jsonl", lambda row: row.get("architecture") in architectures.baselines())  # scoring writes them again
     done = [a for a in folder.config.architectures if a in folder.results]
     log.info("resuming %s (finished before the stop: %s)", run_dir, ", ".join(done) or "no baseline")
     execute([folder], engine=engine, deploy_dir=deploy_dir)

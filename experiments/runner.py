@@ -25,7 +25,8 @@ from clients.agency import Agency, load_split
 from experiments.baselines import Training, train_central, train_local
 from experiments.ledgers import agency_figures, warn_low_budgets
 from federation import contract
-from experiments.config import RECORD_DP, ROBUST_AGGREGATION, PeelConfig, dump
+from experiments.config import PeelConfig, dump
+from federation import architectures
 from experiments.prepare import SPEC_FILE, Federation, check_output_folder, materialise, resolve_attacker, write_spec
 from experiments.results import (
     append_rows,
@@ -77,9 +78,6 @@ RELEASED_WITHOUT_DP = (
     "count leaves it; its per-round test metrics stay in its own folder. In fedavg and "
     "fedavg-central-dp agencies send exact counts, losses and test metrics in the clear."
 )
-# What one unit of DP protects in each architecture (None: no DP).
-PRIVACY_UNIT = {"fedavg-dp": "record", "fedavg-dp-secagg": "record", "fedavg-central-dp": "agency"}
-
 Splits = dict[str, registry.Split]
 # The model each agency would use after training: one shared model, or one per agency (local).
 Models = torch.nn.Module | dict[str, torch.nn.Module]
@@ -122,7 +120,7 @@ class RunFolder:
 
     @property
     def federated(self) -> list[str]:
-        return [a for a in self.config.architectures if a.startswith("fedavg")]
+        return [a for a in self.config.architectures if architectures.is_federated(a)]
 
 
 def _from_spec(run_dir: Path) -> tuple[dict, Federation]:
@@ -171,7 +169,7 @@ def reopen_unfinished(run_dir: Path) -> RunFolder:
     if (run_dir / "summary.json").exists():
         raise ConfigError(f"{run_dir}: the run finished (summary.json); there is nothing to resume")
     folder = RunFolder(load_config(run_dir / "config.yaml"), spec.get("config_file", ""), run_dir, federation, run_dir / SPEC_FILE)
-    for arch in ("central", "local"):
+    for arch in architectures.baselines():
         entry = run_dir / "models" / f"{arch}.json"
         if arch in folder.config.architectures and entry.exists():
             folder.results[arch] = json.loads(entry.read_text(encoding="utf-8"))
@@ -185,7 +183,8 @@ def _load_models(folder: RunFolder, arch: str) -> Models:
         model.load_state_dict(torch.load(folder.run_dir / "models" / file))
         return model
 
-    if arch == "local":
+    entry = architectures.find(arch)
+    if entry is not None and entry.trainer == "per-agency":
         return {a["name"]: load(f"local-{a['slug']}.pt") for a in folder.federation.agencies}
     return load(f"{arch}.pt")
 
@@ -257,10 +256,11 @@ def _entry(arch: str, per_agency: dict[str, dict], folder: RunFolder, *, wall_s:
     splits = folder.splits
     for name, agency in per_agency.items():
         agency["n_train"], agency["n_test"] = len(splits[name].y_train), len(splits[name].y_test)
-    unit = PRIVACY_UNIT.get(arch)
+    spec = architectures.get(arch)
+    unit = spec.privacy_unit
     task = folder.config.task.name
     neighbouring = registry.NEIGHBOURING[task]
-    if arch in RECORD_DP:
+    if spec.record_dp:
         for name, agency in per_agency.items():
             agency["neighbouring"] = neighbouring
             if task == "hotspot":
@@ -274,18 +274,18 @@ def _entry(arch: str, per_agency: dict[str, dict], folder: RunFolder, *, wall_s:
         # refused: a DP architecture none of whose agencies released an update (nothing learnt);
         # no-replies: a federated one whose rounds got no update at all (e.g. every reply timed
         # out): its model is the untrained initial one, not a result.
-        "status": "refused" if unit is not None and arch != "fedavg-central-dp" and sent == 0 else ("no-replies" if arch.startswith("fedavg") and sent == 0 else "trained"),
+        "status": "refused" if spec.record_dp and sent == 0 else ("no-replies" if spec.federated and sent == 0 else "trained"),
         "privacy_unit": registry.DP_EXAMPLE[folder.config.task.name] if unit == "record" else unit,
-        "neighbouring": neighbouring if arch in RECORD_DP else ("add-remove (one agency's update)" if unit == "agency" else None),
+        "neighbouring": neighbouring if spec.record_dp else ("add-remove (one agency's update)" if unit == "agency" else None),
         "epsilon_max": max(eps) if eps else None,  # spent to date, max over agencies
-        "epsilon_spent_to_date_max": max(eps) if eps and arch in RECORD_DP else None,
+        "epsilon_spent_to_date_max": max(eps) if eps and spec.record_dp else None,
         "epsilon_this_run_max": max(this_run) if this_run else None,
         "delta": delta if eps else None,
         "accountant": folder.config.privacy.accountant if eps else None,
         "wall_s": wall_s,
         "records_moved": records_moved,
         "update_bytes": update_bytes,
-        **(_robustness(arch, folder.config) if arch.startswith("fedavg") else {}),
+        **(_robustness(spec, folder.config) if spec.federated else {}),
     }
 
 
@@ -308,25 +308,18 @@ def _incident_epsilon(folder: RunFolder, name: str) -> dict | None:
     return incident_epsilon(history, int(split.record_influence), delta, agency["policy"]["accountant"]).as_dict()
 
 
-# Why two federated architectures ignore federation.aggregator.
-AGGREGATOR_NOTE = {
-    "fedavg-dp-secagg": "the coordinator sees only the masked sum of the updates, so it cannot aggregate robustly: it averages",
-    "fedavg-central-dp": "keeps the mean its agency-level noise is calibrated to; each update is first clipped to privacy.central.clipping_norm, which bounds how far one agency can move the model",
-}
-
-
-def _robustness(arch: str, config: PeelConfig) -> dict:
+def _robustness(spec: architectures.Architecture, config: PeelConfig) -> dict:
     """A federated architecture's aggregator and the attack it faced (faults.malicious)."""
     fed, malicious = config.federation, config.faults.malicious
-    aggregator = fed.aggregator if arch in ROBUST_AGGREGATION else ("clipped_mean" if arch == "fedavg-central-dp" else "fedavg")
+    aggregator = spec.aggregator(fed.aggregator)
     out: dict = {"aggregator": aggregator, "attack": malicious.model_dump() if malicious else None}
     if aggregator == "trimmed_mean":
         out["trimmed_beta"] = fed.trimmed_beta
     elif aggregator == "krum":
         out["krum_malicious"] = fed.krum_malicious
-    if arch in AGGREGATOR_NOTE:
-        out["aggregator_note"] = AGGREGATOR_NOTE[arch]
-    if arch == "fedavg-central-dp":  # the norm every update is clipped to (adaptive: the first)
+    if spec.aggregator_note:  # why it ignores federation.aggregator
+        out["aggregator_note"] = spec.aggregator_note
+    if aggregator == architectures.CLIPPED_MEAN:  # the norm every update is clipped to (adaptive: the first)
         out["clipping_norm"] = config.privacy.central.clipping_norm
     return out
 
@@ -339,13 +332,13 @@ def train_baseline(arch: str, folder: RunFolder) -> None:
     started = time.perf_counter()
     models_dir = folder.run_dir / "models"
     models_dir.mkdir(exist_ok=True)
-    if arch == "central":
-        log.info("central: pooling every agency's records into one model")
+    if architectures.get(arch).trainer == "pooled":
+        log.info("%s: pooling every agency's records into one model", arch)
         folder.models[arch] = model = train_central(splits, training)
-        save_durably(model.state_dict(), models_dir / "central.pt")
+        save_durably(model.state_dict(), models_dir / f"{arch}.pt")
         moved = {n: split.counts["rows_total"] for n, split in splits.items()}
     else:
-        log.info("local: every agency trains alone")
+        log.info("%s: every agency trains alone", arch)
         folder.models[arch] = models = train_local(splits, training)
         slugs = {a["name"]: a["slug"] for a in folder.federation.agencies}
         for name, model in models.items():
@@ -396,19 +389,20 @@ def collect_federated(folder: RunFolder) -> None:
     update_size = 4 * sum(p.numel() for p in folder.new_model().parameters())  # float32
     folder.trail_head = walls.get("audit-trail", {}).get("head")
     for arch in folder.federated:
+        spec = architectures.get(arch)
         model = folder.new_model()
         model.load_state_dict(torch.load(run_dir / "models" / f"{arch}.pt"))
         folder.models[arch] = model
         per_agency = per_agency_from_rows(rows, arch, list(folder.splits))
         for name, agency in per_agency.items():
             # SecAgg+ sends each parameter as a masked 64-bit integer (plus small key exchanges).
-            agency["update_bytes_sent"] = agency["updates_sent"] * update_size * (2 if arch == "fedavg-dp-secagg" else 1)
+            agency["update_bytes_sent"] = agency["updates_sent"] * update_size * (2 if spec.trainer == "secagg" else 1)
             agency["records_moved"] = 0
             if agency["errors"]:
                 first = agency["errors"][0]
                 log.warning("%s: %s sent no update in %d round(s), first in round %d: %s", arch, name, len(agency["errors"]), first["round"], first["reason"])
         server_side = walls.get(arch, {})
-        if arch == "fedavg-central-dp" and server_side.get("epsilon") is not None:
+        if spec.privacy_unit == "agency" and server_side.get("epsilon") is not None:
             # Agency-level ε is the coordinator's: the same for every agency.
             for agency in per_agency.values():
                 agency["epsilon"] = server_side["epsilon"]
@@ -417,7 +411,7 @@ def collect_federated(folder: RunFolder) -> None:
             per_agency,
             folder,
             wall_s=server_side.get("wall_s", 0.0),
-            delta=config.privacy.delta if arch in PRIVACY_UNIT else None,
+            delta=config.privacy.delta if spec.dp else None,
             records_moved=0,
             update_bytes=sum(a["update_bytes_sent"] for a in per_agency.values()),
         )
@@ -467,7 +461,7 @@ def score(folder: RunFolder) -> None:
                 entry["per_agency"][name]["record_influence"] = split.record_influence
         entry["metrics"] = _overall({n: a["metrics"] for n, a in entry["per_agency"].items()}, splits)
         entry["fairness"] = _fairness(folder, entry, probas, headline)
-        if arch in ("central", "local"):  # the federated ones' rows come from the coordinator
+        if not architectures.is_federated(arch):  # the federated ones' rows come from the coordinator
             rounds = folder.config.federation.rounds
             append_rows(folder.run_dir / "metrics.jsonl", ({"architecture": arch, "round": rounds, "agency": n, **a["metrics"], "n_train": a["n_train"], "n_test": a["n_test"]} for n, a in entry["per_agency"].items()))
 
@@ -514,7 +508,7 @@ def summarise(folder: RunFolder) -> Path:
             for a in federation.agencies
         ],
         # Each agency's ledger after the run (read where the harness runs beside the agencies).
-        "ledgers": {name: figures.as_dict() for name, figures in agency_figures(federation.agencies).items()} if any(a in RECORD_DP for a in config.architectures) else None,
+        "ledgers": {name: figures.as_dict() for name, figures in agency_figures(federation.agencies).items()} if any(architectures.is_record_dp(a) for a in config.architectures) else None,
         "warnings": folder.warnings,
         # The release boundary: every field an agency may send, DP (charged) or public (why).
         "releases": contract.release_table(),
@@ -560,11 +554,11 @@ def execute(folders: list[RunFolder], on_done: Callable[[RunFolder], None] = sum
             sum(len(s.y_train) for s in folder.splits.values()),
             sum(len(s.y_test) for s in folder.splits.values()),
         )
-        if any(a in RECORD_DP for a in folder.config.architectures):
+        if any(architectures.is_record_dp(a) for a in folder.config.architectures):
             _check_delta(folder.config.privacy.delta, folder.splits)
             folder.warnings = warn_low_budgets(folder.federation.agencies, folder.config.privacy.warn_below_share)
         for arch in folder.config.architectures:
-            if arch in ("central", "local") and arch not in folder.results:  # a resumed run has some
+            if not architectures.is_federated(arch) and arch not in folder.results:  # a resumed run has some
                 train_baseline(arch, folder)
         if not folder.federated:
             on_done(folder)

@@ -30,10 +30,11 @@ from typing import Any
 
 import pandas as pd
 
-from experiments.config import RECORD_DP, ROBUST_AGGREGATION, ConfigError, PeelConfig, dump, set_override, shown, to_dict, validate
+from experiments.config import ConfigError, PeelConfig, dump, set_override, shown, to_dict, validate
 from experiments.prepare import Federation, check_output_folder, materialise
 from experiments.results import write_atomic, write_json
 from experiments.runner import RunFolder, execute, keep_torch_cache_in, open_folder, summarise
+from federation import architectures
 
 log = logging.getLogger("peel.sweep")
 
@@ -55,20 +56,9 @@ class Cell:
 
 
 def _uses(architecture: str, key: str) -> bool:
-    """Whether an architecture reads a config key: sweeping a key it ignores must not multiply
-    its cells."""
-    if key.startswith(("federation.aggregator", "federation.trimmed_beta", "federation.krum_malicious")):
-        # fedavg-dp-secagg sees only the masked sum, fedavg-central-dp keeps its clipped mean.
-        return architecture in ROBUST_AGGREGATION
-    if key.startswith("faults"):
-        return architecture.startswith("fedavg")  # only federated agencies fail or send updates
-    if not key.startswith("privacy"):
-        return True
-    if architecture in RECORD_DP:
-        return not key.startswith("privacy.central")
-    if architecture == "fedavg-central-dp":
-        return key.startswith(("privacy.central", "privacy.delta", "privacy.accountant", "privacy.epsilon"))
-    return False
+    """Whether an architecture reads a config key (its registry entry's `reads`): sweeping a key
+    it ignores must not multiply its cells."""
+    return architectures.get(architecture).reads_key(key)
 
 
 def _slug(value: Any) -> str:
@@ -181,7 +171,7 @@ def check_agency_ledgers(cells: list[Cell], where: str) -> None:
     """Refuse a sweep whose cells would charge real agencies' ledgers: the cells are alternative
     settings, but an agency used in place has one budget, already partly spent; per-cell
     ledgers would bypass it, and shared ones would make each cell spend what the others left."""
-    charging = sorted({c.architecture for c in cells if c.config.data.source == "agencies" and c.architecture in RECORD_DP})
+    charging = sorted({c.architecture for c in cells if c.config.data.source == "agencies" and architectures.is_record_dp(c.architecture)})
     if charging:
         raise ConfigError(
             f"{where}: sweep over data.source agencies with {', '.join(charging)}: its cells would spend these agencies' real "

@@ -25,8 +25,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from federation import architectures
+from federation.architectures import Regime
+
 Kind = Literal["dp", "public"]
-Regime = Literal["dp", "plain"]
 
 TRAIN_REPLY = "train-reply"
 EVALUATE_REPLY = "evaluate-reply"
@@ -59,18 +61,16 @@ EVALUATION_METRICS = (
     "hit_rate", "pai", "pei", "pei_hindsight", "pai_oracle", "pai_hindsight", "flagged_share",
 )
 
-# Architectures whose agencies run record-level DP-SGD, and those that claim no record-level DP
-# (`plain`). Anything else — the warm-up, a query, an architecture this agency does not know —
-# gets the strictest regime, `dp`.
-RECORD_DP_ARCHITECTURES = ("fedavg-dp", "fedavg-dp-secagg")
-PLAIN_ARCHITECTURES = ("fedavg", "fedavg-central-dp")
 # The coordinator's start-up evaluate message: the agency loads its data and sends nothing of it.
 WARM_UP = "warm-up"
 
 
 def regime(architecture: str) -> Regime:
-    """The regime an agency's replies in `architecture` fall under."""
-    return "plain" if architecture in PLAIN_ARCHITECTURES else "dp"
+    """The regime an agency's replies in `architecture` fall under: its registry entry's.
+    Anything else — the warm-up, a query, an architecture this agency does not know — gets the
+    strictest regime, `dp`."""
+    entry = architectures.find(architecture)
+    return entry.regime if entry is not None else "dp"
 
 _DERIVED = "computed only from the agency's released DP count and its own privacy policy (post-processing of a DP release)"
 _PLAIN = "no record-level DP in this architecture: the coordinator sees it as it is (the threat model's baseline)"

@@ -19,6 +19,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, R
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy.strategy_utils import sample_nodes
 
+from federation import architectures
 from federation.contract import WARM_UP, regime
 from server.central_dp import central_dp_strategy, plan_central
 from server.checkpoint import AGGREGATED
@@ -36,10 +37,6 @@ from tasks.registry import n_features
 TRAIL_FILE = "audit.jsonl"
 
 log = logging.getLogger("peel.server")
-
-# Architectures this coordinator knows (whether agencies run DP-SGD in one: contract.regime;
-# fedavg-central-dp: the agencies train plainly, the coordinator clips and noises).
-FEDERATED = ("fedavg", "fedavg-dp", "fedavg-central-dp", "fedavg-dp-secagg")
 
 app = ServerApp()
 
@@ -74,13 +71,15 @@ def _log_wall(run_dir: Path, architecture: str, wall_s: float, extra: dict | Non
 
 def _check_settings(spec: dict, n_agencies: int) -> None:
     """Stop before any architecture trains if one of them cannot run as configured."""
-    unknown = [a for a in spec["federated"] if a not in FEDERATED]
+    unknown = [a for a in spec["federated"] if not architectures.is_federated(a)]
     if unknown:
-        raise ValueError(f"federation spec: unknown federated architecture(s) {unknown}; known: {sorted(FEDERATED)}")
-    if "fedavg-central-dp" in spec["federated"]:
-        plan_central(spec["config"]["privacy"], n_agencies, spec["config"]["federation"]["rounds"])
-    if "fedavg-dp-secagg" in spec["federated"] and n_agencies < 3:
-        raise ValueError(f"fedavg-dp-secagg: secure aggregation needs at least 3 agencies; the federation has {n_agencies}")
+        raise ValueError(f"federation spec: unknown federated architecture(s) {unknown}; known: {list(architectures.federated())}")
+    for name in spec["federated"]:
+        trainer = architectures.get(name).trainer
+        if trainer == "central-dp":
+            plan_central(spec["config"]["privacy"], n_agencies, spec["config"]["federation"]["rounds"])
+        if trainer == "secagg" and n_agencies < 3:
+            raise ValueError(f"{name}: secure aggregation needs at least 3 agencies; the federation has {n_agencies}")
 
 
 def _trail_aggregate(path: Path, run: str, architecture: str) -> Callable[[int, ArrayRecord], None]:
@@ -98,7 +97,9 @@ def _train(
 ) -> tuple[ArrayRecord, dict | None, float]:
     """Train one federated architecture from `initial`, or from its checkpoint if an earlier
     attempt stopped; returns its final model, what federated.jsonl should add to its line
-    (fedavg-central-dp: the agency-level privacy figures) and its training seconds."""
+    (central DP: the agency-level privacy figures) and its training seconds. Its registry
+    entry's trainer picks the code."""
+    trainer = architectures.get(architecture).trainer
     config = spec["config"]
     fed = config["federation"]
     later = spec["federated"][spec["federated"].index(architecture):]
@@ -113,7 +114,7 @@ def _train(
         # of the record-level DP architectures after it share the agency's remaining budget.
         "dp-releases-planned": fed["rounds"] * sum(regime(a) == "dp" for a in later),
     }
-    if architecture == "fedavg-dp-secagg":
+    if trainer == "secagg":
         run_dir = Path(spec["run_dir"])
         final, wall_s = train_secagg(
             grid,
@@ -129,10 +130,10 @@ def _train(
             on_model=_trail_aggregate(run_dir / TRAIL_FILE, run_dir.name, architecture),
         )
         return final, None, wall_s
-    if architecture == "fedavg-central-dp":
+    if trainer == "central-dp":
         strategy = central_dp_strategy(recorder, config["privacy"], n_agencies, fed["rounds"])
-    else:
-        strategy = recording_strategy(recorder, fed, n_agencies)  # federation.aggregator
+    else:  # fedavg-strategy: federation.aggregator, where the architecture allows it
+        strategy = recording_strategy(recorder, fed, n_agencies, architecture)
     run_dir = Path(spec["run_dir"])
     final, wall_s = run_rounds(
         strategy,
@@ -147,7 +148,7 @@ def _train(
         evaluate_config=ConfigRecord({"architecture": architecture}),
         on_model=_trail_aggregate(run_dir / TRAIL_FILE, run_dir.name, architecture),
     )
-    return final, strategy.report() if architecture == "fedavg-central-dp" else None, wall_s
+    return final, strategy.report() if trainer == "central-dp" else None, wall_s
 
 
 @app.main()

@@ -1,6 +1,6 @@
 """`federation.aggregator`: Flower's robust aggregators with Peel's recording, for the
-architectures where the coordinator sees each update and averages them plainly (fedavg,
-fedavg-dp).
+architectures where the coordinator sees each update and averages them plainly (those whose
+registry entry, federation/architectures.py, allows them: fedavg, fedavg-dp).
 
 fedavg-dp-secagg cannot use them: the coordinator sees only the masked sum. fedavg-central-dp
 keeps the clipped mean its noise is calibrated to; its server-side clipping of each update to
@@ -14,12 +14,10 @@ from __future__ import annotations
 
 from flwr.serverapp.strategy import FedMedian, FedTrimmedAvg, Krum
 
+from federation import architectures
+from federation.architectures import ROBUST_AGGREGATORS as AGGREGATORS
 from server.recorder import RoundRecorder
 from server.strategy import Recording, RecordingFedAvg
-
-AGGREGATORS = ("fedavg", "median", "trimmed_mean", "krum")
-# The architectures whose coordinator honours federation.aggregator (the others average).
-ROBUST_ARCHITECTURES = ("fedavg", "fedavg-dp")
 
 
 class RecordingMedian(Recording, FedMedian):
@@ -35,13 +33,15 @@ class RecordingKrum(Recording, Krum):
 
 
 def aggregator_of(architecture: str, federation: dict) -> str:
-    """The aggregator `architecture` actually uses under this config's federation section."""
-    return str(federation.get("aggregator", "fedavg")) if architecture in ROBUST_ARCHITECTURES else "fedavg"
+    """The aggregator `architecture` actually uses under this config's federation section (its
+    registry entry's allowed ones: federation.aggregator if allowed, else its own)."""
+    return architectures.get(architecture).aggregator(str(federation.get("aggregator", "fedavg")))
 
 
-def recording_strategy(recorder: RoundRecorder, federation: dict, n_agencies: int) -> Recording:
-    """The recorded Flower strategy that `federation.aggregator` names."""
-    name = str(federation.get("aggregator", "fedavg"))
+def recording_strategy(recorder: RoundRecorder, federation: dict, n_agencies: int, architecture: str | None = None) -> Recording:
+    """The recorded Flower strategy that `federation.aggregator` names, or, given `architecture`,
+    the one that architecture uses under it (aggregator_of)."""
+    name = aggregator_of(architecture, federation) if architecture is not None else str(federation.get("aggregator", "fedavg"))
     rounds = int(federation["rounds"])
     if name == "fedavg":
         return RecordingFedAvg(recorder, n_agencies, rounds)
