@@ -15,11 +15,11 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from federation import architectures
+
 # The score a model with no information reaches (random ranking / random flagging).
 CHANCE = {"auc": 0.5, "pai": 1.0}
 LABELS = {"auc": "AUC", "pai": "PAI", "pei": "PEI", "hit_rate": "hit rate", "accuracy": "accuracy"}
-# Privacy unit of the DP architectures when an older summary.json does not say.
-DEFAULT_UNIT = {"fedavg-dp": "record", "fedavg-dp-secagg": "record", "fedavg-central-dp": "agency"}
 METRIC_COLUMNS = ("auc", "accuracy", "f1", "log_loss", "brier", "hit_rate", "pai", "pei")
 BAYES = "bayes-optimal"
 
@@ -267,8 +267,14 @@ def _study(kind: str, folder: Path, study_id: str, config_file: str | None, summ
     )
 
 
+def _default_unit(arch: str) -> str | None:
+    """The privacy unit the registry gives `arch`, for an older summary.json that does not say."""
+    known = architectures.find(arch)
+    return known.privacy_unit if known is not None else None
+
+
 def _is_dp(arch: str, entry: dict) -> bool:
-    return entry.get("epsilon_max") is not None or bool(entry.get("privacy_unit")) or arch in DEFAULT_UNIT
+    return entry.get("epsilon_max") is not None or bool(entry.get("privacy_unit")) or _default_unit(arch) is not None
 
 
 # Swept keys of poisoning studies: they name lines (an aggregator, an attack), not sub-plots, so
@@ -337,7 +343,8 @@ def _budget(arch: str, config: dict, values: dict, agency: str | None = None) ->
     """The ε budget the config gave `arch` (and `agency`), NaN when nothing says."""
     privacy = config.get("privacy") if isinstance(config.get("privacy"), dict) else {}
     eps = _num(values.get("privacy.epsilon", privacy.get("epsilon")))
-    if arch == "fedavg-central-dp":
+    known = architectures.find(arch)
+    if known is not None and known.trainer == "central-dp":  # the coordinator's budget, privacy.central.epsilon
         central = _num(_get(privacy, "central", "epsilon"))
         return central if not math.isnan(central) else eps
     budgets = privacy.get("budgets") if isinstance(privacy.get("budgets"), dict) else {}
@@ -378,7 +385,7 @@ def _cell_rows(cell: Cell, swept: list[str], headline: str, arch_rows: list, age
             "auc": _num(metrics.get("auc")),
             "epsilon_max": _num(entry.get("epsilon_max")),
             "delta": _num(entry.get("delta")),
-            "privacy_unit": entry.get("privacy_unit") or (DEFAULT_UNIT.get(arch) if dp else None),
+            "privacy_unit": entry.get("privacy_unit") or (_default_unit(arch) if dp else None),
             "neighbouring": entry.get("neighbouring"),
             "accountant": entry.get("accountant") or (_get(summary, "privacy", "accountant") if dp else None),
             "records_moved": _num(entry.get("records_moved")),

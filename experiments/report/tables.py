@@ -8,16 +8,14 @@ import pandas as pd
 
 from experiments.report import fmt, plots, views
 from experiments.report.load import Study
-
-WHAT = {
-    "central": "all records pooled in one place",
-    "local": "each agency alone, nothing shared",
-    "fedavg": "federated averaging, no DP",
-    "fedavg-dp": "federated, each agency runs DP-SGD to its own (ε, δ)",
-    "fedavg-dp-secagg": "as fedavg-dp, coordinator sees only the masked sum",
-    "fedavg-central-dp": "federated, coordinator adds agency-level DP noise",
-}
+from federation import architectures
 UNIT = {"record": "per incident record", "agency": "per agency (all its records)", "area-month": "per area and month"}
+
+
+def _what(arch: str) -> str:
+    """The registry's one-line description of `arch` ("" for a name it does not know)."""
+    known = architectures.find(arch)
+    return known.description if known is not None else ""
 
 
 @dataclass
@@ -75,7 +73,7 @@ def comparison(study: Study) -> Table:
     for _, r in table.iterrows():
         line = [r["facet"]] if show_facet else []
         base = r["architecture"]
-        line += [r["line"], WHAT.get(base, ""), fmt.budget(r["eps_budget"]) if r["is_dp"] else "–", _utility(r, "headline")]
+        line += [r["line"], _what(base), fmt.budget(r["eps_budget"]) if r["is_dp"] else "–", _utility(r, "headline")]
         if study.headline != "auc":
             line.append(_utility(r, "auc"))
         line += [

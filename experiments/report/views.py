@@ -9,15 +9,14 @@ from dataclasses import dataclass
 import pandas as pd
 
 from experiments.report.load import Study
+from federation import architectures
 
-# Order in which architectures appear in tables and legends (others follow, by name).
-ORDER = ("central", "local", "fedavg", "fedavg-dp", "fedavg-dp-secagg", "fedavg-central-dp")
 MEAN_COLUMNS = ("headline", "auc", "records_moved", "update_bytes", "wall_s", "mia_auc", "mia_tpr", "mia_bound", "eps_lower", "eps_ceiling", "eps_claimed", "disparity", "ceiling", "flower_startup_s")
 
 
 def arch_order(name: str) -> tuple[int, str]:
-    base = name.split(" (")[0]
-    return (ORDER.index(base) if base in ORDER else len(ORDER), name)
+    """Tables and legends list architectures in the registry's order (others follow, by name)."""
+    return (architectures.order(name.split(" (")[0]), name)
 
 
 @dataclass(frozen=True)
