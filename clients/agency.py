@@ -22,13 +22,13 @@ from pathlib import Path
 import pandas as pd
 from flwr.app import Context
 
+from federation.policy import AgencyPolicy
 from policedata.loader import load_areas, load_street_folder
 from privacy.audit.mia import holdout_key, holdout_same_months
-from federation.policy import AgencyPolicy
 from privacy.ledger import LEDGER_FILENAME
+from tasks.registry import Split, build_split
 
 TRAIL_FILE = "audit.jsonl"
-from tasks.registry import Split, build_split
 
 
 @dataclass(frozen=True)

@@ -25,22 +25,22 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricR
 from flwr.clientapp import ClientApp  # noqa: E402
 
 from clients import budget_state, releases  # noqa: E402
-from clients.attacks import maybe_poison  # noqa: E402
 from clients.agency import Agency, load_split, locate  # noqa: E402
 from clients.arrays import state_dict  # noqa: E402
-from clients.secagg import secagg_mod  # noqa: E402
-from privacy.accounting import epsilon  # noqa: E402
-from privacy.budget import ReleaseRefused, plan_dp  # noqa: E402
-from privacy.ledger import Ledger, LedgerError  # noqa: E402
-from privacy.dpsgd import train_dp  # noqa: E402
-from clients.trail import record_reply  # noqa: E402
+from clients.attacks import maybe_poison  # noqa: E402
 from clients.count import released_count  # noqa: E402
 from clients.evaluations import keep_evaluation  # noqa: E402
+from clients.secagg import secagg_mod  # noqa: E402
+from clients.trail import record_reply  # noqa: E402
 from federation import contract  # noqa: E402
 from federation.contract import WARM_UP  # noqa: E402
+from privacy.accounting import epsilon  # noqa: E402
+from privacy.budget import ReleaseRefused, plan_dp  # noqa: E402
+from privacy.dpsgd import train_dp  # noqa: E402
+from privacy.ledger import Ledger, LedgerError  # noqa: E402
 from tasks import registry  # noqa: E402
-from tasks.registry import score  # noqa: E402
 from tasks.model import make_model  # noqa: E402
+from tasks.registry import score  # noqa: E402
 from tasks.seeding import stable_seed  # noqa: E402
 from tasks.train import predict_proba, train_plain  # noqa: E402
 

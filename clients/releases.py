@@ -25,7 +25,6 @@ from clients.agency import Agency
 from privacy.budget import DPPlan, ReleaseRefused
 from privacy.durable import save_durably
 
-
 _SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 

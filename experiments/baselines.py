@@ -21,6 +21,7 @@ from tasks.registry import Split
 from tasks.seeding import stable_seed
 from tasks.train import train_plain
 
+
 @dataclass(frozen=True)
 class Training:
     new_model: Callable[[], torch.nn.Module]

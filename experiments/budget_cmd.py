@@ -99,7 +99,7 @@ def show(folder: Path, accountant: str = "auto") -> str:
         "ε since reset counts against the budget, ε lifetime is every release ever charged)",
         "",
     ]
-    lines += ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in [header, *table]]
+    lines += ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in [header, *table]]
     lines += problems
     return "\n".join(lines)
 

@@ -14,9 +14,9 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from experiments.config import ConfigError, load_config  # noqa: E402
-from experiments.progress import show_progress  # noqa: E402
 from experiments.deploy.cli import add_parser as add_deploy_parser  # noqa: E402
 from experiments.deploy.errors import DeployError  # noqa: E402
+from experiments.progress import show_progress  # noqa: E402
 from experiments.report import ReportError  # noqa: E402
 from policedata.errors import DataError  # noqa: E402
 
@@ -53,7 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     for command in (run, prep, gen, sweep):
         command.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key (value in YAML), e.g. --set privacy.epsilon=2")
     gen.add_argument("out_dir", help="folder to create (must not exist or be empty)")
-    from experiments.bench import DESCRIPTION as BENCH_DESCRIPTION, add_arguments as add_bench_arguments  # light: no measurement imported
+    from experiments.bench import DESCRIPTION as BENCH_DESCRIPTION  # light: no measurement imported
+    from experiments.bench import add_arguments as add_bench_arguments
 
     add_bench_arguments(sub.add_parser("bench", help="measure Peel (DP cost, federation cost, sweep, scale) and write bench.json (docs/performance.md)", description=BENCH_DESCRIPTION))
     budget = sub.add_parser("budget", help="each agency's privacy budget ledger: ε spent, budget, remaining")

@@ -171,5 +171,5 @@ def _grid(rows: list[list[str]], rules: tuple[int, ...]) -> list[str]:
     for index, row in enumerate(rows):
         if index in rules:
             out.append("  ".join("-" * w for w in widths))
-        out.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        out.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))))
     return out

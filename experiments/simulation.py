@@ -10,7 +10,6 @@ import tempfile
 import warnings
 from pathlib import Path
 
-
 # Unix socket paths hold at most 107 bytes; Ray puts its sockets at
 # <temp dir>/session_<YYYY-MM-DD_HH-MM-SS_ffffff>_<pid>/sockets/<name> (~75 bytes below it).
 MAX_SOCKET_PATH = 107

@@ -11,7 +11,7 @@ import hashlib
 import os
 import stat
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +36,7 @@ FIRST_MONTH = "2000-01"
 
 def latest_month() -> str:
     """The current month (UTC), "YYYY-MM": data cannot describe crimes after it."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return f"{now.year:04d}-{now.month:02d}"
 
 

@@ -426,9 +426,8 @@ def _split_format(fmt: str) -> tuple[str, str, str] | None:
     "T" that does not occur in it; None when the format cannot be split that way."""
     if fmt == "ISO8601":
         return None
-    last = None
-    for last in _DATE_DIRECTIVE.finditer(fmt):
-        pass
+    directives = list(_DATE_DIRECTIVE.finditer(fmt))
+    last = directives[-1] if directives else None
     if last is None or last.end() >= len(fmt):
         return None
     date_fmt, sep, time_fmt = fmt[: last.end()], fmt[last.end()], fmt[last.end() + 1 :]

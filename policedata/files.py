@@ -60,7 +60,7 @@ def csv_text(frame: pd.DataFrame, float_format: str = "%.6f") -> str:
     lineterminator="\\n")`` (minimal quoting, missing values empty) but about twice as fast:
     writing the street files dominates the generator's run time."""
     columns = [_csv_field_texts(frame[c].to_numpy(), float_format) for c in frame.columns]
-    lines = [",".join(_quote_minimal([str(c) for c in frame.columns])), *map(",".join, zip(*columns))]
+    lines = [",".join(_quote_minimal([str(c) for c in frame.columns])), *map(",".join, zip(*columns, strict=True))]
     return "\n".join(lines) + "\n"
 
 

@@ -50,7 +50,7 @@ def agency_names(rng: np.random.Generator, n: int) -> list[tuple[str, str]]:
     """`n` distinct (place word, agency name) pairs, e.g. ("Ashmoor", "Ashmoor Constabulary")."""
     words = rng.permutation(len(PLACE_WORDS))[:n]
     kinds = rng.integers(0, len(_FORCE_KINDS), n)
-    return [(PLACE_WORDS[w], f"{PLACE_WORDS[w]} {_FORCE_KINDS[k]}") for w, k in zip(words, kinds)]
+    return [(PLACE_WORDS[w], f"{PLACE_WORDS[w]} {_FORCE_KINDS[k]}") for w, k in zip(words, kinds, strict=True)]
 
 
 def town_names(rng: np.random.Generator, main: str, n: int) -> list[str]:

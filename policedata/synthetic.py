@@ -106,7 +106,7 @@ def generate(spec: SyntheticSpec, out_dir: Path) -> dict:
         for (word, name), size, seq in zip(
             names.agency_names(rng, spec.agencies),
             agency_sizes(rng, spec.agencies, spec.incidents),
-            agency_seqs,
+            agency_seqs, strict=False,
         )
     ]
     _make_areas(rng, agencies)
@@ -217,7 +217,7 @@ def _agency_areas(agency: _Agency, codes: np.ndarray) -> pd.DataFrame:
     for t in range(n_towns):
         members = np.flatnonzero(town == t)
         rank[members] = np.arange(len(members))
-    lsoa_names = [f"{towns[t]} {r // 4 + 1:03d}{'ABCD'[r % 4]}" for t, r in zip(town, rank)]
+    lsoa_names = [f"{towns[t]} {r // 4 + 1:03d}{'ABCD'[r % 4]}" for t, r in zip(town, rank, strict=True)]
     # Anonymised map points around each centroid, each tied to a street.
     agency.snap = rng.normal(0, 0.003, (n, SNAP_POINTS, 2)) * [LON_PER_LAT, 1]
     agency.streets = rng.integers(0, len(names.STREET_LOCATIONS), (n, SNAP_POINTS))
@@ -231,7 +231,7 @@ def _agency_areas(agency: _Agency, codes: np.ndarray) -> pd.DataFrame:
             np.round(deprivation, 6),
             np.round(night, 6),
             population.astype(np.int64),
-        )))
+        ), strict=True))
     )
 
 

@@ -227,7 +227,7 @@ def append(path: str | Path, entry: Mapping) -> dict:
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 prev, seq = _previous(fd, path)
-                record = {"time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds"), **entry, "seq": seq, "prev": prev}
+                record = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"), **entry, "seq": seq, "prev": prev}
                 if record["type"] == CLOSE:  # counted under the lock: no writer can slip in between
                     record["entries"] = seq - 1
                 record["hash"] = entry_hash(record)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Iterator
+from itertools import pairwise
 
 import numpy as np
 import torch
@@ -130,7 +131,7 @@ def train_dp(
     try:
         for rows, bounds in poisson_blocks(n, plan.sample_rate, plan.steps_per_round, generator):
             X_block, y_block = X_t.index_select(0, rows), y_t.index_select(0, rows)
-            for start, end in zip(bounds[:-1], bounds[1:]):
+            for start, end in pairwise(bounds):
                 loss = step(X_block[start:end], y_block[start:end])
                 batch_sizes.append(end - start)
                 if end > start:

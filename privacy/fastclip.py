@@ -71,7 +71,7 @@ class BookkeepingClipper:
             self.flat.normal_(0.0, std, generator=generator)
         else:  # like Opacus: no noise drawn, so the generator stays where it was
             self.flat.zero_()
-        for (a, g), (w_grad, b_grad) in zip(pairs, self._grads):
+        for (a, g), (w_grad, b_grad) in zip(pairs, self._grads, strict=True):
             w_grad.addmm_((g * scale.unsqueeze(1)).t(), a)  # Gᵀ diag(scale) A
             if b_grad is not None:
                 b_grad.addmv_(g.t(), scale)
@@ -96,7 +96,7 @@ def _per_sample_norms(pairs: list[tuple[torch.Tensor, torch.Tensor]], has_bias: 
     """sqrt(Σ_layers ‖g_i‖² (‖a_i‖² + 1 if the layer has a bias)), in few tensor ops: on small
     layers each op's fixed cost outweighs its arithmetic."""
     total = None
-    for (a, g), bias in zip(pairs, has_bias):
+    for (a, g), bias in zip(pairs, has_bias, strict=True):
         g_sq, a_sq = (g * g).sum(1), (a * a).sum(1)
         term = torch.addcmul(g_sq, g_sq, a_sq) if bias else g_sq.mul_(a_sq)
         total = term if total is None else total.add_(term)

@@ -43,7 +43,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from privacy.accounting import ADD_REMOVE, Release, check_release, epsilon, resolve_accountant
@@ -252,7 +252,7 @@ def _lost(path: Path, anchor: dict, what: str) -> LedgerLost:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def default_actor() -> str:
@@ -432,7 +432,7 @@ class Ledger:
         try:
             cursor = self._conn.execute(sql, params)
             names = [d[0] for d in cursor.description]
-            return [dict(zip(names, row)) for row in cursor.fetchall()]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
         except sqlite3.Error as exc:
             raise _error(self.path, exc) from None
 

@@ -61,7 +61,7 @@ def set_weights(model: nn.Module, weights: Sequence[np.ndarray]) -> None:
     if len(weights) != len(state):
         raise ValueError(f"set_weights: got {len(weights)} arrays, the model has {len(state)} tensors.")
     new_state = {}
-    for (key, current), w in zip(state.items(), weights):
+    for (key, current), w in zip(state.items(), weights, strict=True):
         w = np.asarray(w)
         if tuple(w.shape) != tuple(current.shape):
             raise ValueError(f"set_weights: {key} has shape {tuple(current.shape)}, got {tuple(w.shape)}.")

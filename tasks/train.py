@@ -211,7 +211,7 @@ def _manual_step(stack: LinearStack, optimizer: torch.optim.Optimizer) -> Callab
         logits, values = stack.forward(xb)
         # d mean BCE-with-logits / d logit = (sigmoid(logit) - y) / batch
         dlogits = (torch.sigmoid(logits) - yb).div_(len(xb))
-        for (a, g), (w_grad, b_grad) in zip(stack.backward(values, dlogits), grads):
+        for (a, g), (w_grad, b_grad) in zip(stack.backward(values, dlogits), grads, strict=True):
             torch.mm(g.t(), a, out=w_grad)
             if b_grad is not None:
                 torch.sum(g, 0, out=b_grad)

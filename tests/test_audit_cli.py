@@ -8,10 +8,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import conftest
 import pytest
 import yaml
 
-import conftest
 from experiments.cli import main
 from privacy.accounting import epsilon
 from privacy.ledger import Ledger

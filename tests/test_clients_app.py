@@ -11,12 +11,12 @@ import pytest
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
-from privacy.ledger import Ledger
 from clients.agency import read_spec
 from clients.app import REFUSED, evaluate, train
-from privacy.accounting import epsilon
-from tasks.model import initial_model
 from federation.contract import EPSILON_SPENT_TO_DATE, EPSILON_THIS_RUN
+from privacy.accounting import epsilon
+from privacy.ledger import Ledger
+from tasks.model import initial_model
 
 
 @pytest.fixture(autouse=True)

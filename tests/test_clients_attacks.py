@@ -10,9 +10,9 @@ import pytest
 import torch
 from flwr.app import ArrayRecord, ConfigRecord
 
-from federation.policy import AgencyPolicy
 from clients.agency import Agency
 from clients.attacks import maybe_poison, poison
+from federation.policy import AgencyPolicy
 
 GLOBAL = {"w": torch.tensor([[1.0, 2.0], [3.0, 4.0]]), "b": torch.tensor([0.5])}
 TRAINED = {"w": torch.tensor([[1.5, 1.0], [3.0, 6.0]]), "b": torch.tensor([0.0])}  # Δ = [[.5,-1],[0,2]], [-.5]

@@ -84,7 +84,7 @@ def test_hotspot_examples_are_held_out_by_area_and_month():
                           "crime_type": rng.choice(CRIME_TYPES, 800), "agency": "A"})
     split = build_hotspot_split(frame, areas, "2023-10", period=("2023-01", "2023-12"))
     assert len(split.train_keys) == len(split.y_train) == len(set(split.train_keys))
-    assert all(k.endswith("|" + m) for k, m in zip(split.train_keys, split.train_months))
+    assert all(k.endswith("|" + m) for k, m in zip(split.train_keys, split.train_months, strict=True))
     audit = hold_out_for_audit(split, 0.25, holdout_key(0, "A"))
     assert len(audit.y_train) + len(audit.y_holdout) == len(split.y_train)
     # the same example keeps its role whatever else is in the split (keys are public: area|month)

@@ -5,19 +5,21 @@ no process left behind. Marked slow (run by `make test` and CI, skipped by `make
 from __future__ import annotations
 
 import glob
+import json
 import os
 import shutil
-import json
 import subprocess
 import sys
 import tempfile
 from collections import defaultdict
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from check_bar import check  # noqa: E402
+
 from privacy.accounting import epsilon  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -96,7 +98,7 @@ def test_epsilon_grows_stays_in_budget_and_matches_independent_accountant(small_
     for agency, agency_rows in histories.items():
         eps = [r["epsilon_spent_to_date"] for r in agency_rows]
         assert [r["round"] for r in agency_rows] == [1, 2, 3]
-        assert all(b > a for a, b in zip(eps, eps[1:])), (agency, eps)
+        assert all(b > a for a, b in pairwise(eps)), (agency, eps)
         assert eps[-1] <= 1.5
         # A fresh agency: its released record count (Gaussian, σ = privacy.count_sigma), then the rounds.
         releases = [(50.0, 1.0, 1)] + [(r["sigma"], r["sample_rate"], r["steps"]) for r in agency_rows]

@@ -298,5 +298,5 @@ def test_same_fedavg_model_as_flower_ray_simulation(tiny_spec, tmp_path):
     key = lambda r: (r["round"], r["agency"])  # noqa: E731
     ray_rows, our_rows = sorted(_rows(tmp_path / "ray"), key=key), sorted(_rows(tmp_path / "ours"), key=key)
     assert [key(r) for r in ray_rows] == [key(r) for r in our_rows]
-    for a, b in zip(ray_rows, our_rows):
+    for a, b in zip(ray_rows, our_rows, strict=True):
         assert a["auc"] == pytest.approx(b["auc"], abs=1e-5)

@@ -159,6 +159,7 @@ HOLDER = textwrap.dedent(
 
 def test_a_second_resume_of_a_held_run_folder_is_one_line_and_exit_2(tmp_path, capsys):
     from conftest import TINY
+
     from experiments.config import validate
     from experiments.prepare import materialise
     from experiments.runner import open_folder

@@ -211,7 +211,7 @@ def _damage(path, how, tmp_path):
 def test_a_lost_ledger_is_refused_named_and_only_an_explicit_reinit_gets_past_it(tmp_path, spent, how, message, capsys):
     path, eps = spent
     _damage(path, how, tmp_path)
-    for attempt in range(2):  # refused every time, and the refusal writes nothing
+    for _attempt in range(2):  # refused every time, and the refusal writes nothing
         with pytest.raises(LedgerLost, match=f"^{path}: ledger {message}.*records {4 if how == 'cut back' else 3} releases of 'Avon'.*peel budget reinit"):
             Ledger.open(path, "Avon")
     assert (not path.exists()) if how == "deleted" else True

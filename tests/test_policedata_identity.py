@@ -81,7 +81,7 @@ def test_csv_source_nfc_names_are_one_agency(tmp_path):
 def test_manifest_names_come_back_in_nfc(tmp_path):
     (tmp_path / "cafe").mkdir()
     (tmp_path / "manifest.json").write_text(
-        '{"months": ["2023-01"], "agencies": [{"name": "%s", "slug": "cafe", "folder": "cafe"}]}' % NFD.replace("\u0301", "\\u0301"),
+        '{"months": ["2023-01"], "agencies": [{"name": "' + NFD.replace("\u0301", "\\u0301") + '", "slug": "cafe", "folder": "cafe"}]}',
         encoding="utf-8",
     )
     assert read_manifest(tmp_path)["agencies"][0]["name"] == NFC

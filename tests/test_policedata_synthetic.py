@@ -100,7 +100,7 @@ def test_areas_table(generated, loaded):
     counts = areas.groupby("agency").size()
     assert all(counts[a["name"]] == a["areas"] >= 20 for a in manifest["agencies"])
     located = records[records["lsoa_code"] != ""]
-    owner = dict(zip(areas["LSOA code"], areas["agency"]))
+    owner = dict(zip(areas["LSOA code"], areas["agency"], strict=True))
     assert (located["lsoa_code"].map(owner) == located["agency"]).all()
     # Night economy is concentrated: a few central areas, most near zero.
     assert (areas["night_economy"] > 0.3).mean() < 0.15
@@ -153,7 +153,7 @@ def test_crime_concentrates_in_a_minority_of_areas(generated, loaded):
         located = records[(records["agency"] == agency["name"]) & (records["lsoa_code"] != "")]
         counts = located["lsoa_code"].value_counts().reindex(codes, fill_value=0).sort_values(ascending=False)
         share = counts.cumsum().to_numpy() / counts.sum()
-        top = lambda fraction: share[max(1, round(fraction * len(counts))) - 1]  # noqa: E731
+        top = lambda fraction, share=share, counts=counts: share[max(1, round(fraction * len(counts))) - 1]  # noqa: E731
         assert top(0.20) >= 0.50, agency
         assert top(0.01) <= 0.25, agency  # ...but not all crime sits in a handful of areas
         assert (counts > 0).mean() >= 0.9, agency

@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
+from itertools import pairwise
 
 import dp_accounting
 import pytest
@@ -138,7 +139,7 @@ def test_auto_is_pld_and_unknown_names_are_refused():
 def test_epsilon_grows_with_every_release_and_noiseless_is_infinite():
     release = (1.2, 0.02, 50)
     values = [epsilon([release] * r, DELTA) for r in range(1, 6)]
-    assert all(b > a for a, b in zip(values, values[1:]))
+    assert all(b > a for a, b in pairwise(values))
     assert epsilon([], DELTA) == 0.0
     assert epsilon([release, (0.0, 0.02, 1)], DELTA) == math.inf
 

@@ -4,6 +4,7 @@ the claimed ε, catches a run that claims ε = 1 without adding noise, and has p
 
 import dataclasses
 import math
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -73,7 +74,7 @@ def test_half_right_gives_zero():
 def test_bound_rises_with_correct_guesses_and_falls_with_delta_and_confidence():
     k, r = 1000, 200
     bounds = [epsilon_lower_bound(k, r, v, 1e-5) for v in range(100, r + 1, 5)]
-    assert all(a <= b for a, b in zip(bounds, bounds[1:]))
+    assert all(a <= b for a, b in pairwise(bounds))
     assert bounds[0] == 0.0 and bounds[-1] > 3.0
     assert epsilon_lower_bound(k, r, 180, 1e-3) < epsilon_lower_bound(k, r, 180, 0.0)
     assert epsilon_lower_bound(k, r, 180, 1e-5, 0.99) < epsilon_lower_bound(k, r, 180, 1e-5, 0.95)
@@ -127,7 +128,7 @@ class _Oracle(nn.Module):
 
     def __init__(self, X: np.ndarray, y: np.ndarray):
         super().__init__()
-        self.seen = {row.tobytes(): float(label) for row, label in zip(X, y)}
+        self.seen = {row.tobytes(): float(label) for row, label in zip(X, y, strict=True)}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         labels = [self.seen.get(row.numpy().astype(np.float32).tobytes()) for row in x]

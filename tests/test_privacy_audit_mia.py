@@ -2,6 +2,7 @@
 holdout, and the attack itself on an overfit and an untrained model."""
 
 import math
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -87,8 +88,8 @@ def test_bounds_grow_with_epsilon_and_reach_one():
     eps = [0.0, 0.5, 1.0, 2.0, 4.0, 8.0]
     aucs = [max_auc(e, 1e-5) for e in eps]
     tprs = [max_tpr(0.01, e, 1e-5) for e in eps]
-    assert all(x < y for x, y in zip(aucs, aucs[1:]))
-    assert all(x < y for x, y in zip(tprs, tprs[1:]))
+    assert all(x < y for x, y in pairwise(aucs))
+    assert all(x < y for x, y in pairwise(tprs))
     assert max_auc(50.0, 0.0) == pytest.approx(1.0)
     assert max_tpr(0.01, 1.0, 0.0) == pytest.approx(math.e * 0.01)  # TPR ≤ e^ε·FPR + δ
 

@@ -5,6 +5,7 @@ would exceed the budget."""
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import pytest
 
@@ -104,7 +105,7 @@ def test_calibration_meets_the_target_with_every_accountant(accountant):
 
 def test_calibration_is_monotone_in_epsilon():
     sigmas = [calibrate_noise(e, DELTA, 0.01, 1000) for e in (0.5, 2, 8)]
-    assert all(b < a for a, b in zip(sigmas, sigmas[1:]))
+    assert all(b < a for a, b in pairwise(sigmas))
     assert all(math.isfinite(s) for s in sigmas)
 
 

@@ -91,7 +91,7 @@ def test_empty_batch_still_takes_a_noise_step(method):
     plan = _plan(1.0, 1e-9, 3)
     stats = dpsgd.train_dp(model, X, y, plan=plan, lr=0.01, generator=torch.Generator().manual_seed(0), method=method)
     assert stats["mean_batch"] == 0.0 and np.isnan(stats["loss"])
-    assert all(not torch.equal(a, b.detach()) for a, b in zip(before, model.parameters()))
+    assert all(not torch.equal(a, b.detach()) for a, b in zip(before, model.parameters(), strict=True))
 
 
 @pytest.mark.parametrize("method", METHODS)

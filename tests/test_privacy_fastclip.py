@@ -97,7 +97,7 @@ def test_one_train_dp_step_equals_the_opacus_path_without_noise():
         dpsgd.train_dp(model, X, y, plan=plan, lr=0.01, generator=torch.Generator().manual_seed(11), method=method)
         trained[method] = get_weights(model)
     initial = get_weights(make_model(23, (16, 8), seed=3))
-    for fast, slow, start in zip(trained["bookkeeping"], trained["opacus"], initial):
+    for fast, slow, start in zip(trained["bookkeeping"], trained["opacus"], initial, strict=True):
         assert not np.allclose(fast, start)
         np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-6)
 
@@ -158,11 +158,11 @@ def test_hand_written_passes_equal_autograd(name):
     loss_fn()(model(X), y).backward()
     pairs = stack.backward(values, (torch.sigmoid(logits) - y).detach() / len(X))
     manual = []
-    for (a, g), layer in zip(pairs, stack.linears):
+    for (a, g), layer in zip(pairs, stack.linears, strict=True):
         manual.append(g.t() @ a)
         if layer.bias is not None:
             manual.append(g.sum(0))
-    for mine, p in zip(manual, model.parameters()):
+    for mine, p in zip(manual, model.parameters(), strict=True):
         torch.testing.assert_close(mine.detach(), p.grad, rtol=1e-5, atol=1e-7)
 
 
@@ -178,6 +178,6 @@ def test_train_plain_hand_written_equals_autograd_path():
     ]
     assert results[0]["steps"] == results[1]["steps"] == 16
     assert results[0]["loss"] == pytest.approx(results[1]["loss"], rel=1e-5)
-    for a, b in zip(get_weights(fast), get_weights(slow)):
+    for a, b in zip(get_weights(fast), get_weights(slow), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     assert all(p.grad is None for p in fast.parameters())

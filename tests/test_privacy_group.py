@@ -22,7 +22,7 @@ def gaussian_epsilon(mu: float, delta: float) -> float:
 
 
 def mixture(x: np.ndarray, means, weights, sigma: float) -> np.ndarray:
-    return sum(w * norm.pdf(x, m, sigma) for m, w in zip(means, weights))
+    return sum(w * norm.pdf(x, m, sigma) for m, w in zip(means, weights, strict=True))
 
 
 def hockey(p: np.ndarray, q: np.ndarray, alpha: float, dx: float) -> float:
@@ -37,8 +37,8 @@ def step_pair(x: np.ndarray, a, b, q: float, sigma: float):
     for mask in range(2**g):
         chosen = [(mask >> i) & 1 for i in range(g)]
         weights.append(math.prod(q if c else 1 - q for c in chosen))
-        means_a.append(sum(v for v, c in zip(a, chosen) if c))
-        means_b.append(sum(v for v, c in zip(b, chosen) if c))
+        means_a.append(sum(v for v, c in zip(a, chosen, strict=True) if c))
+        means_b.append(sum(v for v, c in zip(b, chosen, strict=True) if c))
     return mixture(x, means_a, weights, sigma), mixture(x, means_b, weights, sigma)
 
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -165,7 +166,7 @@ def test_two_writers_on_one_file_never_lose_a_release(tmp_path):
         rows = ledger.rows()
     assert len(rows) == 8
     # Each charge saw every earlier one: ε before a release is ε after the previous one.
-    for previous, row in zip(rows, rows[1:]):
+    for previous, row in pairwise(rows):
         assert row["epsilon_before"] == pytest.approx(previous["epsilon_after"])
 
 

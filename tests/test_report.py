@@ -16,8 +16,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from experiments.report import ReportError, write_report
-from experiments.report import fmt, reading, views
+from experiments.report import ReportError, fmt, reading, views, write_report
 from experiments.report.html import SECTIONS
 from experiments.report.load import load
 

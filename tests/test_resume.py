@@ -12,10 +12,10 @@ import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp.strategy import FedAvg
 
-from federation.policy import AgencyPolicy
 from clients import releases
 from clients.agency import Agency
 from experiments.resume import drop_torn_tail
+from federation.policy import AgencyPolicy
 from privacy.budget import DPPlan
 from server import checkpoint
 from server.checkpoint import AGGREGATED, EVALUATED, Checkpoint

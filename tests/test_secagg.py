@@ -13,6 +13,7 @@ from uuid import uuid4
 
 import numpy as np
 import pytest
+from conftest import TINY
 from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, RecordDict
 from flwr.common import bytes_to_ndarray, parameters_to_ndarrays
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, RECORD_KEY_STATE, Key, Stage
@@ -25,7 +26,6 @@ import clients.secagg as client_secagg
 import server.secagg as server_secagg
 from clients.agency import Agency
 from clients.app import app as client_app
-from conftest import TINY
 from experiments.config import validate
 from experiments.prepare import materialise, write_spec
 from privacy.accounting import epsilon
@@ -112,7 +112,7 @@ def secagg_run(rdp_spec):
     legacy_update, aggregate_fit, dp_round = client_secagg.legacy_update, server_secagg.SecAggFedAvg.aggregate_fit, client_app_module._dp_round
 
     def capture_update(content, global_weights, max_weight, clipping_range):  # noqa: ANN001, ANN202
-        update = [t - g for t, g in zip(content["arrays"].to_numpy_ndarrays(), global_weights)]
+        update = [t - g for t, g in zip(content["arrays"].to_numpy_ndarrays(), global_weights, strict=True)]
         sent.append({"agency": str(content["agency"]["name"]), "round": len(received) + 1, "update": update, "weight": int(content["metrics"]["num-examples"])})
         return legacy_update(content, global_weights, max_weight, clipping_range)
 
@@ -161,15 +161,15 @@ def test_strategy_receives_only_the_weighted_mean_of_the_dp_updates(secagg_run):
         assert len(results) == len(updates)
         # One already-aggregated vector, the same in every result: nothing per agency.
         for other in results[1:]:
-            for a, b in zip(results[0], other):
+            for a, b in zip(results[0], other, strict=True):
                 np.testing.assert_array_equal(a, b)
         weights = np.array([u["weight"] for u in updates], dtype=float)
-        expected = [sum(w * u["update"][i] for w, u in zip(weights, updates)) / weights.sum() for i in range(len(results[0]))]
-        for got, want in zip(results[0], expected):
+        expected = [sum(w * u["update"][i] for w, u in zip(weights, updates, strict=True)) / weights.sum() for i in range(len(results[0]))]
+        for got, want in zip(results[0], expected, strict=True):
             np.testing.assert_allclose(got, want, atol=5e-5)
         # ...and it is no agency's own update.
         for u in updates:
-            gap = max(float(np.abs(got - mine).max()) for got, mine in zip(results[0], u["update"]))
+            gap = max(float(np.abs(got - mine).max()) for got, mine in zip(results[0], u["update"], strict=True))
             assert gap > 1e-3, u["agency"]
 
 
@@ -182,7 +182,7 @@ def test_masked_vectors_sent_to_the_coordinator_are_not_the_updates(secagg_run):
     ]
     assert len(stage2) == len(sent)
     max_weight = float(max(u["weight"] for u in sent))
-    for reply, mine in zip(stage2, sent):
+    for reply, mine in zip(stage2, sent, strict=True):
         # The coordinator got no array record from the agency, only masked integers.
         assert not any(len(record) for record in reply.content.array_records.values())
         # SecAgg+'s encoding: [weight factor, weighted update entries quantized to 2^22 levels].
@@ -192,7 +192,7 @@ def test_masked_vectors_sent_to_the_coordinator_are_not_the_updates(secagg_run):
         assert len(masked) == len(mine["update"])
         # What the agency's quantized update would be without masks (±1 for stochastic rounding).
         plain = [(np.clip(u * ratio, -8, 8) + 8) * (2**22 / 16) for u in mine["update"]]
-        for m, p in zip(masked, plain):
+        for m, p in zip(masked, plain, strict=True):
             assert np.mean(np.abs(m.reshape(-1).astype(np.float64) - p.reshape(-1)) <= 2) < 0.01
         # The masked entries spread over [0, 2^32), unlike a small update near 2^21.
         flat = np.concatenate([m.reshape(-1) for m in masked]).astype(np.float64)
@@ -223,7 +223,7 @@ def test_agencies_account_as_in_fedavg_dp_and_rows_reach_the_recorder(secagg_run
 def test_final_model_is_initial_plus_the_two_means(secagg_run):
     initial, final, received = secagg_run["initial"], secagg_run["final"], secagg_run["received"]
     assert list(final.keys()) == list(initial.keys())
-    for i, (a, b) in enumerate(zip(initial.to_numpy_ndarrays(), final.to_numpy_ndarrays())):
+    for i, (a, b) in enumerate(zip(initial.to_numpy_ndarrays(), final.to_numpy_ndarrays(), strict=True)):
         np.testing.assert_allclose(b, a + received[0][0][i] + received[1][0][i], atol=1e-5)
 
 

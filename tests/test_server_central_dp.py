@@ -123,7 +123,7 @@ def test_fixed_clipping_averages_clipped_deltas_with_equal_weights_over_all_agen
     monkeypatch.setattr(strategy, "gaussian", spy)
     assert isinstance(strategy, CentralFixedClipping)
     deltas = [np.array([3.0, 0.0, 4.0]), np.array([0.3, 0.0, 0.4]), np.array([0.0, -2.0, 0.0])]  # norms 5, 0.5, 2
-    replies = [_reply(i + 1, AGENCIES[i], _arrays(np.array([1.0, 1.0]) + d[:2], d[2:]), n_train=n) for i, (d, n) in enumerate(zip(deltas, [10, 10_000, 100]))]
+    replies = [_reply(i + 1, AGENCIES[i], _arrays(np.array([1.0, 1.0]) + d[:2], d[2:]), n_train=n) for i, (d, n) in enumerate(zip(deltas, [10, 10_000, 100], strict=True))]
     arrays, metrics = strategy.aggregate_train(1, replies)
     clipped = [d * min(1.0, 1.0 / np.linalg.norm(d)) for d in deltas]
     # Equal weights whatever the record counts, divided by all 4 agencies (one sent nothing).

@@ -49,7 +49,7 @@ def test_krum_needs_enough_agencies_and_names_are_checked(tmp_path):
 
 def test_only_fedavg_and_fedavg_dp_honour_the_aggregator():
     fed = {"aggregator": "median"}
-    assert [aggregator_of(a, fed) for a in ("fedavg", "fedavg-dp", "fedavg-dp-secagg", "fedavg-central-dp")] == ["median", "median", "fedavg", "fedavg"]
+    assert [aggregator_of(a, fed) for a in ("fedavg", "fedavg-dp", "fedavg-dp-secagg", "fedavg-central-dp")] == ["median", "median", "fedavg", "clipped_mean"]
 
 
 def _reply(node: int, agency: str, value: float, n_train: int, epsilon: float) -> Message:
@@ -64,7 +64,7 @@ def _round(tmp_path, aggregator: str) -> tuple[np.ndarray, MetricRecord, RoundRe
     update of 1 scaled ×10."""
     strategy, recorder = _strategy(tmp_path, aggregator=aggregator)
     honest = [0.9, 1.0, 1.1, 1.05]
-    replies = [_reply(i + 1, a, v, 100, 0.5 + i / 10) for i, (a, v) in enumerate(zip(AGENCIES, honest))]
+    replies = [_reply(i + 1, a, v, 100, 0.5 + i / 10) for i, (a, v) in enumerate(zip(AGENCIES, honest, strict=True))]
     replies.append(_reply(5, "E", 10.0, 400, 0.1))
     arrays, metrics = strategy.aggregate_train(1, replies)
     return arrays["w"].numpy(), metrics, recorder

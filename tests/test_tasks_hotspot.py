@@ -59,7 +59,7 @@ def records_from_counts(counts: np.ndarray, months: list[str], types: np.ndarray
     """One record per incident of counts[area, month] (areas E01000000...), of crime type
     types[area, month] (default: cycling through TYPES)."""
     rows = []
-    for a, t in zip(*np.nonzero(counts)):
+    for a, t in zip(*np.nonzero(counts), strict=True):
         for j in range(counts[a, t]):
             kind = TYPES[j % len(TYPES)] if types is None else types[a, t]
             rows.append((months[t], f"E01{a:06d}", kind))

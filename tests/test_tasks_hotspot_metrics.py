@@ -148,7 +148,7 @@ def test_metrics_of_a_split_built_from_records():
     rng = np.random.default_rng(3)
     months = [f"2023-{m:02d}" for m in range(1, 13)]
     counts = rng.poisson(np.linspace(0.5, 8, 20)[:, None], (20, 12))
-    rows = [(months[t], f"E01{a:06d}", "Drugs") for a, t in zip(*np.nonzero(counts)) for _ in range(counts[a, t])]
+    rows = [(months[t], f"E01{a:06d}", "Drugs") for a, t in zip(*np.nonzero(counts), strict=True) for _ in range(counts[a, t])]
     records = pd.DataFrame(rows, columns=["month", "lsoa_code", "crime_type"]).assign(agency="A")
     areas = pd.DataFrame({
         "LSOA code": [f"E01{a:06d}" for a in range(20)],

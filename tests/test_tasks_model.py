@@ -44,7 +44,7 @@ def test_seeded_model_is_reproducible_and_leaves_global_rng_alone():
     torch.manual_seed(123)
     a, b = make_model(10, seed=7), make_model(10, seed=7)
     assert torch.rand(1) == expected_next
-    for wa, wb in zip(get_weights(a), get_weights(b)):
+    for wa, wb in zip(get_weights(a), get_weights(b), strict=True):
         np.testing.assert_array_equal(wa, wb)
 
 
@@ -53,7 +53,7 @@ def test_weights_round_trip():
     weights = get_weights(source)
     assert [w.shape for w in weights] == [tuple(t.shape) for t in source.state_dict().values()]
     set_weights(target, weights)
-    for a, b in zip(get_weights(target), weights):
+    for a, b in zip(get_weights(target), weights, strict=True):
         np.testing.assert_array_equal(a, b)
     weights[0][:] = 0  # copies: changing them does not touch either model
     assert np.abs(get_weights(source)[0]).sum() > 0
@@ -85,9 +85,9 @@ def test_train_plain_is_deterministic_given_the_seed():
         train_plain(model, X, y, epochs=2, batch_size=32, lr=1e-2, generator=torch.Generator().manual_seed(seed))
         return get_weights(model)
 
-    for a, b in zip(run(3), run(3)):
+    for a, b in zip(run(3), run(3), strict=True):
         np.testing.assert_array_equal(a, b)
-    assert any(not np.array_equal(a, b) for a, b in zip(run(3), run(4)))
+    assert any(not np.array_equal(a, b) for a, b in zip(run(3), run(4), strict=True))
 
 
 def test_train_plain_edges():
@@ -98,7 +98,7 @@ def test_train_plain_edges():
     before = get_weights(model)
     empty = train_plain(model, X[:0], y[:0], epochs=3, batch_size=8, lr=1e-3, generator=torch.Generator())
     assert math.isnan(empty["loss"]) and empty["steps"] == 0
-    for a, b in zip(get_weights(model), before):
+    for a, b in zip(get_weights(model), before, strict=True):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="labels"):
         train_plain(model, X, y[:5], epochs=1, batch_size=8, lr=1e-3, generator=torch.Generator())
@@ -133,6 +133,6 @@ def test_opacus_per_sample_gradients_match_one_by_one_gradients():
     for i in range(len(X)):
         model.zero_grad()
         loss_fn()(model(torch.as_tensor(X[i : i + 1])), torch.as_tensor(y[i : i + 1])).backward()
-        for p, q in zip(model.parameters(), wrapped.parameters()):
+        for p, q in zip(model.parameters(), wrapped.parameters(), strict=True):
             # loss_reduction="mean" (Opacus' default) already undoes the batch mean's 1/n
             torch.testing.assert_close(q.grad_sample[i], p.grad)

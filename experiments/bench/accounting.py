@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import statistics
 
 from privacy import accounting
@@ -33,7 +34,7 @@ def accounting_seconds(settings: Settings) -> dict:
     for r in range(settings.repeats):
         history = [(1.0 + 1e-3 * r, SAMPLE_RATE, STEPS)]
         for name in names:
-            c, w = cpu_and_wall_seconds(lambda: accounting.epsilon(history, DELTA, name))
+            c, w = cpu_and_wall_seconds(functools.partial(accounting.epsilon, history, DELTA, name))
             cpu[name].append(c)
             wall[name].append(w)
     slowest = [max(cpu[name][r] for name in names) for r in range(settings.repeats)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import statistics
 import tempfile
 from pathlib import Path
@@ -24,9 +25,9 @@ def data_throughput(settings: Settings) -> dict[str, dict]:
     with tempfile.TemporaryDirectory(prefix="peel-bench-") as tmp:
         for r in range(settings.repeats):
             out = Path(tmp) / f"run{r}"
-            gen = cpu_and_wall_seconds(lambda: generate(spec, out))
+            gen = cpu_and_wall_seconds(functools.partial(generate, spec, out))
             loaded: list = []
-            load = cpu_and_wall_seconds(lambda: loaded.append(load_street_folder(out / "agencies")))
+            load = cpu_and_wall_seconds(lambda out=out, loaded=loaded: loaded.append(load_street_folder(out / "agencies")))
             records = loaded[0][1].rows
             rates["generation_records_per_s"].append((spec.incidents / gen[0], spec.incidents / gen[1]))
             rates["loading_records_per_s"].append((records / load[0], records / load[1]))

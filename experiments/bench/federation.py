@@ -166,7 +166,7 @@ def federation_cost(settings: Settings) -> dict:
         config = json.loads(spec_path.read_text(encoding="utf-8"))["config"]
     per_engine = {}
     for engine, runs_ in measured.items():
-        wall_ratios = [m["wall"] / p[0] for m, p in zip(runs_, plain)]
+        wall_ratios = [m["wall"] / p[0] for m, p in zip(runs_, plain, strict=True)]
         detail = {
             "wall_s": statistics.median(m["wall"] for m in runs_),
             "startup_s": statistics.median(m["startup"] for m in runs_ if m["startup"] is not None),
@@ -175,13 +175,13 @@ def federation_cost(settings: Settings) -> dict:
         if engine.startswith("inprocess"):
             # All its work runs in this process, on one thread: its CPU time is what its wall
             # time would be on an idle machine, and other jobs cannot inflate it.
-            ratios = [m["cpu"] / p[1] for m, p in zip(runs_, plain)]
+            ratios = [m["cpu"] / p[1] for m, p in zip(runs_, plain, strict=True)]
             # Against a plain loop that also evaluates every round: what the framework itself costs.
-            eval_ratios = [m["cpu"] / p[1] for m, p in zip(runs_, plain_eval)]
+            eval_ratios = [m["cpu"] / p[1] for m, p in zip(runs_, plain_eval, strict=True)]
             per_engine[engine] = summary(
                 ratios,
                 wall_ratio=statistics.median(wall_ratios),
-                vs_plain_with_evaluation=summary(eval_ratios, wall_ratio=statistics.median(m["wall"] / p[0] for m, p in zip(runs_, plain_eval))),
+                vs_plain_with_evaluation=summary(eval_ratios, wall_ratio=statistics.median(m["wall"] / p[0] for m, p in zip(runs_, plain_eval, strict=True))),
                 clock="process CPU time",
                 **detail,
             )

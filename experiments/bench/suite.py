@@ -104,6 +104,6 @@ def _print_table(chosen: list[Measurement], results: dict[str, dict]) -> None:
                 rows.append((f"  {name}", _fmt(sub["median"]), _fmt(sub["min"]), _fmt(sub["max"]), m.unit, ""))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for i, row in enumerate(rows):
-        print("  ".join(cell.ljust(w) if j in (0, 4, 5) else cell.rjust(w) for j, (cell, w) in enumerate(zip(row, widths))).rstrip())
+        print("  ".join(cell.ljust(w) if j in (0, 4, 5) else cell.rjust(w) for j, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip())
         if i == 0:
             print("  ".join("-" * w for w in widths))

@@ -130,7 +130,7 @@ def init(layout: Layout, addresses: Sequence[str], agencies: Sequence[str]) -> l
         raise DeployError("superlink.addresses: give at least one address agencies dial (e.g. 127.0.0.1)")
     if layout.ca_cert.exists():
         raise DeployError(f"{layout.root}: already initialised ({layout.ca_cert} exists); use another --dir or remove it")
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ca_key, ca_cert = _ca(now)
     server_key, server_cert = _server(ca_key, ca_cert, addresses, now)
     _write_private(layout.ca_key, _pem_key(ca_key))

@@ -9,9 +9,9 @@ import io
 import math
 from dataclasses import dataclass
 
+import matplotlib
 import numpy as np
 import pandas as pd
-import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
@@ -99,7 +99,7 @@ def privacy_utility(study: Study) -> Plot | Missing:
     axes = fig.subplots(len(facets), 1, squeeze=False)[:, 0]
     label = study.headline_label
     multi_seed = bool((table["n_seeds"] > 1).any())
-    for ax, facet in zip(axes, facets):
+    for ax, facet in zip(axes, facets, strict=True):
         rows = table[table["facet"] == facet]
         for line in sorted(set(rows.loc[rows["is_dp"], "line"]), key=views.arch_order):
             pts = rows[(rows["line"] == line) & rows["eps_budget"].notna() & rows["headline"].notna()].sort_values("eps_budget")
@@ -151,7 +151,7 @@ def per_agency_utility(study: Study, focus: views.Focus) -> Plot | Missing:
     ax = fig.subplots()
     lines = sorted(set(rows["line"]), key=views.arch_order)
     offsets = np.linspace(-0.25, 0.25, len(lines)) if len(lines) > 1 else [0.0]
-    for offset, line in zip(offsets, lines):
+    for offset, line in zip(offsets, lines, strict=True):
         pts = rows[(rows["line"] == line) & rows["headline"].notna()]
         ax.scatter(pts["headline"], [ypos[a] + offset for a in pts["agency"]], color=colour(line), marker=marker(line), s=36, label=line, zorder=3)
     ceiling = agencies[agencies["ceiling"].notna()]
@@ -228,7 +228,7 @@ def movement_per_agency(study: Study, focus: views.Focus) -> pd.DataFrame:
     archs = views.at_focus(study.archs, focus).drop_duplicates("line").set_index("line")
     rows = rows.copy()
     for column, total in (("records_moved", "records_moved"), ("update_bytes_sent", "update_bytes")):
-        known_zero = rows["line"].map(lambda line: archs[total].get(line) == 0)
+        known_zero = rows["line"].map(lambda line, total=total: archs[total].get(line) == 0)
         rows.loc[rows[column].isna() & known_zero, column] = 0.0
     return rows
 

@@ -61,7 +61,7 @@ def outcomes(study: Study) -> pd.DataFrame:
     out["clipping_norm"] = grouped["clipping_norm"].first()
     out = out.reset_index()
     order = list(AGGREGATOR)
-    out["_order"] = [(views.arch_order(s), order.index(g) if g in order else len(order), g, p != CLEAN, p) for s, g, p in zip(out["setting"], out["aggregator"], out["poisoning"])]
+    out["_order"] = [(views.arch_order(s), order.index(g) if g in order else len(order), g, p != CLEAN, p) for s, g, p in zip(out["setting"], out["aggregator"], out["poisoning"], strict=True)]
     return out.sort_values(["facet", "_order", "eps"]).drop(columns="_order").reset_index(drop=True)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import pairwise
 
 import pandas as pd
 
@@ -77,10 +78,10 @@ def trend_sentence(label: str, name: str, points: Sequence[tuple[float, float]],
     if abs(v1 - v0) < _precision():
         text = f"Across budgets, {name}'s {label} stayed level ({ends})"
     elif v1 > v0:
-        steady = all(b >= a - _precision() for a, b in zip(values, values[1:]))
+        steady = all(b >= a - _precision() for a, b in pairwise(values))
         text = f"As the ε budget grows, {name}'s {label} rose from {ends}" + ("" if steady else ", though not at every step")
     else:
-        steady = all(b <= a + _precision() for a, b in zip(values, values[1:]))
+        steady = all(b <= a + _precision() for a, b in pairwise(values))
         text = f"As the ε budget grows, {name}'s {label} fell from {ends}" + ("" if steady else ", though not at every step")
     if reference and not _m(ref_value):
         gap = ref_value - v1
@@ -400,7 +401,7 @@ def reading(study: Study, focus: views.Focus, full: Study | None = None) -> list
         ref_value = sub.loc[sub["line"] == reference, "headline"].mean() if reference else None
         for line in sorted(set(sub.loc[sub["is_dp"], "line"]), key=views.arch_order):
             pts = sub[sub["line"] == line]
-            sentence = trend_sentence(label, line, list(zip(pts["eps_budget"], pts["headline"])), reference, ref_value)
+            sentence = trend_sentence(label, line, list(zip(pts["eps_budget"], pts["headline"], strict=True)), reference, ref_value)
             if sentence:
                 out.append(sentence)
         failures = [(r["line"], r["eps_budget"], r["headline"]) for _, r in sub.iterrows() if r["is_dp"] and chance is not None and not _m(r["headline"]) and r["headline"] <= chance]
