@@ -8,6 +8,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from federation import architectures
+
 METRIC_KEYS = ("auc", "accuracy", "f1", "log_loss", "brier")
 # The hotspot task's crime-analyst metrics, reported when present.
 HOTSPOT_KEYS = ("hit_rate", "pai", "pei", "pai_oracle", "pai_hindsight", "flagged_share")
@@ -82,7 +84,7 @@ def format_table(summary: dict) -> str:
     label = key.upper()
     agencies = sorted(summary["agencies"], key=lambda a: a["n_train"])
     head = ["agency", "n_train"] + [f"{a} {label}" for a in archs]
-    dp_arch = next((a for a in ("fedavg-dp", "fedavg-dp-secagg") if a in archs), None)
+    dp_arch = next((a for a in architectures.record_dp() if a in archs), None)
     if dp_arch:
         head.append(f"{dp_arch} ε this run / spent to date / budget")
     if bayes:

@@ -18,22 +18,18 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from experiments.report import views
 from experiments.report.load import Study
+from federation import architectures
 
 # Labels are agency names and config values, never markup: with math parsing on, a name such as
 # "$\fakecmd{x}$ Police" is read as TeX and fails the whole figure (and the report). Text objects
 # read this when they are made, tick labels at draw time, so it is set for the process.
 matplotlib.rcParams["text.parse_math"] = False
 
-COLOURS = {
-    "central": "#4d4d4d",
-    "local": "#a6761d",
-    "fedavg": "#1f77b4",
-    "fedavg-dp": "#d62728",
-    "fedavg-dp-secagg": "#ff7f0e",
-    "fedavg-central-dp": "#2ca02c",
-}
+# Colours and markers by the architecture's place in the registry (declaration order), so every
+# report draws one architecture alike; architectures past the palette, and variants, get OTHER_COLOURS.
+PALETTE = ("#4d4d4d", "#a6761d", "#1f77b4", "#d62728", "#ff7f0e", "#2ca02c")
 OTHER_COLOURS = ("#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
-MARKERS = {"central": "s", "local": "o", "fedavg": "D", "fedavg-dp": "^", "fedavg-dp-secagg": "v", "fedavg-central-dp": "P"}
+MARKER_CYCLE = ("s", "o", "D", "^", "v", "P")
 SMALL_SHARE = 0.25  # "smallest agencies": the quarter with the fewest training records (at least one)
 
 
@@ -56,11 +52,13 @@ class Missing:
 def colour(line: str) -> str:
     """A fixed colour per architecture; variants such as "fedavg-dp (privacy.delta=1e-06)" get
     their own, chosen from the name so that it does not change between reports."""
-    return COLOURS.get(line) or OTHER_COLOURS[sum(map(ord, line)) % len(OTHER_COLOURS)]
+    place = architectures.order(line)
+    return PALETTE[place] if place < len(PALETTE) else OTHER_COLOURS[sum(map(ord, line)) % len(OTHER_COLOURS)]
 
 
 def marker(line: str) -> str:
-    return MARKERS.get(line.split(" (")[0], "o")
+    place = architectures.order(line.split(" (")[0])
+    return MARKER_CYCLE[place] if place < len(MARKER_CYCLE) else "o"
 
 
 def _png(fig: Figure) -> bytes:

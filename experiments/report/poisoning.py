@@ -17,6 +17,7 @@ from experiments.report import fmt, views
 from experiments.report.load import Study
 from experiments.report.plots import Missing, Plot, _png, colour
 from experiments.report.tables import Table
+from federation import architectures
 
 CLEAN = "none"
 # Below this change (in points of the headline metric ×100) a model "held".
@@ -93,8 +94,10 @@ def _points(change: float) -> str:
 
 
 def _averaging(row: pd.Series) -> str:
-    """The aggregator of an architecture's reference run: its plain average."""
-    return "clipped_mean" if row["architecture"] == "fedavg-central-dp" else "fedavg"
+    """The aggregator of an architecture's reference run: its plain average (its registry entry's
+    own aggregator when it allows only one, e.g. the clipped mean of central DP)."""
+    known = architectures.find(str(row["architecture"]))
+    return known.aggregators[0] if known is not None and known.aggregators and not known.robust else "fedavg"
 
 
 def table(study: Study) -> Table:
@@ -152,9 +155,14 @@ def held_sentence(label: str, architecture: str, aggregator: str, attack: str, a
         text += f"; that is {where} {KEEP_POINTS:g} points {'of' if gap <= KEEP_POINTS else 'below'} the clean plain-averaging run ({fmt.num(clean_avg)}, {_points(attacked - clean_avg)})"
     if aggregator == "clipped_mean" and abs(drop) < HELD_POINTS:
         text += ": clipping every update bounds what one agency can add, whatever it scales its update by"
-    elif architecture == "fedavg-dp-secagg":
+    elif _trainer(architecture) == "secagg":
         text += ": its coordinator sees only the masked sum, so it cannot aggregate robustly"
     return text + "."
+
+
+def _trainer(architecture: str) -> str | None:
+    known = architectures.find(architecture)
+    return known.trainer if known is not None else None
 
 
 def sentences(study: Study) -> list[str]:

@@ -14,6 +14,7 @@ import pandas as pd
 
 from experiments.report import fmt, plots, views
 from experiments.report.load import Study
+from federation import architectures
 
 DP_KIND = {"record": "record-level DP", "agency": "agency-level DP", "area-month": "area-month-level DP"}
 
@@ -459,7 +460,7 @@ def reading(study: Study, focus: views.Focus, full: Study | None = None) -> list
         out.append(f"Flags per deprivation quintile: {fmt.NOT_MEASURED}.")
 
     if not archs.empty:
-        federated = archs["architecture"].str.startswith("fedavg").any()
+        federated = archs["architecture"].map(architectures.is_federated).any()
         sentence = time_sentence(archs[["line", "wall_s"]], archs["flower_startup_s"].mean() if federated else math.nan)
         if sentence:
             out.append(sentence)
