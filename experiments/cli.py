@@ -50,7 +50,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("config", nargs="?", help="YAML experiment config, e.g. configs/default.yaml (not with --resume)")
     for command in (prep, gen, sweep):
         command.add_argument("config", help="YAML experiment config, e.g. configs/default.yaml")
-    for command in (run, prep, gen, sweep):
+    data = sub.add_parser("data", help="check a config's data in seconds, without training: `peel data check CONFIG`")
+    data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    data_check = data_sub.add_parser("check", help="a dry run (writes nothing): agencies, records, rows set aside, coverage, test-set sizes; exit 2 on errors")
+    data_check.add_argument("config", help="YAML experiment config, e.g. configs/default.yaml")
+    for command in (run, prep, gen, sweep, data_check):
         command.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key (value in YAML), e.g. --set privacy.epsilon=2")
     gen.add_argument("out_dir", help="folder to create (must not exist or be empty)")
     from experiments.bench import DESCRIPTION as BENCH_DESCRIPTION  # light: no measurement imported
@@ -226,6 +230,18 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data(args: argparse.Namespace) -> int:
+    from experiments.data_check import check  # pandas and the loaders only: no torch, no Flower
+
+    result = check(load_config(args.config, args.overrides))
+    for line in result.lines:
+        _say(line)
+    for warning in result.warnings:
+        _say(f"warning: {warning}")
+    print(f"\nData check passed{f' with {len(result.warnings)} warning(s)' if result.warnings else ''}; nothing was written.")
+    return 0
+
+
 def _silence_stdout() -> None:
     """Point stdout at /dev/null, so the interpreter's final flush of what the closed pipe did not
     take raises nothing at exit."""
@@ -242,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     progress = show_progress()
     try:
-        return {"run": _run, "prepare": _prepare, "generate": _generate, "sweep": _sweep, "report": _report, "audit": _audit, "budget": _budget, "deploy": _deploy, "bench": _bench}[args.command](args)
+        return {"run": _run, "prepare": _prepare, "generate": _generate, "sweep": _sweep, "report": _report, "audit": _audit, "budget": _budget, "deploy": _deploy, "bench": _bench, "data": _data}[args.command](args)
     except (ConfigError, DataError, ReportError, DeployError) as exc:
         # One line: a message never spans lines, whatever a name or value in it holds.
         print(terminal_safe(f"peel: {exc}").replace("\n", "\\n"), file=sys.stderr)

@@ -6,9 +6,12 @@ been written by then.
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
+import re
 import stat
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -52,6 +55,10 @@ def _expand_home(value: str) -> str:
 class AgencyColumn(_Section):
     column: str = "Falls within"
     pattern: str | None = None
+    # Rows whose agency cannot be derived (empty value, no match of `pattern`; real downloads
+    # hold rows in neighbouring forces' LSOAs and rows without one): set aside and counted
+    # (drop), or stop the run (error).
+    unmatched: Literal["drop", "error"] = "drop"
 
     @field_validator("column")
     @classmethod
@@ -145,6 +152,8 @@ class TaskConfig(_Section):
     hotspot_share: float = Field(0.05, gt=0, le=0.5)
     positive: list[str] = Field(default_factory=lambda: [NO_SUSPECT], min_length=1)
     test_months: int = Field(6, ge=1, le=240)
+    # An agency with fewer test records than this gets a warning: its metrics are not solid.
+    min_test_records: int = Field(50, ge=0, le=10_000_000)
     hidden: list[int] = Field(default_factory=lambda: [64, 64], max_length=MAX_LAYERS)
 
     @field_validator("positive")
@@ -323,6 +332,8 @@ class PeelConfig(_Section):
     def _data_and_task_fit(self) -> PeelConfig:
         data = self.data
         if data.source == "csv":
+            if data.path and Path(data.path).is_dir():
+                raise ValueError(f"data.path: {data.path!r} is a folder, not a file; data.source csv reads one CSV file (police_uk reads a folder)")
             if not data.path or not Path(data.path).is_file():
                 raise ValueError(f"data.path: file {data.path!r} does not exist (data.source csv reads one CSV file)")
             if data.columns is None:
@@ -334,6 +345,11 @@ class PeelConfig(_Section):
         if data.source == "police_uk":
             if not data.path:
                 raise ValueError("data.path: required when data.source is police_uk")
+            if Path(data.path).exists() and not Path(data.path).is_dir():
+                raise ValueError(
+                    f"data.path: {data.path!r} is a file, not a folder; data.source police_uk reads a folder of "
+                    "*-street.csv files (the one holding the YYYY-MM folders); for one CSV file use data.source csv"
+                )
             if not Path(data.path).is_dir():
                 raise ValueError(f"data.path: folder {data.path!r} does not exist")
             if data.areas and not Path(data.areas).is_file():
@@ -341,6 +357,8 @@ class PeelConfig(_Section):
             if self.task.name == "hotspot" and not data.areas:
                 raise ValueError("data.areas: the hotspot task needs the public areas table (area centroids, deprivation)")
         elif data.source == "agencies":
+            if data.path and Path(data.path).is_file():
+                raise ValueError(f"data.path: {data.path!r} is a file, not a folder; data.source agencies reads a folder made by `peel generate`")
             if not data.path or not (Path(data.path) / "manifest.json").is_file():
                 raise ValueError(f"data.path: {data.path!r} is not a folder made by `peel generate` (no manifest.json)")
         elif self.task.test_months >= data.months:
@@ -380,21 +398,66 @@ def shown(value: Any, limit: int = 120) -> str:
     return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 
+def _section_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the config section at `loc` (a path of keys) knows, [] if `loc` is no section."""
+    model: Any = PeelConfig
+    for part in loc:
+        fields = getattr(model, "model_fields", None)
+        if fields is None or part not in fields:
+            return []
+        annotation = fields[part].annotation
+        # `Section | None`: the section's model
+        model = next((a for a in (annotation, *typing.get_args(annotation)) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+    fields = getattr(model, "model_fields", None)
+    return list(fields) if fields else []
+
+
+def unknown_key_hint(loc: tuple[Any, ...]) -> str:
+    """' (did you mean 'epsilon'?)' for a misspelt key at `loc`, else the keys its section knows."""
+    known = _section_keys(loc[:-1])
+    if not known:
+        return ""
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    section = ".".join(str(p) for p in loc[:-1]) or "the top level"
+    return shown(f" (keys of {section}: {', '.join(known)})", 400)[1:-1]
+
+
 def _describe(error: dict) -> str:
     key = ".".join(str(part) for part in error["loc"])
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
-        return f"{shown(key, 200)[1:-1]}: unknown key"
+        return f"{shown(key, 200)[1:-1]}: unknown key{unknown_key_hint(tuple(error['loc']))}"
     if error["type"] == "literal_error" or not key:
         return f"{key + ': ' if key else ''}{message}" + ("" if not key else f" (got {shown(error['input'])})")
     return f"{key}: {message} (got {shown(error['input'])})"
 
 
-def validate(raw: dict, where: str) -> PeelConfig:
+def _error_key(error: dict) -> str:
+    """The dotted key an error is about: its location, or for a check across keys the key its
+    message starts with ("data.path: ...")."""
+    key = ".".join(str(part) for part in error["loc"])
+    if key:
+        return key
+    match = re.match(r"(?:Value error, )?([A-Za-z_][\w.]*):", error["msg"])
+    return match.group(1) if match else ""
+
+
+def validate(raw: dict, where: str, overrides: list[str] | tuple[str, ...] = ()) -> PeelConfig:
+    """The config of `raw`; a ConfigError blames the `--set` whose key the error is about (or
+    lies under), else `where` (the config file)."""
     try:
         return PeelConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{where}: {_describe(exc.errors()[0])}") from None
+        error = exc.errors()[0]
+        key = _error_key(error)
+        for assignment in reversed(overrides):  # the last --set of a key is the one that counts
+            set_key = assignment.partition("=")[0].strip()
+            if key and (key == set_key or key.startswith(set_key + ".") or set_key.startswith(key + ".")):
+                where = f"--set {shown(assignment)}"
+                break
+        raise ConfigError(f"{where}: {_describe(error)}") from None
 
 
 def set_override(raw: dict, assignment: str) -> None:
@@ -522,7 +585,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         raise ConfigError(f"{path}: a config must be a mapping of keys to values")
     for assignment in overrides:
         set_override(raw, assignment)
-    return validate(raw, str(path))
+    return validate(raw, str(path), overrides)
 
 
 def dump(config: PeelConfig) -> str:

@@ -5,6 +5,7 @@ the ClientApp and ServerApp read."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,9 @@ class Federation:
     test_from: str  # first test month, "YYYY-MM"
     notes: list[str]
     period: tuple[str, str] | None = None  # first and last month of the data
+    # police_uk: rows whose agency could not be derived, left out ({"counts": {reason: rows},
+    # "by_file": {file: {reason: rows}}, "examples": {reason: value}}); None: none or not read.
+    set_aside: dict | None = None
 
 
 def add_months(month: str, n: int) -> str:
@@ -91,7 +95,7 @@ def _load_records(config: PeelConfig) -> tuple:
         from policedata.csv_source import load_csv_source
 
         return load_csv_source(Path(data.path), data.columns.model_dump(), data.values, data.date_format, data.delimiter)
-    return load_street_folder(Path(data.path), data.agency.column, data.agency.pattern)
+    return load_street_folder(Path(data.path), data.agency.column, data.agency.pattern, data.agency.unmatched)
 
 
 def materialise(config: PeelConfig, data_dir: Path) -> Federation:
@@ -107,6 +111,8 @@ def materialise(config: PeelConfig, data_dir: Path) -> Federation:
         federation.notes.append(f"agency folders used in place from {folder} (their budget ledgers persist across runs)")
         return federation
     records, report = _load_records(config)
+    for line in report.set_aside_lines():  # said on screen during `peel run`, not only in summary.json
+        logging.getLogger("peel.data").warning("%s", line)
     require_trainable_agencies(report.per_agency, str(config.data.path))
     months = sorted(records["month"].unique())
     if len(months) <= config.task.test_months:
@@ -116,7 +122,8 @@ def materialise(config: PeelConfig, data_dir: Path) -> Federation:
     written = write_agency_folders(records, data_dir / "agencies")
     agencies = [{"name": a["name"], "slug": a["slug"], "folder": str((data_dir / "agencies" / a["folder"]).resolve())} for a in written]
     areas = Path(config.data.areas).resolve() if config.data.areas else None
-    return Federation(agencies, areas, None, months[-config.task.test_months], report.lines(), (months[0], months[-1]))
+    set_aside = {"counts": report.set_aside, "by_file": report.set_aside_by_file, "examples": report.set_aside_examples} if report.set_aside else None
+    return Federation(agencies, areas, None, months[-config.task.test_months], report.lines(), (months[0], months[-1]), set_aside)
 
 
 # faults.malicious.agency may name an agency by size instead of by name: synthetic names change
@@ -186,6 +193,7 @@ def write_spec(config: PeelConfig, federation: Federation, run_dir: Path, ledger
         "ground_truth": str(federation.ground_truth) if federation.ground_truth else None,
         "config_file": str(config_file),
         "notes": list(federation.notes),
+        "set_aside": federation.set_aside,
     }
     path = run_dir / SPEC_FILE
     tmp = path.with_suffix(".tmp")

@@ -138,6 +138,7 @@ def _from_spec(run_dir: Path) -> tuple[dict, Federation]:
         task["test_from"],
         list(spec.get("notes", [])),
         tuple(task["period"]) if task.get("period") else None,
+        spec.get("set_aside"),
     )
     return spec, federation
 
@@ -529,7 +530,12 @@ def summarise(folder: RunFolder) -> Path:
                 "releases; metrics.jsonl holds what each agency sent)."
             ),
         },
-        "data": {"source": config.data.source, "test_from": federation.test_from, "notes": federation.notes},
+        "data": {
+            "source": config.data.source, "test_from": federation.test_from, "notes": federation.notes,
+            # Rows whose agency could not be derived (data.agency.unmatched: drop): reason -> rows, overall and per file.
+            "set_aside": (federation.set_aside or {}).get("counts", {}),
+            "set_aside_by_file": (federation.set_aside or {}).get("by_file", {}),
+        },
         "metrics_note": "metrics are per-agency scores on each agency's own test months; 'metrics' is their mean weighted by test records",
         "wall_s": time.perf_counter() - folder.started,
         "flower_startup_s": folder.startup_s,

@@ -32,6 +32,16 @@ from .schema import AGENCY, AREA_COLUMNS, CRIME_TYPES, MONTH_PATTERN, RECORD_COL
 STREET_FILE_GLOB = "*-street.csv"
 
 
+# Why a row's agency could not be derived (data.agency): such rows are set aside and counted
+# (data.agency.unmatched: drop), or stop the load (error). Real data.police.uk downloads hold both:
+# rows in LSOAs of neighbouring forces' districts, and rows with no location (no LSOA at all).
+SET_ASIDE_REASONS: dict[str, str] = {
+    "empty": "the agency column is empty",
+    "no_match": "the agency column does not match data.agency.pattern (or its capture is empty)",
+}
+UNMATCHED_CHOICES = ("drop", "error")
+
+
 @dataclass
 class LoadReport:
     files: int
@@ -40,11 +50,28 @@ class LoadReport:
     rows_no_location: int  # no coordinates; kept
     rows_unknown_crime_type: int  # not one of schema.CRIME_TYPES; kept
     per_agency: dict[str, int] = field(default_factory=dict)
+    # Rows whose agency could not be derived, left out of `rows` (reason -> rows), with the first
+    # value seen per reason and the counts per source file (relative to the folder read).
+    set_aside: dict[str, int] = field(default_factory=dict)
+    set_aside_examples: dict[str, str] = field(default_factory=dict)
+    set_aside_by_file: dict[str, dict[str, int]] = field(default_factory=dict)
+    agency_column: str = ""
+
+    def set_aside_lines(self) -> list[str]:
+        """One line per reason: how many rows were set aside, why, and an example value."""
+        out = []
+        for reason, n in self.set_aside.items():
+            example = self.set_aside_examples.get(reason, "")
+            why = SET_ASIDE_REASONS.get(reason, reason).replace("the agency column", f"'{self.agency_column}'")
+            shown = "" if example.strip() == "" else f", e.g. {shorten(example)}"
+            out.append(f"{n:,} records set aside ({reason}): {why}{shown}")
+        return out
 
     def lines(self) -> list[str]:
         """A human-readable summary, one string per line."""
         return [
             f"{self.files:,} files, {self.rows:,} records",
+            *self.set_aside_lines(),
             f"{self.rows_no_outcome:,} records without an outcome (kept)",
             f"{self.rows_no_location:,} records without a location (kept)",
             f"{self.rows_unknown_crime_type:,} records with an unknown crime type (kept)",
@@ -53,15 +80,22 @@ class LoadReport:
 
 
 def load_street_folder(
-    path: Path, agency_column: str = "Falls within", agency_pattern: str | None = None
+    path: Path,
+    agency_column: str = "Falls within",
+    agency_pattern: str | None = None,
+    unmatched: str = "drop",
 ) -> tuple[pd.DataFrame, LoadReport]:
     """Read every ``*-street.csv`` below `path` (any depth, sorted) into one frame.
 
     Columns: the values of `schema.RECORD_COLUMNS` (text as str with "" for missing; longitude
     and latitude as float with NaN for missing) plus `schema.AGENCY`, taken from `agency_column`,
     or from the one capture group of `agency_pattern` searched in that column.
+    Rows whose agency cannot be derived (empty value, no match) are left out and counted in the
+    report's `set_aside` (`unmatched="drop"`), or stop the load with a DataError ("error").
     """
     path = Path(path)
+    if unmatched not in UNMATCHED_CHOICES:
+        raise DataError(f"data.agency.unmatched: {unmatched!r} must be one of {', '.join(UNMATCHED_CHOICES)}")
     if agency_column not in STREET_COLUMNS:
         allowed = ", ".join(f"'{c}'" for c in STREET_COLUMNS)
         raise DataError(f"agency column '{agency_column}' is not a street column; use one of {allowed}")
@@ -79,15 +113,25 @@ def load_street_folder(
     frames, seen = [], {}
     latest = latest_month()
     for file in files:
-        frame, digest = _read_street_file(file, agency_column, pattern, latest)
+        frame, digest = _read_street_file(file, agency_column, pattern, latest, unmatched == "error")
         # A month file copied twice (under another name) would count its records twice; rows
         # without a Crime ID (anti-social behaviour) would not show up as repeated IDs.
         if len(frame) and digest in seen:
             raise DataError(f"{file}: the same bytes as {seen[digest]}; a month file present twice would count its records twice (remove one copy)")
         seen.setdefault(digest, file)
         frames.append(frame)
-    check_unique_crime_ids(frames, files)
+    check_unique_crime_ids(frames, files)  # over every row, so its line numbers stay true
     records = pd.concat(frames, ignore_index=True)
+    set_aside, examples, by_file = _set_aside(frames, files, path)
+    records = records[records[_SET_ASIDE] == ""].drop(columns=_SET_ASIDE).reset_index(drop=True)
+    if len(records) == 0:
+        counts = ", ".join(f"{n:,} {reason}" for reason, n in set_aside.items())
+        example = next(iter(examples.values()), "")
+        raise DataError(
+            f"{path}: no record has an agency: all {counts} set aside by '{agency_column}'"
+            f"{' and data.agency.pattern' if pattern is not None else ''} (e.g. {shorten(example)}); "
+            "check data.agency.column and data.agency.pattern"
+        )
     per_agency = records[AGENCY].value_counts().sort_index()
     report = LoadReport(
         files=len(files),
@@ -96,6 +140,10 @@ def load_street_folder(
         rows_no_location=int((records["longitude"].isna() | records["latitude"].isna()).sum()),
         rows_unknown_crime_type=int((~records["crime_type"].isin(CRIME_TYPES)).sum()),
         per_agency={str(k): int(v) for k, v in per_agency.items()},
+        set_aside=set_aside,
+        set_aside_examples=examples,
+        set_aside_by_file=by_file,
+        agency_column=agency_column,
     )
     return records, report
 
@@ -208,8 +256,38 @@ def compile_agency_pattern(pattern: str | None) -> Any:
     return _re2_compile(pattern)
 
 
-def _read_street_file(file: Path, agency_column: str, pattern: Any, latest: str) -> tuple[pd.DataFrame, str]:
-    """One street file's records, and the SHA-256 of its bytes."""
+# Column of a file's frame saying why its row was set aside ("" when its agency is known).
+_SET_ASIDE = "_set_aside"
+
+
+def _set_aside(frames: Sequence[pd.DataFrame], files: Sequence[Path], root: Path) -> tuple[dict[str, int], dict[str, str], dict[str, dict[str, int]]]:
+    """Rows set aside per reason (all files), the first value seen per reason, and per file."""
+    total: dict[str, int] = {}
+    examples: dict[str, str] = {}
+    by_file: dict[str, dict[str, int]] = {}
+    for frame, file in zip(frames, files, strict=True):
+        reasons = frame[_SET_ASIDE]
+        counts = reasons[reasons != ""].value_counts()
+        if counts.empty:
+            continue
+        try:
+            name = str(file.relative_to(root))
+        except ValueError:
+            name = str(file)
+        by_file[name] = {}
+        for reason in SET_ASIDE_REASONS:  # fixed order: the same report for the same data
+            if reason in counts.index:
+                n = int(counts[reason])
+                by_file[name][reason] = n
+                total[reason] = total.get(reason, 0) + n
+                if reason not in examples:
+                    examples[reason] = str(frame.attrs["set_aside_values"][reason])
+    return total, examples, by_file
+
+
+def _read_street_file(file: Path, agency_column: str, pattern: Any, latest: str, strict: bool = False) -> tuple[pd.DataFrame, str]:
+    """One street file's records (with `_SET_ASIDE`: why a row has no agency, "" if it has
+    one), and the SHA-256 of its bytes. `strict`: a row without an agency is a DataError."""
     frame, digest = _read_csv(file)
     require_columns(frame, STREET_COLUMNS, file)
     months = frame["Month"]
@@ -218,12 +296,16 @@ def _read_street_file(file: Path, agency_column: str, pattern: Any, latest: str)
     # A far-future or ancient month (a typo) would move every agency's train/test split.
     odd = {m: why for m in months.unique() if (why := implausible_month(m, latest))}
     _fail_at(months.isin(list(odd)), file, lambda i: f"Month '{months.iloc[i]}' {odd[months.iloc[i]]}")
-    agency = _agencies(frame[agency_column], agency_column, pattern, file)
+    agency, reasons = _agencies(frame[agency_column], agency_column, pattern, file, strict)
     records = frame[list(STREET_COLUMNS)].rename(columns=RECORD_COLUMNS)
     for column, limit in (("Longitude", 180), ("Latitude", 90)):
         values = _numbers(frame[column], column, file, -limit, limit, allow_missing=True)
         records[RECORD_COLUMNS[column]] = values
     records[AGENCY] = agency
+    records[_SET_ASIDE] = reasons
+    # The first value set aside per reason, for the report's example (a public place name).
+    values = frame[agency_column]
+    records.attrs["set_aside_values"] = {r: values[reasons == r].iloc[0] for r in SET_ASIDE_REASONS if (reasons == r).any()}
     return records, digest
 
 
@@ -281,24 +363,29 @@ def _numbers(
     return values
 
 
-def _agencies(values: pd.Series, column: str, pattern: Any, file: Path) -> np.ndarray:
+def _agencies(values: pd.Series, column: str, pattern: Any, file: Path, strict: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """The agency of each row: the column's value, or the pattern's capture group in it, in
-    Unicode NFC, so "Café" typed as one code point or as "e" + accent is one agency (one budget).
-    Maps the few distinct values instead of every row."""
+    Unicode NFC, so "Café" typed as one code point or as "e" + accent is one agency (one budget);
+    and why a row has none ("empty", "no_match"; "" when it has one). `strict`: a row without an
+    agency is a DataError naming its line. Maps the few distinct values instead of every row."""
     uniques = values.unique()
+    names: dict[str, str | None] = {}
     if pattern is None:
         names = {v: unicodedata.normalize("NFC", v).strip() for v in uniques}
     else:
-        names = {}
         for v in uniques:
             match = pattern.search(unicodedata.normalize("NFC", v))
             names[v] = match.group(1).strip() if match and match.group(1) is not None else None
-        unmatched = values.map(names).isna()
-        _fail_at(
-            unmatched,
-            file,
-            lambda i: f"'{column}' value {shorten(values.iloc[i])} does not match the agency pattern '{pattern.pattern[:200]}'",
-        )
     agency = values.map(names)
-    _fail_at(agency == "", file, lambda i: f"empty agency ('{column}' is {shorten(values.iloc[i])})")
-    return agency.to_numpy(dtype=object)
+    empty_value = (values.str.strip() == "").to_numpy(dtype=bool)
+    no_agency = agency.isna().to_numpy(dtype=bool) | (agency == "").to_numpy(dtype=bool)
+    if strict:
+        if pattern is not None:
+            _fail_at(
+                agency.isna(),
+                file,
+                lambda i: f"'{column}' value {shorten(values.iloc[i])} does not match the agency pattern '{pattern.pattern[:200]}'",
+            )
+        _fail_at(agency == "", file, lambda i: f"empty agency ('{column}' is {shorten(values.iloc[i])})")
+    reasons = np.where(no_agency, np.where(empty_value, "empty", "no_match"), "").astype(object)
+    return agency.fillna("").to_numpy(dtype=object), reasons

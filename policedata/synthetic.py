@@ -30,7 +30,7 @@ from .checks import implausible_month
 from .errors import DataError
 from .files import require_empty_folder, write_csv, write_street_files, write_text
 from .partition import slugify
-from .schema import AREA_COLUMNS, CRIME_TYPES, MONTH_PATTERN, NO_LOCATION, NO_OUTCOME_TYPES, NO_SUSPECT
+from .schema import AGENCY, AREA_COLUMNS, CRIME_TYPES, MONTH_PATTERN, NO_LOCATION, NO_OUTCOME_TYPES, NO_SUSPECT
 
 GENERATOR_VERSION = "peel-synthetic/1"
 
@@ -97,20 +97,7 @@ def generate(spec: SyntheticSpec, out_dir: Path) -> dict:
     out_dir = Path(out_dir)
     spec.validate()
     require_empty_folder(out_dir)
-    # One child stream per agency: an agency's records do not depend on draws made for others.
-    world_seq, *agency_seqs = np.random.SeedSequence(spec.seed).spawn(spec.agencies + 1)
-    rng = np.random.default_rng(world_seq)
-    months = month_range(spec.start_month, spec.months)
-    agencies = [
-        _Agency(name, slugify(name), word, int(size), np.random.default_rng(seq))
-        for (word, name), size, seq in zip(
-            names.agency_names(rng, spec.agencies),
-            agency_sizes(rng, spec.agencies, spec.incidents),
-            agency_seqs, strict=False,
-        )
-    ]
-    _make_areas(rng, agencies)
-    type_norm = _type_normaliser(agencies, months)
+    agencies, months, type_norm = _world(spec)
 
     truth_dir = out_dir / "ground_truth"
     intensity = []
@@ -148,6 +135,37 @@ def generate(spec: SyntheticSpec, out_dir: Path) -> dict:
     }
     write_text(out_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def _world(spec: SyntheticSpec) -> tuple[list[_Agency], list[str], np.ndarray]:
+    """The agencies (names, sizes, areas, random streams), months and crime-type normaliser of
+    `spec`, drawn in a fixed order: `generate` and `synthetic_records` draw the same records."""
+    # One child stream per agency: an agency's records do not depend on draws made for others.
+    world_seq, *agency_seqs = np.random.SeedSequence(spec.seed).spawn(spec.agencies + 1)
+    rng = np.random.default_rng(world_seq)
+    months = month_range(spec.start_month, spec.months)
+    agencies = [
+        _Agency(name, slugify(name), word, int(size), np.random.default_rng(seq))
+        for (word, name), size, seq in zip(
+            names.agency_names(rng, spec.agencies),
+            agency_sizes(rng, spec.agencies, spec.incidents),
+            agency_seqs, strict=False,
+        )
+    ]
+    _make_areas(rng, agencies)
+    return agencies, months, _type_normaliser(agencies, months)
+
+
+def synthetic_records(spec: SyntheticSpec) -> pd.DataFrame:
+    """The records `generate(spec, ...)` writes, in memory (nothing written): the loader's frame
+    (`schema.RECORD_COLUMNS` values plus `schema.AGENCY`), every agency in order. For a dry run
+    (`peel data check`) of a synthetic config."""
+    spec.validate()
+    agencies, months, type_norm = _world(spec)
+    frames = [_simulate(agency, months, type_norm)[0] for agency in agencies]
+    records = pd.concat(frames, ignore_index=True)
+    records[AGENCY] = records["falls_within"]
+    return records
 
 
 def month_range(start: str, n: int) -> list[str]:

@@ -104,6 +104,11 @@ def _header(study: Study, focus: views.Focus, generated: datetime) -> str:
         ("Task", f"{study.task} (headline metric: {study.headline_label})"),
         (f"Agencies ({len(agencies)})" if study.kind == "run" else "Agencies", agency_text or "not recorded"),
     ]
+    data = first.get("data") if isinstance(first.get("data"), dict) else {}
+    set_aside = data.get("set_aside") if isinstance(data.get("set_aside"), dict) else {}
+    if set_aside:  # rows whose agency could not be derived (data.agency.unmatched: drop)
+        why = {"empty": "the agency column is empty", "no_match": "the agency column does not match data.agency.pattern"}
+        items.append(("Records set aside", "; ".join(f"{fmt.count(n)}: {why.get(str(r), str(r))}" for r, n in set_aside.items()) + " (not in any agency's data)"))
     if study.kind == "sweep":
         items.append(("Swept keys", ", ".join(study.swept_keys) or "none"))
         items.append(("Cells", f"{len(study.cells)} with results" + (f"; without results: {', '.join(study.missing)}" if study.missing else "")))
