@@ -131,7 +131,7 @@ def expand(config: PeelConfig, where: str, confirmed: bool = False) -> list[Cell
             raw["architectures"] = [arch]
             used = {k: (v if k != "architectures" and _uses(arch, k) else None) for k, v in values.items() if k != "architectures"}
             cell_raw = json.loads(json.dumps(raw))
-            for key, value in values.items():  # an unused key keeps the base value: identical cells merge
+            for key in values:  # an unused key keeps the base value: identical cells merge
                 if key != "architectures" and not _uses(arch, key):  # (a swept null is a value, e.g. faults.malicious)
                     set_override(cell_raw, f"{key}={json.dumps(_get(base, key))}")
             cell_config = validate(cell_raw, f"{where}: sweep cell {arch} {shown(used, 200)}")

@@ -18,9 +18,11 @@ import io
 import re
 import unicodedata
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -81,8 +83,8 @@ class CsvLoadReport(LoadReport):
 
 def load_csv_source(
     path: Path,
-    columns: dict,
-    values: dict | None = None,
+    columns: dict[str, Any],
+    values: dict[str, Any] | None = None,
     date_format: str | None = None,
     delimiter: str = ",",
 ) -> tuple[pd.DataFrame, CsvLoadReport]:
@@ -214,7 +216,7 @@ class _Where:
     rows: np.ndarray
     columns: dict[str, str]
 
-    def fail(self, bad: np.ndarray, fld: str, describe) -> None:
+    def fail(self, bad: np.ndarray, fld: str, describe: Callable[[int], str]) -> None:
         bad = np.asarray(bad, dtype=bool)
         if bad.any():
             i = int(np.argmax(bad))
@@ -224,7 +226,7 @@ class _Where:
         return f"{self.path}: row {self.rows[i]}, column {self.columns[fld]!r} (data.columns.{fld}): {what}"
 
 
-def _check_columns(columns: dict) -> dict[str, str]:
+def _check_columns(columns: dict[str, Any]) -> dict[str, str]:
     if not isinstance(columns, dict):
         raise DataError("data.columns: must map Peel's fields (agency, date or month, category, ...) to column names")
     unknown = [k for k in columns if k not in FIELDS]
@@ -241,7 +243,7 @@ def _check_columns(columns: dict) -> dict[str, str]:
     return given
 
 
-def _check_values(values: dict, columns: dict[str, str]) -> dict[str, dict[str, str]]:
+def _check_values(values: dict[str, Any], columns: dict[str, str]) -> dict[str, dict[str, str]]:
     allowed = {"category": CRIME_TYPES, "outcome": (*OUTCOME_CATEGORIES, "")}
     out = {}
     for fld, mapping in values.items():
@@ -344,7 +346,7 @@ def _blank_rows(frame: pd.DataFrame, agency: np.ndarray) -> np.ndarray:
     return blank
 
 
-def _text(cells: dict[str, np.ndarray], values: dict, fld: str) -> _Coded:
+def _text(cells: dict[str, np.ndarray], values: dict[str, Any], fld: str) -> _Coded:
     """A text field ("" when not mapped), translated by data.values.<field> where given."""
     if fld not in cells:
         n = len(next(iter(cells.values())))

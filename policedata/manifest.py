@@ -14,6 +14,7 @@ import re
 import stat
 import unicodedata
 from pathlib import Path
+from typing import Any
 
 from .checks import implausible_month
 from .errors import DataError
@@ -48,7 +49,7 @@ def _text(value: object, what: str) -> str:
     return value
 
 
-def read_manifest(folder: Path, *, months: bool = True) -> dict:
+def read_manifest(folder: Path, *, months: bool = True) -> dict[str, Any]:
     """The manifest of `folder`: {"months": [first, …, last] ("YYYY-MM"), "agencies": [{"name",
     "slug", "folder" (absolute, resolved, inside `folder`)}]}. Raises DataError (one line naming
     the manifest and the agency) for anything `peel generate` would not have written. With
@@ -74,7 +75,7 @@ def read_manifest(folder: Path, *, months: bool = True) -> dict:
             raise DataError(f"{path}: months: {month} {why}")
     if not raw_agencies:
         raise DataError(f"{path}: agencies: the manifest names no agency")
-    agencies: list[dict] = []
+    agencies: list[dict[str, Any]] = []
     seen: dict[str, dict[object, str]] = {"name": {}, "slug": {}, "folder": {}}
     for i, entry in enumerate(raw_agencies, start=1):
         where = f"{path}: agency {i}"

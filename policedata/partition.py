@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -39,7 +40,7 @@ def slugify(name: str) -> str:
     return "agency-" + hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
 
 
-def write_agency_folders(records: pd.DataFrame, out_dir: Path) -> list[dict]:
+def write_agency_folders(records: pd.DataFrame, out_dir: Path) -> list[dict[str, Any]]:
     """Write each agency's records to ``out_dir/<slug>/YYYY-MM/YYYY-MM-<slug>-street.csv``.
 
     `records` is a frame as returned by `policedata.loader.load_street_folder` (normalised

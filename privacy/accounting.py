@@ -13,6 +13,7 @@ import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from privacy.accountants import ACCOUNTANTS, ADD_REMOVE, AUTO, NEIGHBOURING, REPLACE_ONE, Release, check_neighbouring, rdp_epsilon_quick
 
@@ -54,7 +55,7 @@ def resolve_accountant(name: str) -> str:
     return name
 
 
-def check_release(release: Sequence) -> Release:
+def check_release(release: Sequence[Any]) -> Release:
     """`release` as (float σ, float q, int steps); ValueError if it is not a valid release."""
     if len(release) != 3:
         raise ValueError(f"a release is (σ, sample rate, steps), got {release!r}")
@@ -87,7 +88,7 @@ def merge_history(history: Sequence[Release]) -> list[Release]:
 # by the fedavg-dp and fedavg-dp-secagg cells of a sweep over the same data, whose agencies plan
 # the same σ and release the same steps round by round — is computed once per process.
 _EPSILONS_SIZE = 4096
-_epsilons: OrderedDict[tuple, float] = OrderedDict()
+_epsilons: OrderedDict[tuple[Any, ...], float] = OrderedDict()
 _epsilons_lock = threading.Lock()
 
 
@@ -121,7 +122,7 @@ def epsilon(history: Sequence[Release], delta: float, accountant: str = DEFAULT_
 # same agency planning the same releases from the same prior — e.g. fedavg-dp and
 # fedavg-dp-secagg cells of a sweep over the same data — is calibrated once per process.
 _CALIBRATIONS_SIZE = 1024
-_calibrations: OrderedDict[tuple, float] = OrderedDict()
+_calibrations: OrderedDict[tuple[Any, ...], float] = OrderedDict()
 _calibrations_lock = threading.Lock()
 
 

@@ -44,7 +44,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 GENESIS = "0" * 64
 COORDINATOR = "coordinator"
@@ -81,11 +81,11 @@ def payload_sha256(*chunks: bytes) -> str:
     return digest.hexdigest()
 
 
-def entry_hash(entry: Mapping) -> str:
+def entry_hash(entry: Mapping[str, Any]) -> str:
     return sha256(canonical({k: v for k, v in entry.items() if k != "hash"}))
 
 
-def _check(entry: Mapping) -> None:
+def _check(entry: Mapping[str, Any]) -> None:
     for key, kind in REQUIRED.items():
         value = entry.get(key)
         if not isinstance(value, kind) or isinstance(value, bool):
@@ -98,7 +98,7 @@ def _check(entry: Mapping) -> None:
         raise AuditError(f"audit entry: 'epsilon' must be a finite number or null, got {eps!r}")
 
 
-def _last_line(fh) -> bytes:  # noqa: ANN001 - a binary file open for reading
+def _last_line(fh: BinaryIO) -> bytes:
     """The file's last line (without its newline), read backwards from the end."""
     end = fh.seek(0, os.SEEK_END)
     if end == 0:
@@ -216,7 +216,7 @@ def _previous(fd: int, path: Path) -> tuple[str, int]:
     return prev, last_seq + 1
 
 
-def append(path: str | Path, entry: Mapping) -> dict:
+def append(path: str | Path, entry: Mapping[str, Any]) -> dict[str, Any]:
     """Append one entry (chained to the current last line) and return it as written; it is on
     disk (fsync) when this returns."""
     _check(entry)
@@ -257,7 +257,7 @@ def append(path: str | Path, entry: Mapping) -> dict:
     return record
 
 
-def close(path: str | Path, run: str, round_: int = 0) -> dict:
+def close(path: str | Path, run: str, round_: int = 0) -> dict[str, Any]:
     """The coordinator's last entry: how many entries came before it (detects a cut-off end)."""
     return append(path, {"run": run, "round": round_, "agency": COORDINATOR, "type": CLOSE})
 
@@ -269,11 +269,11 @@ def head(path: str | Path) -> str:
     return str(json.loads(last)["hash"]) if last else GENESIS
 
 
-def read(path: str | Path) -> list[dict]:
+def read(path: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_bytes().splitlines()]
 
 
-def _chain_problem(n: int, raw: bytes, prev_hash: str) -> tuple[str | None, dict | None]:
+def _chain_problem(n: int, raw: bytes, prev_hash: str) -> tuple[str | None, dict[str, Any] | None]:
     """What is wrong with line `n` (1-based) given the previous line's hash, if anything."""
     try:
         entry = json.loads(raw)
@@ -295,20 +295,20 @@ def _chain_problem(n: int, raw: bytes, prev_hash: str) -> tuple[str | None, dict
     return None, entry
 
 
-def _key(record: Mapping) -> tuple:
+def _key(record: Mapping[str, Any]) -> tuple[Any, ...]:
     return tuple(record.get(k) for k in RELEASE_KEY)
 
 
-def _cross_check(entries: list[tuple[int, dict]], ledger_rows: Iterable[Mapping]) -> list[str]:
+def _cross_check(entries: list[tuple[int, dict[str, Any]]], ledger_rows: Iterable[Mapping[str, Any]]) -> list[str]:
     """Every DP release in the trail is in the ledger with the same ε, and vice versa (ledger
     rows of runs this trail does not cover are ignored: a ledger spans many runs)."""
     problems = []
     runs = {e.get("run") for _, e in entries}
-    releases: dict[tuple, list[tuple[int, dict]]] = {}
+    releases: dict[tuple[Any, ...], list[tuple[int, dict[str, Any]]]] = {}
     for n, entry in entries:
         if entry.get("agency") != COORDINATOR and entry.get("epsilon") is not None:
             releases.setdefault(_key(entry), []).append((n, entry))
-    seen: set[tuple] = set()
+    seen: set[tuple[Any, ...]] = set()
     for row in ledger_rows:
         if row.get("run") not in runs:
             continue
@@ -334,7 +334,7 @@ def _cross_check(entries: list[tuple[int, dict]], ledger_rows: Iterable[Mapping]
     return problems
 
 
-def verify(path: str | Path, ledger_rows: Iterable[Mapping] | None = None, *, expect_closed: bool = True, anchor: str | None = None) -> list[str]:
+def verify(path: str | Path, ledger_rows: Iterable[Mapping[str, Any]] | None = None, *, expect_closed: bool = True, anchor: str | None = None) -> list[str]:
     """Check the trail; return its problems, the first bad line first (empty: the trail is intact).
 
     Checks, line by line, the JSON, the entry's own hash, canonical form, position and link to
@@ -352,12 +352,13 @@ def verify(path: str | Path, ledger_rows: Iterable[Mapping] | None = None, *, ex
     if lines[-1] != b"":
         problems.append(f"line {len(lines)}: incomplete (no newline: a writer stopped mid-line, or the file was cut)")
     lines = lines[:-1]
-    entries: list[tuple[int, dict]] = []
+    entries: list[tuple[int, dict[str, Any]]] = []
     prev = GENESIS
     for n, raw in enumerate(lines, start=1):
         problem, entry = _chain_problem(n, raw, prev)
         if problem:
             return [problem, *problems]
+        assert entry is not None  # no problem means the line parsed
         entries.append((n, entry))
         prev = entry["hash"]
         if entry.get("type") == CLOSE and n != len(lines):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from privacy.accounting import ADD_REMOVE, MAX_SIGMA, CalibrationError, Release, calibrate_noise, epsilon, resolve_accountant
 
@@ -54,7 +55,7 @@ class DPPlan:
     def release(self) -> Release:
         return (self.noise_multiplier, self.sample_rate, self.steps_per_round)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 

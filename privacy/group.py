@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from privacy.accounting import ADD_REMOVE, DEFAULT_ACCOUNTANT, REPLACE_ONE, Release, check_release, epsilon, resolve_accountant
 
@@ -37,7 +38,7 @@ class UnitEpsilon:
     example_neighbouring: str
     method: str
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 

@@ -45,6 +45,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from privacy.accounting import ADD_REMOVE, Release, check_release, epsilon, resolve_accountant
 from privacy.budget import epsilon_after
@@ -196,7 +197,7 @@ def ledger_of_anchor(anchor: Path | str) -> Path:
     return anchor.with_name(name)
 
 
-def chain_head(rows: Sequence[dict]) -> str:
+def chain_head(rows: Sequence[dict[str, Any]]) -> str:
     """Hash chain over release rows, oldest first: what an anchor pins."""
     head = _GENESIS
     for r in rows:
@@ -208,9 +209,9 @@ def chain_head(rows: Sequence[dict]) -> str:
     return head
 
 
-def _runs(rows: Sequence[dict]) -> list[list]:
+def _runs(rows: Sequence[dict[str, Any]]) -> list[list[Any]]:
     """Releases run-length coded: [[σ, q, steps, mechanism, count], ...] in order."""
-    coded: list[list] = []
+    coded: list[list[Any]] = []
     for r in rows:
         key = [float(r["sigma"]), float(r["sample_rate"]), int(r["steps"]), r.get("mechanism", DEFAULT_MECHANISM)]
         if coded and coded[-1][:4] == key:
@@ -220,7 +221,7 @@ def _runs(rows: Sequence[dict]) -> list[list]:
     return coded
 
 
-def _read_anchor(path: Path) -> dict | None:
+def _read_anchor(path: Path) -> dict[str, Any] | None:
     anchor = anchor_path(path)
     try:
         data = anchor.read_bytes()
@@ -241,7 +242,7 @@ def _read_anchor(path: Path) -> dict | None:
     return found
 
 
-def _lost(path: Path, anchor: dict, what: str) -> LedgerLost:
+def _lost(path: Path, anchor: dict[str, Any], what: str) -> LedgerLost:
     agency = anchor.get("agency")
     return LedgerLost(
         f"{path}: ledger {what}; its anchor {anchor_path(path).name} records {anchor['releases']} releases of "
@@ -353,7 +354,7 @@ class Ledger:
         return ledger
 
     @staticmethod
-    def _schema(conn: sqlite3.Connection, path: Path, agency: str | None, *, create: bool, anchor: dict | None = None) -> tuple[str, int]:
+    def _schema(conn: sqlite3.Connection, path: Path, agency: str | None, *, create: bool, anchor: dict[str, Any] | None = None) -> tuple[str, int]:
         """Create the schema in an empty file, or check the file's (migrating a version-1 file
         when writing): returns its agency and schema version."""
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -428,7 +429,7 @@ class Ledger:
             raise _error(self.path, exc) from None
         self._anchor(only_if_stale=True)
 
-    def _query(self, sql: str, params: Sequence = ()) -> list[dict]:
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         try:
             cursor = self._conn.execute(sql, params)
             names = [d[0] for d in cursor.description]
@@ -440,7 +441,7 @@ class Ledger:
         return {r["key"]: r["value"] for r in self._query("SELECT key, value FROM meta")}
 
     # --- anchoring -------------------------------------------------------------------------
-    def _anchor_state(self) -> dict:
+    def _anchor_state(self) -> dict[str, Any]:
         """What the anchor records, read in one transaction (a consistent snapshot)."""
         in_txn = self._conn.in_transaction
         if not in_txn:
@@ -490,7 +491,7 @@ class Ledger:
         except OSError as exc:
             raise LedgerError(f"{anchor_path(self.path)}: cannot write the ledger's anchor ({exc.strerror})") from None
 
-    def _check_anchor(self, anchor: dict) -> None:
+    def _check_anchor(self, anchor: dict[str, Any]) -> None:
         meta = self._meta()
         if anchor.get("agency") != self.agency:
             raise _lost(self.path, anchor, f"replaced: it is a ledger of {self.agency!r}")
@@ -503,7 +504,7 @@ class Ledger:
         if chain_head(rows[:n]) != anchor["head"]:
             raise _lost(self.path, anchor, f"altered: its first {n} releases are not the anchored ones (hash chain differs)")
 
-    def anchor(self) -> dict | None:
+    def anchor(self) -> dict[str, Any] | None:
         """The anchor file's content (None if there is none)."""
         return _read_anchor(self.path)
 
@@ -590,7 +591,7 @@ class Ledger:
         fields = "previous_ledger_id, previous_releases, previous_head, carried_releases, found, kept_as, reason, actor, recorded_at"
         return [Reinit(**r) for r in self._query(f"SELECT {fields} FROM reinits ORDER BY id")]
 
-    def rows(self) -> list[dict]:
+    def rows(self) -> list[dict[str, Any]]:
         """Every release ever charged, oldest first; `counted` is False for those before the
         latest reset."""
         rows = self._query(f"SELECT *, id > {_CUTOFF} AS counted FROM releases ORDER BY id")

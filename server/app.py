@@ -21,16 +21,16 @@ from flwr.serverapp.strategy.strategy_utils import sample_nodes
 
 from federation import architectures
 from federation.contract import WARM_UP, regime
+from privacy.audit_trail import CLOSE, COORDINATOR, append, close, head, payload_sha256
+from privacy.audit_trail import read as read_trail
+from privacy.durable import save_durably
 from server.central_dp import central_dp_strategy, plan_central
 from server.checkpoint import AGGREGATED
 from server.checkpoint import load as load_checkpoint
 from server.recorder import RoundRecorder
+from server.robust import recording_strategy
 from server.rounds import run_rounds
 from server.secagg import train_secagg
-from server.robust import recording_strategy
-from privacy.audit_trail import CLOSE, COORDINATOR, append, close, head, payload_sha256
-from privacy.audit_trail import read as read_trail
-from privacy.durable import save_durably
 from tasks.model import initial_model
 from tasks.registry import n_features
 

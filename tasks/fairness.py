@@ -4,6 +4,7 @@ deprivation compared with where incidents (truly, and as recorded) happen."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,7 +19,7 @@ def utility_spread(
     metric: str,
     *,
     higher_is_better: bool | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """How ``metric`` varies over agencies (those with a value for it).
 
     Returns min, max, range (max - min), std (population, over agencies), worst_agency and
@@ -95,7 +96,7 @@ def flag_shares_by_quintile(
     true_counts: np.ndarray | None,
     recorded_counts: np.ndarray,
     quintile_edges: np.ndarray,
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """Per deprivation quintile, its share of the hotspot flags against its share of true and
     of recorded incidents. Inputs are aligned per (area, month) row, e.g. one agency's test rows
     (``hotspot_metrics.flag_weights``, ``split.test_deprivation``, the ground-truth intensity,
@@ -138,7 +139,7 @@ def flag_shares_by_quintile(
     return rows
 
 
-def flag_disparity(rows: list[dict]) -> dict[str, float | None]:
+def flag_disparity(rows: list[dict[str, Any]]) -> dict[str, float | None]:
     """Single figures of ``flag_shares_by_quintile`` rows to compare across architectures and
     DP levels:
 

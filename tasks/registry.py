@@ -8,6 +8,7 @@ the model's input is, how to score predictions, and the ground-truth ceiling.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,7 +39,7 @@ def n_features(task_name: str) -> int:
     return len(hotspot.feature_names()) if task_name == "hotspot" else features.N_FEATURES
 
 
-def build_split(task: dict, records: pd.DataFrame, areas: pd.DataFrame | None) -> Split:
+def build_split(task: dict[str, Any], records: pd.DataFrame, areas: pd.DataFrame | None) -> Split:
     if task["name"] == "hotspot":
         if areas is None:
             raise ValueError("the hotspot task needs the public areas table (data.areas)")
@@ -47,7 +48,7 @@ def build_split(task: dict, records: pd.DataFrame, areas: pd.DataFrame | None) -
     return build_outcome_split(records, areas, task["positive"], task["test_from"])
 
 
-def score(split: Split, proba: np.ndarray, intensity: pd.DataFrame | None = None) -> dict:
+def score(split: Split, proba: np.ndarray, intensity: pd.DataFrame | None = None) -> dict[str, Any]:
     """Every metric of the task (hotspot: hit rate, PAI, PEI with ground truth, plus AUC...)."""
     if isinstance(split, HotspotSplit):
         return hotspot_metrics(split, proba, intensity)
@@ -61,6 +62,6 @@ def read_intensity(ground_truth: Path | None) -> pd.DataFrame | None:
     return pd.read_csv(ground_truth / "intensity.csv.gz")
 
 
-def hotspot_ceiling(split: HotspotSplit, intensity: pd.DataFrame) -> dict:
+def hotspot_ceiling(split: HotspotSplit, intensity: pd.DataFrame) -> dict[str, Any]:
     """Flags by the true intensity: the best PAI achievable in expectation."""
     return hotspot_metrics(split, oracle_scores(split, intensity), intensity)

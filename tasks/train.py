@@ -10,6 +10,7 @@ passes, so plain and private runs differ only in the privacy mechanism.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -51,7 +52,7 @@ def as_tensors(X: np.ndarray, y: np.ndarray | None = None) -> tuple[torch.Tensor
 
 # Elementwise activations the manual passes know: (forward, backward from the output alone).
 # Only exact types: a subclass may compute something else.
-_ACTIVATIONS: dict[type, tuple[Callable, Callable]] = {
+_ACTIVATIONS: dict[type, tuple[Callable[..., Any], Callable[..., Any]]] = {
     # threshold_backward is what autograd itself runs for ReLU: grad where output > 0, else 0
     nn.ReLU: (torch.relu, lambda g, out: torch.ops.aten.threshold_backward(g, out, 0)),
     nn.Tanh: (torch.tanh, lambda g, out: g * (1 - out * out)),
@@ -157,7 +158,7 @@ def train_plain(
     batch_size: int,
     lr: float,
     generator: torch.Generator,
-) -> dict:
+) -> dict[str, Any]:
     """Train ``model`` in place; returns {"loss": mean loss of the last epoch, "steps": int}.
 
     The batch order comes only from ``generator``, so a seeded generator and the same initial

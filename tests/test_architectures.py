@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from conftest import TINY
 
 from experiments.config import ConfigError, PeelConfig, validate
 from experiments.runner import run
@@ -15,7 +16,6 @@ from experiments.sweep import expand
 from federation import architectures, contract
 from federation.architectures import EVERY, FAULTS, Architecture
 from server import robust
-from conftest import TINY
 
 TOY = Architecture(
     name="fedavg-median",

@@ -9,6 +9,7 @@ import pandas as pd
 from experiments.report import fmt, plots, views
 from experiments.report.load import Study
 from federation import architectures
+
 UNIT = {"record": "per incident record", "agency": "per agency (all its records)", "area-month": "per area and month"}
 
 

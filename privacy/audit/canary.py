@@ -19,6 +19,7 @@ import math
 import time
 import warnings
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -103,7 +104,7 @@ def canary_audit(
     canaries: tuple[np.ndarray, np.ndarray] | None = None,
     guess_pairs: Sequence[tuple[int, int]] | None = None,
     epsilon_claimed: float | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Run the one-run audit of `train_fn` with `plan` on (X_train, y_train) and return its result.
 
     `train_fn(X, y, plan)` must train a fresh model exactly as the audited architecture does
@@ -158,7 +159,7 @@ def audit_result(
     confidence: float,
     claimed: float,
     what: str,
-) -> dict:
+) -> dict[str, Any]:
     """The one-run bound from canary scores and the true inclusion coins, shared by the black-box
     and white-box audits: every (k₊, k₋) pair in `pairs` — for every named score when `scores`
     maps names to score arrays (all fixed before training) — at Bonferroni-corrected confidence,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -143,12 +144,12 @@ def mia_audit(
     seed: int = 0,
     epsilon: float | None = None,
     delta: float | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """The loss-threshold attack on `model`, members = (X, y) it was trained on, non-members =
     (X, y) held out from the same months. With the claimed (ε, δ), the report also carries
     what that claim allows (`bound`: `mia_bounds`); compare the measured values with it and with
     `auc_null_sd` (a measured value above the bound by less than its sampling error is noise)."""
-    report: dict = mia_report(mia_scores(model, *members), mia_scores(model, *nonmembers), balance=balance, seed=seed)
+    report: dict[str, Any] = mia_report(mia_scores(model, *members), mia_scores(model, *nonmembers), balance=balance, seed=seed)
     if epsilon is not None:
         if delta is None:
             raise ValueError("mia_audit: give delta together with epsilon.")

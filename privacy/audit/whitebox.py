@@ -24,6 +24,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -117,7 +118,7 @@ def whitebox_audit(
     confidence: float = 0.95,
     guess_pairs: Sequence[tuple[int, int]] | None = None,
     mechanism: DPPlan | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Train `initial_model()` with `privacy.dpsgd.train_dp` for `rounds` rounds of `plan` — the
     agency's own function, plan and learning rate — on (X_train, y_train) with k gradient
     canaries in its clipped sums, and return the one-run bound (same fields as
