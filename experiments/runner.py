@@ -12,21 +12,18 @@ import logging
 import os
 import shutil
 import time
-
-import numpy as np
-import pandas as pd
-import torch
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from federation.policy import AgencyPolicy
+import numpy as np
+import pandas as pd
+import torch
+
 from clients.agency import Agency, load_split
 from experiments.baselines import Training, train_central, train_local
-from experiments.ledgers import agency_figures, warn_low_budgets
-from federation import contract
 from experiments.config import PeelConfig, dump
-from federation import architectures
+from experiments.ledgers import agency_figures, warn_low_budgets
 from experiments.prepare import SPEC_FILE, Federation, check_output_folder, materialise, resolve_attacker, write_spec
 from experiments.results import (
     append_rows,
@@ -36,6 +33,8 @@ from experiments.results import (
     write_atomic,
     write_json,
 )
+from federation import architectures, contract
+from federation.policy import AgencyPolicy
 from policedata.ground_truth import outcome_probability
 from policedata.loader import load_areas
 from privacy.durable import save_durably

@@ -21,6 +21,7 @@ import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -90,7 +91,7 @@ class _Agency:
     streets: np.ndarray | None = None  # (areas, SNAP_POINTS) index into names.STREET_LOCATIONS
 
 
-def generate(spec: SyntheticSpec, out_dir: Path) -> dict:
+def generate(spec: SyntheticSpec, out_dir: Path) -> dict[str, Any]:
     """Generate the synthetic data set of `spec` under `out_dir` (must be absent or empty);
     returns the manifest, also written to ``out_dir/manifest.json``."""
     started = time.perf_counter()
