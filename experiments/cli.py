@@ -105,10 +105,11 @@ def _run(args: argparse.Namespace) -> int:
     elif not args.config:
         raise ConfigError("run: give a CONFIG (e.g. configs/default.yaml), or --resume RUN_DIR")
     else:
+        config = load_config(args.config, args.overrides)  # before torch and Flower load: errors in a second
         from experiments.lock import hold
         from experiments.runner import execute, prepare
 
-        folder = prepare(load_config(args.config, args.overrides), args.config)
+        folder = prepare(config, args.config)
         hold(folder.run_dir)  # before anything trains: a --resume of this folder is refused meanwhile
         execute([folder], engine=args.engine, deploy_dir=deploy_dir)
         run_dir = folder.run_dir
@@ -192,9 +193,9 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    config = load_config(args.config, args.overrides)  # before torch and Flower load
     from experiments.sweep import run_sweep
 
-    config = load_config(args.config, args.overrides)
     sweep_dir = run_sweep(config, args.config, Path(args.sweep_dir) if args.sweep_dir else None, confirmed=args.yes)
     print(f"Sweep: {sweep_dir}/sweep.csv (one row per cell and agency; cells in {sweep_dir}/cells/)")
     _write_report(sweep_dir)
@@ -202,9 +203,9 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _prepare(args: argparse.Namespace) -> int:
+    config = load_config(args.config, args.overrides)  # before torch loads
     from experiments.runner import prepare
 
-    config = load_config(args.config, args.overrides)
     folder = prepare(config, args.config)
     run_dir, federation, spec_path = folder.run_dir, folder.federation, folder.spec_path
     print(f"Prepared {run_dir}: {len(federation.agencies)} agencies, each in its own folder under {run_dir / 'data'}")
