@@ -74,7 +74,7 @@ def test_agency_from_another_column_and_pattern(tmp_path):
 
 def test_agency_pattern_errors(tmp_path):
     file = _street(tmp_path, ROWS[:2] + [ROWS[2].replace("Ashmoor Police,Ashmoor Police", "Ashmoor Police,Other Force")])
-    message = _error(tmp_path, agency_pattern=r"^(\w+) Police$")
+    message = _error(tmp_path, agency_pattern=r"^(\w+) Police$", unmatched="error")  # default drop: tests/test_set_aside.py
     assert message == f"{file}: line 4: 'Falls within' value 'Other Force' does not match the agency pattern '^(\\w+) Police$'"
     assert "valid regular expression" in _error(tmp_path, agency_pattern="(unclosed")
     assert "exactly one capture group (has 0)" in _error(tmp_path, agency_pattern="Police")
@@ -84,7 +84,7 @@ def test_agency_pattern_errors(tmp_path):
 
 def test_empty_agency_is_an_error(tmp_path):
     file = _street(tmp_path, [ROWS[0].replace("Ashmoor Police,Ashmoor Police", "Ashmoor Police,")])
-    assert _error(tmp_path) == f"{file}: line 2: empty agency ('Falls within' is '')"
+    assert _error(tmp_path, unmatched="error") == f"{file}: line 2: empty agency ('Falls within' is '')"
 
 
 def test_path_errors(tmp_path):
