@@ -103,8 +103,7 @@ def check(config: PeelConfig) -> DataCheck:
         "test_positive": positive & has_outcome & test,
     })
     per = frame.groupby("agency", sort=True).sum(numeric_only=True)
-    test_word = "test" if task.name == "outcome" else "test-month records"
-    header = f"{'agency':<28} {'records':>9} {'train':>9} {test_word:>9} {'unknown category':>17}"
+    header = f"{'agency':<28} {'records':>9} {'train':>9} {'test':>9} {'unknown category':>17}"
     if task.name == "outcome":
         header += f" {'with outcome':>13} {'positive':>9}"
     out.lines += ["", header]
@@ -118,6 +117,8 @@ def check(config: PeelConfig) -> DataCheck:
     if task.name == "outcome":
         line += f" {_share(total['outcome'], total['records']):>13} {_share(total['positive'], total['outcome']):>9}"
     out.lines += [line, ""]
+    if task.name == "hotspot":  # its examples are area-months counted from these records
+        out.lines.append("train, test: records in the training and test months (the hotspot task's examples are area-months)")
 
     set_aside = report.set_aside_lines() if report else []
     out.lines += set_aside or ["Rows set aside: none (every row's agency was derived)"]
