@@ -1,0 +1,322 @@
+"""The hotspot baselines crime analysts compare forecasts with, per agency and pooled, scored at
+fixed coverage (``tasks.coverage``) next to the models.
+
+Every baseline scores each (area, label month t) from what was recorded up to month t - 1:
+
+- ``naive-1m``, ``naive-3m``, ``naive-12m``: the area's incidents in the last 1, 3 or 12 months
+  (months before the period count as none);
+- ``kde``: a fixed-bandwidth Gaussian kernel density over the area centroids, each area weighted
+  by its incidents of the last ``kde_months`` months (retrospective hotspot mapping);
+- ``promap``: a prospective near-repeat map in the style of ProMap (Bowers, Johnson & Pease 2004):
+  an incident of area b in month t - 1 - tau adds 1 / (1 + d / cell) * 1 / (1 + tau) to every area
+  within ``promap_radius_m`` of b (d: centroid distance, cell = ``PROMAP_CELL_M``), for tau < 2.
+  At LSOA resolution most centroids are further apart than 400 m, so in practice this is the
+  area's own recency-weighted count plus its closest neighbours;
+- ``oracle``: the true expected incidents (synthetic data only), the best map in expectation.
+
+SEPP/ETAS fitted by EM is not built yet.
+
+**DP.** Every baseline except the oracle is a statistic of an agency's own incident records
+(its counts per area and month). Released *by an agency*, such a map would need differential
+privacy of its own (DP counts, see the analytics issue), charged to the agency's ledger. Here
+they are computed by the evaluation harness, which sees every agency's records, as a yardstick
+for the models: nothing is released and no ε is spent, so they carry no DP cost and are not
+what a DP agency could publish.
+
+``evaluate_baselines`` returns a typed result (``HotspotBaselines``; ``as_dict`` for
+summary.json's ``hotspot_baselines``) and a one-sentence comparison with naive counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tasks.coverage import (
+    COVERAGE_METRICS,
+    COVERAGES,
+    Estimate,
+    circular_block_indices,
+    coverage_label,
+    default_block,
+    difference,
+    metric_estimates,
+    month_sums,
+)
+from tasks.hotspot import HotspotSplit
+from tasks.hotspot_metrics import intensity_for_test
+
+NAIVE_MONTHS: tuple[int, ...] = (1, 3, 12)
+KDE_BANDWIDTH_M = 500.0
+KDE_MONTHS = 12
+PROMAP_RADIUS_M = 400.0
+PROMAP_MONTHS = 2
+PROMAP_CELL_M = 50.0  # ProMap's grid cell: distance counts in cells
+HEADLINE_COVERAGE = 0.05
+EARTH_RADIUS_M = 6_371_008.8
+
+
+@dataclass(frozen=True)
+class AreaMonthCounts:
+    """An agency's recorded incidents per area (rows, LSOA codes sorted) and month (columns)."""
+
+    codes: np.ndarray  # str (areas,)
+    months: list[str]
+    counts: np.ndarray  # int64 (areas, months)
+
+
+def counts_from_split(split: HotspotSplit) -> AreaMonthCounts:
+    """The whole period's counts, read back from the split itself: ``count_lag1`` of the row
+    labelled month t is the count of month t - 1 (training, audit hold-out and test rows), and
+    the test rows' ``test_next_counts`` give the last month. Reading them from the split keeps
+    the baselines on exactly the areas, months and placement rules of the models' examples."""
+    if split.train_months is None or split.train_keys is None:
+        raise ValueError(f"hotspot baselines: the split of {split.agency!r} has no training months/keys.")
+    if "count_lag1" not in split.feature_names:
+        raise ValueError(f"hotspot baselines: the split of {split.agency!r} has no count_lag1 feature.")
+    lag1 = split.feature_names.index("count_lag1")
+    test_months = sorted(set(split.test_months.tolist()))
+    if not test_months:
+        raise ValueError(f"hotspot baselines: the split of {split.agency!r} has no test rows.")
+    codes = np.sort(split.test_areas[split.test_months == test_months[0]].astype(str))
+    label_months = sorted(set(split.train_months.tolist()) | set(test_months))
+    months = [_add_months(label_months[0], -1), *label_months]
+    if months != [_add_months(months[0], i) for i in range(len(months))]:
+        raise ValueError(f"hotspot baselines: the label months of {split.agency!r} are not consecutive.")
+    # Training rows in the order the split built them (month-major, then area), minus the audit
+    # hold-out, which keeps that order among itself.
+    grid = [f"{code}|{month}" for month in label_months if month < test_months[0] for code in codes]
+    keys = split.train_keys.astype(str).tolist()
+    X = split.X_train[:, lag1]
+    if split.X_holdout is not None and len(split.X_holdout):
+        kept = set(keys)
+        held = [key for key in grid if key not in kept]
+        if len(held) != len(split.X_holdout):
+            raise ValueError(f"hotspot baselines: cannot place the audit hold-out rows of {split.agency!r}.")
+        keys, X = keys + held, np.concatenate([X, split.X_holdout[:, lag1]])
+    test_keys = np.char.add(np.char.add(split.test_areas.astype(str), "|"), split.test_months.astype(str)).tolist()
+    keys, X = keys + test_keys, np.concatenate([X, split.X_test[:, lag1]])
+
+    area_of = {code: i for i, code in enumerate(codes.tolist())}
+    month_of = {month: i for i, month in enumerate(months)}
+    counts = np.full((len(codes), len(months)), -1, dtype=np.int64)
+    values = np.round(np.expm1(X.astype(np.float64))).astype(np.int64)
+    for key, value in zip(keys, values, strict=True):
+        code, month = key.split("|")
+        counts[area_of[code], month_of[month] - 1] = value  # lag 1 of label month t: month t - 1
+    last = np.flatnonzero(split.test_months == months[-1])
+    for row in last:
+        counts[area_of[str(split.test_areas[row])], -1] = split.test_next_counts[row]
+    # The test months' recorded counts must agree with the lag features of the month after.
+    for row in np.flatnonzero(split.test_months != months[-1]):
+        if counts[area_of[str(split.test_areas[row])], month_of[str(split.test_months[row])]] != split.test_next_counts[row]:
+            raise ValueError(f"hotspot baselines: counts of {split.agency!r} disagree with its count_lag1 feature.")
+    if (counts < 0).any():
+        raise ValueError(f"hotspot baselines: the split of {split.agency!r} lacks some area-months.")
+    return AreaMonthCounts(codes, months, counts)
+
+
+def centroid_distances(split: HotspotSplit, codes: np.ndarray, areas: pd.DataFrame) -> np.ndarray:
+    """(areas, areas) distances in metres between centroids of the public areas table, on a
+    local flat map (longitude scaled by cos of the mean latitude): ample within one force."""
+    table = areas.drop_duplicates("LSOA code").set_index("LSOA code")
+    missing = [c for c in codes.tolist() if c not in table.index]
+    if missing:
+        raise ValueError(f"hotspot baselines: area {missing[0]!r} of {split.agency!r} is not in the areas table.")
+    lon = np.radians(table.loc[codes, "Longitude"].to_numpy(np.float64))
+    lat = np.radians(table.loc[codes, "Latitude"].to_numpy(np.float64))
+    x, y = lon * np.cos(lat.mean()) * EARTH_RADIUS_M, lat * EARTH_RADIUS_M
+    distances: np.ndarray = np.hypot(x[:, None] - x[None, :], y[:, None] - y[None, :])
+    return distances
+
+
+def window_sums(counts: np.ndarray, months: int) -> np.ndarray:
+    """(areas, months): the sum of the ``months`` months before each month (0 for the first)."""
+    padded = np.concatenate([np.zeros((counts.shape[0], 1)), np.cumsum(counts, axis=1, dtype=np.float64)], axis=1)
+    t = np.arange(counts.shape[1])
+    out: np.ndarray = padded[:, t] - padded[:, np.maximum(t - months, 0)]
+    return out
+
+
+def baseline_maps(
+    counts: np.ndarray,
+    distances: np.ndarray,
+    *,
+    kde_bandwidth_m: float = KDE_BANDWIDTH_M,
+    kde_months: int = KDE_MONTHS,
+    promap_radius_m: float = PROMAP_RADIUS_M,
+    promap_months: int = PROMAP_MONTHS,
+) -> dict[str, np.ndarray]:
+    """Each baseline's score of every (area, month) from the months before it; (areas, months)."""
+    if kde_bandwidth_m <= 0 or promap_radius_m < 0 or kde_months < 1 or promap_months < 1:
+        raise ValueError("hotspot baselines: bandwidth and months must be positive.")
+    maps = {f"naive-{n}m": window_sums(counts, n) for n in NAIVE_MONTHS}
+    kernel = np.exp(-0.5 * (distances / kde_bandwidth_m) ** 2)
+    maps["kde"] = kernel @ window_sums(counts, kde_months)
+    near = np.where(distances <= promap_radius_m, 1.0 / (1.0 + distances / PROMAP_CELL_M), 0.0)
+    # window_sums(n + 1) - window_sums(n): the count of the month n + 1 before each month.
+    weighted = np.zeros(counts.shape, dtype=np.float64)
+    for tau in range(promap_months):
+        weighted += (window_sums(counts, tau + 1) - window_sums(counts, tau)) / (1.0 + tau)
+    maps["promap"] = near @ weighted
+    return maps
+
+
+def baseline_scores(
+    split: HotspotSplit,
+    areas: pd.DataFrame,
+    intensity: np.ndarray | pd.DataFrame | None = None,
+    **settings: Any,
+) -> dict[str, np.ndarray]:
+    """Every baseline's scores aligned with the split's test rows (``oracle`` only with the true
+    intensity); ``settings`` go to ``baseline_maps``."""
+    table = counts_from_split(split)
+    maps = baseline_maps(table.counts, centroid_distances(split, table.codes, areas), **settings)
+    area = pd.Index(table.codes).get_indexer(split.test_areas.astype(str))
+    month = pd.Index(table.months).get_indexer(split.test_months.astype(str))
+    out = {name: values[area, month] for name, values in maps.items()}
+    if intensity is not None:
+        out["oracle"] = intensity_for_test(split, intensity) if isinstance(intensity, pd.DataFrame) else np.asarray(intensity, np.float64)
+    return out
+
+
+@dataclass
+class HotspotBaselines:
+    """Maps (baselines and models) × coverage × metric, with bootstrap intervals, per agency and
+    pooled, and each map's pooled PAI difference from the reference naive map."""
+
+    coverages: list[float]
+    months: list[str]
+    block: int
+    replicates: int
+    reference: str  # the naive map compared with: the strongest naive one at the headline coverage
+    models: list[str]
+    baselines: list[str]
+    pooled: dict[str, dict[str, dict[str, Estimate]]]  # map -> coverage label -> metric
+    per_agency: dict[str, dict[str, dict[str, dict[str, Estimate]]]]  # agency -> map -> ...
+    flagged_share: dict[str, float]  # coverage label -> pooled share of areas actually flagged
+    vs_reference: dict[str, dict[str, Estimate]]  # map -> coverage label -> PAI difference
+    sentence: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        def table(block: dict[str, dict[str, dict[str, Estimate]]]) -> dict[str, Any]:
+            return {m: {c: {k: e.as_dict() for k, e in by_metric.items()} for c, by_metric in by_cov.items()} for m, by_cov in block.items()}
+
+        return {
+            "coverages": [coverage_label(c) for c in self.coverages],
+            "metrics": list(COVERAGE_METRICS),
+            "bootstrap": {"method": "circular block bootstrap over test months, percentile interval", "level": 0.95, "block_months": self.block, "replicates": self.replicates, "months": self.months},
+            "reference": self.reference,
+            "models": self.models,
+            "baselines": self.baselines,
+            "flagged_share": self.flagged_share,
+            "pooled": table(self.pooled),
+            "per_agency": {a: table(maps) for a, maps in self.per_agency.items()},
+            "pai_minus_reference": {m: {c: e.as_dict() for c, e in by_cov.items()} for m, by_cov in self.vs_reference.items()},
+            "sentence": self.sentence,
+            "notes": self.notes,
+            "computed_by": "the evaluation harness (not released by any agency; no ε spent)",
+        }
+
+
+def evaluate_baselines(
+    splits: Mapping[str, HotspotSplit],
+    areas: pd.DataFrame,
+    intensity: pd.DataFrame | None = None,
+    models: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+    *,
+    coverages: Sequence[float] = COVERAGES,
+    replicates: int = 1000,
+    block: int | None = None,
+    seed: int = 0,
+    **settings: Any,
+) -> HotspotBaselines:
+    """Score the baselines (and ``models``: {model: {agency: scores of its test rows}}) of every
+    hotspot split at each coverage, per agency and pooled over agencies (every agency flags its
+    own areas; hits and areas are summed), with intervals from one shared set of resampled months.
+    ``intensity``: the generator's intensity table (synthetic only) for the oracle."""
+    if not splits:
+        raise ValueError("hotspot baselines: no hotspot splits.")
+    coverages = [float(c) for c in coverages]
+    if not coverages or any(not 0 < c <= 1 for c in coverages):
+        raise ValueError(f"hotspot baselines: coverages {coverages} must be shares in (0, 1].")
+    models = dict(models or {})
+    for model, by_agency in models.items():
+        if set(by_agency) != set(splits):
+            raise ValueError(f"hotspot baselines: model {model!r} has scores for {sorted(by_agency)}, not the agencies {sorted(splits)}.")
+    months = sorted(set().union(*(set(s.test_months.tolist()) for s in splits.values())))
+    block = default_block(len(months)) if block is None else int(block)
+    index = circular_block_indices(len(months), block, replicates, np.random.default_rng(seed))
+
+    scores = {name: {**baseline_scores(split, areas, intensity, **settings), **{m: models[m][name] for m in models}} for name, split in splits.items()}
+    names = list(next(iter(scores.values())))
+    baselines = [n for n in names if n not in models]
+    # sums[map][coverage label] = {agency: (months, fields)}
+    sums = {m: {coverage_label(c): {a: month_sums(splits[a], scores[a][m], c, months) for a in splits} for c in coverages} for m in names}
+    pooled_sums = {m: {c: sum(by_agency.values()) for c, by_agency in by_cov.items()} for m, by_cov in sums.items()}
+    pooled = {m: {c: metric_estimates(np.asarray(s), index) for c, s in by_cov.items()} for m, by_cov in pooled_sums.items()}
+    per_agency = {a: {m: {c: metric_estimates(sums[m][c][a], index) for c in sums[m]} for m in names} for a in splits}
+
+    headline = coverage_label(HEADLINE_COVERAGE if HEADLINE_COVERAGE in coverages else coverages[0])
+    naive = [f"naive-{n}m" for n in NAIVE_MONTHS]
+    reference = max(naive, key=lambda m: pooled[m][headline]["pai"].value or 0.0)
+    vs = {m: {c: difference(np.asarray(pooled_sums[m][c]), np.asarray(pooled_sums[reference][c]), index) for c in pooled_sums[m]} for m in names if m != reference}
+    flagged = {c: float(np.asarray(s)[:, 2].sum() / np.asarray(s)[:, 3].sum()) for c, s in pooled_sums[reference].items()}
+    result = HotspotBaselines(coverages, months, block, replicates, reference, list(models), baselines, pooled, per_agency, flagged, vs)
+    result.sentence = comparison_sentence(result, headline)
+    result.notes = _notes(result, headline)
+    return result
+
+
+def comparison_sentence(result: HotspotBaselines, coverage: str) -> str:
+    """Which maps beat naive counts at ``coverage`` (pooled PAI difference, 95% interval)."""
+    ref = result.pooled[result.reference][coverage]["pai"]
+    better: list[str] = []
+    same: list[str] = []
+    worse: list[str] = []
+    for name, by_cov in result.vs_reference.items():
+        d = by_cov[coverage]
+        if d.value is None:
+            continue
+        text = f"{name} {d.value:+.2f} [{_f(d.low)}, {_f(d.high)}]"
+        (better if d.excludes_zero() and d.value > 0 else worse if d.excludes_zero() else same).append(text)
+    parts = [
+        f"beat it: {', '.join(better) if better else 'none'}",
+        f"no difference the interval can tell: {', '.join(same) if same else 'none'}",
+        f"worse: {', '.join(worse) if worse else 'none'}",
+    ]
+    return (
+        f"At {coverage} of areas, pooled over {len(result.per_agency)} agencies and {len(result.months)} test months, against naive counts"
+        f" ({result.reference}, PAI {_f(ref.value)} [{_f(ref.low)}, {_f(ref.high)}]), PAI difference with 95% block-bootstrap interval — "
+        + "; ".join(parts)
+        + "."
+    )
+
+
+def _notes(result: HotspotBaselines, coverage: str) -> list[str]:
+    notes = [
+        "Cells are LSOAs and area shares count LSOAs, not square metres; police.uk snaps locations to anonymous map points, so no street-level claim is made.",
+        f"The reference naive map ({result.reference}) is the strongest of {', '.join(f'naive-{n}m' for n in NAIVE_MONTHS)} on the pooled test PAI at {coverage}, so a win over it is conservative.",
+        f"Intervals come from {len(result.months)} test months (block of {result.block}); they are rough.",
+        "Baselines are computed by the evaluation harness from every agency's counts; released by an agency they would need DP (no ε is charged here).",
+        "SEPP/ETAS is not included yet.",
+    ]
+    oracle = result.pooled.get("oracle")
+    if oracle is not None:
+        above = [m for m, by_cov in result.pooled.items() if m != "oracle" and any((by_cov[c]["pai"].value or 0) > (oracle[c]["pai"].value or 0) + 1e-12 for c in by_cov)]
+        notes.append(f"Above the oracle's pooled PAI at some coverage (luck of the recorded counts): {', '.join(above)}." if above else "No map is above the oracle's pooled PAI at any coverage.")
+    return notes
+
+
+def _f(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _add_months(month: str, n: int) -> str:
+    index = int(month[:4]) * 12 + int(month[5:7]) - 1 + n
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
