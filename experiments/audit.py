@@ -26,7 +26,7 @@ from flwr.app import Context, RecordDict
 
 from clients.agency import Agency, locate
 from clients.releases import saved_plan
-from experiments.runner import RunFolder, model_of
+from experiments.run_folder import RunFolder, model_of
 from federation import architectures
 from privacy.accounting import epsilon as accountant_epsilon
 from privacy.audit import canary_audit, dp_trainer, mia_bounds, mia_report, mia_scores, plain_trainer
