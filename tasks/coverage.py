@@ -178,7 +178,8 @@ def difference(sums: np.ndarray, reference: np.ndarray, index: np.ndarray, metri
     width = len(FIELDS)
 
     def stat(s: np.ndarray) -> np.ndarray:
-        return metrics_of_sums(s[..., :width])[metric] - metrics_of_sums(s[..., width:])[metric]
+        out: np.ndarray = metrics_of_sums(s[..., :width])[metric] - metrics_of_sums(s[..., width:])[metric]
+        return out
 
     return estimate(np.concatenate([sums, reference], axis=1), index, stat, level)
 
