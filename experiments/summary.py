@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from experiments.config import PeelConfig
+from experiments.hotspot_baselines import hotspot_baselines
 from experiments.ledgers import agency_figures
 from experiments.results import write_json
 from experiments.run_folder import RunFolder
@@ -152,6 +153,8 @@ def summarise(folder: RunFolder) -> Path:
         "releases": contract.release_table(),
         "architectures": {a: folder.results[a] for a in config.architectures},
         "bayes_optimal": ceiling(folder),
+        # Hotspot: models and analysts' baselines at 1/5/10% of areas, with intervals (the harness's).
+        "hotspot_baselines": hotspot_baselines(folder),
         "privacy": {
             "unit": "one incident record" if config.task.name == "outcome" else "one area-month example (see features); per incident record: epsilon_per_incident",
             "neighbouring": registry.NEIGHBOURING[config.task.name],
