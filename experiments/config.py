@@ -6,18 +6,17 @@ been written by then.
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
-import re
-import stat
-import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from experiments.config_messages import describe, error_key, is_config_key, shown
+from experiments.config_yaml import MAX_CONFIG_BYTES as MAX_CONFIG_BYTES  # re-exported: tests and callers name it here
+from experiments.config_yaml import YamlFileError, parse_yaml, read_yaml_file, yaml_problem
 from federation import architectures as registry
 from policedata.loader import agency_pattern_problem
 from policedata.schema import NO_SUSPECT, OUTCOME_CATEGORIES, STREET_COLUMNS
@@ -299,7 +298,7 @@ class PeelConfig(_Section):
         for key, values in value.items():
             if key.split(".")[0] in ("sweep", "output"):
                 raise ValueError(f"cannot sweep over {key!r}")
-            if not _is_config_key(key):
+            if not is_config_key(PeelConfig, key):
                 raise ValueError(f"{key!r} is not a config key")
             if not values:
                 raise ValueError(f"{key!r} has no values")
@@ -381,69 +380,6 @@ def check_agency_names(config: PeelConfig, names: set[str]) -> None:
         raise ConfigError(f"federation.krum_malicious: Krum with {fed.krum_malicious} malicious agenc{'y' if fed.krum_malicious == 1 else 'ies'} needs at least {2 * fed.krum_malicious + 3} agencies; the data has {len(names)}")
 
 
-def _is_config_key(dotted: str) -> bool:
-    model: Any = PeelConfig
-    for part in dotted.split("."):
-        fields = getattr(model, "model_fields", None)
-        if fields is None or part not in fields:
-            return False
-        model = fields[part].annotation
-    return True
-
-
-def shown(value: Any, limit: int = 120) -> str:
-    """repr() of a value for a one-line message: cut to `limit` characters (a value may be a
-    list of thousands of items, or a name of megabytes)."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[: limit - 1]}…"
-
-
-def _section_keys(loc: tuple[Any, ...]) -> list[str]:
-    """The keys the config section at `loc` (a path of keys) knows, [] if `loc` is no section."""
-    model: Any = PeelConfig
-    for part in loc:
-        fields = getattr(model, "model_fields", None)
-        if fields is None or part not in fields:
-            return []
-        annotation = fields[part].annotation
-        # `Section | None`: the section's model
-        model = next((a for a in (annotation, *typing.get_args(annotation)) if isinstance(a, type) and issubclass(a, BaseModel)), None)
-    fields = getattr(model, "model_fields", None)
-    return list(fields) if fields else []
-
-
-def unknown_key_hint(loc: tuple[Any, ...]) -> str:
-    """' (did you mean 'epsilon'?)' for a misspelt key at `loc`, else the keys its section knows."""
-    known = _section_keys(loc[:-1])
-    if not known:
-        return ""
-    close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
-    if close:
-        return f" (did you mean {close[0]!r}?)"
-    section = ".".join(str(p) for p in loc[:-1]) or "the top level"
-    return shown(f" (keys of {section}: {', '.join(known)})", 400)[1:-1]
-
-
-def _describe(error: dict) -> str:
-    key = ".".join(str(part) for part in error["loc"])
-    message = error["msg"].removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
-        return f"{shown(key, 200)[1:-1]}: unknown key{unknown_key_hint(tuple(error['loc']))}"
-    if error["type"] == "literal_error" or not key:
-        return f"{key + ': ' if key else ''}{message}" + ("" if not key else f" (got {shown(error['input'])})")
-    return f"{key}: {message} (got {shown(error['input'])})"
-
-
-def _error_key(error: dict) -> str:
-    """The dotted key an error is about: its location, or for a check across keys the key its
-    message starts with ("data.path: ...")."""
-    key = ".".join(str(part) for part in error["loc"])
-    if key:
-        return key
-    match = re.match(r"(?:Value error, )?([A-Za-z_][\w.]*):", error["msg"])
-    return match.group(1) if match else ""
-
-
 def validate(raw: dict, where: str, overrides: list[str] | tuple[str, ...] = ()) -> PeelConfig:
     """The config of `raw`; a ConfigError blames the `--set` whose key the error is about (or
     lies under), else `where` (the config file)."""
@@ -451,13 +387,13 @@ def validate(raw: dict, where: str, overrides: list[str] | tuple[str, ...] = ())
         return PeelConfig.model_validate(raw)
     except ValidationError as exc:
         error = exc.errors()[0]
-        key = _error_key(error)
+        key = error_key(error)
         for assignment in reversed(overrides):  # the last --set of a key is the one that counts
             set_key = assignment.partition("=")[0].strip()
             if key and (key == set_key or key.startswith(set_key + ".") or set_key.startswith(key + ".")):
                 where = f"--set {shown(assignment)}"
                 break
-        raise ConfigError(f"{where}: {_describe(error)}") from None
+        raise ConfigError(f"{where}: {describe(PeelConfig, error)}") from None
 
 
 def set_override(raw: dict, assignment: str) -> None:
@@ -468,7 +404,7 @@ def set_override(raw: dict, assignment: str) -> None:
     try:
         value = parse_yaml(text) if text.strip() else None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {shown(assignment)}: value is not valid YAML ({_yaml_problem(exc)})") from None
+        raise ConfigError(f"--set {shown(assignment)}: value is not valid YAML ({yaml_problem(exc)})") from None
     parts = key.strip().split(".")
     node = raw
     for depth, part in enumerate(parts[:-1]):
@@ -479,106 +415,13 @@ def set_override(raw: dict, assignment: str) -> None:
     node[parts[-1]] = value
 
 
-# A config is a handful of sections: anything deeper, larger once its aliases are expanded, or
-# with an integer longer than any setting needs is hostile or broken, and would otherwise hang
-# (an alias bomb expanded by the sweep or an error message) or raise deep inside Python.
-MAX_YAML_DEPTH = 50
-MAX_YAML_NODES = 100_000  # after alias expansion
-MAX_INT_DIGITS = 30
-
-
-class _BoundedLoader(yaml.SafeLoader):
-    """A SafeLoader that refuses repeated keys (YAML's last-one-wins would silently drop
-    settings), nesting deeper than MAX_YAML_DEPTH, documents over MAX_YAML_NODES nodes with
-    every alias expanded, recursive aliases and integers over MAX_INT_DIGITS digits."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
-        self._sizes: dict[int, int] = {}  # id(node) -> its node count with aliases expanded
-
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
-        mark = self.peek_event().start_mark
-        if self.check_event(yaml.AliasEvent):
-            node = super().compose_node(parent, index)
-            if id(node) not in self._sizes:  # its anchor is still being composed: a cycle
-                raise yaml.composer.ComposerError(None, None, "an alias refers to the collection it is in", mark)
-            return node
-        self._depth += 1
-        if self._depth > MAX_YAML_DEPTH:
-            raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_YAML_DEPTH} levels", mark)
-        try:
-            node = super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-        if isinstance(node, yaml.SequenceNode):
-            size = 1 + sum(self._sizes[id(child)] for child in node.value)
-        elif isinstance(node, yaml.MappingNode):
-            size = 1 + sum(self._sizes[id(k)] + self._sizes[id(v)] for k, v in node.value)
-        else:
-            size = 1
-        if size > MAX_YAML_NODES:
-            raise yaml.composer.ComposerError(None, None, f"more than {MAX_YAML_NODES:,} values once its aliases are expanded", mark)
-        self._sizes[id(node)] = size
-        return node
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} appears twice", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
-        digits = sum(c.isalnum() for c in str(node.value))
-        if digits > MAX_INT_DIGITS:
-            raise yaml.constructor.ConstructorError(None, None, f"an integer of {digits:,} digits (at most {MAX_INT_DIGITS})", node.start_mark)
-        return super().construct_yaml_int(node)
-
-
-_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)
-
-
-def parse_yaml(text: str) -> Any:
-    """YAML text to Python values, bounded (see _BoundedLoader); raises yaml.YAMLError."""
-    loader = _BoundedLoader(text)
-    try:
-        return loader.get_single_data()
-    finally:
-        loader.dispose()
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    return str(getattr(exc, "problem", None) or exc).splitlines()[0][:200]
-
-
-MAX_CONFIG_BYTES = 1_000_000
-
-
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> PeelConfig:
     """Read, override and validate a YAML config. Raises ConfigError with one line."""
     path = Path(path)
     try:
-        # Only a regular file of bounded size: a FIFO would block and /dev/zero never end.
-        if path.exists() and not path.is_dir() and not stat.S_ISREG(path.stat().st_mode):
-            raise ConfigError(f"{path}: cannot read config (not a regular file)")
-        with path.open("rb") as fh:
-            data = fh.read(MAX_CONFIG_BYTES + 1)
-        if len(data) > MAX_CONFIG_BYTES:
-            raise ConfigError(f"{path}: cannot read config (larger than {MAX_CONFIG_BYTES:,} bytes; a Peel config is a few KB)")
-        text = data.decode("utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read config ({exc})") from None
-    try:
-        raw = parse_yaml(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: invalid YAML ({_yaml_problem(exc)})") from None
+        raw = read_yaml_file(path)
+    except YamlFileError as exc:
+        raise ConfigError(str(exc)) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
