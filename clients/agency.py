@@ -5,8 +5,9 @@ simulation and deployment differ.
 - Simulation: Flower gives each virtual node only `partition-id`; the federation spec written by
   `peel run` maps it to one agency's folder.
 
-The spec is a JSON file named by the run config key `peel-spec` (`flwr run`) or the `PEEL_SPEC`
-environment variable (`peel run`, whose in-process simulation passes an empty run config).
+The spec (federation/spec.py) is a JSON file named by the run config key `peel-spec` (`flwr run`)
+or the `PEEL_SPEC` environment variable (`peel run`, whose in-process simulation passes an empty
+run config).
 An agency reads only its own folder and the public areas table.
 """
 
@@ -22,7 +23,9 @@ from pathlib import Path
 import pandas as pd
 from flwr.app import Context
 
+from federation import spec as run_spec
 from federation.policy import AgencyPolicy
+from federation.spec import RunSpec
 from policedata.loader import load_areas, load_street_folder
 from privacy.audit.mia import holdout_key, holdout_same_months
 from privacy.ledger import LEDGER_FILENAME
@@ -46,14 +49,13 @@ class Agency:
         return self.policy.budget
 
     @property
-    def spec(self) -> dict:
+    def spec(self) -> RunSpec:
         return read_spec(self.spec_path)
 
 
 @lru_cache(maxsize=4)
-def read_spec(path: Path) -> dict:
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+def read_spec(path: Path) -> RunSpec:
+    return run_spec.read(path)
 
 
 def spec_path(context: Context) -> Path:
@@ -90,25 +92,17 @@ def _locate(path: Path, stamp: tuple[int, int], node_items: tuple) -> Agency:
         spec = read_spec(path)
         name = str(node["agency"])
         policy = _spec_policy(spec, name).with_node_config(node)
-        trail = Path(str(node.get("audit-path", Path(spec["run_dir"]) / TRAIL_FILE)))
+        trail = Path(str(node.get("audit-path", spec.run_dir / TRAIL_FILE)))
         return Agency(name, folder, path, ledger, policy, trail)
     spec = read_spec(path)
-    entry = spec["agencies"][int(node["partition-id"])]
-    return Agency(entry["name"], Path(entry["folder"]), path, Path(entry["ledger"]), AgencyPolicy.from_dict(entry["policy"]), Path(spec["run_dir"]) / TRAIL_FILE)
+    entry = spec.agencies[int(node["partition-id"])]
+    return Agency(entry.name, entry.folder, path, entry.ledger, entry.policy, spec.run_dir / TRAIL_FILE)
 
 
-def _spec_policy(spec: dict, name: str) -> AgencyPolicy:
+def _spec_policy(spec: RunSpec, name: str) -> AgencyPolicy:
     """The policy the spec proposes for agency `name` (a deployed node's own settings override it)."""
-    for entry in spec["agencies"]:
-        if entry["name"] == name and "policy" in entry:
-            return AgencyPolicy.from_dict(entry["policy"])
-    privacy = spec["config"]["privacy"]
-    return AgencyPolicy(
-        budget=float(privacy.get("budgets", {}).get(name, privacy["epsilon"])),
-        delta=float(privacy["delta"]),
-        max_grad_norm=float(privacy["max_grad_norm"]),
-        accountant=str(privacy["accountant"]),
-    )
+    entry = spec.agency(name)
+    return entry.policy if entry is not None else spec.default_policy
 
 
 def load_split(agency: Agency) -> Split:
@@ -122,15 +116,13 @@ def load_split(agency: Agency) -> Split:
 def _split_key(agency: Agency, stamp: tuple[int, int]) -> str:
     """What an agency's split depends on, as a cache key (worked out once per agency and spec)."""
     spec = agency.spec
-    config = spec["config"]
-    audit = config.get("audit", {})
     return json.dumps(
         {
-            "agency": config["data"]["agency"],
-            "areas": spec.get("areas"),
-            "task": spec["task"],
-            "holdout": audit.get("holdout") if audit.get("enabled") else None,
-            "seed": config["seed"],
+            "agency": {"column": spec.records.agency_column, "pattern": spec.records.agency_pattern},
+            "areas": str(spec.areas) if spec.areas else None,
+            "task": spec.task.split_settings(),
+            "holdout": spec.audit.holdout if spec.audit.enabled else None,
+            "seed": spec.seed,
         },
         sort_keys=True,
     )

@@ -18,7 +18,6 @@ import os  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict  # noqa: E402
@@ -61,7 +60,7 @@ _reusable: dict[tuple, torch.nn.Module] = {}
 
 def _model(agency: Agency, arrays: ArrayRecord, *, reuse: bool = True) -> torch.nn.Module:
     split = load_split(agency)
-    shape = (int(split.X_train.shape[1]), tuple(agency.spec["config"]["task"]["hidden"]))
+    shape = (int(split.X_train.shape[1]), agency.spec.task.hidden)
     model = _reusable.get(shape) if reuse else None
     if model is None:
         model = make_model(*shape)
@@ -100,8 +99,8 @@ def _dp_round(context: Context, agency: Agency, config: ConfigRecord, model: tor
     split = load_split(agency)
     server_round = int(config["server-round"])
     policy = agency.policy
-    run_id = Path(agency.spec["run_dir"]).name
-    neighbouring = registry.NEIGHBOURING[agency.spec["task"]["name"]]
+    run_id = agency.spec.run_id
+    neighbouring = registry.NEIGHBOURING[agency.spec.task.name]
     n_public = released_count(agency, run_id, neighbouring).value
     with Ledger.open(agency.ledger, agency.name) as ledger:
         ledger.set_budget(policy.budget, policy.delta, source=f"run {run_id}")
@@ -167,9 +166,9 @@ def _maybe_drop_out(agency: Agency, config: ConfigRecord) -> None:
     """`faults.dropout`: fail this round with that probability, before training or spending any
     budget (so ε is charged only for updates that leave). The draw is seeded by (seed, agency,
     architecture, round), so runs are reproducible."""
-    p = float(agency.spec["config"].get("faults", {}).get("dropout", 0.0))
+    p = agency.spec.faults.dropout
     if p > 0:
-        seed = stable_seed(agency.spec["config"]["seed"], agency.name, str(config["architecture"]), int(config["server-round"]), "dropout")
+        seed = stable_seed(agency.spec.seed, agency.name, str(config["architecture"]), int(config["server-round"]), "dropout")
         if torch.rand(1, generator=torch.Generator().manual_seed(seed)).item() < p:
             raise AgencyDropout(f"{agency.name}: dropped out of round {int(config['server-round'])} (simulated, faults.dropout={p:g})")
 
@@ -180,7 +179,7 @@ class AgencyDropout(RuntimeError):
 
 def _plain_round(agency: Agency, config: ConfigRecord, model: torch.nn.Module) -> dict:
     split = load_split(agency)
-    seed = stable_seed(agency.spec["config"]["seed"], agency.name, config["architecture"], int(config["server-round"]))
+    seed = stable_seed(agency.spec.seed, agency.name, config["architecture"], int(config["server-round"]))
     started = time.perf_counter()
     stats = train_plain(
         model,
@@ -229,7 +228,7 @@ def train(msg: Message, context: Context) -> Message:
         metrics = _plain_round(agency, config, model)
         arrays = maybe_poison(agency, config, msg.content["arrays"], model.state_dict())
         return _reply(msg, agency, arrays, metrics, message=contract.TRAIN_REPLY, regime=regime, config=config)
-    run_id, server_round = Path(agency.spec["run_dir"]).name, int(config["server-round"])
+    run_id, server_round = agency.spec.run_id, int(config["server-round"])
     try:
         with _release_lock(agency, architecture):
             sent = releases.released(agency, run_id, architecture, server_round)
@@ -274,7 +273,7 @@ def query(msg: Message, context: Context) -> Message:
     agency = locate(context)
     config = msg.content.config_records.get("config", ConfigRecord())
     try:
-        count = released_count(agency, Path(agency.spec["run_dir"]).name, registry.NEIGHBOURING[agency.spec["task"]["name"]]).value
+        count = released_count(agency, agency.spec.run_id, registry.NEIGHBOURING[agency.spec.task.name]).value
     except (ReleaseRefused, LedgerError) as exc:
         return _refusal(msg, agency, config, f"{agency.name}: {exc}", "dp")
     return _reply(msg, agency, None, {contract.NUM_EXAMPLES: count}, message=contract.QUERY_REPLY, regime="dp", config=config)

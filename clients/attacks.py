@@ -40,9 +40,9 @@ def maybe_poison(agency: Agency, config: ConfigRecord, sent: ArrayRecord, traine
     """The arrays this agency replies with: `trained`, or its manipulation when the config names
     this agency in `faults.malicious`. The noise is seeded by (seed, agency, architecture, round)
     so runs are reproducible."""
-    malicious = (agency.spec["config"].get("faults") or {}).get("malicious")
-    if not malicious or malicious["agency"] != agency.name:
+    malicious = agency.spec.faults.malicious
+    if malicious is None or malicious.agency != agency.name:
         return ArrayRecord(trained)
-    seed = stable_seed(agency.spec["config"]["seed"], agency.name, str(config["architecture"]), int(config["server-round"]), "malicious")
+    seed = stable_seed(agency.spec.seed, agency.name, str(config["architecture"]), int(config["server-round"]), "malicious")
     generator = torch.Generator().manual_seed(seed)
-    return ArrayRecord(poison(sent.to_torch_state_dict(), trained, str(malicious["attack"]), float(malicious["factor"]), generator))
+    return ArrayRecord(poison(sent.to_torch_state_dict(), trained, malicious.attack, malicious.factor, generator))

@@ -26,7 +26,7 @@ def evaluations_path(ledger: Path) -> Path:
 
 def keep_evaluation(agency: Agency, config: ConfigRecord, metrics: Mapping[str, float], n_test: int) -> None:
     row = {
-        "run": Path(agency.spec["run_dir"]).name,
+        "run": agency.spec.run_id,
         "architecture": str(config.get("architecture", "")),
         "round": int(config.get("server-round", 0)),  # type: ignore[call-overload]
         "agency": agency.name,

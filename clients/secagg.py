@@ -16,7 +16,6 @@ boundary declares (federation/contract.py) in the clear — SecAgg+ hides the up
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Error, Message, MessageType, RecordDict
@@ -110,7 +109,7 @@ def _check_weight(context: Context) -> float:
     max_weight = float(_secagg_state(context)["max_weight"])
     agency = locate(context)
     # The weight is the agency's released count (the exact one never leaves a DP agency).
-    weight = released_count(agency, Path(agency.spec["run_dir"]).name, NEIGHBOURING[agency.spec["task"]["name"]]).value
+    weight = released_count(agency, agency.spec.run_id, NEIGHBOURING[agency.spec.task.name]).value
     if weight > max_weight:
         raise _NoUpdate(
             Error(SECAGG_FAILED, f"{agency.name}: SecAgg+ max_weight {max_weight:g} is below its released record count {weight} (the coordinator must set max_weight ≥ every agency's count)")

@@ -8,7 +8,6 @@ machine names its own file with `--node-config "audit-path='...'"` (beside its l
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 from flwr.app import ArrayRecord, ConfigRecord
 
@@ -39,7 +38,7 @@ def record_reply(
     append(
         agency.trail,
         {
-            "run": Path(agency.spec["run_dir"]).name,
+            "run": agency.spec.run_id,
             "architecture": str(config.get("architecture", "")) or None,
             "round": int(config.get("server-round", 0)),  # type: ignore[call-overload]
             "agency": agency.name,

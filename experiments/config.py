@@ -190,9 +190,12 @@ class FederationConfig(_Section):
 
 
 class CentralDPConfig(_Section):
-    """fedavg-central-dp: agency-level DP, clipping and noise added by the coordinator."""
+    """fedavg-central-dp: agency-level DP, clipping and noise added by the coordinator. The only
+    validation of these settings: the coordinator gets them typed (federation.spec.CentralDPSpec)."""
 
     epsilon: float | None = Field(None, gt=0, le=MAX_EPSILON, allow_inf_nan=False)  # None: privacy.epsilon
+    # 1.0: on configs/default.yaml plain updates measured 0.37–4.7 (median 1.7) in round 1 and
+    # 0.22–1.6 (median ≈0.8) afterwards.
     clipping_norm: float = Field(1.0, gt=0, le=MAX_NORM, allow_inf_nan=False)
     adaptive: bool = False
     target_quantile: float = Field(0.5, gt=0, lt=1)

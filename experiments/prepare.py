@@ -4,15 +4,15 @@ the ClientApp and ServerApp read."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from experiments.config import PeelConfig, check_agency_names, to_dict
-from federation import architectures
+from experiments.config import PeelConfig, check_agency_names
+from federation import architectures, spec
 from federation.policy import AgencyPolicy
+from federation.spec import SPEC_FILE as SPEC_FILE  # re-exported: the runner names the file by it
 from policedata.checks import require_trainable_agencies
 from policedata.errors import DataError
 from policedata.loader import load_street_folder
@@ -20,7 +20,6 @@ from policedata.manifest import read_manifest
 from policedata.partition import write_agency_folders
 from policedata.synthetic import SyntheticSpec, generate
 
-SPEC_FILE = "federation.json"
 # Each agency's budget ledger lives in its own folder: it is the agency's, not the run's.
 LEDGER_FILE = "ledger.sqlite"
 
@@ -151,12 +150,13 @@ def resolve_attacker(config: PeelConfig, federation: Federation) -> PeelConfig:
     return config.model_copy(update={"faults": config.faults.model_copy(update={"malicious": resolved})})
 
 
-def agency_policy(config: PeelConfig, name: str) -> AgencyPolicy:
+def agency_policy(config: PeelConfig, name: str | None) -> AgencyPolicy:
     """The privacy policy `peel run` gives agency `name` in simulation (its operator sets its own
-    on a deployed SuperNode): the one place the per-agency budget rule is written."""
+    on a deployed SuperNode): the one place the per-agency budget rule is written. `None`: the
+    policy of an agency the config does not name."""
     privacy = config.privacy
     return AgencyPolicy(
-        budget=float(privacy.budgets.get(name, privacy.epsilon)),
+        budget=float(privacy.budgets.get(name, privacy.epsilon) if name is not None else privacy.epsilon),
         delta=privacy.delta,
         max_grad_norm=privacy.max_grad_norm,
         accountant=privacy.accountant,
@@ -179,24 +179,60 @@ def assign_budgets(config: PeelConfig, federation: Federation, ledger_dir: Path 
         agency["ledger"] = str(ledger.resolve())
 
 
+def central_dp(config: PeelConfig) -> spec.CentralDPSpec:
+    """fedavg-central-dp's settings as the coordinator uses them (validated by the schema)."""
+    privacy, central = config.privacy, config.privacy.central
+    return spec.CentralDPSpec(
+        epsilon=central.epsilon if central.epsilon is not None else privacy.epsilon,
+        delta=privacy.delta,
+        accountant=privacy.accountant,
+        clipping_norm=central.clipping_norm,
+        adaptive=central.adaptive,
+        target_quantile=central.target_quantile,
+        clip_learning_rate=central.clip_learning_rate,
+        clipped_count_stddev=central.clipped_count_stddev,
+    )
+
+
+def run_spec(config: PeelConfig, federation: Federation, run_dir: Path, config_file: str = "") -> spec.RunSpec:
+    """What the Flower apps are told about this run (agencies must have their budgets and
+    ledgers: `assign_budgets`)."""
+    fed, task, malicious = config.federation, config.task, config.faults.malicious
+    return spec.RunSpec(
+        run_dir=run_dir.resolve(),
+        seed=config.seed,
+        task=spec.TaskSpec(
+            name=task.name,
+            test_from=federation.test_from,
+            hidden=tuple(task.hidden),
+            positive=tuple(task.positive),
+            hotspot_share=task.hotspot_share,
+            period=federation.period,
+        ),
+        federation=spec.FederationSpec(**fed.model_dump()),
+        central_dp=central_dp(config),
+        default_policy=agency_policy(config, None),
+        agencies=tuple(
+            spec.AgencySpec(a["name"], a["slug"], Path(a["folder"]), Path(a["ledger"]), AgencyPolicy.from_dict(a["policy"])) for a in federation.agencies
+        ),
+        federated=tuple(a for a in config.architectures if architectures.is_federated(a)),
+        faults=spec.FaultsSpec(
+            dropout=config.faults.dropout,
+            malicious=spec.MaliciousSpec(malicious.agency, malicious.attack, malicious.factor) if malicious else None,
+        ),
+        audit=spec.AuditSpec(enabled=config.audit.enabled, holdout=config.audit.holdout),
+        records=spec.RecordsSpec(config.data.agency.column, config.data.agency.pattern),
+        areas=federation.areas,
+        ground_truth=federation.ground_truth,
+        config_file=str(config_file),
+        notes=tuple(federation.notes),
+        set_aside=federation.set_aside,
+    )
+
+
 def write_spec(config: PeelConfig, federation: Federation, run_dir: Path, ledger_dir: Path | None = None, config_file: str = "") -> Path:
-    """The federation spec: the resolved config, the agencies (with budgets and ledgers) and
-    where the results go; also what a resumed run needs to rebuild the run (`config_file`, notes)."""
+    """The federation spec (federation/spec.py): the agencies (with budgets and ledgers), the
+    settings the apps use, where the results go, and what a resumed run needs to rebuild the run
+    (`config_file`, notes)."""
     assign_budgets(config, federation, ledger_dir)
-    spec = {
-        "run_dir": str(run_dir.resolve()),
-        "config": to_dict(config),
-        "agencies": federation.agencies,
-        "areas": str(federation.areas) if federation.areas else None,
-        "task": {"name": config.task.name, "positive": config.task.positive, "hotspot_share": config.task.hotspot_share, "test_from": federation.test_from, "period": federation.period},
-        "federated": [a for a in config.architectures if architectures.is_federated(a)],
-        "ground_truth": str(federation.ground_truth) if federation.ground_truth else None,
-        "config_file": str(config_file),
-        "notes": list(federation.notes),
-        "set_aside": federation.set_aside,
-    }
-    path = run_dir / SPEC_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(spec, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return spec.write(run_spec(config, federation, run_dir, config_file), run_dir / SPEC_FILE)

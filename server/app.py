@@ -14,13 +14,16 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy.strategy_utils import sample_nodes
 
 from federation import architectures
+from federation import spec as run_spec
 from federation.contract import WARM_UP, regime
+from federation.spec import RunSpec
 from privacy.audit_trail import CLOSE, COORDINATOR, append, close, head, payload_sha256
 from privacy.audit_trail import read as read_trail
 from privacy.durable import save_durably
@@ -41,12 +44,11 @@ log = logging.getLogger("peel.server")
 app = ServerApp()
 
 
-def _spec(context: Context) -> dict:
+def _spec(context: Context) -> RunSpec:
     path = str(context.run_config.get("peel-spec", "") or os.environ.get("PEEL_SPEC", ""))
     if not path:
         raise RuntimeError("no federation spec: set run config 'peel-spec' or PEEL_SPEC")
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+    return run_spec.read(path)
 
 
 def _warm_up(grid: Grid, arrays: ArrayRecord, n_agencies: int, timeout: float) -> float:
@@ -69,15 +71,15 @@ def _log_wall(run_dir: Path, architecture: str, wall_s: float, extra: dict | Non
         fh.write(json.dumps({"architecture": architecture, "wall_s": wall_s, **(extra or {})}) + "\n")
 
 
-def _check_settings(spec: dict, n_agencies: int) -> None:
+def _check_settings(spec: RunSpec, n_agencies: int) -> None:
     """Stop before any architecture trains if one of them cannot run as configured."""
-    unknown = [a for a in spec["federated"] if not architectures.is_federated(a)]
+    unknown = [a for a in spec.federated if not architectures.is_federated(a)]
     if unknown:
         raise ValueError(f"federation spec: unknown federated architecture(s) {unknown}; known: {list(architectures.federated())}")
-    for name in spec["federated"]:
+    for name in spec.federated:
         trainer = architectures.get(name).trainer
         if trainer == "central-dp":
-            plan_central(spec["config"]["privacy"], n_agencies, spec["config"]["federation"]["rounds"])
+            plan_central(spec.central_dp, n_agencies, spec.federation.rounds)
         if trainer == "secagg" and n_agencies < 3:
             raise ValueError(f"{name}: secure aggregation needs at least 3 agencies; the federation has {n_agencies}")
 
@@ -93,29 +95,28 @@ def _trail_aggregate(path: Path, run: str, architecture: str) -> Callable[[int, 
 
 
 def _train(
-    grid: Grid, context: Context, architecture: str, initial: ArrayRecord, recorder: RoundRecorder, spec: dict, n_agencies: int
+    grid: Grid, context: Context, architecture: str, initial: ArrayRecord, recorder: RoundRecorder, spec: RunSpec, n_agencies: int
 ) -> tuple[ArrayRecord, dict | None, float]:
     """Train one federated architecture from `initial`, or from its checkpoint if an earlier
     attempt stopped; returns its final model, what federated.jsonl should add to its line
     (central DP: the agency-level privacy figures) and its training seconds. Its registry
     entry's trainer picks the code."""
     trainer = architectures.get(architecture).trainer
-    config = spec["config"]
-    fed = config["federation"]
-    later = spec["federated"][spec["federated"].index(architecture):]
-    train_config = {
+    fed = spec.federation
+    later = spec.federated[spec.federated.index(architecture):]
+    train_config: dict[str, Any] = {  # Flower scalars (ConfigRecord and the legacy SecAgg+ API type them differently)
         "architecture": architecture,
         "dp": regime(architecture) == "dp",
-        "rounds": fed["rounds"],
-        "local-epochs": fed["local_epochs"],
-        "batch-size": fed["batch_size"],
-        "learning-rate": fed["learning_rate"],
+        "rounds": fed.rounds,
+        "local-epochs": fed.local_epochs,
+        "batch-size": fed.batch_size,
+        "learning-rate": fed.learning_rate,
         # The releases each agency still plans in this run: this architecture's rounds and those
         # of the record-level DP architectures after it share the agency's remaining budget.
-        "dp-releases-planned": fed["rounds"] * sum(regime(a) == "dp" for a in later),
+        "dp-releases-planned": fed.rounds * sum(regime(a) == "dp" for a in later),
     }
     if trainer == "secagg":
-        run_dir = Path(spec["run_dir"])
+        run_dir = spec.run_dir
         final, wall_s = train_secagg(
             grid,
             context,
@@ -124,17 +125,17 @@ def _train(
             recorder=recorder,
             n_agencies=n_agencies,
             train_config=train_config,
-            rounds=fed["rounds"],
-            timeout=fed["round_timeout"],
+            rounds=fed.rounds,
+            timeout=fed.round_timeout,
             run_dir=run_dir,
             on_model=_trail_aggregate(run_dir / TRAIL_FILE, run_dir.name, architecture),
         )
         return final, None, wall_s
     if trainer == "central-dp":
-        strategy = central_dp_strategy(recorder, config["privacy"], n_agencies, fed["rounds"])
+        strategy = central_dp_strategy(recorder, spec.central_dp, n_agencies, fed.rounds)
     else:  # fedavg-strategy: federation.aggregator, where the architecture allows it
         strategy = recording_strategy(recorder, fed, n_agencies, architecture)
-    run_dir = Path(spec["run_dir"])
+    run_dir = spec.run_dir
     final, wall_s = run_rounds(
         strategy,
         grid,
@@ -142,8 +143,8 @@ def _train(
         architecture=architecture,
         recorder=recorder,
         initial=initial,
-        num_rounds=fed["rounds"],
-        timeout=fed["round_timeout"],
+        num_rounds=fed.rounds,
+        timeout=fed.round_timeout,
         train_config=ConfigRecord(train_config),
         evaluate_config=ConfigRecord({"architecture": architecture}),
         on_model=_trail_aggregate(run_dir / TRAIL_FILE, run_dir.name, architecture),
@@ -154,23 +155,22 @@ def _train(
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     spec = _spec(context)
-    config = spec["config"]
-    fed = config["federation"]
-    run_dir = Path(spec["run_dir"])
+    fed = spec.federation
+    run_dir = spec.run_dir
     (run_dir / "models").mkdir(parents=True, exist_ok=True)
-    n_agencies = len(spec["agencies"])
+    n_agencies = len(spec.agencies)
     _check_settings(spec, n_agencies)
-    initial = ArrayRecord(initial_model(config["task"]["hidden"], config["seed"], n_features(config["task"]["name"])).state_dict())
-    startup = _warm_up(grid, initial, n_agencies, fed["round_timeout"])
+    initial = ArrayRecord(initial_model(spec.task.hidden, spec.seed, n_features(spec.task.name)).state_dict())
+    startup = _warm_up(grid, initial, n_agencies, fed.round_timeout)
     _log_wall(run_dir, "start-up", startup)
     log.info("%d agencies ready in %.1f s", n_agencies, startup)
     done = _finished(run_dir)
-    for architecture in spec["federated"]:
+    for architecture in spec.federated:
         if architecture in done:  # a resumed run: finished before the stop
             log.info("%s: finished in an earlier attempt", architecture)
             continue
-        log.info("%s: %d rounds with %d agencies", architecture, fed["rounds"], n_agencies)
-        recorder = RoundRecorder(run_dir / "metrics.jsonl", architecture, [a["name"] for a in spec["agencies"]])
+        log.info("%s: %d rounds with %d agencies", architecture, fed.rounds, n_agencies)
+        recorder = RoundRecorder(run_dir / "metrics.jsonl", architecture, [a.name for a in spec.agencies])
         saved = load_checkpoint(run_dir, architecture)
         # Rows an earlier attempt wrote after its last checkpoint are written again.
         recorder.drop_rows_after(0 if saved is None else saved.round - (saved.phase == AGGREGATED))

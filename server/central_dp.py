@@ -39,22 +39,12 @@ from flwr.serverapp.strategy import (
     Strategy,
 )
 
+from federation.spec import CentralDPSpec
 from privacy.accounting import CalibrationError, calibrate_noise, epsilon, resolve_accountant
 from server.recorder import RoundRecorder
 from server.strategy import RecordingFedAvg
 
 ARCHITECTURE = "fedavg-central-dp"
-
-# `privacy.central` keys and their defaults. clipping_norm 1.0: on configs/default.yaml plain
-# updates measured 0.37–4.7 (median 1.7) in round 1 and 0.22–1.6 (median ≈0.8) afterwards.
-CENTRAL_DEFAULTS: dict[str, object] = {
-    "epsilon": None,  # None: privacy.epsilon
-    "clipping_norm": 1.0,
-    "adaptive": False,
-    "target_quantile": 0.5,
-    "clip_learning_rate": 0.2,
-    "clipped_count_stddev": None,  # None: see UPDATE_NOISE_INFLATION
-}
 
 # Adaptive clipping spends part of the budget on the noisy clipped count. With
 # clipped_count_stddev unset, it is chosen so that the update noise is this factor above the
@@ -70,15 +60,6 @@ ADJACENCY = (
 
 class CentralDPError(ValueError):
     """A `privacy.central` setting that cannot give a correct guarantee (one line)."""
-
-
-def central_settings(privacy: dict) -> dict:
-    """`privacy.central` with every default filled in."""
-    given = privacy.get("central") or {}
-    unknown = sorted(set(given) - set(CENTRAL_DEFAULTS))
-    if unknown:
-        raise CentralDPError(f"privacy.central: unknown key(s) {unknown}; allowed: {sorted(CENTRAL_DEFAULTS)}")
-    return {**CENTRAL_DEFAULTS, **given}
 
 
 @dataclass(frozen=True)
@@ -123,37 +104,27 @@ def _quiet(fn, *args):
         return fn(*args)
 
 
-def plan_central(privacy: dict, n_agencies: int, rounds: int) -> CentralDPPlan:
-    """Calibrate σ so that `rounds` releases at q=1 spend at most the target ε at δ. Raises
-    CentralDPError (one line) for a setting that cannot be accounted correctly."""
-    settings = central_settings(privacy)
-    target = float(settings["epsilon"] if settings["epsilon"] is not None else privacy["epsilon"])
-    delta, accountant = float(privacy["delta"]), resolve_accountant(str(privacy["accountant"]))
-    clip = float(settings["clipping_norm"])
-    if not (math.isfinite(target) and target > 0):
-        raise CentralDPError(f"privacy.central.epsilon: must be a positive number (got {target!r})")
-    if not clip > 0:
-        raise CentralDPError(f"privacy.central.clipping_norm: must be > 0 (got {clip!r})")
+def plan_central(settings: CentralDPSpec, n_agencies: int, rounds: int) -> CentralDPPlan:
+    """Calibrate σ so that `rounds` releases at q=1 spend at most the target ε at δ. The settings
+    were validated with the config (experiments/config.py); raises CentralDPError (one line) for
+    what only the plan can tell: a target the rounds cannot meet, a clipped-count noise too small."""
+    target, delta, accountant = settings.epsilon, settings.delta, resolve_accountant(settings.accountant)
+    clip = settings.clipping_norm
     if n_agencies < 1 or rounds < 1:
         raise CentralDPError(f"{ARCHITECTURE}: needs at least one agency and one round")
     try:
         sigma = _quiet(calibrate_noise, target, delta, 1.0, rounds, accountant)
     except CalibrationError as exc:
         raise CentralDPError(f"privacy.central.epsilon: {target:g} over {rounds} rounds cannot be met ({exc})") from None
-    adaptive = bool(settings["adaptive"])
+    adaptive = settings.adaptive
     count_std: float | None = None
     update_sigma = sigma
     if adaptive:
-        quantile, lr = float(settings["target_quantile"]), float(settings["clip_learning_rate"])
-        if not 0.0 <= quantile <= 1.0:
-            raise CentralDPError(f"privacy.central.target_quantile: must be in [0, 1] (got {quantile!r})")
-        if not lr > 0:
-            raise CentralDPError(f"privacy.central.clip_learning_rate: must be > 0 (got {lr!r})")
-        if settings["clipped_count_stddev"] is None:
+        if settings.clipped_count_stddev is None:
             update_sigma = UPDATE_NOISE_INFLATION * sigma
             count_std = (sigma**-2 - update_sigma**-2) ** -0.5
         else:
-            count_std = float(settings["clipped_count_stddev"])
+            count_std = settings.clipped_count_stddev
             if not count_std > sigma:
                 raise CentralDPError(
                     f"privacy.central.clipped_count_stddev: {count_std:g} must exceed the noise multiplier "
@@ -171,8 +142,8 @@ def plan_central(privacy: dict, n_agencies: int, rounds: int) -> CentralDPPlan:
         clipping_norm=clip,
         adaptive=adaptive,
         clipped_count_stddev=count_std,
-        target_quantile=float(settings["target_quantile"]),
-        clip_learning_rate=float(settings["clip_learning_rate"]),
+        target_quantile=settings.target_quantile,
+        clip_learning_rate=settings.clip_learning_rate,
     )
 
 
@@ -416,10 +387,10 @@ class CentralAdaptiveClipping(_AgencyLevelAccounting, DifferentialPrivacyServerS
         self._geometric_update(self._noisy_fraction(clipped_count, self.num_sampled_clients))
 
 
-def central_dp_strategy(recorder: RoundRecorder, privacy: dict, n_agencies: int, rounds: int) -> Strategy:
+def central_dp_strategy(recorder: RoundRecorder, settings: CentralDPSpec, n_agencies: int, rounds: int) -> Strategy:
     """The strategy of `fedavg-central-dp`: equal-weight FedAvg inside Flower's server-side
     clipping wrapper (fixed, or adaptive with `privacy.central.adaptive`), accounted per round.
     Its `report()` is what federated.jsonl records."""
-    plan = plan_central(privacy, n_agencies, rounds)
+    plan = plan_central(settings, n_agencies, rounds)
     inner = UniformMeanFedAvg(recorder, n_agencies, rounds)
     return CentralAdaptiveClipping(inner, plan) if plan.adaptive else CentralFixedClipping(inner, plan)

@@ -16,6 +16,7 @@ from flwr.serverapp.strategy import FedMedian, FedTrimmedAvg, Krum
 
 from federation import architectures
 from federation.architectures import ROBUST_AGGREGATORS as AGGREGATORS
+from federation.spec import FederationSpec
 from server.recorder import RoundRecorder
 from server.strategy import Recording, RecordingFedAvg
 
@@ -32,25 +33,25 @@ class RecordingKrum(Recording, Krum):
     """The one agency's model closest to its n − f − 2 nearest others (Blanchard et al. 2017)."""
 
 
-def aggregator_of(architecture: str, federation: dict) -> str:
-    """The aggregator `architecture` actually uses under this config's federation section (its
+def aggregator_of(architecture: str, federation: FederationSpec) -> str:
+    """The aggregator `architecture` actually uses under the run's federation settings (its
     registry entry's allowed ones: federation.aggregator if allowed, else its own)."""
-    return architectures.get(architecture).aggregator(str(federation.get("aggregator", "fedavg")))
+    return architectures.get(architecture).aggregator(federation.aggregator)
 
 
-def recording_strategy(recorder: RoundRecorder, federation: dict, n_agencies: int, architecture: str | None = None) -> Recording:
+def recording_strategy(recorder: RoundRecorder, federation: FederationSpec, n_agencies: int, architecture: str | None = None) -> Recording:
     """The recorded Flower strategy that `federation.aggregator` names, or, given `architecture`,
     the one that architecture uses under it (aggregator_of)."""
-    name = aggregator_of(architecture, federation) if architecture is not None else str(federation.get("aggregator", "fedavg"))
-    rounds = int(federation["rounds"])
+    name = aggregator_of(architecture, federation) if architecture is not None else federation.aggregator
+    rounds = federation.rounds
     if name == "fedavg":
         return RecordingFedAvg(recorder, n_agencies, rounds)
     if name == "median":
         return RecordingMedian(recorder, n_agencies, rounds)
     if name == "trimmed_mean":
-        return RecordingTrimmedAvg(recorder, n_agencies, rounds, beta=float(federation.get("trimmed_beta", 0.2)))
+        return RecordingTrimmedAvg(recorder, n_agencies, rounds, beta=federation.trimmed_beta)
     if name == "krum":
-        f = int(federation.get("krum_malicious", 1))
+        f = federation.krum_malicious
         if n_agencies < 2 * f + 3:
             raise ValueError(f"federation.krum_malicious: Krum with {f} malicious agenc{'y' if f == 1 else 'ies'} needs at least {2 * f + 3} agencies; the federation has {n_agencies}")
         return RecordingKrum(recorder, n_agencies, rounds, num_malicious_nodes=f)

@@ -48,7 +48,7 @@ def _message(spec_path, kind: str, server_round: int, dp: bool = True, rounds: i
             "server-round": server_round,
         }
     )
-    arrays = ArrayRecord(initial_model(spec["config"]["task"]["hidden"], spec["config"]["seed"]).state_dict())
+    arrays = ArrayRecord(initial_model(spec["task"]["hidden"], spec["seed"]).state_dict())
     return Message(RecordDict({"arrays": arrays, "config": config}), dst_node_id=1, message_type=kind)
 
 
@@ -173,7 +173,7 @@ def test_a_dropped_out_agency_fails_before_training_or_spending(fresh_spec):
     from clients.app import AgencyDropout
 
     spec = json.loads(fresh_spec.read_text())
-    spec["config"]["faults"] = {"dropout": 0.5}
+    spec["faults"] = {"dropout": 0.5}
     fresh_spec.write_text(json.dumps(spec))
     read_spec.cache_clear()
     context = _context(fresh_spec)

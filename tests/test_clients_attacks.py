@@ -3,7 +3,6 @@ trained model plus seeded N(0, factor²) noise; only the named agency lies."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ from flwr.app import ArrayRecord, ConfigRecord
 
 from clients.agency import Agency
 from clients.attacks import maybe_poison, poison
+from federation import spec
 from federation.policy import AgencyPolicy
 
 GLOBAL = {"w": torch.tensor([[1.0, 2.0], [3.0, 4.0]]), "b": torch.tensor([0.5])}
@@ -51,9 +51,20 @@ def test_unknown_attack_is_refused():
 
 
 def _agency(tmp_path: Path, name: str, malicious: dict | None) -> Agency:
-    spec = tmp_path / f"spec-{name}-{bool(malicious)}.json"
-    spec.write_text(json.dumps({"config": {"seed": 0, "faults": {"dropout": 0.0, "malicious": malicious}}}), encoding="utf-8")
-    return Agency(name, tmp_path, spec, tmp_path / "ledger.sqlite", AgencyPolicy(budget=1.0, delta=1e-5, max_grad_norm=5.0), tmp_path / "audit.jsonl")
+    policy = AgencyPolicy(budget=1.0, delta=1e-5, max_grad_norm=5.0)
+    run = spec.RunSpec(
+        run_dir=tmp_path,
+        seed=0,
+        task=spec.TaskSpec("outcome", "2023-10", (8,)),
+        federation=spec.FederationSpec(rounds=3, local_epochs=1, batch_size=64, learning_rate=0.01, round_timeout=60.0),
+        central_dp=spec.CentralDPSpec(epsilon=1.0, delta=1e-5, accountant="auto"),
+        default_policy=policy,
+        agencies=(),
+        federated=("fedavg",),
+        faults=spec.FaultsSpec(malicious=spec.MaliciousSpec(**malicious) if malicious else None),
+    )
+    path = spec.write(run, tmp_path / f"spec-{name}-{bool(malicious)}.json")
+    return Agency(name, tmp_path, path, tmp_path / "ledger.sqlite", policy, tmp_path / "audit.jsonl")
 
 
 CONFIG = ConfigRecord({"architecture": "fedavg", "server-round": 3})

@@ -79,7 +79,7 @@ def test_secagg_agencies_spend_exactly_as_in_fedavg_dp(run_dir):
     its released size (fresh ledger: only its released count before), cumulative ε recomputed
     from its releases."""
     spec = json.loads((run_dir / "federation.json").read_text())
-    config, fed = spec["config"], spec["config"]["federation"]
+    policy, fed = spec["default_policy"], spec["federation"]
     for agency, rows in _rows(run_dir, "fedavg-dp-secagg").items():
         n_train = rows[0]["n_train"]
         plan = plan_dp(
@@ -87,9 +87,9 @@ def test_secagg_agencies_spend_exactly_as_in_fedavg_dp(run_dir):
             batch_size=fed["batch_size"],
             local_epochs=fed["local_epochs"],
             rounds=fed["rounds"],
-            target_epsilon=config["privacy"]["epsilon"],
-            delta=config["privacy"]["delta"],
-            max_grad_norm=config["privacy"]["max_grad_norm"],
+            target_epsilon=policy["budget"],
+            delta=policy["delta"],
+            max_grad_norm=policy["max_grad_norm"],
             accountant="rdp",
             prior=[(50.0, 1.0, 1)],  # its record count, released once (privacy.count_sigma)
         )

@@ -291,8 +291,8 @@ def test_same_fedavg_model_as_flower_ray_simulation(tiny_spec, tmp_path):
     for key in ours:
         torch.testing.assert_close(ours[key], ray_model[key], rtol=1e-5, atol=1e-6)
     # ...and the models moved away from the start: this is not a comparison of two initial models.
-    config = json.loads(ours_spec.read_text())["config"]
-    start = initial_model(config["task"]["hidden"], config["seed"]).state_dict()
+    spec = json.loads(ours_spec.read_text())
+    start = initial_model(spec["task"]["hidden"], spec["seed"]).state_dict()
     assert max(float((ours[k] - start[k]).abs().max()) for k in ours) > 1e-3
     # The same per-agency rows (metrics) from both engines.
     key = lambda r: (r["round"], r["agency"])  # noqa: E731

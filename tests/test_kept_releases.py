@@ -92,7 +92,7 @@ def _train(spec_path: Path, server_round: int) -> Message:
 
     spec = json.loads(spec_path.read_text())
     config = ConfigRecord({"architecture": "fedavg-dp", "dp": True, "rounds": 2, "local-epochs": 1, "batch-size": 64, "learning-rate": 0.01, "server-round": server_round})
-    arrays = ArrayRecord(initial_model(spec["config"]["task"]["hidden"], spec["config"]["seed"]).state_dict())
+    arrays = ArrayRecord(initial_model(spec["task"]["hidden"], spec["seed"]).state_dict())
     message = Message(RecordDict({"arrays": arrays, "config": config}), dst_node_id=1, message_type="train")
     context = Context(run_id=1, node_id=1, node_config={"partition-id": 0, "num-partitions": 3}, state=RecordDict(), run_config={"peel-spec": str(spec_path)})
     return train(message, context)

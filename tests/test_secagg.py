@@ -128,7 +128,7 @@ def secagg_run(rdp_spec):
             raise ReleaseRefused("privacy budget exhausted (test)")
         return dp_round(*args, **kwargs)
 
-    initial = ArrayRecord(initial_model(spec["config"]["task"]["hidden"], spec["config"]["seed"]).state_dict())
+    initial = ArrayRecord(initial_model(spec["task"]["hidden"], spec["seed"]).state_dict())
     recorder = RoundRecorder(rdp_spec.parent / "secagg-metrics.jsonl", "fedavg-dp-secagg", names)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(client_secagg, "legacy_update", capture_update)

@@ -5,6 +5,7 @@ agency's delta, average with equal weights over the fixed number of agencies and
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -15,6 +16,10 @@ from flwr.supercore.task_identity import TaskIdentity
 from scipy.optimize import brentq
 from scipy.stats import norm
 
+from experiments.config import ConfigError, validate
+from experiments.prepare import central_dp
+from federation import spec as run_spec
+from federation.spec import CentralDPSpec
 from privacy.accounting import epsilon
 from server.central_dp import (
     CentralAdaptiveClipping,
@@ -26,7 +31,11 @@ from server.central_dp import (
 )
 from server.recorder import RoundRecorder
 
-PRIVACY = {"epsilon": 2.0, "delta": 1e-5, "accountant": "prv"}
+PRIVACY = CentralDPSpec(epsilon=2.0, delta=1e-5, accountant="prv")
+
+
+def central(**settings: object) -> CentralDPSpec:
+    return dataclasses.replace(PRIVACY, **settings)  # type: ignore[arg-type]
 AGENCIES = ["A", "B", "C", "D"]
 
 
@@ -45,37 +54,43 @@ def exact_gaussian_epsilon(sigma: float, rounds: int, delta: float) -> float:
 @pytest.mark.parametrize("target", [1.0, 4.0, 16.0])
 @pytest.mark.parametrize("accountant", ["prv", "auto"])
 def test_sigma_is_calibrated_for_all_rounds_at_q_1(target, accountant):
-    plan = plan_central({**PRIVACY, "epsilon": target, "accountant": accountant}, n_agencies=8, rounds=10)
+    plan = plan_central(central(epsilon=target, accountant=accountant), n_agencies=8, rounds=10)
     assert plan.accountant != "auto"  # the report names the accountant actually used
     spent = epsilon([plan.release] * 10, 1e-5, plan.accountant)
     assert spent <= target and spent == pytest.approx(target, rel=0.01)
     exact = exact_gaussian_epsilon(plan.noise_multiplier, 10, 1e-5)
     assert exact <= spent <= exact * 1.02  # an upper bound, tight at q=1
     assert plan.release == (plan.noise_multiplier, 1.0, 1)
-    # privacy.central.epsilon overrides privacy.epsilon
-    assert plan_central({**PRIVACY, "accountant": accountant, "central": {"epsilon": target}}, 8, 10).noise_multiplier == plan.noise_multiplier
+    # privacy.central.epsilon overrides privacy.epsilon (the run spec carries the resolved target)
+    config = validate({"privacy": {"epsilon": 2.0, "accountant": accountant, "central": {"epsilon": target}}}, "test")
+    assert plan_central(central_dp(config), 8, 10).noise_multiplier == plan.noise_multiplier
+    assert central_dp(validate({"privacy": {"epsilon": 3.0}}, "test")).epsilon == 3.0
 
 
 def test_adaptive_splits_the_same_budget_between_update_and_clipped_count():
     fixed = plan_central(PRIVACY, 8, 10)
-    adaptive = plan_central({**PRIVACY, "central": {"adaptive": True}}, 8, 10)
+    adaptive = plan_central(central(adaptive=True), 8, 10)
     # Default: update noise 10% above the fixed-clipping σ, the rest paid by the count noise.
     assert adaptive.update_noise_multiplier == pytest.approx(1.1 * fixed.noise_multiplier)
     assert effective_noise_multiplier(adaptive.update_noise_multiplier, adaptive.clipped_count_stddev) == pytest.approx(fixed.noise_multiplier)
     assert adaptive.noise_multiplier == fixed.noise_multiplier  # what the accountant is given
-    given = plan_central({**PRIVACY, "central": {"adaptive": True, "clipped_count_stddev": 3 * fixed.noise_multiplier}}, 8, 10)
+    given = plan_central(central(adaptive=True, clipped_count_stddev=3 * fixed.noise_multiplier), 8, 10)
     assert effective_noise_multiplier(given.update_noise_multiplier, 3 * fixed.noise_multiplier) == pytest.approx(fixed.noise_multiplier)
     with pytest.raises(CentralDPError, match="clipped_count_stddev: .* must exceed"):
-        plan_central({**PRIVACY, "central": {"adaptive": True, "clipped_count_stddev": fixed.noise_multiplier / 2}}, 8, 10)
+        plan_central(central(adaptive=True, clipped_count_stddev=fixed.noise_multiplier / 2), 8, 10)
 
 
 def test_bad_settings_are_one_line_errors():
-    with pytest.raises(CentralDPError, match="privacy.central.clipping_norm"):
-        plan_central({**PRIVACY, "central": {"clipping_norm": 0}}, 8, 10)
-    with pytest.raises(CentralDPError, match="unknown key"):
-        plan_central({**PRIVACY, "central": {"clip": 1}}, 8, 10)
+    # The config schema is the one place privacy.central is validated...
+    with pytest.raises(ConfigError, match="privacy.central.clipping_norm: .*greater than 0"):
+        validate({"privacy": {"central": {"clipping_norm": 0}}}, "test")
+    with pytest.raises(ConfigError, match="privacy.central.clip: unknown key"):
+        validate({"privacy": {"central": {"clip": 1}}}, "test")
+    with pytest.raises(ConfigError, match="privacy.central.target_quantile"):
+        validate({"privacy": {"central": {"target_quantile": 1.5}}}, "test")
+    # ...the plan refuses only what it alone can tell: a target the rounds cannot meet.
     with pytest.raises(CentralDPError, match="privacy.central.epsilon: 1e-06 over 10 rounds cannot be met"):
-        plan_central({**PRIVACY, "central": {"epsilon": 1e-6}}, 8, 10)
+        plan_central(central(epsilon=1e-6), 8, 10)
 
 
 # ------------------------------------------------------------- the wrappers on handmade replies
@@ -107,9 +122,9 @@ class NoiseSpy:
         return np.zeros(shape)
 
 
-def _wrapper(tmp_path, central: dict, current: ArrayRecord):
+def _wrapper(tmp_path, settings: dict, current: ArrayRecord):
     recorder = RoundRecorder(tmp_path / "metrics.jsonl", "fedavg-central-dp", AGENCIES)
-    strategy = central_dp_strategy(recorder, {**PRIVACY, "central": central}, n_agencies=len(AGENCIES), rounds=3)
+    strategy = central_dp_strategy(recorder, central(**settings), n_agencies=len(AGENCIES), rounds=3)
     # What configure_train would have stored (it needs a Grid to sample nodes).
     strategy.current_arrays = current
     strategy.strategy._current = current
@@ -207,12 +222,12 @@ def test_two_rounds_with_the_real_agencies(tiny_spec, monkeypatch):
 
     from tasks.model import initial_model
 
-    spec = json.loads(tiny_spec.read_text())
-    names = [a["name"] for a in spec["agencies"]]
+    spec = run_spec.read(tiny_spec)
+    names = [a.name for a in spec.agencies]
     recorder = RoundRecorder(tiny_spec.parent / "central-metrics.jsonl", "fedavg-central-dp", names)
-    privacy = {**spec["config"]["privacy"], "accountant": "prv", "central": {"epsilon": 8.0}}
-    strategy = central_dp_strategy(recorder, privacy, len(names), rounds=2)
-    initial = ArrayRecord(initial_model(spec["config"]["task"]["hidden"], spec["config"]["seed"]).state_dict())
+    settings = dataclasses.replace(spec.central_dp, accountant="prv", epsilon=8.0)
+    strategy = central_dp_strategy(recorder, settings, len(names), rounds=2)
+    initial = ArrayRecord(initial_model(spec.task.hidden, spec.seed).state_dict())
     train_config = ConfigRecord({"architecture": "fedavg-central-dp", "dp": False, "rounds": 2, "local-epochs": 1, "batch-size": 64, "learning-rate": 0.01})
     result = strategy.start(grid=LocalGrid(tiny_spec, len(names)), initial_arrays=initial, num_rounds=2, timeout=60, train_config=train_config, evaluate_config=ConfigRecord({"architecture": "fedavg-central-dp"}))
     assert list(result.arrays.keys()) == list(initial.keys())

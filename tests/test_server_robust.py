@@ -4,18 +4,21 @@ FedAvg's weighted mean away."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp.strategy import FedAvg, FedMedian, FedTrimmedAvg, Krum
 from flwr.supercore.task_identity import TaskIdentity
 
+from federation.spec import FederationSpec
 from server.recorder import RoundRecorder
 from server.robust import aggregator_of, recording_strategy
 from server.strategy import Recording
 
 AGENCIES = ["A", "B", "C", "D", "E"]
-FED = {"rounds": 2, "aggregator": "fedavg", "trimmed_beta": 0.2, "krum_malicious": 1}
+FED = FederationSpec(rounds=2, local_epochs=1, batch_size=64, learning_rate=0.01, round_timeout=60.0)
 
 
 @pytest.fixture(autouse=True)
@@ -25,7 +28,7 @@ def _flower_task_identity():
 
 def _strategy(tmp_path, **fed):
     recorder = RoundRecorder(tmp_path / "metrics.jsonl", "fedavg", AGENCIES)
-    return recording_strategy(recorder, {**FED, **fed}, len(AGENCIES)), recorder
+    return recording_strategy(recorder, dataclasses.replace(FED, **fed), len(AGENCIES)), recorder
 
 
 @pytest.mark.parametrize(("name", "cls"), [("fedavg", FedAvg), ("median", FedMedian), ("trimmed_mean", FedTrimmedAvg), ("krum", Krum)])
@@ -48,7 +51,7 @@ def test_krum_needs_enough_agencies_and_names_are_checked(tmp_path):
 
 
 def test_only_fedavg_and_fedavg_dp_honour_the_aggregator():
-    fed = {"aggregator": "median"}
+    fed = dataclasses.replace(FED, aggregator="median")
     assert [aggregator_of(a, fed) for a in ("fedavg", "fedavg-dp", "fedavg-dp-secagg", "fedavg-central-dp")] == ["median", "median", "fedavg", "clipped_mean"]
 
 

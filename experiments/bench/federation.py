@@ -19,15 +19,20 @@ agency's test records each round (Flower's federated evaluation, Peel's per-roun
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from .common import Measurement, Settings, project_root, summary
+
+if TYPE_CHECKING:
+    from experiments.config import PeelConfig
 
 QUICK = ["data.incidents=30000", "federation.rounds=3"]  # --quick: a quarter of the records, 3 rounds
 
@@ -35,13 +40,19 @@ QUICK = ["data.incidents=30000", "federation.rounds=3"]  # --quick: a quarter of
 # ---------------------------------------------------------------- the federation
 
 
+def bench_config(folder: Path, overrides: list[str]) -> PeelConfig:
+    """The default config with `overrides`, fedavg only, writing under `folder`."""
+    from experiments.config import load_config
+
+    return load_config(project_root() / "configs" / "default.yaml", [*overrides, "architectures=[fedavg]", f"output={folder}"])
+
+
 def prepare_federation(folder: Path, overrides: list[str]) -> Path:
     """Materialise the default config's agencies (with overrides) under `folder` as `peel run`
     does; returns the federation spec (architectures: fedavg only)."""
-    from experiments.config import load_config
     from experiments.prepare import materialise, write_spec
 
-    config = load_config(project_root() / "configs" / "default.yaml", [*overrides, "architectures=[fedavg]", f"output={folder}"])
+    config = bench_config(folder, overrides)
     federation = materialise(config, folder / "data")
     return write_spec(config, federation, folder)
 
@@ -49,12 +60,11 @@ def prepare_federation(folder: Path, overrides: list[str]) -> Path:
 def spec_copy(spec_path: Path, run_dir: Path) -> Path:
     """The same federation, writing its results into `run_dir` (the ServerApp appends to its
     run folder's files: every measured run gets its own)."""
-    spec = json.loads(spec_path.read_text(encoding="utf-8"))
-    spec["run_dir"] = str(run_dir)
+    from federation import spec
+
+    copy = dataclasses.replace(spec.read(spec_path), run_dir=run_dir.resolve())
     run_dir.mkdir(parents=True)
-    path = run_dir / "federation.json"
-    path.write_text(json.dumps(spec), encoding="utf-8")
-    return path
+    return spec.write(copy, run_dir / spec.SPEC_FILE)
 
 
 def agencies_of(spec_path: Path) -> list:
@@ -62,8 +72,9 @@ def agencies_of(spec_path: Path) -> list:
     from flwr.app import Context, RecordDict
 
     from clients.agency import locate
+    from federation.spec import read as read_spec
 
-    n = len(json.loads(spec_path.read_text(encoding="utf-8"))["agencies"])
+    n = len(read_spec(spec_path).agencies)
     return [
         locate(Context(run_id=0, node_id=0, node_config={"partition-id": i, "num-partitions": n}, state=RecordDict(), run_config={"peel-spec": str(spec_path)}))
         for i in range(n)
@@ -79,29 +90,30 @@ def plain_loop(spec_path: Path, evaluate: bool = False) -> None:
     With `evaluate`, also what a fedavg run does besides: every round, every agency scores the
     new global model on its test records (Flower's federated evaluation; metrics.jsonl rows)."""
     from clients.agency import load_split
+    from federation.spec import read as read_spec
     from tasks.model import initial_model, make_model
     from tasks.registry import score
     from tasks.seeding import stable_seed
     from tasks.train import predict_proba, train_plain
 
-    spec = json.loads(spec_path.read_text(encoding="utf-8"))
-    config, fed = spec["config"], spec["config"]["federation"]
+    run = read_spec(spec_path)
+    fed, hidden = run.federation, run.task.hidden
     splits = {a.name: load_split(a) for a in agencies_of(spec_path)}
     weights = {name: len(split.y_train) for name, split in splits.items()}
     total = sum(weights.values())
-    global_state = initial_model(config["task"]["hidden"], config["seed"]).state_dict()
-    for server_round in range(1, fed["rounds"] + 1):
+    global_state = initial_model(hidden, run.seed).state_dict()
+    for server_round in range(1, fed.rounds + 1):
         trained = {}
         for name, split in splits.items():
-            model = make_model(split.X_train.shape[1], config["task"]["hidden"])
+            model = make_model(split.X_train.shape[1], hidden)
             model.load_state_dict(global_state)
-            generator = torch.Generator().manual_seed(stable_seed(config["seed"], name, "fedavg", server_round))
-            train_plain(model, split.X_train, split.y_train, epochs=fed["local_epochs"], batch_size=fed["batch_size"], lr=fed["learning_rate"], generator=generator)
+            generator = torch.Generator().manual_seed(stable_seed(run.seed, name, "fedavg", server_round))
+            train_plain(model, split.X_train, split.y_train, epochs=fed.local_epochs, batch_size=fed.batch_size, lr=fed.learning_rate, generator=generator)
             trained[name] = model.state_dict()
         global_state = {key: sum(trained[n][key] * (weights[n] / total) for n in trained) for key in global_state}
         if evaluate:
             for split in splits.values():
-                model = make_model(split.X_train.shape[1], config["task"]["hidden"])
+                model = make_model(split.X_train.shape[1], hidden)
                 model.load_state_dict(global_state)
                 score(split, predict_proba(model, split.X_test))
 
@@ -163,7 +175,7 @@ def federation_cost(settings: Settings) -> dict:
                 measured[what].append(
                     {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu, "startup": walls.get("start-up"), "fedavg": walls["fedavg"]}
                 )
-        config = json.loads(spec_path.read_text(encoding="utf-8"))["config"]
+        config = bench_config(base / "prepared", overrides)
     per_engine = {}
     for engine, runs_ in measured.items():
         wall_ratios = [m["wall"] / p[0] for m, p in zip(runs_, plain, strict=True)]
@@ -201,9 +213,9 @@ def federation_cost(settings: Settings) -> dict:
             "vs plain loop + evaluation": {k: per_engine["inprocess"]["vs_plain_with_evaluation"][k] for k in ("median", "min", "max")},
         },
         wall_ratio=per_engine["inprocess"]["wall_ratio"],
-        agencies=config["data"]["agencies"],
-        records=config["data"]["incidents"],
-        rounds=config["federation"]["rounds"],
+        agencies=config.data.agencies,
+        records=config.data.incidents,
+        rounds=config.federation.rounds,
         engine="inprocess (experiments/engine.py); per_engine.ray is Flower's Ray simulation (full runs only)",
         clock="whole run including start-up; in-process: CPU time (= wall on an idle machine), ray: wall time",
     )
