@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
 from federation import architectures
+from privacy.durable import replace_durably
 
 METRIC_KEYS = ("auc", "accuracy", "f1", "log_loss", "brier")
 # The hotspot task's crime-analyst metrics, reported when present.
@@ -17,9 +17,7 @@ HOTSPOT_KEYS = ("hit_rate", "pai", "pei", "pai_oracle", "pai_hindsight", "flagge
 
 def write_atomic(path: Path, text: str) -> None:
     """Write to a temporary file beside `path`, then rename: readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    replace_durably(path, text, sync=False)
 
 
 def write_json(path: Path, data: object) -> None:

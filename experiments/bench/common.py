@@ -4,7 +4,6 @@ and where the configs the benchmark runs live."""
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -12,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from experiments.config import ConfigError
+from privacy.durable import replace_durably
 
 # The configs the whole-run measurements use (federation, sweep, scale).
 NEEDED_CONFIGS = ("configs/default.yaml", "configs/sweep-epsilon.yaml")
@@ -93,13 +93,7 @@ def shared_run(measure: Callable[[Settings], dict]) -> Callable[[str], Callable[
 
 def write_json_atomic(path: Path, payload: dict) -> None:
     """Write `payload` to `path` in one step: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    replace_durably(path, json.dumps(payload, indent=2) + "\n", private_tmp=True, sync=False)
 
 
 def project_root() -> Path:

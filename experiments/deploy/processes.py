@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from experiments.deploy.errors import DeployError
+from privacy.durable import replace_durably
 
 # Set in the environment of every process `peel deploy` starts (value: the deploy folder), so
 # that helpers orphaned by a crashed parent can still be found and stopped — and nothing else.
@@ -130,14 +131,8 @@ def start(name: str, command: Sequence[str], log: Path, env: Mapping[str, str], 
 
 def write_record(path: Path, procs: Iterable[Proc], extra: Mapping | None = None) -> None:
     """Write the record atomically (a reader sees the old or the new file, never half of one)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = {**(extra or {}), "processes": [asdict(p) for p in procs]}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    replace_durably(path, json.dumps(data, indent=2), private_tmp=True)
 
 
 def read_record(path: Path) -> tuple[list[Proc], dict]:

@@ -7,12 +7,12 @@ figure that can no longer be drawn (e.g. its data are gone) has its old PNG remo
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from pathlib import Path
 
 from experiments.report import html, plots, poisoning, reading, tables, views
 from experiments.report.load import load
+from privacy.durable import replace_durably
 
 REPORT_DIR = "report"
 REPORT_FILE = "report.html"
@@ -20,12 +20,7 @@ FIGURES = ("privacy-utility", "per-agency-utility", "epsilon-per-agency", "data-
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    replace_durably(path, data, private_tmp=True, sync=False)  # two reports of one folder may race
 
 
 def write_report(path: Path, generated: datetime | None = None) -> Path:
