@@ -8,54 +8,34 @@ Every problem is a one-line `DataError` naming the file, the row as a spreadshee
 header is row 1) and the column. A line longer than `checks.MAX_LINE_BYTES` is refused before
 parsing, so a broken export cannot exhaust memory or flood an error message.
 
-Speed: a column is handled as its distinct values plus one code per row (`_Coded`): stripping,
+Dates and months are read in policedata/csv_dates.py.
+
+Speed: a column is handled as its distinct values plus one code per row (`Coded`, policedata/csv_cells.py): stripping,
 value maps and checks run once per distinct value, not once per cell.
 """
 
 from __future__ import annotations
 
 import io
-import re
 import unicodedata
-import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from pandas.tseries.api import guess_datetime_format
 
-from .checks import DELIMITERS, check_line_lengths, check_regular_file, delimiter_hint, implausible_month, shorten
+from .checks import DELIMITERS, check_line_lengths, check_regular_file, delimiter_hint, shorten
+from .csv_cells import Coded, Where
+from .csv_dates import check_month_range, month_labels, months, months_from_dates
 from .errors import DataError
 from .loader import LoadReport
-from .schema import AGENCY, CRIME_TYPES, MONTH_PATTERN, OUTCOME_CATEGORIES, RECORD_COLUMNS
+from .schema import AGENCY, CRIME_TYPES, OUTCOME_CATEGORIES, RECORD_COLUMNS
 
 # Peel's record fields a CSV column can be mapped onto (data.columns).
 FIELDS: tuple[str, ...] = ("agency", "date", "month", "latitude", "longitude", "area", "category", "outcome", "crime_id")
 # Fields whose values can be translated by data.values ({field: {their value: Peel's value}}).
 VALUE_FIELDS: tuple[str, ...] = ("agency", "area", "category", "outcome")
-# Free-text date layouts tried when data.date_format is not given (each with each time layout),
-# besides pandas' own guess. Month-first and day-first layouts are both candidates: the data
-# decides, once for the whole column.
-_DATE_LAYOUTS = (
-    "%m/%d/%Y", "%d/%m/%Y", "%m/%d/%y", "%d/%m/%y", "%m-%d-%Y", "%d-%m-%Y", "%d.%m.%Y",
-    "%Y-%m-%d", "%Y/%m/%d", "%Y%m%d", "%B %d, %Y", "%b %d, %Y", "%d %B %Y", "%d %b %Y",
-)
-_TIME_LAYOUTS = (
-    "", " %H:%M", " %H:%M:%S", " %I:%M %p", " %I:%M:%S %p", " %I:%M%p", "T%H:%M", "T%H:%M:%S",
-    " %H:%M:%S.%f", "T%H:%M:%S.%f",
-)
-_CANDIDATE_FORMATS = tuple(d + t for d in _DATE_LAYOUTS for t in _TIME_LAYOUTS)
-_ISO_START = re.compile(r"\d{4}-\d{2}-\d{2}")
-_DATE_DIRECTIVE = re.compile(r"%[-#]?[YymdbBjUWGVu]")
-# Rows tried against every candidate date format before the whole column is read.
-_SAMPLE = 2000
-_DATE_HINT = "set data.date_format (e.g. '%m/%d/%Y %I:%M %p')"
-
-
 @dataclass
 class CsvLoadReport(LoadReport):
     """`LoadReport` plus what the mapping left unresolved."""
@@ -116,17 +96,17 @@ def load_csv_source(
         rows, cells = rows[~blank], {f: v[~blank] for f, v in cells.items()}
     if len(rows) == 0:
         raise DataError(f"{path}: no records below the header (row 1); with zero records no agency can train or test")
-    where = _Where(path, rows, columns)
+    where = Where(path, rows, columns)
 
     # NFC before mapping and comparing: "Café" as one code point or as "e" + accent is one agency.
-    agency = _Coded.of(cells["agency"]).nfc().translated(values.get("agency"))
+    agency = Coded.of(cells["agency"]).nfc().translated(values.get("agency"))
     where.fail(agency.rows_where(agency.uniques == ""), "agency", lambda i: "agency is empty")
     if "date" in columns:
-        month_index, used_format = _months_from_dates(cells["date"], date_format, where)
-        month = _month_labels(month_index)
+        month_index, used_format = months_from_dates(cells["date"], date_format, where)
+        month = month_labels(month_index)
     else:
-        month, used_format = _months(cells["month"], where), None
-    _check_month_range(month, "date" if "date" in columns else "month", where)
+        month, used_format = months(cells["month"], where), None
+    check_month_range(month, "date" if "date" in columns else "month", where)
     longitude = _coordinate(cells, "longitude", 180, where)
     latitude = _coordinate(cells, "latitude", 90, where)
     category = _text(cells, values, "category")
@@ -161,69 +141,6 @@ def load_csv_source(
         date_format=used_format,
     )
     return records, report
-
-
-@dataclass(frozen=True)
-class _Coded:
-    """A text column as its distinct values and one code per row (codes number the values in
-    order of first appearance, as pandas.factorize does)."""
-
-    codes: np.ndarray
-    uniques: np.ndarray  # object array of str
-
-    @classmethod
-    def of(cls, raw: np.ndarray, strip: bool = True) -> _Coded:
-        codes, uniques = pd.factorize(raw)
-        uniques = np.asarray(uniques, dtype=object)
-        coded = cls(codes, uniques)
-        if strip:
-            stripped = np.array([u.strip() for u in uniques.tolist()], dtype=object)
-            if len(stripped) and (stripped != uniques).any():
-                coded = coded._merged(stripped)
-        return coded
-
-    def nfc(self) -> _Coded:
-        """The distinct values in Unicode NFC (merging values that differ only in form)."""
-        normal = np.array([unicodedata.normalize("NFC", u) for u in self.uniques.tolist()], dtype=object)
-        return self._merged(normal) if len(normal) and (normal != self.uniques).any() else self
-
-    def translated(self, mapping: dict[str, str] | None) -> _Coded:
-        if not mapping:
-            return self
-        return self._merged(np.array([mapping.get(u, u) for u in self.uniques.tolist()], dtype=object))
-
-    def _merged(self, new_uniques: np.ndarray) -> _Coded:
-        """Replace the distinct values, merging those that became equal."""
-        codes, uniques = pd.factorize(new_uniques)
-        return _Coded(codes[self.codes], np.asarray(uniques, dtype=object))
-
-    def values(self) -> np.ndarray:
-        return self.uniques[self.codes]
-
-    def rows_where(self, bad_values: np.ndarray) -> np.ndarray:
-        """Per row: is its value one of the `bad_values` (a mask over `uniques`)?"""
-        return np.asarray(bad_values, dtype=bool)[self.codes] if np.any(bad_values) else np.zeros(len(self.codes), dtype=bool)
-
-    def counts(self) -> np.ndarray:
-        return np.bincount(self.codes, minlength=len(self.uniques))
-
-
-@dataclass(frozen=True)
-class _Where:
-    """Names the file, spreadsheet row and column of a bad cell."""
-
-    path: Path
-    rows: np.ndarray
-    columns: dict[str, str]
-
-    def fail(self, bad: np.ndarray, fld: str, describe: Callable[[int], str]) -> None:
-        bad = np.asarray(bad, dtype=bool)
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise DataError(self.at(i, fld, describe(i)))
-
-    def at(self, i: int, fld: str, what: str) -> str:
-        return f"{self.path}: row {self.rows[i]}, column {self.columns[fld]!r} (data.columns.{fld}): {what}"
 
 
 def _check_columns(columns: dict[str, Any]) -> dict[str, str]:
@@ -346,207 +263,15 @@ def _blank_rows(frame: pd.DataFrame, agency: np.ndarray) -> np.ndarray:
     return blank
 
 
-def _text(cells: dict[str, np.ndarray], values: dict[str, Any], fld: str) -> _Coded:
+def _text(cells: dict[str, np.ndarray], values: dict[str, Any], fld: str) -> Coded:
     """A text field ("" when not mapped), translated by data.values.<field> where given."""
     if fld not in cells:
         n = len(next(iter(cells.values())))
-        return _Coded(np.zeros(n, dtype=np.intp), np.array([""], dtype=object))
-    return _Coded.of(cells[fld]).translated(values.get(fld))
+        return Coded(np.zeros(n, dtype=np.intp), np.array([""], dtype=object))
+    return Coded.of(cells[fld]).translated(values.get(fld))
 
 
-def _months(raw: np.ndarray, where: _Where) -> np.ndarray:
-    month = _Coded.of(raw)
-    bad = np.array([re.fullmatch(MONTH_PATTERN, u) is None for u in month.uniques.tolist()], dtype=bool)
-    where.fail(month.rows_where(bad), "month", lambda i: f"{shorten(month.values()[i])} is not a month 'YYYY-MM'")
-    return month.values()
-
-
-def _check_month_range(month: np.ndarray, fld: str, where: _Where) -> None:
-    """Refuse a month before 2000 or after the current one (a typo such as 2999 or 0000 would
-    move every agency's train/test split), naming its row."""
-    distinct = pd.unique(month)
-    odd = {m: why for m in distinct.tolist() if (why := implausible_month(m))}
-    if odd:
-        where.fail(pd.Index(month).isin(list(odd)), fld, lambda i: f"month {month[i]} {odd[month[i]]}")
-
-
-def _month_labels(month_index: np.ndarray) -> np.ndarray:
-    distinct, inverse = np.unique(month_index, return_inverse=True)
-    labels = np.array([f"{m // 12:04d}-{m % 12 + 1:02d}" for m in distinct.tolist()], dtype=object)
-    return labels[inverse.reshape(-1)]
-
-
-def _months_from_dates(raw: np.ndarray, date_format: str | None, where: _Where) -> tuple[np.ndarray, str]:
-    """year * 12 + month - 1 of every free-text date, read with one format for the whole column:
-    the given one, or the one the data allows (never day-first on some rows and month-first on
-    others). Returns it with the format used."""
-    where.fail(raw == "", "date", lambda i: "date is empty")
-    if date_format:
-        month_index = _read_months(raw, date_format)
-        where.fail(month_index < 0, "date", lambda i: f"{shorten(raw[i])} does not match data.date_format {date_format!r}")
-        return month_index, date_format
-    return _infer_format(raw, where)
-
-
-def _read_months(raw: np.ndarray, fmt: str) -> np.ndarray:
-    """year * 12 + month - 1 of each text under `fmt`, -1 where it does not read.
-
-    Dates with times are nearly all distinct, so when `fmt` is a date part, a separator and a
-    time part, the two parts are read apart (few distinct values each); cells that fail that
-    way are read whole, so the result is what reading every cell whole would give."""
-    split = _split_format(fmt)
-    if split is None:
-        return _read_whole(raw, fmt)
-    date_fmt, sep, time_fmt = split
-    heads, tails = _partition(raw, sep)
-    day, clock = _Coded.of(heads), _Coded.of(tails)
-    months = _parse_months(day.uniques, date_fmt)
-    times_ok = (clock.uniques == "") if not time_fmt else (_parse_months(clock.uniques, time_fmt, local_months=False) >= 0)
-    month_index = np.where(times_ok[clock.codes], months[day.codes], -1)
-    failed = np.flatnonzero(month_index < 0)
-    if len(failed):
-        month_index[failed] = _read_whole(raw[failed], fmt)
-    return month_index
-
-
-def _partition(raw: np.ndarray, sep: str) -> tuple[np.ndarray, np.ndarray]:
-    """Each text split at its first `sep`: (before, after) as object arrays."""
-    if hasattr(np, "strings") and hasattr(np.strings, "partition") and len(raw):  # numpy >= 2.3: in C
-        heads, _, tails = np.strings.partition(raw.astype(str), sep)
-        return heads.astype(object), tails.astype(object)
-    parts = [v.partition(sep) for v in raw.tolist()]
-    return np.array([p[0] for p in parts], dtype=object), np.array([p[2] for p in parts], dtype=object)
-
-
-def _read_whole(raw: np.ndarray, fmt: str) -> np.ndarray:
-    coded = _Coded.of(raw)
-    return _parse_months(coded.uniques, fmt)[coded.codes]
-
-
-def _split_format(fmt: str) -> tuple[str, str, str] | None:
-    """("%m/%d/%Y", " ", "%I:%M %p") for "%m/%d/%Y %I:%M %p": the date part must end at a space or
-    "T" that does not occur in it; None when the format cannot be split that way."""
-    if fmt == "ISO8601":
-        return None
-    directives = list(_DATE_DIRECTIVE.finditer(fmt))
-    last = directives[-1] if directives else None
-    if last is None or last.end() >= len(fmt):
-        return None
-    date_fmt, sep, time_fmt = fmt[: last.end()], fmt[last.end()], fmt[last.end() + 1 :]
-    if sep not in " T" or sep in date_fmt:
-        return None
-    return date_fmt, sep, time_fmt.lstrip(" ") if sep == " " else time_fmt
-
-
-def _parse_months(uniques: np.ndarray, fmt: str, local_months: bool = True) -> np.ndarray:
-    """year * 12 + month - 1 of each text under `fmt`, -1 where it does not parse (0 for every
-    readable text when `local_months` is False: only whether it reads is wanted)."""
-    if len(uniques) == 0:
-        return np.zeros(0, dtype=np.int64)
-    index = pd.Index(uniques, dtype=object)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            parsed = pd.to_datetime(index, format=fmt, errors="coerce")
-        except (ValueError, TypeError, OverflowError):
-            parsed = None
-        if parsed is None:  # e.g. offsets that change with daylight saving: -05:00 and -04:00
-            try:
-                ok = ~np.asarray(pd.to_datetime(index, format=fmt, errors="coerce", utc=True).isna())
-            except (ValueError, TypeError, OverflowError):  # an invalid format
-                return np.full(len(uniques), -1, dtype=np.int64)
-            if not local_months:
-                return np.where(ok, 0, -1).astype(np.int64)
-            # The month on the record's own clock, not in UTC: each text read with its own offset.
-            local = [pd.Timestamp(datetime.strptime(u, fmt)) if fmt != "ISO8601" else pd.Timestamp(u) for u in uniques[ok].tolist()]
-            months = np.full(len(uniques), -1, dtype=np.int64)
-            months[ok] = [t.year * 12 + t.month - 1 for t in local]
-            return months
-    ok = ~np.asarray(parsed.isna())
-    if not local_months:
-        return np.where(ok, 0, -1).astype(np.int64)
-    months = np.where(ok, np.asarray(parsed.year, dtype=np.float64) * 12 + np.asarray(parsed.month, dtype=np.float64) - 1, -1)
-    return months.astype(np.int64)
-
-
-def _candidates(first: str) -> list[str]:
-    """Formats that read the first date: pandas' guesses, ISO 8601, then the layouts above."""
-    found = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pandas warns when a day-first guess is month-first
-        for dayfirst in (False, True):
-            guess = guess_datetime_format(first, dayfirst=dayfirst)
-            if guess:
-                found.append(guess)
-    if _ISO_START.match(first):
-        found.append("ISO8601")
-    for fmt in _CANDIDATE_FORMATS:
-        if not _plausible(fmt, first):
-            continue
-        try:
-            datetime.strptime(first, fmt)
-        except ValueError:
-            continue
-        found.append(fmt)
-    return list(dict.fromkeys(found))
-
-
-def _plausible(fmt: str, text: str) -> bool:
-    """Cheap filter before strptime (whose format compilation is slow): the format's separators
-    must occur in the text as often as in the format."""
-    literal = re.sub(r"%.", "", fmt)
-    return all(literal.count(c) == text.count(c) for c in "/-.:,T") and (("%p" in fmt) == bool(re.search(r"[AaPp]\.?[Mm]", text)))
-
-
-def _infer_format(raw: np.ndarray, where: _Where) -> tuple[np.ndarray, str]:
-    """Decide one date format for the column from the data, or fail naming the rows."""
-    candidates = _candidates(raw[0].strip())
-    if not candidates:
-        raise DataError(where.at(0, "date", f"cannot tell the date format of {shorten(raw[0])}; {_DATE_HINT}"))
-    # Narrow on a sample of rows, then read the whole column with what is left (usually one).
-    sample = raw[np.unique(np.linspace(0, len(raw) - 1, min(len(raw), _SAMPLE)).astype(int))]
-    on_sample = {fmt: _read_whole(sample, fmt) for fmt in candidates}
-    fit = [fmt for fmt in candidates if (on_sample[fmt] >= 0).all()]
-    finalists: list[str] = []
-    for fmt in fit:  # formats that read the sample alike (e.g. ISO8601 and %Y-%m-%d) count once
-        if all((on_sample[fmt] != on_sample[other]).any() for other in finalists):
-            finalists.append(fmt)
-    finalists = finalists or candidates
-    full = {fmt: _read_months(raw, fmt) for fmt in finalists}
-    readers = [fmt for fmt in finalists if (full[fmt] >= 0).all()]
-    if readers:
-        chosen = readers[0]
-        for other in readers[1:]:
-            differ = full[other] != full[chosen]
-            if differ.any():  # e.g. only days <= 12: "03/04" is March or April
-                i = int(np.argmax(differ))
-                raise DataError(where.at(i, "date", (
-                    f"{shorten(raw[i])} reads as {_month(full[chosen][i])} with {chosen!r} and as {_month(full[other][i])} "
-                    f"with {other!r}, and no date in the column decides which; {_DATE_HINT}"
-                )))
-        return full[chosen], chosen
-    best = max(finalists, key=lambda f: int((full[f] >= 0).sum()))
-    i = int(np.argmax(full[best] < 0))
-    k = int(np.argmax(full[best] >= 0))
-    for other in _candidates(raw[i].strip()):  # another format reads it: the column mixes layouts
-        if other != best and _read_whole(raw[i : i + 1], other)[0] >= 0 and (full[best] >= 0).any():
-            raise DataError(where.at(i, "date", (
-                f"{shorten(raw[i])} reads only as {other!r}, but row {where.rows[k]} ({shorten(raw[k])}) reads only as "
-                f"{best!r}: the column mixes date layouts (month-first and day-first?); fix the export or {_DATE_HINT}"
-            )))
-    if not (full[best] >= 0).any():
-        raise DataError(where.at(i, "date", f"{shorten(raw[i])} does not parse as a date; {_DATE_HINT}"))
-    raise DataError(where.at(i, "date", (
-        f"{shorten(raw[i])} does not parse as a date like row {where.rows[k]} ({shorten(raw[k])}, format {best!r}); "
-        f"fix the cell or {_DATE_HINT}"
-    )))
-
-
-def _month(index: int) -> str:
-    return f"{index // 12:04d}-{index % 12 + 1:02d}"
-
-
-def _coordinate(cells: dict[str, np.ndarray], fld: str, limit: float, where: _Where) -> np.ndarray:
+def _coordinate(cells: dict[str, np.ndarray], fld: str, limit: float, where: Where) -> np.ndarray:
     if fld not in cells:
         return np.full(len(where.rows), np.nan)
     texts = cells[fld]
@@ -561,7 +286,7 @@ def _coordinate(cells: dict[str, np.ndarray], fld: str, limit: float, where: _Wh
     return numbers
 
 
-def _unknown_categories(category: _Coded) -> dict[str, int]:
+def _unknown_categories(category: Coded) -> dict[str, int]:
     """Categories after data.values.category that are not Peel crime types: kept (the features
     give them the "unknown" slot) and counted per value, so the map can be completed."""
     unknown = pd.Index(CRIME_TYPES).get_indexer(category.uniques) < 0
@@ -569,7 +294,7 @@ def _unknown_categories(category: _Coded) -> dict[str, int]:
     return {str(category.uniques[j]): int(counts[j]) for j in np.flatnonzero(unknown)}
 
 
-def _check_outcomes(outcome: _Coded, mapped: bool, where: _Where) -> None:
+def _check_outcomes(outcome: Coded, mapped: bool, where: Where) -> None:
     """Outcomes must end up as Peel outcome categories or "" (no outcome, kept): an unknown
     disposition silently counted as a negative label would corrupt the task."""
     unknown = (outcome.uniques != "") & (pd.Index(OUTCOME_CATEGORIES).get_indexer(outcome.uniques) < 0)
@@ -583,14 +308,14 @@ def _check_outcomes(outcome: _Coded, mapped: bool, where: _Where) -> None:
         ))
 
 
-def _crime_ids(cells: dict[str, np.ndarray], where: _Where) -> tuple[np.ndarray, int]:
+def _crime_ids(cells: dict[str, np.ndarray], where: Where) -> tuple[np.ndarray, int]:
     """Their ids where given (must be unique); elsewhere a stable hash of the row's mapped cells,
     with a counter for rows whose cells are all the same, so ids are unique and reproducible."""
     n = len(where.rows)
     if "crime_id" in cells:
-        ids = _Coded.of(cells["crime_id"])
+        ids = Coded.of(cells["crime_id"])
     else:
-        ids = _Coded(np.zeros(n, dtype=np.intp), np.array([""], dtype=object))
+        ids = Coded(np.zeros(n, dtype=np.intp), np.array([""], dtype=object))
     given = ids.uniques != ""
     repeated = pd.Series(ids.codes).duplicated().to_numpy() & given[ids.codes]
     if repeated.any():
@@ -629,7 +354,7 @@ def _hex_ids(digest: np.ndarray) -> np.ndarray:
     return np.array(["row-" + h for h in chars.view("<U16").reshape(-1).tolist()], dtype=object)
 
 
-def _check_agency_sizes(agency: _Coded, where: _Where) -> dict[str, int]:
+def _check_agency_sizes(agency: Coded, where: Where) -> dict[str, int]:
     counts = agency.counts()
     small = counts <= 1
     if small.any():
