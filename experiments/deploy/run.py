@@ -9,7 +9,6 @@ pyproject.toml, and the bundle holds code only (no run folders, no data).
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import time
@@ -21,6 +20,8 @@ import tomli_w
 from experiments.deploy import flwr_cli, processes
 from experiments.deploy.errors import DeployError
 from experiments.deploy.layout import Layout
+from federation.spec import RunSpec, SpecError
+from federation.spec import read as read_spec
 
 REPO = Path(__file__).resolve().parents[2]
 POLL_S = 5.0
@@ -59,8 +60,8 @@ def _deployment(layout: Layout) -> dict:
     return extra
 
 
-def _check_agencies(spec: dict, extra: dict, layout: Layout) -> None:
-    wanted = sorted(a["name"] for a in spec["agencies"])
+def _check_agencies(spec: RunSpec, extra: dict, layout: Layout) -> None:
+    wanted = sorted(a.name for a in spec.agencies)
     served = sorted(extra.get("agencies", []))
     if wanted != served:
         raise DeployError(f"the run's agencies {wanted} are not the deployment's {served} ({layout.processes}); use data.source: agencies with the deployed folder")
@@ -121,10 +122,13 @@ def run_on_deployment(spec_path: Path, deploy_dir: Path, timeout: float | None =
     ServerApp writes metrics.jsonl, federated.jsonl and the models into the run folder, as in
     simulation; Flower's log of the run goes to `<run folder>/flower-run.log`."""
     layout = Layout(Path(deploy_dir).resolve())
-    spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
+    try:
+        spec = read_spec(spec_path)
+    except SpecError as exc:
+        raise DeployError(str(exc)) from None
     _check_agencies(spec, _deployment(layout), layout)
     run_id = submit(layout, Path(spec_path))
-    log_file = Path(spec["run_dir"]) / "flower-run.log"
+    log_file = spec.run_dir / "flower-run.log"
     status = wait(layout, run_id, log_file, timeout)
     if status != "finished:completed":
         raise DeployError(f"Flower run {run_id} ended {status}; see {log_file} and {layout.root / 'logs'}")
