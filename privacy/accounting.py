@@ -16,19 +16,23 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from privacy.accountants import ACCOUNTANTS, ADD_REMOVE, AUTO, NEIGHBOURING, REPLACE_ONE, Release, check_neighbouring, rdp_epsilon_quick
+from privacy.mechanisms import Entry, MechanismEvent, check_accountable, is_tuple_case, mixed_pld_epsilon, to_release
 
 __all__ = [
     "ACCOUNTANT_CHOICES",
     "ADD_REMOVE",
     "DEFAULT_ACCOUNTANT",
+    "Entry",
     "MAX_SIGMA",
     "NEIGHBOURING",
     "CalibrationError",
+    "MechanismEvent",
     "REPLACE_ONE",
     "Release",
     "calibrate_noise",
     "check_release",
     "epsilon",
+    "merge_entries",
     "merge_history",
     "resolve_accountant",
 ]
@@ -92,25 +96,58 @@ _epsilons: OrderedDict[tuple[Any, ...], float] = OrderedDict()
 _epsilons_lock = threading.Lock()
 
 
-def epsilon(history: Sequence[Release], delta: float, accountant: str = DEFAULT_ACCOUNTANT, neighbouring: str = ADD_REMOVE) -> float:
+def merge_entries(history: Sequence[Entry]) -> list[Entry]:
+    """`history` with Gaussian events as their (σ, q, steps) tuples, neighbouring equal-(σ, q)
+    tuples merged (see merge_history) and zero-step entries dropped; other events kept in place."""
+    merged: list[Entry] = []
+    for entry in history:
+        if isinstance(entry, MechanismEvent):
+            if entry.steps == 0:
+                continue
+            if not is_tuple_case(entry):
+                merged.append(entry)
+                continue
+            entry = to_release(entry)
+        sigma, q, steps = check_release(entry)
+        last = merged[-1] if merged else None
+        if steps == 0:
+            continue
+        if isinstance(last, tuple) and last[0] == sigma and last[1] == q:
+            merged[-1] = (sigma, q, last[2] + steps)
+        else:
+            merged.append((sigma, q, steps))
+    return merged
+
+
+def epsilon(history: Sequence[Entry], delta: float, accountant: str = DEFAULT_ACCOUNTANT, neighbouring: str = ADD_REMOVE) -> float:
     """Cumulative ε at `delta` of every release in `history` (0 for an empty history), an upper
     bound from the named accountant, for `neighbouring` records: "add-remove" (one record added
-    or removed) or "replace-one" (one record's content replaced; PLD only, ValueError otherwise)."""
+    or removed) or "replace-one" (one record's content replaced; PLD only, ValueError otherwise).
+
+    A release is a (σ, q, steps) tuple or a MechanismEvent (privacy/mechanisms.py); a history
+    holding Laplace or discrete-Gaussian events is composed with PLD only (ValueError for PRV/RDP)."""
     name = resolve_accountant(accountant)
     check_neighbouring(neighbouring, name)
     if not 0 < delta < 1:
         raise ValueError(f"δ must be in (0, 1), got {delta!r}")
-    merged = merge_history(history)
+    merged = merge_entries(history)
     if not merged:
         return 0.0
-    if any(sigma == 0 for sigma, _, _ in merged):
+    events = [e for e in merged if isinstance(e, MechanismEvent)]
+    check_accountable(events, name, neighbouring)
+    if any((e.noise if isinstance(e, MechanismEvent) else e[0]) == 0 for e in merged):
         return math.inf  # a noiseless release has no finite guarantee
     key = (name, tuple(merged), float(delta), neighbouring)
     with _epsilons_lock:
         if key in _epsilons:
             _epsilons.move_to_end(key)
             return _epsilons[key]
-    eps = ACCOUNTANTS[name].compute(key[1], delta) if neighbouring == ADD_REMOVE else ACCOUNTANTS[name].compute(key[1], delta, neighbouring)
+    if events:
+        eps = mixed_pld_epsilon(key[1], delta, neighbouring)
+    elif neighbouring == ADD_REMOVE:
+        eps = ACCOUNTANTS[name].compute(key[1], delta)
+    else:
+        eps = ACCOUNTANTS[name].compute(key[1], delta, neighbouring)
     with _epsilons_lock:
         _epsilons[key] = eps
         while len(_epsilons) > _EPSILONS_SIZE:
@@ -133,7 +170,7 @@ def calibrate_noise(
     steps: int,
     accountant: str = DEFAULT_ACCOUNTANT,
     *,
-    prior: Sequence[Release] = (),
+    prior: Sequence[Entry] = (),
     releases: int = 1,
     rel_tol: float = 0.005,
     neighbouring: str = ADD_REMOVE,
@@ -153,7 +190,7 @@ def calibrate_noise(
     name = resolve_accountant(accountant)
     if releases < 1 or steps < 1:
         raise ValueError(f"need at least one release of at least one step, got {releases} × {steps}")
-    prior = [check_release(r) for r in prior]
+    prior = [r if isinstance(r, MechanismEvent) else check_release(r) for r in prior]
     check_neighbouring(neighbouring, name)
     key = (float(target_epsilon), float(delta), float(sample_rate), int(steps), name, tuple(prior), int(releases), float(rel_tol), neighbouring)
     with _calibrations_lock:
@@ -168,15 +205,17 @@ def calibrate_noise(
     return sigma
 
 
-def _calibrate(target_epsilon: float, delta: float, sample_rate: float, steps: int, name: str, prior: list[Release], releases: int, rel_tol: float, neighbouring: str = ADD_REMOVE) -> float:
-    def history(sigma: float) -> list[Release]:
+def _calibrate(target_epsilon: float, delta: float, sample_rate: float, steps: int, name: str, prior: list[Entry], releases: int, rel_tol: float, neighbouring: str = ADD_REMOVE) -> float:
+    def history(sigma: float) -> list[Entry]:
         return [*prior, *[(sigma, sample_rate, steps)] * releases]
 
     start, factor = 1.0, 2.0
     # The quick RDP start bounds add/remove-one only; replace-one searches from σ = 1.
-    if name != "rdp" and neighbouring == ADD_REMOVE and not any(r[0] == 0 for r in prior):
+    # It models subsampled Gaussians only: a prior holding other kinds (Laplace, ...) searches from σ = 1.
+    tuples = [r for r in prior if isinstance(r, tuple)]
+    if name != "rdp" and neighbouring == ADD_REMOVE and len(tuples) == len(prior) and not any(r[0] == 0 for r in tuples):
         try:
-            start = _search(lambda sigma: rdp_epsilon_quick(tuple(merge_history(history(sigma))), delta), target_epsilon, delta, 1.0, 2.0, 0.02)
+            start = _search(lambda sigma: rdp_epsilon_quick(tuple(merge_history(tuples + [(sigma, sample_rate, steps)] * releases)), delta), target_epsilon, delta, 1.0, 2.0, 0.02)
             factor = 1.1
         except CalibrationError:
             pass  # the quick bound finds no σ up to MAX_SIGMA; the tighter accountant may: search from 1

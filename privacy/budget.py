@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from privacy.accounting import ADD_REMOVE, MAX_SIGMA, CalibrationError, Release, calibrate_noise, epsilon, resolve_accountant
+from privacy.accounting import ADD_REMOVE, MAX_SIGMA, CalibrationError, Entry, Release, calibrate_noise, epsilon, resolve_accountant
 
 # A release is refused when its ε exceeds the budget by more than this fraction. Calibration
 # aims at ε ≤ budget with the same accountant, but a recomputation need not repeat the last bits
@@ -74,7 +74,7 @@ def plan_dp(
     delta: float,
     max_grad_norm: float,
     accountant: str = "auto",
-    prior: Sequence[Release] = (),
+    prior: Sequence[Entry] = (),
     neighbouring: str = ADD_REMOVE,
 ) -> DPPlan:
     """Calibrate σ for an agency with `n_train` training records that has already released
@@ -126,7 +126,7 @@ def plan_dp(
 
 
 def epsilon_after(
-    history: Sequence[Release], release: Release, *, budget: float, delta: float, accountant: str, neighbouring: str = ADD_REMOVE
+    history: Sequence[Entry], release: Entry, *, budget: float, delta: float, accountant: str, neighbouring: str = ADD_REMOVE
 ) -> float:
     """ε the agency will have spent once `release` is added to `history`; raises BudgetExceeded
     (with the figures) if that is over `budget` (beyond BUDGET_SLACK). Call it before training,

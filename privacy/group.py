@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from privacy.accounting import ADD_REMOVE, DEFAULT_ACCOUNTANT, REPLACE_ONE, Release, check_release, epsilon, resolve_accountant
+from privacy.accounting import ADD_REMOVE, DEFAULT_ACCOUNTANT, REPLACE_ONE, Entry, MechanismEvent, Release, check_release, epsilon, resolve_accountant
+from privacy.mechanisms import is_tuple_case, to_release
 
 __all__ = ["UnitEpsilon", "group_history", "incident_epsilon"]
 
@@ -42,20 +43,25 @@ class UnitEpsilon:
         return asdict(self)
 
 
-def group_history(history: Sequence[Release], g: int) -> list[Release]:
+def group_history(history: Sequence[Entry], g: int) -> list[Release]:
     """The releases whose replace-one ε bounds a change of up to `g` examples' content:
-    each (σ, q, steps) becomes (σ/g, 1 − (1 − q)^g, steps)."""
+    each (σ, q, steps) becomes (σ/g, 1 − (1 − q)^g, steps). Only (subsampled-)Gaussian
+    releases: the argument below is for them (ValueError for another kind)."""
     if isinstance(g, bool) or int(g) != g or g < 1:
         raise ValueError(f"group size g must be a whole number ≥ 1, got {g!r}")
     g = int(g)
     out = []
     for release in history:
+        if isinstance(release, MechanismEvent):
+            if not is_tuple_case(release):
+                raise ValueError(f"incident ε is derived for Gaussian releases only, not a {release.kind} release")
+            release = to_release(release)
         sigma, q, steps = check_release(release)
         out.append((sigma / g, -math.expm1(g * math.log1p(-q)) if q < 1 else 1.0, steps))
     return out
 
 
-def incident_epsilon(history: Sequence[Release], g: int, delta: float, accountant: str = DEFAULT_ACCOUNTANT) -> UnitEpsilon:
+def incident_epsilon(history: Sequence[Entry], g: int, delta: float, accountant: str = DEFAULT_ACCOUNTANT) -> UnitEpsilon:
     """(ε, δ) per incident record for a DP-SGD `history` of (σ, q, steps) releases over a fixed
     example set in which one incident changes the content of at most `g` examples.
 

@@ -42,7 +42,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from privacy.accounting import ADD_REMOVE, Release, check_release, epsilon, resolve_accountant
+from privacy.accounting import ADD_REMOVE, Entry, MechanismEvent, epsilon, resolve_accountant
 from privacy.budget import epsilon_after
 from privacy.ledger_anchor import ANCHOR_SUFFIX, anchor_path, anchor_state, check_anchor, ledger_of_anchor, lost, read_anchor, write_anchor
 from privacy.ledger_schema import (
@@ -63,6 +63,7 @@ from privacy.ledger_schema import (
     sql_error,
     utc_now,
 )
+from privacy.mechanisms import entry_of, stored_form
 
 # The ledger's names from before its schema and anchoring had modules of their own.
 __all__ = [
@@ -244,15 +245,20 @@ class Ledger:
             raise DeltaMismatch(f"{self.path}: ε is reported at the ledger's pinned δ={pinned:g}, not at δ={float(delta):g}")
         return pinned if pinned is not None else delta
 
-    def history(self) -> list[Release]:
-        """Releases since the latest reset, in the order they were charged."""
-        rows = self._query(f"SELECT sigma, sample_rate, steps FROM releases WHERE id > {CUTOFF} ORDER BY id")
-        return [(r["sigma"], r["sample_rate"], r["steps"]) for r in rows]
+    def _entries(self, where: str) -> list[Entry]:
+        kinds = ", kind, sensitivity" if self._version >= 3 else ""  # older files: tuples only
+        rows = self._query(f"SELECT sigma, sample_rate, steps{kinds} FROM releases {where} ORDER BY id")
+        return [entry_of(r["sigma"], r["sample_rate"], r["steps"], r.get("kind"), r.get("sensitivity")) for r in rows]
 
-    def lifetime_history(self) -> list[Release]:
+    def history(self) -> list[Entry]:
+        """Releases since the latest reset, in the order they were charged: (σ, q, steps) tuples
+        for subsampled-Gaussian releases, MechanismEvents for the rest."""
+        return self._entries(f"WHERE id > {CUTOFF}")
+
+    def lifetime_history(self) -> list[Entry]:
         """Every release ever charged (resets do not forget them), including those a
         re-initialised ledger carried over."""
-        return [(r["sigma"], r["sample_rate"], r["steps"]) for r in self._query("SELECT sigma, sample_rate, steps FROM releases ORDER BY id")]
+        return self._entries("")
 
     def _last_after(self, counted: int, delta: float, accountant: str) -> float | None:
         """ε after the latest counted release, when it was computed the same way (same δ and
@@ -306,6 +312,8 @@ class Ledger:
         rows = self._query(f"SELECT *, id > {CUTOFF} AS counted FROM releases ORDER BY id")
         for r in rows:
             r.setdefault("mechanism", DEFAULT_MECHANISM)  # an un-migrated version-1 file
+            r.setdefault("kind", None)  # an un-migrated version-1 or -2 file
+            r.setdefault("sensitivity", None)
         return rows
 
     # --- writing ---------------------------------------------------------------------------
@@ -341,22 +349,27 @@ class Ledger:
         run_id: str,
         architecture: str,
         round: int,
-        release: Release,
+        release: Entry,
         *,
         delta: float,
         accountant: str,
         budget: float,
-        mechanism: str = DEFAULT_MECHANISM,
+        mechanism: str | None = None,
         neighbouring: str = ADD_REMOVE,
     ) -> float:
         """Charge one release before its update leaves the agency: returns ε after it, committed
         to disk. Raises BudgetExceeded (and writes nothing) if ε after would pass `budget`, and
         DeltaMismatch (nothing written) at a δ other than the one the first charge pinned.
 
-        `mechanism` names what was released; the accounting is the same for all (a Gaussian
-        mechanism, e.g. a once-off noised count, is the one-step, q = 1 case)."""
-        checked = check_release(release)
+        `release` is a (σ, q, steps) tuple (a subsampled Gaussian; a once-off Gaussian count is
+        the one-step, q = 1 case) or a MechanismEvent (privacy/mechanisms.py: Laplace, discrete
+        Gaussian, Gaussian with a stated sensitivity), stored with its kind and sensitivity.
+        `mechanism` is the label people read; the accounting follows the release's kind."""
+        checked = stored_form(release)
+        entry = entry_of(*checked)
         name = resolve_accountant(accountant)
+        if mechanism is None:
+            mechanism = checked[3] or DEFAULT_MECHANISM
         if not isinstance(mechanism, str) or not mechanism.strip():
             raise ValueError(f"a release needs a mechanism name, got {mechanism!r}")
         delta = float(delta)
@@ -386,13 +399,36 @@ class Ledger:
             before = self._last_after(len(history), delta, name)
             if before is None:
                 before = epsilon(history, delta, name, neighbouring)
-            after = epsilon_after(history, checked, budget=budget, delta=delta, accountant=name, neighbouring=neighbouring)
+            after = epsilon_after(history, entry, budget=budget, delta=delta, accountant=name, neighbouring=neighbouring)
             self._conn.execute(
                 "INSERT INTO releases (run_id, architecture, round, sigma, sample_rate, steps, epsilon_before,"
-                " epsilon_after, delta, accountant, recorded_at, mechanism) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (str(run_id), str(architecture), int(round), *checked, before, after, delta, name, utc_now(), mechanism.strip()),
+                " epsilon_after, delta, accountant, recorded_at, mechanism, kind, sensitivity) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (str(run_id), str(architecture), int(round), *checked[:3], before, after, delta, name, utc_now(), mechanism.strip(), *checked[3:]),
             )
         return after
+
+    def charge_event(
+        self,
+        run_id: str,
+        architecture: str,
+        round: int,
+        event: MechanismEvent,
+        *,
+        delta: float,
+        accountant: str,
+        budget: float,
+        mechanism: str | None = None,
+        neighbouring: str = ADD_REMOVE,
+    ) -> float:
+        """`charge` for a MechanismEvent (e.g. a Laplace count), labelled `mechanism` or, by
+        default, its kind; same semantics: refused (nothing written) past the budget, committed
+        to disk before it returns."""
+        if not isinstance(event, MechanismEvent):
+            raise ValueError(f"charge_event takes a MechanismEvent, got {event!r}")
+        return self.charge(
+            run_id, architecture, round, event, delta=delta, accountant=accountant, budget=budget,
+            mechanism=mechanism or event.kind, neighbouring=neighbouring,
+        )
 
     def reset(self, reason: str, *, confirm: bool, actor: str | None = None) -> Reset:
         """Start counting the spend afresh. Refused unless `confirm` is True; recorded with

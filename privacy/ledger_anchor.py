@@ -46,20 +46,36 @@ def chain_head(rows: Sequence[dict[str, Any]]) -> str:
             r["id"], r["run_id"], r["architecture"], r["round"], float(r["sigma"]), float(r["sample_rate"]), r["steps"],
             float(r["delta"]), r["accountant"], r.get("mechanism", DEFAULT_MECHANISM), r["recorded_at"],
         ]
+        if r.get("kind") is not None:  # rows without a kind hash as they did before kinds were stored
+            fields += [r["kind"], float(r["sensitivity"])]
         head = hashlib.sha256((head + json.dumps(fields, ensure_ascii=True, separators=(",", ":"))).encode()).hexdigest()
     return head
 
 
 def run_length(rows: Sequence[dict[str, Any]]) -> list[list[Any]]:
-    """Releases run-length coded: [[σ, q, steps, mechanism, count], ...] in order."""
+    """Releases run-length coded: [[σ, q, steps, mechanism, count], ...] in order, with
+    [..., count, kind, sensitivity] for a release that has a kind (privacy/mechanisms.py)."""
     coded: list[list[Any]] = []
     for r in rows:
         key = [float(r["sigma"]), float(r["sample_rate"]), int(r["steps"]), r.get("mechanism", DEFAULT_MECHANISM)]
-        if coded and coded[-1][:4] == key:
+        kind = [r["kind"], float(r["sensitivity"])] if r.get("kind") is not None else []
+        if coded and coded[-1][:4] == key and coded[-1][5:] == kind:
             coded[-1][4] += 1
         else:
-            coded.append([*key, 1])
+            coded.append([*key, 1, *kind])
     return coded
+
+
+def decode_history(history: Sequence[Sequence[Any]]) -> list[tuple[float, float, int, str, int, str | None, float | None]]:
+    """An anchor's run-length coded releases: (σ, q, steps, mechanism, count, kind, sensitivity)."""
+    decoded: list[tuple[float, float, int, str, int, str | None, float | None]] = []
+    for entry in history:
+        if len(entry) not in (5, 7):
+            raise ValueError(f"a release entry of {len(entry)} fields")
+        kind = str(entry[5]) if len(entry) == 7 else None
+        sens = float(entry[6]) if len(entry) == 7 else None
+        decoded.append((float(entry[0]), float(entry[1]), int(entry[2]), str(entry[3]), int(entry[4]), kind, sens))
+    return decoded
 
 
 def read_anchor(path: Path) -> dict[str, Any] | None:
@@ -75,8 +91,8 @@ def read_anchor(path: Path) -> dict[str, Any] | None:
         if not isinstance(found, dict) or found.get("format") != ANCHOR_FORMAT:
             raise ValueError("not a ledger anchor")
         releases, head = int(found["releases"]), str(found["head"])
-        coded = [(float(s), float(q), int(n), str(m), int(c)) for s, q, n, m, c in found["history"]]
-        if releases < 0 or sum(c for *_, c in coded) != releases or not 0 <= int(found["counted_from"]) <= releases or len(head) != 64:
+        coded = decode_history(found["history"])
+        if releases < 0 or sum(c[4] for c in coded) != releases or not 0 <= int(found["counted_from"]) <= releases or len(head) != 64:
             raise ValueError("its figures do not add up")
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise LedgerError(f"{anchor}: corrupt ledger anchor ({exc}); restore it or the ledger's backup") from None

@@ -7,10 +7,11 @@ import os
 import sqlite3
 from pathlib import Path
 
-from privacy.accounting import Release, epsilon, resolve_accountant
+from privacy.accounting import Entry, epsilon, resolve_accountant
 from privacy.ledger import CARRIED_RUN, Ledger
-from privacy.ledger_anchor import anchor_path, read_anchor
+from privacy.ledger_anchor import anchor_path, decode_history, read_anchor
 from privacy.ledger_schema import BUSY_TIMEOUT_SECONDS, ConfirmationRequired, LedgerError, LedgerLost, Reinit, create_schema, default_actor, utc_now
+from privacy.mechanisms import entry_of
 
 
 def reinitialise(path: Path | str, reason: str, *, confirm: bool, actor: str | None = None) -> Reinit:
@@ -45,7 +46,7 @@ def reinitialise(path: Path | str, reason: str, *, confirm: bool, actor: str | N
         kept = path.with_name(f"{path.name}.lost-{now[:19].replace(':', '')}")
         os.replace(path, kept)
         kept_as = kept.name
-    carried = [(float(s), float(q), int(n), str(m)) for s, q, n, m, c in anchor["history"] for _ in range(int(c))]
+    carried = [(s, q, n, m, k, d) for s, q, n, m, c, k, d in decode_history(anchor["history"]) for _ in range(c)]
     counted_from = int(anchor["counted_from"])
     name = resolve_accountant("auto")
     tmp = path.with_name(f".{path.name}.reinit-{os.getpid()}")
@@ -57,8 +58,8 @@ def reinitialise(path: Path | str, reason: str, *, confirm: bool, actor: str | N
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("BEGIN IMMEDIATE")
         create_schema(conn, agency, delta=delta)
-        window: list[Release] = []
-        for i, (sigma, q, steps, mechanism) in enumerate(carried):
+        window: list[Entry] = []
+        for i, (sigma, q, steps, mechanism, kind, sensitivity) in enumerate(carried):
             if i == counted_from and counted_from > 0:
                 conn.execute(
                     "INSERT INTO resets (after_release_id, reason, actor, recorded_at) VALUES (?, ?, ?, ?)",
@@ -66,11 +67,11 @@ def reinitialise(path: Path | str, reason: str, *, confirm: bool, actor: str | N
                 )
                 window = []
             before = epsilon(window, delta, name) if window else 0.0
-            window.append((sigma, q, steps))
+            window.append(entry_of(sigma, q, steps, kind, sensitivity))
             conn.execute(
                 "INSERT INTO releases (run_id, architecture, round, sigma, sample_rate, steps, epsilon_before,"
-                " epsilon_after, delta, accountant, recorded_at, mechanism) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (f"{CARRIED_RUN}:{str(anchor.get('ledger_id'))[:8]}", "(carried over)", i + 1, sigma, q, steps, before, epsilon(window, delta, name), delta, name, now, mechanism),
+                " epsilon_after, delta, accountant, recorded_at, mechanism, kind, sensitivity) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (f"{CARRIED_RUN}:{str(anchor.get('ledger_id'))[:8]}", "(carried over)", i + 1, sigma, q, steps, before, epsilon(window, delta, name), delta, name, now, mechanism, kind, sensitivity),
             )
         if anchor.get("budget"):
             conn.execute(

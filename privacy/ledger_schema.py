@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFAULT_MECHANISM = "subsampled-gaussian"
 BUSY_TIMEOUT_SECONDS = 60.0  # a charge holds the write lock while its accountant runs
 FORMAT = "peel-ledger"
@@ -51,7 +51,9 @@ SCHEMA = [
         delta REAL NOT NULL,
         accountant TEXT NOT NULL,
         recorded_at TEXT NOT NULL,
-        mechanism TEXT NOT NULL DEFAULT 'subsampled-gaussian')""",
+        mechanism TEXT NOT NULL DEFAULT 'subsampled-gaussian',
+        kind TEXT,
+        sensitivity REAL CHECK (sensitivity IS NULL OR sensitivity > 0))""",
     """CREATE TABLE budget (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         epsilon REAL NOT NULL CHECK (epsilon > 0),
@@ -75,6 +77,9 @@ SCHEMA = [
 ]
 # Version 1 → 2: the mechanism column, the reinits table, a creation id and the pinned δ.
 MIGRATE_V1 = [f"ALTER TABLE releases ADD COLUMN mechanism TEXT NOT NULL DEFAULT '{DEFAULT_MECHANISM}'", *REINITS]
+# Version 2 → 3: a release's accounting kind and sensitivity (privacy/mechanisms.py). NULL in both
+# is a (σ, q, steps) subsampled-Gaussian release, whatever its mechanism label: every older row.
+MIGRATE_V2 = ["ALTER TABLE releases ADD COLUMN kind TEXT", "ALTER TABLE releases ADD COLUMN sensitivity REAL CHECK (sensitivity IS NULL OR sensitivity > 0)"]
 
 # Releases counted by the spend: those after the latest reset.
 CUTOFF = "COALESCE((SELECT after_release_id FROM resets ORDER BY id DESC LIMIT 1), 0)"
@@ -173,18 +178,23 @@ def check_schema(conn: sqlite3.Connection, path: Path, agency: str | None, *, cr
     if meta.get("format") != FORMAT:
         raise LedgerError(f"{path}: an SQLite file that is not a Peel ledger")
     version = meta.get("schema_version", "?")
-    if version not in ("1", str(SCHEMA_VERSION)):
-        raise LedgerError(f"{path}: ledger schema version {version}, this Peel reads versions 1 and {SCHEMA_VERSION}")
+    if version not in ("1", "2", str(SCHEMA_VERSION)):
+        raise LedgerError(f"{path}: ledger schema version {version}, this Peel reads versions 1 to {SCHEMA_VERSION}")
     if agency is not None and meta.get("agency") != agency:
         raise LedgerError(f"{path}: ledger of agency {meta.get('agency')!r}, not {agency!r}")
     if version == "1" and create:
         for statement in MIGRATE_V1:
             conn.execute(statement)
         first = conn.execute("SELECT delta FROM releases ORDER BY id LIMIT 1").fetchone()
-        updates = [("schema_version", str(SCHEMA_VERSION)), ("ledger_id", uuid.uuid4().hex), ("migrated_at", utc_now())]
+        updates = [("schema_version", "2"), ("ledger_id", uuid.uuid4().hex), ("migrated_at", utc_now())]
         if first is not None:
             updates.append(("delta", repr(float(first[0]))))  # an old ledger's δ: its first charge's
         conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", updates)
+        version = "2"
+    if version == "2" and create:
+        for statement in MIGRATE_V2:
+            conn.execute(statement)
+        conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [("schema_version", str(SCHEMA_VERSION)), ("migrated_at", utc_now())])
         version = str(SCHEMA_VERSION)
     return meta["agency"], int(version)
 

@@ -127,7 +127,7 @@ def test_a_version_1_ledger_is_read_as_is_then_migrated_and_composes_old_and_new
     assert after2 == pytest.approx(epsilon([*OLD, count, OLD[0]], DELTA), rel=1e-9)
     assert [r["mechanism"] for r in rows] == ["subsampled-gaussian", "subsampled-gaussian", "gaussian-count", "subsampled-gaussian"]
     conn = sqlite3.connect(path)
-    assert dict(conn.execute("SELECT key, value FROM meta").fetchall())["schema_version"] == "2"
+    assert dict(conn.execute("SELECT key, value FROM meta").fetchall())["schema_version"] == "3"
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
         conn.execute("UPDATE releases SET mechanism = 'x'")
     conn.close()
