@@ -1,7 +1,8 @@
 """An agency's privacy budget ledger: one SQLite file per agency, owned and kept by the agency.
 
-It holds one row per release (what DP-SGD ran: σ, sample rate, steps; for which run, architecture
-and round), the agency's budget with every change to it, and resets. The spend is always
+It holds one row per release (what DP-SGD ran: σ, sample rate, steps; or, with a kind and a
+sensitivity, a Laplace, discrete-Gaussian or Gaussian statistic — privacy/mechanisms.py; for which
+run, architecture and round), the agency's budget with every change to it, and resets. The spend is always
 recomputed from the releases with an accountant; the ε stored beside each release is for people
 reading the file, never trusted over the recomputation.
 

@@ -1,4 +1,4 @@
-"""The ledger file's schema: its tables (append-only by trigger), the version-1 → 2 migration,
+"""The ledger file's schema: its tables (append-only by trigger), the version 1 → 2 → 3 migrations,
 the records its rows read into, and the errors a ledger raises. `privacy/ledger.py` is the API."""
 
 from __future__ import annotations

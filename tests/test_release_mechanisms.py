@@ -159,3 +159,27 @@ def test_a_reinitialised_ledger_carries_laplace_releases_over_as_laplace(tmp_pat
     with Ledger.open(path, "Avon") as ledger:
         assert ledger.history() == [ROUND, LAPLACE_COUNT]
         assert ledger.spent() == pytest.approx(spent, rel=1e-9)
+
+
+def test_dp_accountings_rdp_of_the_same_events_bounds_the_pld_figure_from_above():
+    # A cross-check of the DpEvents the seam builds: RDP (looser) must not come out below PLD.
+    from dp_accounting.rdp import RdpAccountant
+
+    from privacy.mechanisms import dp_event
+
+    history = [ROUND, LAPLACE_COUNT, GAUSSIAN_COUNT, GAUSSIAN_SUM]
+    rdp = RdpAccountant()
+    for entry in history:
+        rdp.compose(dp_event(entry))
+    pld = epsilon(history, DELTA)
+    assert pld <= rdp.get_epsilon(DELTA) <= 3 * pld
+
+
+def test_under_replace_one_only_unsampled_laplace_is_accounted(tmp_path):
+    with Ledger.open(tmp_path / LEDGER_FILENAME, "Avon") as ledger:
+        after = ledger.charge_event("run", "count", 0, LAPLACE_COUNT, delta=DELTA, accountant="auto", budget=5.0, neighbouring="replace-one")
+        assert after == pytest.approx(epsilon([LAPLACE_COUNT], DELTA), rel=1e-9)
+        sampled = MechanismEvent("laplace", 2.0, sample_rate=0.1, steps=10)
+        with pytest.raises(ValueError, match="Poisson-subsampled laplace release is accounted for add-remove neighbours only"):
+            ledger.charge_event("run", "count", 1, sampled, delta=DELTA, accountant="auto", budget=5.0, neighbouring="replace-one")
+        assert len(ledger.rows()) == 1
