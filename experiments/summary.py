@@ -3,6 +3,7 @@ run's privacy notes and data counts, written once every architecture of a folder
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from experiments.scoring import ceiling, score
 from federation import architectures, contract
 from tasks import registry
 from tasks.hotspot import HotspotSplit
+
+log = logging.getLogger("peel.run")
 
 FEATURES_NOTE = (
     "Every feature is computed from the record itself (crime type, month, location) or from the "
@@ -90,7 +93,7 @@ def architecture_entry(arch: str, per_agency: dict[str, dict], folder: RunFolder
 def _incident_epsilon(folder: RunFolder, name: str) -> dict | None:
     """Hotspot: ε per incident record of everything the agency's ledger holds (spent to date), by
     privacy.group.incident_epsilon over the g examples one incident changes; None where the
-    ledger cannot be read here."""
+    ledger cannot be read here, or holds releases that bound does not cover (non-Gaussian)."""
     from privacy.group import incident_epsilon
     from privacy.ledger import Ledger, LedgerError
 
@@ -103,7 +106,11 @@ def _incident_epsilon(folder: RunFolder, name: str) -> dict | None:
         return None
     if not history or delta is None or not isinstance(split, HotspotSplit):
         return None
-    return incident_epsilon(history, int(split.record_influence), delta, agency["policy"]["accountant"]).as_dict()
+    try:
+        return incident_epsilon(history, int(split.record_influence), delta, agency["policy"]["accountant"]).as_dict()
+    except ValueError as exc:  # e.g. a Laplace release: the group bound covers Gaussians only
+        log.warning("%s: no ε per incident record: %s", name, exc)
+        return None
 
 
 def _robustness(spec: architectures.Architecture, config: PeelConfig) -> dict:
