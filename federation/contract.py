@@ -74,6 +74,8 @@ def regime(architecture: str) -> Regime:
 
 _DERIVED = "computed only from the agency's released DP count and its own privacy policy (post-processing of a DP release)"
 _PLAIN = "no record-level DP in this architecture: the coordinator sees it as it is (the threat model's baseline)"
+_MEMBERSHIP = "which agency answers: the federation's membership is public"
+_COUNT = "Gaussian count (sensitivity 1), released once per data set and re-sent unchanged"
 
 
 @dataclass(frozen=True)
@@ -103,8 +105,8 @@ def _public(message: str, field: str, regime: Regime, why: str) -> Release:
 RELEASES: tuple[Release, ...] = (
     # --- a DP agency's training reply -----------------------------------------------------
     _dp(TRAIN_REPLY, ARRAYS, "DP-SGD: per-record clipping, Gaussian noise, Poisson sampling (subsampled Gaussian)", "the model update, charged to the agency's ledger before it leaves"),
-    _dp(TRAIN_REPLY, NUM_EXAMPLES, "Gaussian count (sensitivity 1), released once per data set and re-sent unchanged", "the FedAvg weight: the released count of training records, not the exact one"),
-    _public(TRAIN_REPLY, AGENCY, "dp", "which agency answers: the federation's membership is public"),
+    _dp(TRAIN_REPLY, NUM_EXAMPLES, _COUNT, "the FedAvg weight: the released count of training records, not the exact one"),
+    _public(TRAIN_REPLY, AGENCY, "dp", _MEMBERSHIP),
     _public(TRAIN_REPLY, EPSILON_SPENT_TO_DATE, "dp", "the ledger's cumulative ε: a function of the mechanisms' parameters (σ, q, steps), which are " + _DERIVED),
     _public(TRAIN_REPLY, EPSILON_THIS_RUN, "dp", "ε of this run's releases alone: a function of their parameters, " + _DERIVED),
     _public(TRAIN_REPLY, EPSILON_BUDGET, "dp", "the agency's declared budget (its policy)"),
@@ -113,11 +115,11 @@ RELEASES: tuple[Release, ...] = (
     _public(TRAIN_REPLY, SAMPLE_RATE, "dp", "batch size ÷ released count: " + _DERIVED),
     _public(TRAIN_REPLY, STEPS, "dp", "local epochs × round(1 / sample rate): " + _DERIVED),
     # --- a DP agency's evaluation: the metrics stay with the agency ---------------------------
-    _public(EVALUATE_REPLY, AGENCY, "dp", "which agency answers: the federation's membership is public"),
+    _public(EVALUATE_REPLY, AGENCY, "dp", _MEMBERSHIP),
     _public(EVALUATE_REPLY, EVALUATED_LOCALLY, "dp", "a constant 1: the agency evaluated the model and kept the metrics in its own folder (nothing about its test records leaves)"),
     # --- query (SecAgg+ needs every weight bound before the first round) -----------------------
-    _dp(QUERY_REPLY, NUM_EXAMPLES, "Gaussian count (sensitivity 1), released once per data set and re-sent unchanged", "the same released count the training replies carry"),
-    _public(QUERY_REPLY, AGENCY, "dp", "which agency answers: the federation's membership is public"),
+    _dp(QUERY_REPLY, NUM_EXAMPLES, _COUNT, "the same released count the training replies carry"),
+    _public(QUERY_REPLY, AGENCY, "dp", _MEMBERSHIP),
     # --- refusals ------------------------------------------------------------------------------
     _public(REFUSAL, REASON, "dp", "why the agency sends no update: names only its policy, its ledger's totals and released figures, never an exact count of its records"),
     _public(REFUSAL, REASON, "plain", "why the agency sends no update (e.g. a simulated drop-out)"),
@@ -127,11 +129,11 @@ RELEASES: tuple[Release, ...] = (
     # --- plain architectures -------------------------------------------------------------------
     _public(TRAIN_REPLY, ARRAYS, "plain", "the model update: " + _PLAIN),
     _public(TRAIN_REPLY, NUM_EXAMPLES, "plain", "exact number of training records (the FedAvg weight): " + _PLAIN),
-    _public(TRAIN_REPLY, AGENCY, "plain", "which agency answers: the federation's membership is public"),
+    _public(TRAIN_REPLY, AGENCY, "plain", _MEMBERSHIP),
     _public(TRAIN_REPLY, TRAIN_LOSS, "plain", "mean training loss: " + _PLAIN),
     _public(TRAIN_REPLY, STEPS, "plain", "optimiser steps taken: " + _PLAIN),
     _public(TRAIN_REPLY, TRAIN_SECONDS, "plain", "training time: " + _PLAIN),
-    _public(EVALUATE_REPLY, AGENCY, "plain", "which agency answers: the federation's membership is public"),
+    _public(EVALUATE_REPLY, AGENCY, "plain", _MEMBERSHIP),
     _public(EVALUATE_REPLY, NUM_EXAMPLES, "plain", "exact number of test records (weights the mean metric): " + _PLAIN),
     *(_public(EVALUATE_REPLY, m, "plain", "a metric of the global model on the agency's test months: " + _PLAIN) for m in EVALUATION_METRICS),
 )
