@@ -128,6 +128,8 @@ def _pld_at(history: History, delta: float, interval: float, neighbouring: str =
         composed = release if composed is None else composed.compose(release)
         if i == len(history) - 2:
             prefix = composed
+    if composed is None:
+        return 0.0  # an empty history spends nothing (as the RDP accountant reports)
     eps = float(composed.get_epsilon_for_delta(delta))
     if eps <= _PLD_CACHE_MAX_EPSILON:
         if prefix is not None:
@@ -173,6 +175,8 @@ def prv_epsilon(history: History, delta: float, neighbouring: str = ADD_REMOVE) 
     """ε (upper end of PRV's error bound) of a merged history with Opacus' PRV accountant
     (add/remove neighbours only)."""
     check_neighbouring(neighbouring, "prv")
+    if not history:
+        return 0.0  # nothing spent (Opacus' domain-size search fails on no releases)
     from opacus.accountants import PRVAccountant
     from opacus.accountants.analysis.prv import PoissonSubsampledGaussianPRV, compute_safe_domain_size
 
@@ -189,7 +193,7 @@ def prv_epsilon(history: History, delta: float, neighbouring: str = ADD_REMOVE) 
     if half_width > _PRV_MAX_DOMAIN:
         return math.inf
     spread = math.sqrt(sum(steps) * math.log(12 / delta_error) / 2)
-    floor = 2 * half_width * spread / _PRV_MAX_POINTS
+    floor = 2 * float(half_width) * spread / _PRV_MAX_POINTS
 
     def run(eps_error: float) -> float:
         acc = PRVAccountant()

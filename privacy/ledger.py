@@ -246,6 +246,13 @@ class Ledger:
             raise DeltaMismatch(f"{self.path}: ε is reported at the ledger's pinned δ={pinned:g}, not at δ={float(delta):g}")
         return pinned if pinned is not None else delta
 
+    def _charged_delta(self, at: float | None) -> float:
+        """`at` for a ledger holding releases: every release row stores its δ (NOT NULL), so the
+        pinned δ exists (unreachable None, narrowed with a one-line error rather than a TypeError)."""
+        if at is None:
+            raise LedgerError(f"{self.path}: holds releases but no pinned δ to report ε at")
+        return at
+
     def _entries(self, where: str) -> list[Entry]:
         kinds = ", kind, sensitivity" if self._version >= 3 else ""  # older files: tuples only
         rows = self._query(f"SELECT sigma, sample_rate, steps{kinds} FROM releases {where} ORDER BY id")
@@ -279,7 +286,7 @@ class Ledger:
         at = self._delta(delta)
         if not history:
             return 0.0
-        return epsilon(history, at, accountant, self.pinned_neighbouring())
+        return epsilon(history, self._charged_delta(at), accountant, self.pinned_neighbouring())
 
     def lifetime_spent(self, delta: float | None = None, accountant: str = "auto") -> float:
         """ε of every release ever charged (all reset windows), at the pinned δ."""
@@ -287,7 +294,7 @@ class Ledger:
         at = self._delta(delta)
         if not history:
             return 0.0
-        return epsilon(history, at, accountant, self.pinned_neighbouring())
+        return epsilon(history, self._charged_delta(at), accountant, self.pinned_neighbouring())
 
     def budget(self) -> Budget | None:
         """The agency's current budget (its latest setting), or None if never set."""
