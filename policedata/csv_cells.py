@@ -50,7 +50,7 @@ class Coded:
         return Coded(codes[self.codes], np.asarray(uniques, dtype=object))
 
     def values(self) -> np.ndarray:
-        return self.uniques[self.codes]
+        return np.asarray(self.uniques[self.codes])
 
     def rows_where(self, bad_values: np.ndarray) -> np.ndarray:
         """Per row: is its value one of the `bad_values` (a mask over `uniques`)?"""

@@ -102,7 +102,7 @@ def _partition(raw: np.ndarray, sep: str) -> tuple[np.ndarray, np.ndarray]:
 
 def _read_whole(raw: np.ndarray, fmt: str) -> np.ndarray:
     coded = Coded.of(raw)
-    return _parse_months(coded.uniques, fmt)[coded.codes]
+    return np.asarray(_parse_months(coded.uniques, fmt)[coded.codes])
 
 
 def _split_format(fmt: str) -> tuple[str, str, str] | None:

@@ -260,7 +260,7 @@ def _blank_rows(frame: pd.DataFrame, agency: np.ndarray) -> np.ndarray:
         cells = frame.iloc[candidates].to_numpy(dtype=object)
         all_empty = np.array([all(not str(c).strip() for c in row) for row in cells], dtype=bool)
         blank[candidates[~all_empty]] = False
-    return blank
+    return np.asarray(blank)
 
 
 def _text(cells: dict[str, np.ndarray], values: dict[str, Any], fld: str) -> Coded:
@@ -283,7 +283,7 @@ def _coordinate(cells: dict[str, np.ndarray], fld: str, limit: float, where: Whe
         where.fail(bad, fld, lambda i: f"{shorten(texts[i])} is not a number")
     where.fail(np.isinf(numbers), fld, lambda i: f"{shorten(texts[i])} is not a finite number")
     where.fail(np.abs(numbers) > limit, fld, lambda i: f"{fld} {shorten(texts[i].strip())} is out of range [-{limit:g}, {limit:g}]")
-    return numbers
+    return np.asarray(numbers)
 
 
 def _unknown_categories(category: Coded) -> dict[str, int]:

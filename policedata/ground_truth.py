@@ -54,7 +54,7 @@ def outcome_probability(
         unknown_type = types[~known].iloc[0]
         raise DataError(f"{given_file}: no outcome distribution for crime type '{unknown_type}'")
     mass = types.map(mass_by_type).fillna(0.0).to_numpy(dtype=np.float64)
-    return float(NO_SUSPECT in positive) * p_ns + (1 - p_ns) * mass
+    return np.asarray(float(NO_SUSPECT in positive) * p_ns + (1 - p_ns) * mass)
 
 
 def _lookup_no_suspect(file: Path, crime_ids: Sequence[str]) -> np.ndarray:
@@ -68,7 +68,7 @@ def _lookup_no_suspect(file: Path, crime_ids: Sequence[str]) -> np.ndarray:
         raise DataError(
             f"{file}: crime id '{first}' not found ({int(missing.sum())} of {len(position)} ids missing)"
         )
-    return table["p_no_suspect"].to_numpy(dtype=np.float64)[position]
+    return np.asarray(table["p_no_suspect"].to_numpy(dtype=np.float64)[position])
 
 
 def _read_cached(file: Path) -> pd.DataFrame:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,7 +110,8 @@ def load_street_folder(
     for file in files:  # a FIFO, a device or an unreadable file is refused before any file is read
         check_regular_file(file)
 
-    frames, seen = [], {}
+    frames: list[pd.DataFrame] = []
+    seen: dict[str, Path] = {}  # file digest -> the first file with those bytes
     latest = latest_month()
     for file in files:
         frame, digest = _read_street_file(file, agency_column, pattern, latest, unmatched == "error")
@@ -338,7 +339,7 @@ def require_columns(frame: pd.DataFrame, required: Sequence[str], file: Path) ->
         raise DataError(f"{file}: missing columns {', '.join(repr(c) for c in missing)}{hint}")
 
 
-def _fail_at(bad: pd.Series | np.ndarray, file: Path, describe) -> None:
+def _fail_at(bad: pd.Series | np.ndarray, file: Path, describe: Callable[[int], str]) -> None:
     """Raise for the first True row of `bad`, naming its line (header = line 1)."""
     bad = np.asarray(bad, dtype=bool)
     if bad.any():
@@ -360,7 +361,7 @@ def _numbers(
     _fail_at(np.isnan(values) & ~empty, file, lambda i: f"{column} '{texts.iloc[i]}' is not a number")
     out_of_range = (values < low) | (values > high)
     _fail_at(out_of_range, file, lambda i: f"{column} {texts.iloc[i]} is out of range [{low:g}, {high:g}]")
-    return values
+    return np.asarray(values)
 
 
 def _agencies(values: pd.Series, column: str, pattern: Any, file: Path, strict: bool = True) -> tuple[np.ndarray, np.ndarray]:

@@ -106,7 +106,7 @@ def no_suspect_probability(
     dep = np.outer(deprivation - 0.5, NO_SUSPECT_DEPRIVATION + NO_SUSPECT_DEPRIVATION_BY_TYPE)
     logit = (base + dep + np.outer(night, NO_SUSPECT_NIGHT))[None, :, :]
     logit = logit - NO_SUSPECT_WINTER * _season(month_of_year)[:, None, None] + agency_offset
-    return 1 / (1 + np.exp(-logit))
+    return np.asarray(1 / (1 + np.exp(-logit)))
 
 
 # The outcome category GIVEN a suspect was identified (i.e. not NO_SUSPECT), per crime type.

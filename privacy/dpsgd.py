@@ -124,6 +124,7 @@ def train_dp(
     divisor = expected_batch_size(plan.n_public or n, plan.sample_rate)
     losses: list[float] = []
     batch_sizes: list[int] = []
+    step: _BookkeepingStep | _OpacusStep
     if use_bookkeeping:
         step = _BookkeepingStep(model, plan, lr, divisor, generator, step_hook)
     else:

@@ -95,9 +95,11 @@ def per_sample_grad_norms(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor) 
 def _per_sample_norms(pairs: list[tuple[torch.Tensor, torch.Tensor]], has_bias: list[bool]) -> torch.Tensor:
     """sqrt(Σ_layers ‖g_i‖² (‖a_i‖² + 1 if the layer has a bias)), in few tensor ops: on small
     layers each op's fixed cost outweighs its arithmetic."""
-    total = None
+    total: torch.Tensor | None = None
     for (a, g), bias in zip(pairs, has_bias, strict=True):
         g_sq, a_sq = (g * g).sum(1), (a * a).sum(1)
         term = torch.addcmul(g_sq, g_sq, a_sq) if bias else g_sq.mul_(a_sq)
         total = term if total is None else total.add_(term)
+    if total is None:  # linear_stack guarantees a Linear layer; no layers would be no norm at all
+        raise ValueError("per-sample norms of a model without Linear layers")
     return total.sqrt_()

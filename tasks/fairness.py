@@ -82,7 +82,7 @@ def deprivation_quintiles(areas: pd.DataFrame) -> np.ndarray:
     values = values[np.isfinite(values)]
     if values.size == 0:
         raise ValueError("deprivation_quintiles: the areas table has no numeric deprivation value.")
-    return np.quantile(values, np.arange(1, QUINTILES) / QUINTILES)
+    return np.asarray(np.quantile(values, np.arange(1, QUINTILES) / QUINTILES))
 
 
 def quintile_of(deprivation: np.ndarray, edges: np.ndarray) -> np.ndarray:

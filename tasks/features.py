@@ -85,7 +85,7 @@ def column(name: str) -> int:
 def _crime_type_one_hot(crime_type: pd.Series) -> np.ndarray:
     codes = pd.Categorical(crime_type, categories=OUTCOME_CRIME_TYPES).codes.astype(np.int64)
     codes[codes < 0] = len(OUTCOME_CRIME_TYPES)  # the "unknown" slot
-    return np.eye(len(OUTCOME_CRIME_TYPES) + 1, dtype=np.float32)[codes]
+    return np.asarray(np.eye(len(OUTCOME_CRIME_TYPES) + 1, dtype=np.float32)[codes])
 
 
 def _month_of_year(month: pd.Series) -> np.ndarray:
@@ -156,7 +156,7 @@ def _mean_std(values: pd.Series) -> tuple[float, float] | None:
 
 def _finite(values: pd.Series) -> np.ndarray:
     v = values.to_numpy(dtype=float, na_value=np.nan)
-    return v[np.isfinite(v)]
+    return np.asarray(v[np.isfinite(v)])
 
 
 def _require_columns(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:

@@ -332,7 +332,7 @@ def _standardise(values: pd.Series) -> np.ndarray:
     finite = v[np.isfinite(v)]
     mean = finite.mean() if finite.size else 0.0
     std = finite.std() if finite.size > 1 and finite.std() > 0 else 1.0
-    return (v - mean) / std
+    return np.asarray((v - mean) / std)
 
 
 def _period(records: pd.DataFrame, period: tuple[str, str] | None) -> list[str]:
@@ -355,7 +355,7 @@ def _period(records: pd.DataFrame, period: tuple[str, str] | None) -> list[str]:
 def _crime_group(crime_type: pd.Series) -> np.ndarray:
     """Index of each record's crime group; len(CRIME_GROUPS) for a type outside them."""
     lookup = {t: g for g, types in enumerate(CRIME_GROUPS.values()) for t in types}
-    return crime_type.astype("string").map(lookup).fillna(len(CRIME_GROUPS)).to_numpy(np.int64)
+    return np.asarray(crime_type.astype("string").map(lookup).fillna(len(CRIME_GROUPS)).to_numpy(np.int64))
 
 
 def _lagged(values: np.ndarray, lag: int, n_examples: int) -> tuple[np.ndarray, np.ndarray]:
@@ -420,4 +420,4 @@ def _mix64(x: np.ndarray) -> np.ndarray:
     x = x.astype(np.uint64)
     x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
+    return np.asarray(x ^ (x >> np.uint64(31)))

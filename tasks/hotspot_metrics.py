@@ -127,7 +127,7 @@ def intensity_for_test(split: HotspotSplit, table: pd.DataFrame) -> np.ndarray:
             f"intensity table: no expected count for area|month {first!r} of {split.agency!r}"
             f" ({int((position < 0).sum())} of {len(wanted)} test rows)."
         )
-    return lookup.to_numpy()[position]
+    return np.asarray(lookup.to_numpy()[position])
 
 
 # ------------------------------------------------------------------ internals

@@ -17,7 +17,10 @@ class MLP(nn.Sequential):
     """Linear/ReLU layers ending in one logit; ``forward`` returns shape (batch,)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x).squeeze(-1)
+        # nn.Sequential.forward's loop, written out: torch leaves that method untyped
+        for module in self:
+            x = module(x)
+        return x.squeeze(-1)
 
 
 def make_model(n_features: int, hidden: Sequence[int] = (64, 64), *, seed: int | None = None) -> MLP:

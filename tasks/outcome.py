@@ -106,4 +106,4 @@ def record_keys(records: pd.DataFrame) -> np.ndarray:
 
 
 def _as_str(values: pd.Series) -> np.ndarray:
-    return values.astype("string").fillna("").to_numpy(dtype=str)
+    return np.asarray(values.astype("string").fillna("").to_numpy(dtype=str))

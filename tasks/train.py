@@ -10,7 +10,7 @@ passes, so plain and private runs differ only in the privacy mechanism.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import torch
@@ -35,6 +35,12 @@ def loss_fn() -> nn.Module:
     return nn.BCEWithLogitsLoss(reduction="mean")
 
 
+@overload
+def as_tensors(X: np.ndarray) -> tuple[torch.Tensor, None]: ...
+@overload
+def as_tensors(X: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]: ...
+@overload
+def as_tensors(X: np.ndarray, y: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor | None]: ...
 def as_tensors(X: np.ndarray, y: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """float32 tensors from a feature matrix and 0/1 labels (one conversion per training call)."""
     X_t = torch.as_tensor(np.asarray(X, dtype=np.float32))
@@ -52,7 +58,8 @@ def as_tensors(X: np.ndarray, y: np.ndarray | None = None) -> tuple[torch.Tensor
 
 # Elementwise activations the manual passes know: (forward, backward from the output alone).
 # Only exact types: a subclass may compute something else.
-_ACTIVATIONS: dict[type, tuple[Callable[..., Any], Callable[..., Any]]] = {
+_Activation = tuple[Callable[..., Any], Callable[..., Any]]
+_ACTIVATIONS: dict[type, _Activation] = {
     # threshold_backward is what autograd itself runs for ReLU: grad where output > 0, else 0
     nn.ReLU: (torch.relu, lambda g, out: torch.ops.aten.threshold_backward(g, out, 0)),
     nn.Tanh: (torch.tanh, lambda g, out: g * (1 - out * out)),
@@ -72,19 +79,17 @@ class LinearStack:
 
     def __init__(self, model: nn.Sequential) -> None:
         self.model = model
-        # ("linear", layer) or ("act", (forward, backward))
-        self.ops: list[tuple[str, object]] = [
-            ("linear", m) if isinstance(m, nn.Linear) else ("act", _ACTIVATIONS[type(m)]) for m in model
-        ]
+        # a Linear layer, or an activation's (forward, backward)
+        self.ops: list[nn.Linear | _Activation] = [m if isinstance(m, nn.Linear) else _ACTIVATIONS[type(m)] for m in model]
         self.linears: list[nn.Linear] = [m for m in model if isinstance(m, nn.Linear)]
-        self._first_linear = next(i for i, (kind, _) in enumerate(self.ops) if kind == "linear")
+        self._first_linear = next(i for i, op in enumerate(self.ops) if isinstance(op, nn.Linear))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(logits of shape (batch,), the input of every op followed by the output)."""
         values = [x]
-        for kind, op in self.ops:
+        for op in self.ops:
             a = values[-1]
-            if kind == "linear":
+            if isinstance(op, nn.Linear):
                 out = a @ op.weight.t() if op.bias is None else torch.addmm(op.bias, a, op.weight.t())
             else:
                 out = op[0](a)
@@ -96,8 +101,8 @@ class LinearStack:
         g = dlogits.unsqueeze(-1)
         pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
         for k in range(len(self.ops) - 1, self._first_linear - 1, -1):
-            kind, op = self.ops[k]
-            if kind == "linear":
+            op = self.ops[k]
+            if isinstance(op, nn.Linear):
                 pairs.append((values[k], g))
                 if k > self._first_linear:  # no gradient w.r.t. the features
                     g = g @ op.weight
@@ -117,7 +122,9 @@ class LinearStack:
         for p in params:
             p.grad = views[id(p)] = flat[offset : offset + p.numel()].view_as(p)
             offset += p.numel()
-        per_layer = [(views[id(m.weight)], None if m.bias is None else views[id(m.bias)]) for m in self.linears]
+        per_layer: list[tuple[torch.Tensor, torch.Tensor | None]] = [
+            (views[id(m.weight)], None if m.bias is None else views[id(m.bias)]) for m in self.linears
+        ]
         return flat, per_layer
 
     def release_grads(self) -> None:
@@ -197,7 +204,7 @@ def _autograd_step(model: nn.Module, optimizer: torch.optim.Optimizer) -> Callab
         loss = criterion(model(xb), yb)
         loss.backward()
         optimizer.step()
-        return loss.item() * len(xb)
+        return float(loss.item()) * len(xb)
 
     return step
 

@@ -59,14 +59,14 @@ def mia_scores(model: nn.Module, X: np.ndarray, y: np.ndarray) -> np.ndarray:
     of all rounding to a loss of 0.
     """
     m = margins(model, X, y)
-    return -np.logaddexp(0.0, -m)
+    return np.asarray(-np.logaddexp(0.0, -m))
 
 
 def calibrated_mia_scores(model: nn.Module, reference: nn.Module, X: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Difficulty-calibrated scores: the target model's −loss minus a reference model's −loss.
     `reference` must be trained like the target on records disjoint from both members and
     non-members; then only what the target learnt from the record itself raises the score."""
-    return mia_scores(model, X, y) - mia_scores(reference, X, y)
+    return np.asarray(mia_scores(model, X, y) - mia_scores(reference, X, y))
 
 
 def holdout_key(seed: int, agency: str) -> bytes:
@@ -108,7 +108,10 @@ def balanced(member_scores: np.ndarray, nonmember_scores: np.ndarray, seed: int)
     a, b = np.asarray(member_scores).reshape(-1), np.asarray(nonmember_scores).reshape(-1)
     n = min(len(a), len(b))
     rng = np.random.default_rng(seed)
-    pick = lambda s: s if len(s) == n else s[np.sort(rng.choice(len(s), size=n, replace=False))]  # noqa: E731
+
+    def pick(s: np.ndarray) -> np.ndarray:
+        return s if len(s) == n else s[np.sort(rng.choice(len(s), size=n, replace=False))]
+
     return pick(a), pick(b)
 
 

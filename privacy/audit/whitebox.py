@@ -48,7 +48,7 @@ def canary_directions(k: int, dim: int, seed: int) -> np.ndarray:
     if k <= dim:
         q, r = np.linalg.qr(u)
         return (q * np.sign(np.diag(r))).T  # sign fix: uniformly distributed frame
-    return u / np.linalg.norm(u, axis=1, keepdims=True)
+    return np.asarray(u / np.linalg.norm(u, axis=1, keepdims=True))
 
 
 class GradientCanaries:
