@@ -35,7 +35,7 @@ def utility_spread(
     missing = [a for a in per_agency if a not in sizes]
     if missing:
         raise ValueError(f"utility_spread: no size for agency(ies) {missing}.")
-    values = {a: float(m[metric]) for a, m in per_agency.items() if m.get(metric) is not None}
+    values = {a: float(x) for a, m in per_agency.items() if (x := m.get(metric)) is not None}
     if not values:
         keys = {"min", "max", "range", "std", "worst_agency", "worst", "smallest_agency", "smallest",
                 "largest_agency", "largest", "size_rank_correlation"}

@@ -389,8 +389,9 @@ def _features(
         lagged = _lagged(counts, lag, n_ex)[0]
         mean = lagged[neighbours].mean(axis=1) if neighbours.shape[1] else np.zeros_like(lagged)
         columns.append(np.log1p(mean))
-    window = sum(_lagged(by_group.transpose(0, 2, 1), lag, n_ex)[0] for lag in range(1, MIX_MONTHS + 1))
-    window_total = sum(_lagged(counts, lag, n_ex)[0] for lag in range(1, MIX_MONTHS + 1))
+    zero = np.zeros(())  # sum's start as an array (not the int 0): the sums stay typed as arrays
+    window = sum((_lagged(by_group.transpose(0, 2, 1), lag, n_ex)[0] for lag in range(1, MIX_MONTHS + 1)), zero)
+    window_total = sum((_lagged(counts, lag, n_ex)[0] for lag in range(1, MIX_MONTHS + 1)), zero)
     shares = np.divide(window, window_total[:, None, :], out=np.zeros_like(window), where=window_total[:, None, :] > 0)
     columns.extend(shares[:, g, :] for g in range(len(CRIME_GROUPS)))
     columns.extend(np.broadcast_to(covariates[:, j : j + 1], (n_areas, n_ex)) for j in range(covariates.shape[1]))
@@ -407,7 +408,7 @@ def _labels(counts: np.ndarray, codes: np.ndarray, months: list[str], k: int) ->
     return np.concatenate([top_k_labels(counts[:, m + 1], priority[:, m], k) for m in range(len(months) - 1)])
 
 
-def tie_priority(codes: Sequence[str], months: Sequence[str]) -> np.ndarray:
+def tie_priority(codes: Sequence[str] | np.ndarray, months: Sequence[str]) -> np.ndarray:
     """A fixed pseudo-random uint64 per (area, month), shape (areas, months): the tie order of
     the labels. Hashed from the LSOA code and the month only, so it is public."""
     area = np.array([stable_seed("hotspot-tie", c) for c in codes], dtype=np.uint64)

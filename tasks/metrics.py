@@ -82,7 +82,7 @@ def weighted_mean(
     keys = list(dict.fromkeys(k for metrics in per_agency.values() for k in metrics))
     result: dict[str, float | None] = {}
     for key in keys:
-        present = [(weights[a], m[key]) for a, m in per_agency.items() if m.get(key) is not None]
+        present = [(weights[a], v) for a, m in per_agency.items() if (v := m.get(key)) is not None]
         if key == "n":
             result[key] = sum(int(v) for _, v in present)
             continue

@@ -125,11 +125,13 @@ def canary_audit(
     y_train = np.asarray(y_train, dtype=np.float32).reshape(-1)
     if X_train.ndim != 2 or len(X_train) != len(y_train):
         raise ValueError(f"canary_audit: need a 2-D feature matrix and one label per row, got {X_train.shape} and {y_train.shape}.")
-    if plan is None and delta is None:
+    if plan is not None:
+        if delta is not None and delta != plan.delta:
+            raise ValueError(f"canary_audit: delta {delta:g} differs from the plan's {plan.delta:g}; the claim is at the plan's δ.")
+        delta = plan.delta
+    elif delta is None:
         raise ValueError("canary_audit: without a DP plan, give delta (the δ to audit at).")
-    if plan is not None and delta is not None and delta != plan.delta:
-        raise ValueError(f"canary_audit: delta {delta:g} differs from the plan's {plan.delta:g}; the claim is at the plan's δ.")
-    delta = float(plan.delta if plan is not None else delta)
+    delta = float(delta)
     if canaries is None:
         canaries = make_canaries(k, X_train.shape[1], seed)
     X_can, y_can = np.asarray(canaries[0], np.float32), np.asarray(canaries[1], np.float32).reshape(-1)
@@ -176,7 +178,7 @@ def audit_result(
         raise ValueError("audit_result: no (k_plus, k_minus) guess pairs to try.")
     truth = np.where(included, 1, -1)
     per_try_confidence = 1.0 - (1.0 - confidence) / (len(pairs) * len(named))
-    tries = []
+    tries: list[dict[str, Any]] = []
     for name, values in named.items():
         for k_plus, k_minus in pairs:
             g = guesses(values, k_plus, k_minus)
