@@ -90,6 +90,15 @@ class _Agency:
     snap: np.ndarray | None = None  # (areas, SNAP_POINTS, 2) lon/lat offsets of map points
     streets: np.ndarray | None = None  # (areas, SNAP_POINTS) index into names.STREET_LOCATIONS
 
+    def made(self) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+        """(areas, snap, streets): set by _make_areas, which runs before anything reads them."""
+        if self.areas is None or self.snap is None or self.streets is None:
+            raise RuntimeError(f"{self.name}: its areas are read before _make_areas made them")
+        return self.areas, self.snap, self.streets
+
+    def made_areas(self) -> pd.DataFrame:
+        return self.made()[0]
+
 
 def generate(spec: SyntheticSpec, out_dir: Path) -> dict[str, Any]:
     """Generate the synthetic data set of `spec` under `out_dir` (must be absent or empty);
@@ -113,7 +122,7 @@ def generate(spec: SyntheticSpec, out_dir: Path) -> dict[str, Any]:
         intensity.append(expected)
     write_csv(world.given_suspect_table(), truth_dir / "outcome_given_suspect.csv", float_format="%.4f")
     write_csv(pd.concat(intensity, ignore_index=True), truth_dir / "intensity.csv.gz")
-    areas = pd.concat([a.areas.assign(agency=a.name) for a in agencies], ignore_index=True)
+    areas = pd.concat([a.made_areas().assign(agency=a.name) for a in agencies], ignore_index=True)
     write_csv(areas, out_dir / "areas.csv")
 
     manifest = {
@@ -126,7 +135,7 @@ def generate(spec: SyntheticSpec, out_dir: Path) -> dict[str, Any]:
                 "slug": a.slug,
                 "folder": f"agencies/{a.slug}",
                 "incidents": a.incidents,
-                "areas": len(a.areas),
+                "areas": len(a.made_areas()),
             }
             for a in agencies
         ],
@@ -262,7 +271,7 @@ def _disc(rng: np.random.Generator, n: int, radius: float) -> np.ndarray:
 
 
 def _covariates(agency: _Agency, months: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    areas = agency.areas
+    areas = agency.made_areas()
     month_of_year = np.array([int(m[5:7]) for m in months])
     return areas["deprivation"].to_numpy(), areas["night_economy"].to_numpy(), month_of_year
 
@@ -273,7 +282,7 @@ def _type_normaliser(agencies: list[_Agency], months: list[str]) -> np.ndarray:
     total, population = np.zeros(len(CRIME_TYPES)), 0.0
     for agency in agencies:
         dep, night, moy = _covariates(agency, months)
-        pop = agency.areas["population"].to_numpy(dtype=np.float64)
+        pop = agency.made_areas()["population"].to_numpy(dtype=np.float64)
         total += np.einsum("tak,a->k", np.exp(world.log_rate(dep, night, moy)), pop)
         population += pop.sum() * len(months)
     return total / population
@@ -284,7 +293,7 @@ def _simulate(
 ) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
     """Counts, then records, of one agency. Returns (normalised records, true P(no suspect) per
     record (NaN without outcome), expected incidents per area-month)."""
-    rng, areas = agency.rng, agency.areas
+    rng, areas = agency.rng, agency.made_areas()
     dep, night, moy = _covariates(agency, months)
     n_types, n_areas = len(CRIME_TYPES), len(areas)
     # Expected-rate weights per (month, area, type): shared model x agency and area effects.
@@ -326,7 +335,7 @@ def _records(
     agency: _Agency, months: list[str], counts: np.ndarray, p_table: np.ndarray
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Expand counts (months, areas, types) to shuffled records with locations and outcomes."""
-    rng, areas = agency.rng, agency.areas
+    rng, (areas, snap, streets) = agency.rng, agency.made()
     n_areas, n_types = counts.shape[1:]
     cell = np.repeat(np.arange(counts.size), counts.ravel())
     cell = cell[np.lexsort((rng.random(cell.size), cell // (n_areas * n_types)))]  # shuffle within month
@@ -335,10 +344,10 @@ def _records(
 
     no_location = rng.random(n) < rng.uniform(*NO_LOCATION_SHARE)
     point = rng.integers(0, SNAP_POINTS, n)
-    lon = np.clip(areas["Longitude"].to_numpy()[a] + agency.snap[a, point, 0], *LON_RANGE)
-    lat = np.clip(areas["Latitude"].to_numpy()[a] + agency.snap[a, point, 1], *LAT_RANGE)
+    lon = np.clip(areas["Longitude"].to_numpy()[a] + snap[a, point, 0], *LON_RANGE)
+    lat = np.clip(areas["Latitude"].to_numpy()[a] + snap[a, point, 1], *LAT_RANGE)
     lon[no_location] = lat[no_location] = np.nan
-    location = np.array(names.STREET_LOCATIONS, dtype=object)[agency.streets[a, point]]
+    location = np.array(names.STREET_LOCATIONS, dtype=object)[streets[a, point]]
     location[no_location] = NO_LOCATION
     lsoa_code = areas["LSOA code"].to_numpy(dtype=object)[a]
     lsoa_name = areas["LSOA name"].to_numpy(dtype=object)[a]
