@@ -25,13 +25,11 @@ from flwr.app import Context
 
 from federation import spec as run_spec
 from federation.policy import AgencyPolicy
-from federation.spec import RunSpec
+from federation.spec import TRAIL_FILE, RunSpec
 from policedata.loader import load_areas, load_street_folder
 from privacy.audit.mia import holdout_key, holdout_same_months
 from privacy.ledger import LEDGER_FILENAME
 from tasks.registry import Split, build_split
-
-TRAIL_FILE = "audit.jsonl"
 
 
 @dataclass(frozen=True)

@@ -75,8 +75,11 @@ def _parser() -> argparse.ArgumentParser:
     reinit.add_argument("target", help="the lost ledger file, or a folder holding exactly one lost ledger")
     reinit.add_argument("--reason", required=True, help="why (recorded in the new ledger)")
     reinit.add_argument("--yes", action="store_true", help="confirm: a new ledger file replaces whatever is in the old one's place (kept beside it)")
-    aud = sub.add_parser("audit", help="privacy audits of a finished run (membership inference, canaries); `peel audit verify RUN_DIR` checks its audit trail")
+    aud = sub.add_parser("audit", help="privacy audits of a finished run (membership inference, canaries); `peel audit verify RUN_DIR` is the older name of `peel trail verify`")
     aud.add_argument("target", nargs="+", metavar="[verify] RUN_DIR", help="a run folder made with audit: true")
+    trail = sub.add_parser("trail", help="the run's hash-chained message log: `peel trail verify RUN_DIR` checks it against every agency's ledger")
+    trail.add_argument("action", choices=["verify"], help="verify: check the chain, its anchor and the ledgers")
+    trail.add_argument("run_dir", help="a run folder")
     rep = sub.add_parser("report", help="write report.html (and its PNG figures) for a run or sweep folder")
     rep.add_argument("folder", help="a run folder (runs/<id>) or a sweep folder")
     run.add_argument("--engine", choices=["in-process", "simulation", "deployment"], default="in-process", help="where the federated architectures run: Flower in this process (default), Flower's Ray simulation, or a running `peel deploy up`")
@@ -156,6 +159,12 @@ def _budget(args: argparse.Namespace) -> int:
     except budget_cmd.BudgetCommandError as exc:
         raise ConfigError(str(exc)) from None
     return 0
+
+
+def _trail(args: argparse.Namespace) -> int:
+    from experiments.trail import verify_run
+
+    return verify_run(Path(args.run_dir))
 
 
 def _audit(args: argparse.Namespace) -> int:
@@ -259,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     progress = show_progress()
     try:
-        return {"run": _run, "prepare": _prepare, "generate": _generate, "sweep": _sweep, "report": _report, "audit": _audit, "budget": _budget, "deploy": _deploy, "bench": _bench, "data": _data}[args.command](args)
+        return {"run": _run, "prepare": _prepare, "generate": _generate, "sweep": _sweep, "report": _report, "audit": _audit, "trail": _trail, "budget": _budget, "deploy": _deploy, "bench": _bench, "data": _data}[args.command](args)
     except (ConfigError, DataError, ReportError, DeployError) as exc:
         # One line: a message never spans lines, whatever a name or value in it holds.
         print(terminal_safe(f"peel: {exc}").replace("\n", "\\n"), file=sys.stderr)

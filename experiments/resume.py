@@ -21,12 +21,13 @@ from experiments.config import ConfigError
 from experiments.lock import hold
 from experiments.runner import execute, keep_torch_cache_in, reopen_unfinished
 from federation import architectures
+from federation.spec import TRAIL_FILE
 from server import checkpoint
 from server.recorder import drop_rows
 
 log = logging.getLogger("peel.resume")
 
-LINE_FILES = ("audit.jsonl", "metrics.jsonl", "federated.jsonl")
+LINE_FILES = (TRAIL_FILE, "metrics.jsonl", "federated.jsonl")
 
 
 def drop_torn_tail(path: Path) -> bool:

@@ -23,6 +23,7 @@ from experiments.prepare import SPEC_FILE, Federation, check_output_folder, mate
 from experiments.results import write_atomic
 from federation import architectures
 from federation.policy import AgencyPolicy
+from federation.spec import TRAIL_FILE
 from policedata.loader import load_areas
 from tasks import registry
 from tasks.model import initial_model
@@ -54,7 +55,7 @@ class RunFolder:
     @property
     def splits(self) -> Splits:
         if self._splits is None:
-            self._splits = {a["name"]: load_split(Agency(a["name"], Path(a["folder"]), self.spec_path, Path(a["ledger"]), AgencyPolicy.from_dict(a["policy"]), self.run_dir / "audit.jsonl")) for a in self.federation.agencies}
+            self._splits = {a["name"]: load_split(Agency(a["name"], Path(a["folder"]), self.spec_path, Path(a["ledger"]), AgencyPolicy.from_dict(a["policy"]), self.run_dir / TRAIL_FILE)) for a in self.federation.agencies}
         return self._splits
 
     @functools.cached_property

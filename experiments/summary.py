@@ -14,6 +14,7 @@ from experiments.results import write_json
 from experiments.run_folder import RunFolder
 from experiments.scoring import ceiling, score
 from federation import architectures, contract
+from federation.spec import TRAIL_FILE
 from tasks import registry
 from tasks.hotspot import HotspotSplit
 
@@ -186,7 +187,7 @@ def summarise(folder: RunFolder) -> Path:
         "metrics_note": "metrics are per-agency scores on each agency's own test months; 'metrics' is their mean weighted by test records",
         "wall_s": time.perf_counter() - folder.started,
         "flower_startup_s": folder.startup_s,
-        "audit_trail": {"file": "audit.jsonl", "head": folder.trail_head} if folder.trail_head else None,
+        "audit_trail": {"file": TRAIL_FILE, "head": folder.trail_head} if folder.trail_head else None,
     }
     path = folder.run_dir / "summary.json"
     write_json(path, summary)

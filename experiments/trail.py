@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from federation.spec import TRAIL_FILE
 from privacy.audit_trail import verify
 from privacy.ledger import Ledger, LedgerError, LedgerLost
 
@@ -65,7 +66,7 @@ def _json(path: Path, what: str) -> dict | None:
 def verify_run(run_dir: Path) -> int:
     """Print what is wrong (first bad line named) and return 1, or print OK and return 0 (2: not
     a run folder that can be checked)."""
-    trail = run_dir / "audit.jsonl"
+    trail = run_dir / TRAIL_FILE
     if not trail.is_file():
         print(f"peel: {trail}: no audit trail (runs before the trail existed, or not a run folder)")
         return 2

@@ -24,6 +24,7 @@ from federation.policy import AgencyPolicy, PolicyError
 from privacy.durable import replace_durably
 
 SPEC_FILE = "federation.json"
+TRAIL_FILE = "audit.jsonl"  # the run's hash-chained message log (`peel trail verify`)
 VERSION = 2
 
 

@@ -23,7 +23,7 @@ from flwr.serverapp.strategy.strategy_utils import sample_nodes
 from federation import architectures
 from federation import spec as run_spec
 from federation.contract import WARM_UP, regime
-from federation.spec import RunSpec
+from federation.spec import TRAIL_FILE, RunSpec
 from privacy.audit_trail import CLOSE, COORDINATOR, append, close, head, payload_sha256
 from privacy.audit_trail import read as read_trail
 from privacy.durable import save_durably
@@ -36,8 +36,6 @@ from server.rounds import run_rounds
 from server.secagg import train_secagg
 from tasks.model import initial_model
 from tasks.registry import n_features
-
-TRAIL_FILE = "audit.jsonl"
 
 log = logging.getLogger("peel.server")
 

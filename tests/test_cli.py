@@ -169,3 +169,14 @@ def test_resume_of_a_corrupt_checkpoint_or_a_finished_run_is_one_line(unfinished
         assert _tree(unfinished_run) == before  # no lock, no cut line, nothing written
     finally:
         path.unlink()
+
+
+def test_peel_trail_verify_is_the_trail_check(tmp_path, capsys):
+    """`peel trail verify` is the hash-chained log's check (`peel audit verify` its older name):
+    a folder without a trail gets one line and exit 2 from both."""
+    from experiments.cli import main
+
+    assert main(["trail", "verify", str(tmp_path)]) == 2
+    assert main(["audit", "verify", str(tmp_path)]) == 2
+    out = capsys.readouterr().out
+    assert out.count("no audit trail") == 2
