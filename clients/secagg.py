@@ -27,11 +27,8 @@ from flwr.compat.common import recorddict_compat as compat
 
 from clients.agency import locate
 from clients.count import released_count
+from federation.contract import STATE_KEYS
 from tasks.registry import NEIGHBOURING
-
-# The fit config key in which the coordinator names the model's state-dict keys (legacy
-# parameters are a bare list of arrays). server/secagg.py uses the same name.
-STATE_KEYS = "state-keys"
 
 # Error code of an agency that stops the protocol itself (Peel's refusal code is 4001).
 SECAGG_FAILED = 4002

@@ -63,6 +63,9 @@ EVALUATION_METRICS = (
 
 # The coordinator's start-up evaluate message: the agency loads its data and sends nothing of it.
 WARM_UP = "warm-up"
+# Coordinator → agency, SecAgg+ only: the fit config key naming the model's state-dict keys
+# (legacy parameters are a bare list of arrays). Instructions, not a release.
+STATE_KEYS = "state-keys"
 
 
 def regime(architecture: str) -> Regime:

@@ -34,6 +34,7 @@ from flwr.server.workflow.constant import Key as WorkflowKey
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy.strategy_utils import sample_nodes
 
+from federation.contract import STATE_KEYS
 from server import checkpoint
 from server.checkpoint import AGGREGATED, EVALUATED, Checkpoint
 from server.recorder import RoundRecorder, metric_row
@@ -41,9 +42,6 @@ from server.strategy import RecordingFedAvg
 
 ARCHITECTURE = "fedavg-dp-secagg"
 
-# Fit config key naming the model's state-dict keys (legacy parameters are a bare list of
-# arrays); clients/secagg.py reads the same name.
-STATE_KEYS = "state-keys"
 
 # SecAgg+ quantizes each weighted update entry within ±CLIPPING_RANGE into 2^22 levels: updates
 # (not weights) are small, and the rounding error on the mean stays below ~1e-5 per entry.
