@@ -19,9 +19,7 @@ from policedata.loader import load_street_folder
 from policedata.manifest import read_manifest
 from policedata.partition import write_agency_folders
 from policedata.synthetic import SyntheticSpec, generate
-
-# Each agency's budget ledger lives in its own folder: it is the agency's, not the run's.
-LEDGER_FILE = "ledger.sqlite"
+from privacy.ledger import LEDGER_FILENAME  # each agency's ledger lives in its own folder: it is the agency's, not the run's
 
 
 @dataclass(frozen=True)
@@ -175,7 +173,7 @@ def assign_budgets(config: PeelConfig, federation: Federation, ledger_dir: Path 
         policy = agency_policy(config, agency["name"])
         agency["policy"] = policy.as_dict()
         agency["budget"] = policy.budget
-        ledger = (ledger_dir / f"{agency['slug']}.sqlite") if ledger_dir else Path(agency["folder"]) / LEDGER_FILE
+        ledger = (ledger_dir / f"{agency['slug']}.sqlite") if ledger_dir else Path(agency["folder"]) / LEDGER_FILENAME
         agency["ledger"] = str(ledger.resolve())
 
 

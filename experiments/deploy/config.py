@@ -19,9 +19,9 @@ from experiments.deploy.errors import DeployError
 from experiments.deploy.layout import Layout
 from policedata.errors import DataError
 from policedata.manifest import read_manifest
+from privacy.ledger import LEDGER_FILENAME
 
 # The same file name experiments/prepare.py gives an agency's ledger inside its folder.
-LEDGER_FILE = "ledger.sqlite"
 # How a SuperNode runs its ClientApps (see experiments/deploy/warm_exec.py and docs/deployment.md).
 Isolation = Literal["warm", "subprocess", "process"]
 
@@ -139,7 +139,7 @@ def load(path: str | Path, deploy_dir: str | Path | None = None) -> DeployConfig
             raise DeployError(f"{path}: agencies: two agencies are named like {entry.name!r} (file names must differ)")
         slugs.add(slug)
         folder = Path(entry.folder).resolve()
-        ledger = Path(entry.ledger).resolve() if entry.ledger else folder / LEDGER_FILE
+        ledger = Path(entry.ledger).resolve() if entry.ledger else folder / LEDGER_FILENAME
         port = parsed.supernodes.first_port + i
         if port == parsed.superlink.port:
             raise DeployError(f"{path}: supernodes.first_port: agency {entry.name!r} would get the SuperLink's port {port}")
