@@ -31,7 +31,7 @@ from clients.count import released_count  # noqa: E402
 from clients.evaluations import keep_evaluation  # noqa: E402
 from clients.secagg import secagg_mod  # noqa: E402
 from clients.trail import record_reply  # noqa: E402
-from federation import contract  # noqa: E402
+from federation import architectures, contract  # noqa: E402
 from federation.contract import WARM_UP  # noqa: E402
 from privacy.accounting import epsilon  # noqa: E402
 from privacy.budget import ReleaseRefused, plan_dp  # noqa: E402
@@ -219,6 +219,9 @@ def train(msg: Message, context: Context) -> Message:
     agency = locate(context)
     config = msg.content["config"]
     architecture = str(config["architecture"])
+    if architectures.find(architecture) is None:
+        # Refused before anything else: the name also names files beside the agency's ledger.
+        return _refusal(msg, agency, config, f"{agency.name}: no architecture named {architecture[:80]!r}; known: {', '.join(architectures.names())}", "dp")
     regime = contract.regime(architecture)
     _maybe_drop_out(agency, config)  # a simulated crash: no reply at all
     if regime == "plain" and not agency.policy.allow_plain:

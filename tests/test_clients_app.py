@@ -244,3 +244,15 @@ def test_a_deployed_agency_owns_its_policy_and_refuses_what_is_outside_it(tiny_s
     assert metrics["epsilon-spent-to-date"] <= 0.5 * (1 + 1e-6)
     refused = train(_message(tiny_spec, "train", 1, dp=False), context)
     assert refused.has_error() and "allow-plain=false" in refused.error.reason
+
+
+def test_an_unknown_architecture_is_refused_before_anything_is_written(fresh_spec):
+    """The architecture a coordinator names also names files beside the agency's ledger: one it
+    does not know (here a path) is refused, and nothing is charged or written there."""
+    message = _message(fresh_spec, "train", 1)
+    message.content["config"]["architecture"] = "../../elsewhere"
+    folder = Path(json.loads(fresh_spec.read_text())["agencies"][0]["ledger"]).parent
+    before = sorted(p.name for p in folder.iterdir())
+    reply = train(message, _context(fresh_spec))
+    assert reply.has_error() and "no architecture named" in reply.error.reason
+    assert sorted(p.name for p in folder.iterdir()) == before
