@@ -415,29 +415,6 @@ class Ledger:
             )
         return after
 
-    def charge_event(
-        self,
-        run_id: str,
-        architecture: str,
-        round: int,
-        event: MechanismEvent,
-        *,
-        delta: float,
-        accountant: str,
-        budget: float,
-        mechanism: str | None = None,
-        neighbouring: str = ADD_REMOVE,
-    ) -> float:
-        """`charge` for a MechanismEvent (e.g. a Laplace count), labelled `mechanism` or, by
-        default, its kind; same semantics: refused (nothing written) past the budget, committed
-        to disk before it returns."""
-        if not isinstance(event, MechanismEvent):
-            raise ValueError(f"charge_event takes a MechanismEvent, got {event!r}")
-        return self.charge(
-            run_id, architecture, round, event, delta=delta, accountant=accountant, budget=budget,
-            mechanism=mechanism or event.kind, neighbouring=neighbouring,
-        )
-
     def reset(self, reason: str, *, confirm: bool, actor: str | None = None) -> Reset:
         """Start counting the spend afresh. Refused unless `confirm` is True; recorded with
         `reason` and who did it. Earlier releases stay in the file (listed by `rows()`) and in
@@ -468,12 +445,7 @@ class Ledger:
 
     @classmethod
     def reinitialise(cls, path: Path | str, reason: str, *, confirm: bool, actor: str | None = None) -> Reinit:
-        """Start a new ledger where an anchored one was lost (missing, emptied, replaced, cut
-        back). The new file begins with every anchored release carried over (same σ, q, steps,
-        mechanism; the reset boundary kept), the pinned δ and the last budget, and records the
-        re-initialisation; whatever was in the old file's place is kept beside it as
-        `<name>.lost-<time>`. Refused without `confirm` and a reason, without an anchor, and for
-        a ledger that its anchor accepts (nothing was lost)."""
+        """Start a new ledger where an anchored one was lost: see privacy.ledger_reinit.reinitialise."""
         path = Path(path)
         from privacy.ledger_reinit import reinitialise  # imports this module
 

@@ -35,9 +35,9 @@ def test_a_mixed_history_charged_to_a_ledger_equals_an_independent_pld_compositi
     with Ledger.open(tmp_path / LEDGER_FILENAME, "Avon") as ledger:
         ledger.charge("run", "fedavg-dp", 0, ROUND, delta=DELTA, accountant="auto", budget=50.0)
         ledger.charge("run", "fedavg-dp", 1, ROUND, delta=DELTA, accountant="auto", budget=50.0)
-        ledger.charge_event("run", "count", 0, LAPLACE_COUNT, delta=DELTA, accountant="auto", budget=50.0, mechanism="laplace-count")
+        ledger.charge("run", "count", 0, LAPLACE_COUNT, delta=DELTA, accountant="auto", budget=50.0, mechanism="laplace-count")
         ledger.charge("run", "count", 1, GAUSSIAN_COUNT, delta=DELTA, accountant="auto", budget=50.0, mechanism="gaussian-count")
-        after = ledger.charge_event("run", "sum", 0, GAUSSIAN_SUM, delta=DELTA, accountant="auto", budget=50.0)
+        after = ledger.charge("run", "sum", 0, GAUSSIAN_SUM, delta=DELTA, accountant="auto", budget=50.0)
         spent = ledger.spent()
         rows = ledger.rows()
     reference = _independent(DELTA)
@@ -80,7 +80,7 @@ def test_prv_and_rdp_refuse_a_history_they_cannot_account(tmp_path, accountant):
         epsilon([ROUND, LAPLACE_COUNT], DELTA, accountant)
     with Ledger.open(tmp_path / LEDGER_FILENAME, "Avon") as ledger:
         with pytest.raises(ValueError, match="use pld"):
-            ledger.charge_event("run", "count", 0, LAPLACE_COUNT, delta=DELTA, accountant=accountant, budget=5.0)
+            ledger.charge("run", "count", 0, LAPLACE_COUNT, delta=DELTA, accountant=accountant, budget=5.0)
         assert ledger.rows() == []
 
 
@@ -96,11 +96,11 @@ def test_bad_events_are_refused_with_what_is_wrong():
 def test_a_laplace_charge_past_the_budget_is_refused_and_writes_nothing(tmp_path):
     path = tmp_path / LEDGER_FILENAME
     with Ledger.open(path, "Avon") as ledger:
-        first = ledger.charge_event("run", "count", 0, MechanismEvent("laplace", 4.0), delta=DELTA, accountant="auto", budget=1.0)
+        first = ledger.charge("run", "count", 0, MechanismEvent("laplace", 4.0), delta=DELTA, accountant="auto", budget=1.0)
         assert 0.2 < first <= 0.25 * (1 + 1e-6)  # pure ε = Δ/b = 0.25; at δ > 0 a little less
         anchor_before = ledger.anchor()
         with pytest.raises(BudgetExceeded, match="budget 1 at δ=1e-05"):
-            ledger.charge_event("run", "count", 1, MechanismEvent("laplace", 1.0), delta=DELTA, accountant="auto", budget=1.0)
+            ledger.charge("run", "count", 1, MechanismEvent("laplace", 1.0), delta=DELTA, accountant="auto", budget=1.0)
         assert len(ledger.rows()) == 1 and ledger.anchor() == anchor_before
         assert ledger.spent() == pytest.approx(first, rel=1e-9)
 
@@ -136,9 +136,9 @@ def test_a_version_2_ledger_opens_migrates_and_composes_with_new_events(tmp_path
         assert ledger.spent() == pytest.approx(epsilon([ROUND, ROUND], DELTA))
     assert path.read_bytes() == original
     with Ledger.open(path, "Avon") as ledger:  # the v2 anchor accepts the migrated file
-        after = ledger.charge_event("new", "count", 0, LAPLACE_COUNT, delta=DELTA, accountant="auto", budget=50.0)
+        after = ledger.charge("new", "count", 0, LAPLACE_COUNT, delta=DELTA, accountant="auto", budget=50.0)
         ledger.charge("new", "count", 1, GAUSSIAN_COUNT, delta=DELTA, accountant="auto", budget=50.0, mechanism="gaussian-count")
-        ledger.charge_event("new", "sum", 2, GAUSSIAN_SUM, delta=DELTA, accountant="auto", budget=50.0)
+        ledger.charge("new", "sum", 2, GAUSSIAN_SUM, delta=DELTA, accountant="auto", budget=50.0)
     assert after == pytest.approx(epsilon([ROUND, ROUND, LAPLACE_COUNT], DELTA), rel=1e-9)
     conn = sqlite3.connect(path)
     assert dict(conn.execute("SELECT key, value FROM meta").fetchall())["schema_version"] == "3"
@@ -152,7 +152,7 @@ def test_a_reinitialised_ledger_carries_laplace_releases_over_as_laplace(tmp_pat
     path = tmp_path / LEDGER_FILENAME
     with Ledger.open(path, "Avon") as ledger:
         ledger.charge("run", "fedavg-dp", 0, ROUND, delta=DELTA, accountant="auto", budget=50.0)
-        ledger.charge_event("run", "count", 1, LAPLACE_COUNT, delta=DELTA, accountant="auto", budget=50.0)
+        ledger.charge("run", "count", 1, LAPLACE_COUNT, delta=DELTA, accountant="auto", budget=50.0)
         spent = ledger.spent()
     path.unlink()
     Ledger.reinitialise(path, "disk lost", confirm=True)
@@ -177,9 +177,9 @@ def test_dp_accountings_rdp_of_the_same_events_bounds_the_pld_figure_from_above(
 
 def test_under_replace_one_only_unsampled_laplace_is_accounted(tmp_path):
     with Ledger.open(tmp_path / LEDGER_FILENAME, "Avon") as ledger:
-        after = ledger.charge_event("run", "count", 0, LAPLACE_COUNT, delta=DELTA, accountant="auto", budget=5.0, neighbouring="replace-one")
+        after = ledger.charge("run", "count", 0, LAPLACE_COUNT, delta=DELTA, accountant="auto", budget=5.0, neighbouring="replace-one")
         assert after == pytest.approx(epsilon([LAPLACE_COUNT], DELTA), rel=1e-9)
         sampled = MechanismEvent("laplace", 2.0, sample_rate=0.1, steps=10)
         with pytest.raises(ValueError, match="Poisson-subsampled laplace release is accounted for add-remove neighbours only"):
-            ledger.charge_event("run", "count", 1, sampled, delta=DELTA, accountant="auto", budget=5.0, neighbouring="replace-one")
+            ledger.charge("run", "count", 1, sampled, delta=DELTA, accountant="auto", budget=5.0, neighbouring="replace-one")
         assert len(ledger.rows()) == 1
