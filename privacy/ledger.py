@@ -43,7 +43,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from privacy.accounting import ADD_REMOVE, Entry, MechanismEvent, epsilon, resolve_accountant
+from privacy.accounting import ADD_REMOVE, Entry, epsilon, resolve_accountant
 from privacy.budget import epsilon_after
 from privacy.ledger_anchor import ANCHOR_SUFFIX, anchor_path, anchor_state, check_anchor, ledger_of_anchor, lost, read_anchor, write_anchor
 from privacy.ledger_schema import (
