@@ -1,0 +1,118 @@
+"""DP histograms (counts per cell) with discrete Gaussian noise: σ from an ε share, the ledger
+event each release is charged as, and how federated agencies split the noise into shares.
+
+The unit is one incident record under add/remove-one neighbours: a record falls in exactly one
+cell of a histogram, so adding or removing it changes one cell by 1 (L1 = L2 sensitivity 1).
+The privacy loss of a vector with one coordinate moved by 1 is that of the one-dimensional
+discrete Gaussian at sensitivity 1, so a whole histogram is one `discrete-gaussian` event.
+
+Federated noise (`ShareDesign`): each of n agencies adds its own N_Z(0, s²) to its counts, and
+only the sum of the shares leaves secure aggregation. Up to t agencies may drop out before
+masking or collude with the coordinator (who then subtracts their shares): the sum still
+carries at least n − t honest shares, s = σ / √(n − t), so its honest noise is a sum of n − t
+independent N_Z(0, s²) plus independent noise the data do not affect (post-processing). A sum
+of k discrete Gaussians is not exactly a discrete Gaussian: by Kairouz, Liu and Steinke
+("The Distributed Discrete Gaussian Mechanism", ICML 2021, Prop. 14's τ) it is within total
+variation τ_k = 10 Σ_{j=1}^{k−1} exp(−2π² s² j/(j+1)) of N_Z(0, k s²) per cell. A mechanism whose
+noise is within TV τ of one that is (ε, δ)-DP is (ε, δ + (1 + e^ε) τ)-DP; `delta_slack` states
+that term for a whole histogram and the share σ is floored (MIN_SHARE_SIGMA) so it stays far
+below δ. Each agency charges its ledger the discrete Gaussian of σ_guard = √(n − t)·s ≥ σ.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from privacy.accounting import ADD_REMOVE, MAX_SIGMA, CalibrationError, epsilon
+from privacy.mechanisms import DISCRETE_GAUSSIAN, MechanismEvent
+from privacy.noise import discrete_gaussian_variance
+
+__all__ = ["MIN_SHARE_SIGMA", "Z95", "ShareDesign", "calibrate_count_sigma", "count_event", "half_width", "sum_tv_bound"]
+
+COUNT_SENSITIVITY = 1  # one record, one cell, ±1
+# Smallest share σ: at s = 2 the sum's distance from a discrete Gaussian is ~1e-16 per cell
+# (sum_tv_bound), negligible against any δ; at s = 1 it is ~1e-3, not negligible.
+MIN_SHARE_SIGMA = 2.0
+Z95 = 1.959963984540054  # two-sided 95% normal quantile
+
+
+def count_event(sigma: float, releases: int = 1) -> MechanismEvent:
+    """The ledger event of `releases` histograms with discrete Gaussian noise σ per cell."""
+    return MechanismEvent(DISCRETE_GAUSSIAN, sigma, COUNT_SENSITIVITY, 1.0, releases)
+
+
+def calibrate_count_sigma(target_epsilon: float, delta: float, neighbouring: str = ADD_REMOVE, rel_tol: float = 0.002) -> float:
+    """Smallest σ (to `rel_tol`) whose one discrete Gaussian histogram spends at most
+    `target_epsilon` at `delta` on its own (PLD, exact for the discrete Gaussian)."""
+    if not (target_epsilon > 0 and math.isfinite(target_epsilon)):
+        raise CalibrationError(f"an ε share must be a finite number > 0, got {target_epsilon!r}")
+
+    def spent(sigma: float) -> float:
+        return epsilon([count_event(sigma)], delta, "pld", neighbouring)
+
+    lo, hi = 0.05, 1.0
+    while spent(hi) > target_epsilon:
+        lo, hi = hi, hi * 2
+        if hi > MAX_SIGMA * 100:
+            raise CalibrationError(f"no discrete Gaussian σ up to {MAX_SIGMA * 100:g} spends ε ≤ {target_epsilon:g} at δ={delta:g}")
+    while hi / lo > 1 + rel_tol:
+        mid = math.sqrt(lo * hi)
+        if spent(mid) > target_epsilon:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+def sum_tv_bound(share_sigma: float, shares: int) -> float:
+    """KLS21's τ: total variation between a sum of `shares` independent N_Z(0, s²) and N_Z(0, shares·s²), per cell."""
+    s2 = share_sigma * share_sigma
+    return 10.0 * sum(math.exp(-2 * math.pi**2 * s2 * j / (j + 1)) for j in range(1, shares))
+
+
+def half_width(variance: float) -> float:
+    """95% interval half-width of a released value whose noise has this variance (normal
+    approximation: the discrete Gaussian and its sums are within ~1e-16 of normal quantiles at σ ≥ 2)."""
+    return Z95 * math.sqrt(variance)
+
+
+@dataclass(frozen=True)
+class ShareDesign:
+    """Federated noise shares: `agencies` agencies, up to `tolerate` of which may drop out or
+    collude with the coordinator, and a target σ the released sum must keep."""
+
+    agencies: int
+    tolerate: int
+    sigma: float
+
+    def __post_init__(self) -> None:
+        if self.agencies < 1:
+            raise ValueError("a federation needs at least one agency")
+        if not 0 <= self.tolerate < self.agencies:
+            raise ValueError(f"tolerate must be in [0, {self.agencies - 1}] for {self.agencies} agencies, got {self.tolerate}")
+
+    @property
+    def honest(self) -> int:
+        """Shares the released sum is guaranteed to carry: n − t."""
+        return self.agencies - self.tolerate
+
+    @property
+    def share_sigma(self) -> float:
+        """σ of each agency's share: σ/√(n − t), floored at MIN_SHARE_SIGMA (σ = 0: noise off)."""
+        if self.sigma == 0:
+            return 0.0
+        return max(self.sigma / math.sqrt(self.honest), MIN_SHARE_SIGMA)
+
+    @property
+    def guaranteed_sigma(self) -> float:
+        """σ of the discrete Gaussian each agency charges: √(n − t)·s (≥ σ)."""
+        return math.sqrt(self.honest) * self.share_sigma
+
+    def released_variance(self, reporting: int) -> float:
+        """Variance of the noise in a sum of `reporting` agencies' shares."""
+        return reporting * discrete_gaussian_variance(self.share_sigma)
+
+    def delta_slack(self, epsilon_: float, cells: int) -> float:
+        """(1 + e^ε)·cells·τ: what the sum's distance from a discrete Gaussian adds to δ per histogram."""
+        return (1 + math.exp(min(epsilon_, 700.0))) * cells * sum_tv_bound(self.share_sigma, self.honest)
