@@ -94,7 +94,7 @@ def format_table(summary: dict) -> str:
 
     for agency in agencies:
         name = agency["name"]
-        row = [name, str(agency["n_train"])]
+        row = [name + (" (small test set)" if agency.get("small_test_set") else ""), str(agency["n_train"])]
         for arch in archs:
             row.append(fmt((summary["architectures"][arch]["per_agency"][name]["metrics"] or {}).get(key)))
         if dp_arch:
@@ -130,7 +130,11 @@ def format_table(summary: dict) -> str:
                 f"{entry['wall_s']:.1f}",
             ]
         )
-    footer = [f"warning: {w}" for w in summary.get("warnings") or []]
+    from experiments.reference import end_table_rows  # imports this module
+
+    reference_rows, reference_footer = end_table_rows(summary) if key == "auc" else ([], [])
+    arch_lines += reference_rows
+    footer = reference_footer + [f"warning: {w}" for w in summary.get("warnings") or []]
     for arch in archs:
         incident = [a["epsilon_per_incident"]["epsilon"] for a in summary["architectures"][arch]["per_agency"].values() if a.get("epsilon_per_incident")]
         if incident:
@@ -140,7 +144,7 @@ def format_table(summary: dict) -> str:
             )
     if summary.get("flower_startup_s") is not None:
         footer.append(f"Flower start-up: {summary['flower_startup_s']:.1f} s, paid once by the federated architectures (not in their wall times)")
-    return "\n".join(text + [""] + _grid(arch_lines, rules=(1,)) + footer)
+    return "\n".join(text + [""] + _grid(arch_lines, rules=(1, len(archs) + 1) if reference_rows else (1,)) + footer)
 
 
 def _epsilons(agency: dict, budget: float | None) -> str:

@@ -29,6 +29,7 @@ from experiments.run_folder import (
     reopen_unfinished,
 )
 from experiments.scoring import score
+from experiments.small_test_sets import warn_small_test_sets
 from experiments.summary import architecture_entry, summarise
 from federation import architectures
 from privacy.durable import save_durably
@@ -109,6 +110,7 @@ def execute(folders: list[RunFolder], on_done: Callable[[RunFolder], object] = s
         if any(architectures.is_record_dp(a) for a in folder.config.architectures):
             _check_delta(folder.config.privacy.delta, folder.splits)
             folder.warnings = warn_low_budgets(folder.federation.agencies, folder.config.privacy.warn_below_share)
+        folder.warnings += warn_small_test_sets(folder.splits, folder.config.task.min_test_records)
         for arch in folder.config.architectures:
             if not architectures.is_federated(arch) and arch not in folder.results:  # a resumed run has some
                 train_baseline(arch, folder)

@@ -10,9 +10,11 @@ from pathlib import Path
 from experiments.config import PeelConfig
 from experiments.hotspot_baselines import hotspot_baselines
 from experiments.ledgers import agency_figures
+from experiments.reference import outcome_reference
 from experiments.results import write_json
 from experiments.run_folder import RunFolder
 from experiments.scoring import ceiling, score
+from experiments.small_test_sets import is_small
 from federation import architectures, contract
 from federation.spec import TRAIL_FILE
 from tasks import registry
@@ -58,6 +60,7 @@ def architecture_entry(arch: str, per_agency: dict[str, dict], folder: RunFolder
     splits = folder.splits
     for name, agency in per_agency.items():
         agency["n_train"], agency["n_test"] = len(splits[name].y_train), len(splits[name].y_test)
+        agency["small_test_set"] = is_small(agency["n_test"], folder.config.task.min_test_records)  # its metrics are not solid
     spec = architectures.get(arch)
     unit = spec.privacy_unit
     task = folder.config.task.name
@@ -136,6 +139,11 @@ def _public_counts(counts: dict) -> dict:
     return {k: v for k, v in counts.items() if not k.startswith("positives")}
 
 
+def _reference(folder: RunFolder) -> dict | None:
+    found = outcome_reference(folder.splits, folder.config.seed)
+    return found.as_dict() if found is not None else None
+
+
 def summarise(folder: RunFolder) -> Path:
     """Score (and, with audit: true, audit) a run folder whose architectures have all run, and
     write its summary.json."""
@@ -151,7 +159,7 @@ def summarise(folder: RunFolder) -> Path:
         "task": config.task.name,
         "headline_metric": registry.HEADLINE[config.task.name],
         "agencies": [
-            {"name": a["name"], "slug": a["slug"], "n_train": len(splits[a["name"]].y_train), "n_test": len(splits[a["name"]].y_test), "budget": a["budget"], "counts": _public_counts(splits[a["name"]].counts)}
+            {"name": a["name"], "slug": a["slug"], "n_train": len(splits[a["name"]].y_train), "n_test": len(splits[a["name"]].y_test), "budget": a["budget"], "counts": _public_counts(splits[a["name"]].counts), "small_test_set": is_small(len(splits[a["name"]].y_test), config.task.min_test_records)}
             for a in federation.agencies
         ],
         # Each agency's ledger after the run (read where the harness runs beside the agencies).
@@ -161,6 +169,8 @@ def summarise(folder: RunFolder) -> Path:
         "releases": contract.release_table(),
         "architectures": {a: folder.results[a] for a in config.architectures},
         "bayes_optimal": ceiling(folder),
+        # Outcome: a pooled logistic regression and the base rate by category on the same rows (non-private, the harness's).
+        "reference": _reference(folder),
         # Hotspot: models and analysts' baselines at 1/5/10% of areas, with intervals (the harness's).
         "hotspot_baselines": hotspot_baselines(folder),
         "privacy": {
@@ -180,6 +190,7 @@ def summarise(folder: RunFolder) -> Path:
         },
         "data": {
             "source": config.data.source, "test_from": federation.test_from, "notes": federation.notes,
+            "min_test_records": config.task.min_test_records,  # fewer test records: small_test_set (metrics not solid)
             # Rows whose agency could not be derived (data.agency.unmatched: drop): reason -> rows, overall and per file.
             "set_aside": (federation.set_aside or {}).get("counts", {}),
             "set_aside_by_file": (federation.set_aside or {}).get("by_file", {}),

@@ -54,7 +54,7 @@ def outcome_reference(train: Splits, test: Splits, seed: int) -> OutcomeReferenc
     X_test, _ = _pool(test, "test")
     return OutcomeReference(
         logistic_regression_auc=logistic_regression_auc(train, test, seed),
-        base_rate_auc=base_rate_auc(train, test) if _category_columns(_feature_names(train)) else None,
+        base_rate_auc=base_rate_auc(train, test) if has_categories(_feature_names(train)) else None,
         n_train=len(X),
         n_test=len(X_test),
         n_features=X.shape[1],
@@ -102,27 +102,53 @@ class LogisticRegression:
         return _sigmoid(Z @ self.weights + self.intercept)
 
 
+def fit_logistic_regression(train: Splits, seed: int) -> LogisticRegression | None:
+    """A logistic regression on the pooled training rows of ``train`` (None when they all have
+    one label: nothing to separate)."""
+    X, y = _pool(train, "train")
+    if len(np.unique(y)) < 2:
+        return None
+    X, y = _subsample(X, y, seed)
+    return LogisticRegression.fit(X, y)
+
+
 def logistic_regression_auc(train: Splits, test: Splits, seed: int) -> float | None:
     """Test AUC of a logistic regression fitted on the pooled training rows of ``train`` and
-    scored on the pooled test rows of ``test`` (None when the test rows hold one class only)."""
-    X, y = _pool(train, "train")
+    scored on the pooled test rows of ``test`` (None when either holds one class only)."""
+    model = fit_logistic_regression(train, seed)
     X_test, y_test = _pool(test, "test")
-    if len(np.unique(y)) < 2:
-        return None  # nothing to separate: every training row has one label
-    X, y = _subsample(X, y, seed)
-    return auc(y_test, LogisticRegression.fit(X, y).predict_proba(X_test))
+    return None if model is None else auc(y_test, model.predict_proba(X_test))
+
+
+class BaseRateByCategory:
+    """Scores a record with its category's positive rate in the training rows it was fitted on
+    (a category unseen there gets the overall rate)."""
+
+    def __init__(self, feature_names: Sequence[str], rates: dict[str, float], overall: float) -> None:
+        self.feature_names = list(feature_names)
+        self.rates = rates
+        self.overall = overall
+
+    @classmethod
+    def fit(cls, train: Splits) -> BaseRateByCategory:
+        X, y = _pool(train, "train")
+        names = _feature_names(train)
+        return cls(names, category_rates(category_of(X, names), y), float(y.mean()) if len(y) else 0.0)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return np.array([self.rates.get(c, self.overall) for c in category_of(X, self.feature_names)], dtype=np.float64)
 
 
 def base_rate_auc(train: Splits, test: Splits) -> float | None:
     """Test AUC of scoring each test record with its category's positive rate in the pooled
     training rows (a category unseen in training gets the overall rate)."""
-    X, y = _pool(train, "train")
     X_test, y_test = _pool(test, "test")
-    names = _feature_names(train)
-    rates = category_rates(category_of(X, names), y)
-    overall = float(y.mean()) if len(y) else 0.0
-    scores = np.array([rates.get(c, overall) for c in category_of(X_test, names)], dtype=np.float64)
-    return auc(y_test, scores)
+    return auc(y_test, BaseRateByCategory.fit(train).predict_proba(X_test))
+
+
+def has_categories(feature_names: Sequence[str]) -> bool:
+    """Whether the features hold the one-hot category group the base rate needs."""
+    return bool(_category_columns(feature_names))
 
 
 def category_rates(categories: np.ndarray, y: np.ndarray) -> dict[str, float]:
