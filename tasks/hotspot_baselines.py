@@ -14,7 +14,9 @@ Every baseline scores each (area, label month t) from what was recorded up to mo
   area's own recency-weighted count plus its closest neighbours;
 - ``oracle``: the true expected incidents (synthetic data only), the best map in expectation.
 
-SEPP/ETAS fitted by EM is not built yet.
+- ``sepp``: a self-exciting point process (SEPP/ETAS, ``tasks.sepp``) fitted by EM to the
+  agency's counts of the training months only (its parameters never see a test month), then
+  forecasting each month from the months before it;
 
 **DP.** Every baseline except the oracle is a statistic of an agency's own incident records
 (its counts per area and month). Released *by an agency*, such a map would need differential
@@ -49,6 +51,7 @@ from tasks.coverage import (
 )
 from tasks.hotspot import HotspotSplit
 from tasks.hotspot_metrics import intensity_for_test
+from tasks.sepp import SEPP_MAX_LAG, SEPP_NEIGHBOURS, SeppFit, fit_sepp, forecast
 
 NAIVE_MONTHS: tuple[int, ...] = (1, 3, 12)
 KDE_BANDWIDTH_M = 500.0
@@ -166,6 +169,15 @@ def baseline_maps(
     return maps
 
 
+def sepp_map(counts: np.ndarray, distances: np.ndarray, fit_months: int) -> tuple[np.ndarray, SeppFit]:
+    """The SEPP forecast of every (area, month), (areas, months), with parameters fitted to the
+    first ``fit_months`` months only (the training period), and the fit."""
+    if not 2 <= fit_months <= counts.shape[1]:
+        raise ValueError(f"hotspot baselines: SEPP needs at least 2 training months (got {fit_months}).")
+    fit = fit_sepp(counts[:, :fit_months], distances)
+    return forecast(fit, counts, distances), fit
+
+
 def baseline_scores(
     split: HotspotSplit,
     areas: pd.DataFrame,
@@ -174,14 +186,26 @@ def baseline_scores(
 ) -> dict[str, np.ndarray]:
     """Every baseline's scores aligned with the split's test rows (``oracle`` only with the true
     intensity); ``settings`` go to ``baseline_maps``."""
+    return _scores_and_fit(split, areas, intensity, **settings)[0]
+
+
+def _scores_and_fit(
+    split: HotspotSplit,
+    areas: pd.DataFrame,
+    intensity: np.ndarray | pd.DataFrame | None = None,
+    **settings: Any,
+) -> tuple[dict[str, np.ndarray], SeppFit]:
     table = counts_from_split(split)
-    maps = baseline_maps(table.counts, centroid_distances(split, table.codes, areas), **settings)
+    distances = centroid_distances(split, table.codes, areas)
+    maps = baseline_maps(table.counts, distances, **settings)
+    first_test = table.months.index(str(min(split.test_months.tolist())))
+    maps["sepp"], fit = sepp_map(table.counts, distances, first_test)
     area = pd.Index(table.codes).get_indexer(split.test_areas.astype(str))
     month = pd.Index(table.months).get_indexer(split.test_months.astype(str))
     out = {name: values[area, month] for name, values in maps.items()}
     if intensity is not None:
         out["oracle"] = intensity_for_test(split, intensity) if isinstance(intensity, pd.DataFrame) else np.asarray(intensity, np.float64)
-    return out
+    return out, fit
 
 
 @dataclass
@@ -200,6 +224,7 @@ class HotspotBaselines:
     per_agency: dict[str, dict[str, dict[str, dict[str, Estimate]]]]  # agency -> map -> ...
     flagged_share: dict[str, float]  # coverage label -> pooled share of areas actually flagged
     vs_reference: dict[str, dict[str, Estimate]]  # map -> coverage label -> PAI difference
+    sepp_fits: dict[str, SeppFit] = field(default_factory=dict)  # agency -> its SEPP fit
     sentence: str = ""
     notes: list[str] = field(default_factory=list)
 
@@ -220,6 +245,8 @@ class HotspotBaselines:
             "pai_minus_reference": {m: {c: e.as_dict() for c, e in by_cov.items()} for m, by_cov in self.vs_reference.items()},
             "sentence": self.sentence,
             "notes": self.notes,
+            "sepp": {a: sepp_summary(fit) for a, fit in self.sepp_fits.items()},
+            "dp_cost": {name: dp_cost(name) for name in self.baselines},
             "computed_by": "the evaluation harness (not released by any agency; no ε spent)",
         }
 
@@ -253,7 +280,11 @@ def evaluate_baselines(
     block = default_block(len(months)) if block is None else int(block)
     index = circular_block_indices(len(months), block, replicates, np.random.default_rng(seed))
 
-    scores = {name: {**baseline_scores(split, areas, intensity, **settings), **{m: models[m][name] for m in models}} for name, split in splits.items()}
+    scores: dict[str, dict[str, np.ndarray]] = {}
+    fits: dict[str, SeppFit] = {}
+    for name, split in splits.items():
+        own, fits[name] = _scores_and_fit(split, areas, intensity, **settings)
+        scores[name] = {**own, **{m: models[m][name] for m in models}}
     names = list(next(iter(scores.values())))
     baselines = [n for n in names if n not in models]
     # sums[map][coverage label] = {agency: (months, fields)}
@@ -267,10 +298,47 @@ def evaluate_baselines(
     reference = max(naive, key=lambda m: pooled[m][headline]["pai"].value or 0.0)
     vs = {m: {c: difference(np.asarray(pooled_sums[m][c]), np.asarray(pooled_sums[reference][c]), index) for c in pooled_sums[m]} for m in names if m != reference}
     flagged = {c: float(np.asarray(s)[:, 2].sum() / np.asarray(s)[:, 3].sum()) for c, s in pooled_sums[reference].items()}
-    result = HotspotBaselines(coverages, months, block, replicates, reference, list(models), baselines, pooled, per_agency, flagged, vs)
+    result = HotspotBaselines(coverages, months, block, replicates, reference, list(models), baselines, pooled, per_agency, flagged, vs, fits)
     result.sentence = comparison_sentence(result, headline)
     result.notes = _notes(result, headline)
     return result
+
+
+def sepp_summary(fit: SeppFit) -> dict[str, Any]:
+    """A SEPP fit's parameters for summary.json (the per-area background as its total)."""
+    return {
+        "background_per_month": float(fit.background.sum()),
+        "branching_ratio": fit.theta,
+        "omega_per_month": fit.omega,
+        "mean_lag_months": fit.mean_lag_months,
+        "sigma_m": fit.sigma_m,
+        "iterations": fit.iterations,
+        "converged": fit.converged,
+    }
+
+
+# What each baseline reads, and what it would cost an agency to publish. One incident record
+# changes one area-month count by one, so a histogram of area-month counts with Laplace noise
+# of scale 1/ε is ε-DP per incident record; months (and areas) hold disjoint records, so the
+# whole history of histograms costs ε (parallel composition). Every count-based baseline is
+# post-processing of those counts: computed from DP counts it costs no more than they did.
+_FROM_DP_COUNTS = "ε of the DP area-month counts it is computed from, nothing more (post-processing); unit: one incident record"
+DP_COSTS: dict[str, str] = {
+    "naive-1m": _FROM_DP_COUNTS,
+    "naive-3m": _FROM_DP_COUNTS,
+    "naive-12m": _FROM_DP_COUNTS,
+    "kde": _FROM_DP_COUNTS + " (the bandwidth is fixed, not fitted)",
+    "promap": _FROM_DP_COUNTS + " (radius and decay are fixed, not fitted)",
+    "sepp": _FROM_DP_COUNTS + " (the EM fit and forecast read only the counts)",
+    "oracle": "not computable by any agency: the generator's true intensity (synthetic data only)",
+}
+
+
+def dp_cost(name: str) -> dict[str, str]:
+    """The DP cost of baseline ``name``: as computed here (exact counts: ε = ∞, not private) and
+    what it would cost from DP counts."""
+    as_run = "n/a: ground truth, not a release" if name == "oracle" else "ε = ∞ (not private): reads the agency's exact counts"
+    return {"as_computed_here": as_run, "from_dp_counts": DP_COSTS.get(name, "unknown")}
 
 
 def comparison_sentence(result: HotspotBaselines, coverage: str) -> str:
@@ -304,7 +372,7 @@ def _notes(result: HotspotBaselines, coverage: str) -> list[str]:
         f"The reference naive map ({result.reference}) is the strongest of {', '.join(f'naive-{n}m' for n in NAIVE_MONTHS)} on the pooled test PAI at {coverage}, so a win over it is conservative.",
         f"Intervals come from {len(result.months)} test months (block of {result.block}); they are rough.",
         "Baselines are computed by the evaluation harness from every agency's counts; released by an agency they would need DP (no ε is charged here).",
-        "SEPP/ETAS is not included yet.",
+        f"SEPP is fitted per agency on its training months only (caps: {SEPP_MAX_LAG} months of triggering, {SEPP_NEIGHBOURS} nearest areas); police.uk has months, not dates, so its decay is in whole months.",
     ]
     oracle = result.pooled.get("oracle")
     if oracle is not None:

@@ -17,11 +17,14 @@ from tasks.hotspot_baselines import (
     PROMAP_CELL_M,
     baseline_maps,
     baseline_scores,
+    centroid_distances,
     counts_from_split,
     evaluate_baselines,
+    sepp_map,
     window_sums,
 )
 from tasks.hotspot_metrics import hotspot_metrics, persistence_scores
+from tasks.sepp import fit_sepp, forecast
 from tests.test_tasks_hotspot import make_areas, records_from_counts
 
 MONTHS = month_range("2023-01", 16)
@@ -76,7 +79,7 @@ def test_baseline_maps_by_hand():
 
 def test_naive_one_month_is_persistence(split):
     scores = baseline_scores(split, make_areas(N_AREAS))
-    assert set(scores) == {"naive-1m", "naive-3m", "naive-12m", "kde", "promap"}
+    assert set(scores) == {"naive-1m", "naive-3m", "naive-12m", "kde", "promap", "sepp"}
     persistence = persistence_scores(split)
     assert np.array_equal(np.argsort(scores["naive-1m"], kind="stable"), np.argsort(persistence, kind="stable"))
     assert np.allclose(scores["naive-1m"], np.round(np.expm1(split.X_test[:, split.feature_names.index("count_lag1")])))
@@ -106,6 +109,24 @@ def test_evaluation_agrees_with_hotspot_metrics(split, counts):
     data = json.loads(json.dumps(result.as_dict()))  # plain JSON for summary.json
     assert data["pooled"]["kde"]["10%"]["pei_star"].keys() == {"value", "low", "high"}
     assert data["bootstrap"]["months"] == MONTHS[-4:]
+    assert data["sepp"]["A"]["converged"] and data["sepp"]["A"]["branching_ratio"] >= 0
+    assert data["dp_cost"]["naive-1m"]["as_computed_here"].startswith("ε = ∞")
+    assert data["dp_cost"]["oracle"]["as_computed_here"].startswith("n/a")
+
+
+def test_sepp_is_fitted_on_training_months_only(split, counts):
+    areas = make_areas(N_AREAS)
+    table = counts_from_split(split)
+    distances = centroid_distances(split, table.codes, areas)
+    first_test = MONTHS.index("2024-01")
+    expected = forecast(fit_sepp(counts[:, :first_test], distances), counts, distances)
+    scores = baseline_scores(split, areas)["sepp"]
+    rows = split.test_months == "2024-02"
+    assert scores[rows] == pytest.approx(expected[:, first_test + 1])
+    # Changing the last month's counts cannot change any forecast (it is never used).
+    changed = counts.copy()
+    changed[:, -1] += 5
+    assert sepp_map(changed, distances, first_test)[0][:, :-1] == pytest.approx(sepp_map(counts, distances, first_test)[0][:, :-1])
 
 
 def test_pooled_sums_agencies(split):
