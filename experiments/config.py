@@ -99,6 +99,52 @@ class CsvColumns(_Section):
         return self
 
 
+class CsvRegion(_Section):
+    """A latitude/longitude bounding box in degrees: coordinates are scaled to it."""
+
+    latitude: tuple[float, float]  # (south, north)
+    longitude: tuple[float, float]  # (west, east)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CsvRegion:
+        for name, (low, high), limit in (("latitude", self.latitude, 90), ("longitude", self.longitude, 180)):
+            if not (-limit <= low < high <= limit):
+                raise ValueError(f"{name}: [low, high] with -{limit} ≤ low < high ≤ {limit} expected, got [{low:g}, {high:g}]")
+        return self
+
+
+class CsvFeatures(_Section):
+    """data.source: csv — the public vocabulary features are built from, declared here (never
+    read from the records, so one record changes one example only)."""
+
+    # Your category values (after data.values.category) that become features; any other -> unknown.
+    # None: Peel's police.uk crime types.
+    categories: list[str] | None = Field(None, min_length=1, max_length=1000)
+    # Area codes (data.columns.area, after data.values.area) whose identity is a feature; others -> unknown.
+    areas: list[str] | None = Field(None, min_length=1, max_length=10_000)
+    # Coordinates are scaled to this box; None: the extent of data.areas' centroids.
+    region: CsvRegion | None = None
+    # A record far outside the region: flag (kept, no coordinate features, counted) or error.
+    outside_region: Literal["flag", "error"] = "flag"
+    # Day of week (with data.columns.date) and hour of day (for dates that carry a time).
+    time_of_day: bool = True
+
+    @field_validator("categories", "areas")
+    @classmethod
+    def _distinct(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return value
+        clean = [str(v).strip() for v in value]
+        if any(not v for v in clean):
+            raise ValueError("an empty value")
+        repeated = sorted({v for v in clean if clean.count(v) > 1})
+        if repeated:
+            raise ValueError(f"{repeated[0]!r} is listed twice")
+        if "unknown" in clean:
+            raise ValueError("'unknown' is Peel's name for values not listed; list only your own values")
+        return clean
+
+
 class DataConfig(_Section):
     # synthetic: generated per run; police_uk: a folder of street CSVs, partitioned per run;
     # agencies: a folder made by `peel generate` or `peel prepare`, used in place — so each
@@ -120,6 +166,7 @@ class DataConfig(_Section):
     values: dict[str, dict[str, str]] = Field(default_factory=dict)  # field -> {their value: Peel's}
     date_format: str | None = None  # strftime format of `date`; None: inferred
     delimiter: str = ","
+    features: CsvFeatures | None = None  # declared vocabulary and region (None: all defaults)
 
     @field_validator("path", "areas")
     @classmethod
@@ -157,11 +204,12 @@ class TaskConfig(_Section):
 
     @field_validator("positive")
     @classmethod
-    def _known_outcomes(cls, value: list[str]) -> list[str]:
-        unknown = [v for v in value if v not in OUTCOME_CATEGORIES]
-        if unknown:
-            raise ValueError(f"unknown outcome categor{'y' if len(unknown) == 1 else 'ies'} {unknown}; allowed: {list(OUTCOME_CATEGORIES)}")
-        return value
+    def _clean_outcomes(cls, value: list[str]) -> list[str]:
+        # police.uk categories except for data.source csv, whose own values count (checked in
+        # PeelConfig._own_outcomes and against the data when it is read).
+        if any(not isinstance(v, str) or not v.strip() for v in value):
+            raise ValueError("an outcome value is empty")
+        return [v.strip() for v in value]
 
     @field_validator("hidden")
     @classmethod
@@ -344,6 +392,11 @@ class PeelConfig(_Section):
                 raise ValueError(f"data.areas: file {data.areas!r} does not exist")
         elif data.source != "csv" and (data.columns is not None or data.values):
             raise ValueError("data.columns: only for data.source csv")
+        if data.source != "csv" and data.features is not None:
+            raise ValueError("data.features: only for data.source csv (police.uk data use Peel's own features)")
+        unknown = [v for v in self.task.positive if v not in OUTCOME_CATEGORIES]
+        if data.source != "csv" and unknown:
+            raise ValueError(f"task.positive: unknown outcome categor{'y' if len(unknown) == 1 else 'ies'} {unknown}; allowed: {list(OUTCOME_CATEGORIES)}")
         if data.source == "police_uk":
             if not data.path:
                 raise ValueError("data.path: required when data.source is police_uk")

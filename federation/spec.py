@@ -22,6 +22,7 @@ from typing import Any
 
 from federation.policy import AgencyPolicy, PolicyError
 from privacy.durable import replace_durably
+from tasks.features import FeatureLayout
 
 SPEC_FILE = "federation.json"
 TRAIL_FILE = "audit.jsonl"  # the run's hash-chained message log (`peel trail verify`)
@@ -40,10 +41,12 @@ class TaskSpec:
     positive: tuple[str, ...] = ()  # outcome: the outcome categories that count as positive
     hotspot_share: float = 0.05
     period: tuple[str, str] | None = None  # first and last month of the data
+    features: FeatureLayout | None = None  # outcome: None is the data.police.uk layout
 
     def split_settings(self) -> dict[str, Any]:
         """The task as tasks.registry.build_split reads it."""
-        return {"name": self.name, "positive": list(self.positive), "hotspot_share": self.hotspot_share, "test_from": self.test_from, "period": list(self.period) if self.period else None}
+        return {"name": self.name, "positive": list(self.positive), "hotspot_share": self.hotspot_share, "test_from": self.test_from, "period": list(self.period) if self.period else None,
+                "features": self.features.as_dict() if self.features else None}
 
 
 @dataclass(frozen=True)

@@ -158,7 +158,7 @@ def main(grid: Grid, context: Context) -> None:
     (run_dir / "models").mkdir(parents=True, exist_ok=True)
     n_agencies = len(spec.agencies)
     _check_settings(spec, n_agencies)
-    initial = ArrayRecord(initial_model(spec.task.hidden, spec.seed, n_features(spec.task.name)).state_dict())
+    initial = ArrayRecord(initial_model(spec.task.hidden, spec.seed, n_features(spec.task.name, spec.task.features)).state_dict())
     startup = _warm_up(grid, initial, n_agencies, fed.round_timeout)
     _log_wall(run_dir, "start-up", startup)
     log.info("%d agencies ready in %.1f s", n_agencies, startup)

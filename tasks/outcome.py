@@ -20,7 +20,7 @@ from tasks import features
 
 @dataclass
 class OutcomeSplit:
-    X_train: np.ndarray  # float32 (n_train, N_FEATURES)
+    X_train: np.ndarray  # float32 (n_train, layout.width)
     y_train: np.ndarray  # float32 0/1
     X_test: np.ndarray
     y_test: np.ndarray
@@ -28,7 +28,8 @@ class OutcomeSplit:
     test_crime_types: np.ndarray  # str
     feature_names: list[str]
     # rows_total, rows_no_outcome, rows_no_location, rows_unknown_area, n_train, n_test,
-    # positives_train, positives_test
+    # positives_train, positives_test; a city's own layout adds rows_unknown_category and
+    # rows_outside_region (features.FeatureLayout)
     counts: dict[str, int]
     train_months: np.ndarray | None = None  # str "YYYY-MM", aligned with the training rows
     train_keys: np.ndarray | None = None  # str, each training record's own key (`record_keys`)
@@ -42,8 +43,11 @@ def build_outcome_split(
     areas: pd.DataFrame | None,
     positive: Sequence[str],
     test_from: str,
+    layout: features.FeatureLayout = features.POLICE_UK,
 ) -> OutcomeSplit:
-    """Label, encode and split ``records`` by month; row order follows ``records``."""
+    """Label, encode (with ``layout``) and split ``records`` by month; row order follows
+    ``records``. ``positive`` names outcome values as they appear in the records: police.uk
+    categories, or a city's own values (e.g. "YES")."""
     positive = [positive] if isinstance(positive, str) else list(positive)
     if not positive:
         raise ValueError("outcome task: `positive` names no outcome category; give at least one.")
@@ -56,7 +60,7 @@ def build_outcome_split(
     outcome = records["outcome"].astype("string").fillna("")
     has_outcome = (outcome != "").to_numpy()
     kept = records[has_outcome]
-    X = features.encode(kept, areas)
+    X = features.encode(kept, areas, layout)
     y = outcome[has_outcome].isin(positive).to_numpy(dtype=np.float32)
     # "YYYY-MM" strings order like the months they name.
     test = (kept["month"].astype("string") >= test_from).to_numpy(dtype=bool)
@@ -65,8 +69,7 @@ def build_outcome_split(
     counts = {
         "rows_total": len(records),
         "rows_no_outcome": int((~has_outcome).sum()),
-        "rows_no_location": int(X[:, features.column("no_location")].sum()),
-        "rows_unknown_area": int(X[:, features.column("unknown_area")].sum()),
+        **_flag_counts(X, layout),
         "n_train": int(train.sum()),
         "n_test": int(test.sum()),
         "positives_train": int(y[train].sum()),
@@ -79,11 +82,25 @@ def build_outcome_split(
         y_test=y[test],
         test_crime_ids=_as_str(kept["crime_id"][test]),
         test_crime_types=_as_str(kept["crime_type"][test]),
-        feature_names=list(features.FEATURE_NAMES),
+        feature_names=list(layout.names),
         counts=counts,
         train_months=_as_str(kept["month"][train]),
         train_keys=record_keys(kept[train]),
     )
+
+
+def _flag_counts(X: np.ndarray, layout: features.FeatureLayout) -> dict[str, int]:
+    """Records (with an outcome) flagged by their features: no location, unknown area, and in a
+    city's own layout an undeclared category or coordinates far outside the region."""
+    def flagged(name: str) -> int:
+        return int(X[:, layout.column(name)].sum()) if name in layout.names else 0
+
+    counts = {"rows_no_location": flagged("no_location"),
+              "rows_unknown_area": flagged("unknown_area") if layout.area_covariates else flagged(features.AREA_PREFIX + features.UNKNOWN)}
+    if layout != features.POLICE_UK:
+        counts["rows_unknown_category"] = flagged(features.CATEGORY_PREFIX + features.UNKNOWN)
+        counts["rows_outside_region"] = flagged("outside_region")
+    return counts
 
 
 # The fields of a record that name it when it has no Crime ID (police.uk leaves it empty for

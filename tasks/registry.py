@@ -2,7 +2,8 @@
 the model's input is, how to score predictions, and the ground-truth ceiling.
 
 `task` below is the federation spec's task block: {"name", "test_from", "positive",
-"hotspot_share", "period"}.
+"hotspot_share", "period", "features"} ("features": a `features.FeatureLayout.as_dict()`, or
+None for the data.police.uk layout).
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ NEIGHBOURING = {"outcome": "add-remove", "hotspot": "replace-one"}
 HOTSPOT_UNIT = {"unit": "one incident record", "neighbouring": "add-remove", "example_neighbouring": "replace-one"}
 
 
-def n_features(task_name: str) -> int:
-    return len(hotspot.feature_names()) if task_name == "hotspot" else features.N_FEATURES
+def n_features(task_name: str, layout: features.FeatureLayout | None = None) -> int:
+    """The model's input width: the hotspot task's, or the outcome task's under `layout`."""
+    return len(hotspot.feature_names()) if task_name == "hotspot" else (layout or features.POLICE_UK).width
 
 
 def build_split(task: dict[str, Any], records: pd.DataFrame, areas: pd.DataFrame | None) -> Split:
@@ -45,7 +47,7 @@ def build_split(task: dict[str, Any], records: pd.DataFrame, areas: pd.DataFrame
             raise ValueError("the hotspot task needs the public areas table (data.areas)")
         period = tuple(task["period"]) if task.get("period") else None
         return build_hotspot_split(records, areas, task["test_from"], share=float(task.get("hotspot_share", 0.05)), period=period)
-    return build_outcome_split(records, areas, task["positive"], task["test_from"])
+    return build_outcome_split(records, areas, task["positive"], task["test_from"], features.FeatureLayout.from_dict(task.get("features")))
 
 
 def score(split: Split, proba: np.ndarray, intensity: pd.DataFrame | None = None) -> dict[str, Any]:
