@@ -35,7 +35,8 @@ EVALUATE_REPLY = "evaluate-reply"
 QUERY_REPLY = "query-reply"
 REFUSAL = "refusal"
 SECAGG = "secagg-protocol"
-MESSAGES = (TRAIN_REPLY, EVALUATE_REPLY, QUERY_REPLY, REFUSAL, SECAGG)
+ANALYTICS_REPLY = "analytics-reply"  # `peel analyze`: one histogram (clients/analytics.py)
+MESSAGES = (TRAIN_REPLY, EVALUATE_REPLY, QUERY_REPLY, REFUSAL, SECAGG, ANALYTICS_REPLY)
 
 # Names of the fields (metric keys on the wire; `arrays` is the model update).
 ARRAYS = "arrays"
@@ -54,6 +55,10 @@ EVALUATED_LOCALLY = "evaluated-locally"
 REASON = "reason"
 MASKED_UPDATE = "masked-update"
 PROTOCOL_KEYS = "protocol-keys-and-shares"
+NOISY_COUNTS = "noisy-counts"
+MASKED_COUNTS = "masked-counts"
+EXACT_COUNTS = "exact-counts"
+ANALYTICS_PUBLIC_KEY = "analytics-public-key"
 
 # Test-set metrics an evaluate reply may carry (the names tasks.registry.score returns).
 EVALUATION_METRICS = (
@@ -129,6 +134,14 @@ RELEASES: tuple[Release, ...] = (
     # --- SecAgg+ (fedavg-dp-secagg) ------------------------------------------------------------
     _dp(SECAGG, MASKED_UPDATE, "the DP-SGD update above, weighted by the released count and masked (SecAgg+): the coordinator sees only the sum", "the same release as the training reply's arrays; masking adds protection, not ε"),
     _public(SECAGG, PROTOCOL_KEYS, "dp", "SecAgg+ public keys and secret shares: cryptographic material, independent of the records"),
+    # --- analytics (`peel analyze`): one histogram per message -------------------------------------
+    _dp(ANALYTICS_REPLY, NOISY_COUNTS, "discrete Gaussian N_Z(0, σ²) per cell (sensitivity 1: a record falls in one cell), exact sampler from OS entropy", "local mode: the agency's own histogram, published with its own noise, charged to its ledger before it leaves"),
+    _dp(ANALYTICS_REPLY, MASKED_COUNTS, "the agency's share N_Z(0, σ²/(n − t)) of the sum's discrete Gaussian, pairwise-masked mod M (each masked vector alone is uniform mod M); charged as N_Z(0, σ²)", "federated mode: the coordinator learns only the sum over agencies, which keeps σ with up to t agencies missing or colluding with it"),
+    _public(ANALYTICS_REPLY, ANALYTICS_PUBLIC_KEY, "dp", "X25519 public key for the pairwise masks: cryptographic material, independent of the records"),
+    _public(ANALYTICS_REPLY, AGENCY, "dp", _MEMBERSHIP),
+    _public(ANALYTICS_REPLY, EPSILON_SPENT_TO_DATE, "dp", "the ledger's cumulative ε: a function of the mechanisms' parameters (σ from the configured ε share)"),
+    _public(ANALYTICS_REPLY, EXACT_COUNTS, "plain", "federated-trusted mode: exact counts to a coordinator trusted to add N_Z(0, σ²) and forget them (charged to the agency's ledger for the noised release); the coordinator sees them as they are"),
+    _public(ANALYTICS_REPLY, AGENCY, "plain", _MEMBERSHIP),
     # --- plain architectures -------------------------------------------------------------------
     _public(TRAIN_REPLY, ARRAYS, "plain", "the model update: " + _PLAIN),
     _public(TRAIN_REPLY, NUM_EXAMPLES, "plain", "exact number of training records (the FedAvg weight): " + _PLAIN),
