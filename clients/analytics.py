@@ -1,0 +1,136 @@
+"""The agency's side of federated analytics: its exact counts never leave it un-noised (except,
+labelled, to a trusted coordinator), and every release is charged to its own ledger first.
+
+This is an in-process agency object, not a Flower ClientApp: `peel analyze` runs the agencies
+in one process, each reading only its own folder and its own ledger. The release rules are the
+training replies' rules: the release boundary (federation.contract) is checked on every field,
+the ledger is charged before anything leaves, and a release that would pass the budget is
+refused with the reason and nothing leaves.
+
+Modes, per histogram:
+- local: its own counts + N_Z(0, σ²), published as they are;
+- federated: its counts + its share N_Z(0, s²) (privacy.count_release.ShareDesign), masked
+  pairwise (federation.secure_sum) so the coordinator sees only the sum;
+- federated-trusted: its exact counts, to a coordinator trusted to add N_Z(0, σ²).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from federation import contract
+from federation.policy import AgencyPolicy
+from federation.secure_sum import KeyPair, MaskedVector, mask
+from policedata.loader import load_street_folder
+from privacy.budget import BudgetExceeded, ReleaseRefused, epsilon_after
+from privacy.count_release import ShareDesign, count_event
+from privacy.ledger import Ledger, LedgerError, RelationMismatch
+from privacy.mechanisms import MechanismEvent
+from privacy.noise import sample_discrete_gaussian
+from tasks.analytics import Domain, Histogram, cell_counts
+
+ANALYTICS_ARCHITECTURE = "analytics"  # the ledger's `architecture` column for these releases
+NEIGHBOURING = "add-remove"  # a record added or removed changes one cell by one
+
+
+class AnalyticsRefused(ReleaseRefused):
+    """An agency will not release a histogram (the message says why; nothing left it)."""
+
+
+@dataclass
+class AnalyticsAgency:
+    """One agency, holding only its own records and its own ledger."""
+
+    name: str
+    ledger: Path
+    policy: AgencyPolicy
+    records: pd.DataFrame = field(repr=False)
+    max_cell_count: int = 1_000_000_000
+    keys: KeyPair = field(default_factory=KeyPair, repr=False)  # fresh per agency object (per run)
+
+    @classmethod
+    def load(cls, name: str, folder: Path, ledger: Path, policy: AgencyPolicy, agency_column: str = "Falls within", agency_pattern: str | None = None, max_cell_count: int = 1_000_000_000) -> AnalyticsAgency:
+        records, _ = load_street_folder(folder, agency_column, agency_pattern)
+        return cls(name, ledger, policy, records[records["agency"] == name].reset_index(drop=True), max_cell_count)
+
+    # --- inside the agency ---------------------------------------------------------------
+    def _exact(self, histogram: Histogram, domain: Domain) -> np.ndarray:
+        """Exact counts, clamped to the declared public bound (clamping a count keeps its
+        sensitivity 1; the secure sum's modulus is sized from that bound)."""
+        return np.minimum(cell_counts(self.records, histogram, domain), self.max_cell_count)
+
+    def _accountant(self) -> str:
+        if self.policy.accountant not in ("auto", "pld"):
+            raise AnalyticsRefused(f"{self.name}: its accountant {self.policy.accountant} cannot account for a discrete Gaussian count; set accountant auto or pld")
+        return "pld"
+
+    def check(self, event: MechanismEvent) -> float:
+        """ε this agency would have spent after `event` (nothing written); AnalyticsRefused if
+        its budget or its ledger's relation forbids the release."""
+        try:
+            with Ledger.open(self.ledger, self.name) as ledger:
+                if ledger.lifetime_history() and ledger.pinned_neighbouring() != NEIGHBOURING:
+                    raise AnalyticsRefused(f"{self.name}: its ledger accounts for {ledger.pinned_neighbouring()} neighbours; a count is charged for {NEIGHBOURING}")
+                pinned = ledger.pinned_delta()
+                if pinned is not None and pinned != self.policy.delta:
+                    raise AnalyticsRefused(f"{self.name}: its ledger's δ is pinned at {pinned:g}, not {self.policy.delta:g}")
+                return epsilon_after(ledger.history(), event, budget=self.policy.budget, delta=self.policy.delta, accountant=self._accountant(), neighbouring=NEIGHBOURING)
+        except BudgetExceeded as exc:
+            raise AnalyticsRefused(f"{self.name}: {exc}") from None
+        except LedgerError as exc:
+            raise AnalyticsRefused(f"{self.name}: {exc}") from None
+
+    def _charge(self, event: MechanismEvent, run_id: str, label: str) -> float:
+        """Charge `event` to the ledger (durably) before anything leaves; ε after it."""
+        try:
+            with Ledger.open(self.ledger, self.name) as ledger:
+                ledger.set_budget(self.policy.budget, self.policy.delta, source=f"analytics {run_id}")
+                return ledger.charge(run_id, ANALYTICS_ARCHITECTURE, 0, event, delta=self.policy.delta, accountant=self._accountant(), budget=self.policy.budget, mechanism=label, neighbouring=NEIGHBOURING)
+        except (BudgetExceeded, RelationMismatch, LedgerError) as exc:
+            raise AnalyticsRefused(f"{self.name}: {exc}") from None
+
+    # --- what leaves ---------------------------------------------------------------------
+    def local_release(self, histogram: Histogram, domain: Domain, sigma: float, run_id: str) -> np.ndarray:
+        """Its own counts + N_Z(0, σ²), charged first: published as they are (local mode)."""
+        contract.check(contract.ANALYTICS_REPLY, "dp", [contract.NOISY_COUNTS, contract.AGENCY, contract.EPSILON_SPENT_TO_DATE])
+        exact = self._exact(histogram, domain)
+        self._charge(count_event(sigma), run_id, f"discrete-gaussian-count:{histogram.name}:local")
+        return exact + sample_discrete_gaussian(sigma, exact.size)
+
+    def public_key(self) -> bytes:
+        """Its key-agreement public key for the pairwise masks (cryptographic, no data)."""
+        contract.check(contract.ANALYTICS_REPLY, "dp", [contract.ANALYTICS_PUBLIC_KEY, contract.AGENCY])
+        return self.keys.public
+
+    def masked_share(self, histogram: Histogram, domain: Domain, design: ShareDesign, peers: Mapping[str, bytes], modulus: int, context: bytes, run_id: str, *, noise_off_for_tests: bool = False) -> MaskedVector:
+        """Its counts + its noise share, masked with every peer: what the coordinator receives
+        (federated mode). Charged as the discrete Gaussian σ the sum guarantees with up to
+        `design.tolerate` shares missing. σ = 0 (no noise, nothing charged) only when a test
+        says so explicitly: no config or command reaches it."""
+        contract.check(contract.ANALYTICS_REPLY, "dp", [contract.MASKED_COUNTS, contract.AGENCY, contract.EPSILON_SPENT_TO_DATE])
+        exact = self._exact(histogram, domain)
+        if design.sigma == 0:
+            if not noise_off_for_tests:
+                raise AnalyticsRefused(f"{self.name}: refusing to send counts without noise")
+        else:
+            self._charge(count_event(design.guaranteed_sigma), run_id, f"discrete-gaussian-count:{histogram.name}:federated-share")
+        noisy = exact + sample_discrete_gaussian(design.share_sigma, exact.size)
+        return mask(self.name, self.keys, peers, noisy, modulus, context)
+
+    def exact_to_trusted(self, histogram: Histogram, domain: Domain, sigma: float, run_id: str) -> np.ndarray:
+        """Its exact counts for a coordinator trusted to add N_Z(0, σ²): charged for the noised
+        release the coordinator promises (federated-trusted mode)."""
+        contract.check(contract.ANALYTICS_REPLY, "plain", [contract.EXACT_COUNTS, contract.AGENCY])
+        exact = self._exact(histogram, domain)
+        self._charge(count_event(sigma), run_id, f"discrete-gaussian-count:{histogram.name}:trusted-coordinator")
+        return exact
+
+    def spent(self) -> float:
+        """ε its ledger has spent (at its pinned δ)."""
+        with Ledger.open(self.ledger, self.name) as ledger:
+            return ledger.spent(accountant=self._accountant()) if ledger.history() else 0.0
