@@ -23,8 +23,8 @@ from tasks.outcome import OutcomeSplit
 from tasks.registry import Split
 
 KIND = "pooled, non-private reference, computed by the evaluation harness"
-LOGISTIC_REGRESSION = "logistic regression on the architectures' features"
-BASE_RATE = "base rate by category (each test record scored with its crime type's positive rate in training)"
+LOGISTIC_REGRESSION = "logistic regression (the architectures' features)"
+BASE_RATE = "base rate by crime type (its positive rate in training)"
 
 
 @dataclass(frozen=True)

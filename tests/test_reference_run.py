@@ -72,9 +72,21 @@ def test_end_table_shows_the_references_beside_the_architectures(tiny_run) -> No
     assert len(rows) == 2 and f"{lr:.3f}" in rows[0]
     assert "pooled, non-private reference, computed by the evaluation harness" in text
     assert sum("(small test set)" in line for line in text.splitlines()) == sum(a["small_test_set"] for a in summary["agencies"])
-    del summary["reference"]  # an older run's summary: no rows, no error
-    assert "ref: " not in format_table(summary)
+    older = {k: v for k, v in summary.items() if k != "reference"}  # an older run's summary: no rows, no error
+    assert "ref: " not in format_table(older)
 
 
 def test_hotspot_splits_get_no_outcome_reference(tiny_run) -> None:
     assert outcome_reference({}, seed=0) is None
+
+
+def test_report_shows_the_references_and_the_small_test_sets(tiny_run) -> None:
+    from experiments.report import write_report
+
+    run_dir, summary, _ = tiny_run
+    page = write_report(run_dir).read_text(encoding="utf-8")
+    assert 'id="table-reference"' in page and "computed by the evaluation harness" in page
+    assert f"{summary['reference']['logistic_regression']['metrics']['auc']:.3f}" in page
+    small = [a["name"] for a in summary["agencies"] if a["small_test_set"]]
+    table = page.split('id="table-small-test-sets"')[1].split("</table>")[0]
+    assert all(name in table for name in small)

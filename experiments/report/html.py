@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from html import escape
 
-from experiments.report import fmt, views
+from experiments.report import fmt, reference_section, views
 from experiments.report.load import Study
 from experiments.report.plots import Missing, Plot
 from experiments.report.tables import Table
@@ -146,7 +146,7 @@ def render(study: Study, focus: views.Focus, sentences: Sequence[str], tables: d
     body = [
         _header(study, focus, generated),
         _section("reading", "<ul class=\"reading\">" + "".join(f"<li>{escape(s)}</li>" for s in sentences) + "</ul>"),
-        _section("comparison", _table(tables["comparison"])),
+        _section("comparison", _table(tables["comparison"]) + "".join(f"<h3>{escape(t.title)}</h3>{_table(t)}" for t in reference_section.tables(study))),
         _section("privacy-utility", _figure(by_name["privacy-utility"])),
         _section("per-agency", _figure(by_name["per-agency-utility"]) + _table(tables["per-agency"])),
         _section("epsilon", _figure(by_name["epsilon-per-agency"])),
