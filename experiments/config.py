@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from experiments.analytics_config import AnalyticsConfig
 from experiments.config_messages import describe, error_key, is_config_key, shown
 from experiments.config_yaml import MAX_CONFIG_BYTES as MAX_CONFIG_BYTES  # re-exported: tests and callers name it here
 from experiments.config_yaml import YamlFileError, parse_yaml, read_yaml_file, yaml_problem
@@ -326,6 +327,8 @@ class PeelConfig(_Section):
     architectures: list[Architecture] = Field(default_factory=lambda: list(registry.DEFAULT), min_length=1)
     audit: AuditConfig = AuditConfig()
     faults: FaultsConfig = FaultsConfig()
+    # `peel analyze`: DP statistics across the agencies (experiments/analytics_config.py).
+    analytics: AnalyticsConfig | None = None
     # `peel sweep`: a grid over config keys, e.g. {privacy.epsilon: [0.5, 1, 2], seed: [0, 1, 2]}.
     sweep: dict[str, list[Any]] | None = None
 
