@@ -157,6 +157,9 @@ class DataConfig(_Section):
     incidents: int = Field(120_000, ge=1_000, le=50_000_000)
     months: int = Field(24, ge=2, le=240)
     start_month: str = Field("2023-01", pattern=r"^20\d\d-(0[1-9]|1[0-2])$")  # YYYY-MM, 2000-2099
+    # Synthetic hot-spot dynamics: "stable" area rates (default), or "churn" (rates drift and
+    # crime series burst and fade, so hot areas move; configs/hotspot.yaml). policedata.synthetic.
+    dynamics: Literal["stable", "churn"] = "stable"
     # Real data: a folder of data.police.uk street CSVs (any depth), and optionally a public
     # area covariates table (LSOA code, deprivation, ...).
     path: str | None = None

@@ -51,6 +51,7 @@ def synthetic_spec(config: PeelConfig) -> SyntheticSpec:
         months=data.months,
         start_month=data.start_month,
         seed=config.seed,
+        dynamics=data.dynamics,
     )
 
 

@@ -45,6 +45,12 @@ LON_PER_LAT = 1.65  # degrees of longitude per degree of latitude for equal dist
 _MAX_AREA_CODES = 999_999
 _RATIO_JITTER = 0.15  # log-scale jitter of SIZE_RATIO
 _MAX_RATIO = SIZE_RATIO * np.exp(_RATIO_JITTER)
+DYNAMICS = ("stable", "churn")
+# dynamics="churn": per area, an AR(1) drift of the log rate (monthly persistence, stationary SD)
+# and crime series (monthly start probability, first-month rate multiplier, monthly decay of the
+# excess). Chosen so that hot areas move on a scale of months, as near-repeat and hot-spot
+# stability studies report; see docs/results.md for the sources and what was not measured.
+HOTSPOT_CHURN = {"persistence": 0.8, "drift_sd": 0.5, "burst_rate": 0.02, "burst_size": 4.0, "burst_decay": 0.5}
 
 
 @dataclass(frozen=True)
@@ -54,8 +60,14 @@ class SyntheticSpec:
     months: int = 24  # >= 24 recommended; must be >= 1
     start_month: str = "2023-01"
     seed: int = 0
+    # "stable": area rates fixed over time (the default; its data never change). "churn": area
+    # rates drift month to month and crime series burst and fade (HOTSPOT_CHURN), drawn from a
+    # stream of their own, so that hot areas move as in real data (see docs/results.md).
+    dynamics: str = "stable"
 
     def validate(self) -> None:
+        if self.dynamics not in DYNAMICS:
+            raise DataError(f"dynamics='{self.dynamics}': must be one of {', '.join(DYNAMICS)}")
         if not 1 <= self.agencies <= names.MAX_AGENCIES:
             raise DataError(f"agencies={self.agencies}: must be between 1 and {names.MAX_AGENCIES}")
         if self.months < 1:
@@ -86,6 +98,7 @@ class _Agency:
     word: str  # its place word, also its main town
     incidents: int
     rng: np.random.Generator
+    churn: np.random.Generator | None = None  # dynamics="churn" only: its own stream
     areas: pd.DataFrame | None = None  # AREA_COLUMNS
     snap: np.ndarray | None = None  # (areas, SNAP_POINTS, 2) lon/lat offsets of map points
     streets: np.ndarray | None = None  # (areas, SNAP_POINTS) index into names.STREET_LOCATIONS
@@ -127,7 +140,7 @@ def generate(spec: SyntheticSpec, out_dir: Path) -> dict[str, Any]:
 
     manifest = {
         "generator": GENERATOR_VERSION,
-        "spec": asdict(spec),
+        "spec": {k: v for k, v in asdict(spec).items() if k != "dynamics" or v != "stable"},
         "months": [months[0], months[-1]],
         "agencies": [
             {
@@ -163,6 +176,9 @@ def _world(spec: SyntheticSpec) -> tuple[list[_Agency], list[str], np.ndarray]:
         )
     ]
     _make_areas(rng, agencies)
+    if spec.dynamics == "churn":  # a stream apart: the stable draws stay exactly as they were
+        for i, agency in enumerate(agencies):
+            agency.churn = np.random.default_rng(np.random.SeedSequence(spec.seed, spawn_key=(7919, i)))
     return agencies, months, _type_normaliser(agencies, months)
 
 
@@ -305,6 +321,8 @@ def _simulate(
         + rng.normal(0, world.AREA_RATE_SD, n_areas)[None, :, None]
         + rng.normal(0, world.AREA_TYPE_RATE_SD, (n_areas, n_types))[None, :, :]
     )
+    if agency.churn is not None:
+        log_w = log_w + _churn(agency.churn, len(months), n_areas)[:, :, None]
     weights = np.exp(log_w)
     month_share = weights.sum(axis=(1, 2)) / weights.sum()
     month_totals = rng.multinomial(agency.incidents, month_share)
@@ -329,6 +347,22 @@ def _simulate(
         "expected": expected.ravel(),
     })
     return records, p_no_suspect, intensity
+
+
+def _churn(rng: np.random.Generator, n_months: int, n_areas: int) -> np.ndarray:
+    """(months, areas) log-rate offsets of dynamics="churn": AR(1) drift plus decaying bursts."""
+    c = HOTSPOT_CHURN
+    rho, sd = c["persistence"], c["drift_sd"]
+    drift = np.zeros((n_months, n_areas))
+    drift[0] = rng.normal(0, sd, n_areas)
+    for t in range(1, n_months):
+        drift[t] = rho * drift[t - 1] + np.sqrt(1 - rho**2) * rng.normal(0, sd, n_areas)
+    excess = np.zeros((n_months, n_areas))  # a series' extra rate, in multiples of the base rate
+    for t in range(n_months):
+        carried = excess[t - 1] * c["burst_decay"] if t else 0.0
+        excess[t] = carried + (c["burst_size"] - 1) * (rng.random(n_areas) < c["burst_rate"])
+    offset: np.ndarray = drift - sd**2 / 2 + np.log1p(excess)  # - sd²/2: the drift keeps the mean rate
+    return offset
 
 
 def _records(
