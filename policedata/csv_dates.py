@@ -226,3 +226,59 @@ def _infer_format(raw: np.ndarray, where: Where) -> tuple[np.ndarray, str]:
 
 def _month(index: int) -> str:
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+# Directives that put a time of day in a format: a date read with none of them carries no time.
+_TIME_DIRECTIVE = re.compile(r"%[-#]?[HIMSp]")
+
+
+def local_times(raw: np.ndarray, fmt: str) -> np.ndarray:
+    """Each date's own local date and time as "YYYY-MM-DDTHH:MM" ("YYYY-MM-DD" when the format
+    carries no time of day), read with the column's format `fmt` (every cell already read as a
+    month with it). Each cell is read alone: no other record changes a record's time."""
+    coded = Coded.of(raw)
+    with_time = fmt == "ISO8601" or bool(_TIME_DIRECTIVE.search(fmt))
+    split = _split_format(fmt)
+    if split is not None:  # few distinct days and clock times, as in _read_months
+        date_fmt, sep, time_fmt = split
+        heads, tails = _partition(coded.uniques.astype(object), sep)
+        days, clocks = Coded.of(heads), Coded.of(tails)
+        day_text = _formatted(days.uniques, date_fmt, "%Y-%m-%d")
+        clock_text = _formatted(clocks.uniques, time_fmt, "%H:%M") if time_fmt and with_time else np.full(len(clocks.uniques), "", dtype=object)
+        texts = _joined(day_text[days.codes], clock_text[clocks.codes])
+        failed = np.flatnonzero((day_text[days.codes] == "") | ((clock_text[clocks.codes] == "") & (tails != "")))
+        if len(failed):  # read whole, as _read_months does for such cells
+            texts[failed] = _whole_times(coded.uniques[failed], fmt, with_time)
+    else:
+        texts = _whole_times(coded.uniques, fmt, with_time)
+    return np.asarray(texts[coded.codes])
+
+
+def _formatted(uniques: np.ndarray, fmt: str, out: str) -> np.ndarray:
+    if len(uniques) == 0:
+        return np.zeros(0, dtype=object)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            parsed = pd.to_datetime(pd.Index(uniques, dtype=object), format=fmt, errors="coerce")
+        except (ValueError, TypeError, OverflowError):  # e.g. mixed UTC offsets: read whole, one by one
+            return np.full(len(uniques), "", dtype=object)
+    return np.asarray(pd.Index(parsed.strftime(out)).fillna("").to_numpy(dtype=object))
+
+
+def _joined(days: np.ndarray, clocks: np.ndarray) -> np.ndarray:
+    return np.array([d + "T" + c if c else d for d, c in zip(days.tolist(), clocks.tolist(), strict=True)], dtype=object)
+
+
+def _whole_times(uniques: np.ndarray, fmt: str, with_time: bool) -> np.ndarray:
+    """Whole cells on their own clock (a UTC offset is read, not applied)."""
+    out = "%Y-%m-%dT%H:%M" if with_time else "%Y-%m-%d"
+    texts = []
+    for text in uniques.tolist():
+        try:
+            stamp = pd.Timestamp(text) if fmt == "ISO8601" else pd.Timestamp(datetime.strptime(text, fmt))
+        except (ValueError, TypeError, OverflowError):
+            texts.append("")
+            continue
+        texts.append(stamp.strftime(out))
+    return np.array(texts, dtype=object)

@@ -8,7 +8,12 @@ Every problem is a one-line `DataError` naming the file, the row as a spreadshee
 header is row 1) and the column. A line longer than `checks.MAX_LINE_BYTES` is refused before
 parsing, so a broken export cannot exhaust memory or flood an error message.
 
-Dates and months are read in policedata/csv_dates.py.
+Dates and months are read in policedata/csv_dates.py. A city's own vocabulary (`CsvVocabulary`,
+from the config): outcomes stay the city's own values unless data.values.outcome maps them
+(task.positive names them, e.g. "YES"); categories and area codes are counted against the
+declared lists; coordinates far outside the public region are flagged and counted, or refused.
+With a free-text date column the records carry `date`, each record's local
+"YYYY-MM-DD[THH:MM]" (day of week and hour of day become features).
 
 Speed: a column is handled as its distinct values plus one code per row (`Coded`, policedata/csv_cells.py): stripping,
 value maps and checks run once per distinct value, not once per cell.
@@ -27,15 +32,29 @@ import pandas as pd
 
 from .checks import DELIMITERS, check_line_lengths, check_regular_file, delimiter_hint, shorten
 from .csv_cells import Coded, Where
-from .csv_dates import check_month_range, month_labels, months, months_from_dates
+from .csv_dates import check_month_range, local_times, month_labels, months, months_from_dates
+from .csv_region import Box
 from .errors import DataError
 from .loader import LoadReport
-from .schema import AGENCY, CRIME_TYPES, OUTCOME_CATEGORIES, RECORD_COLUMNS
+from .schema import AGENCY, CRIME_TYPES, DATE, OUTCOME_CATEGORIES, RECORD_COLUMNS
 
 # Peel's record fields a CSV column can be mapped onto (data.columns).
 FIELDS: tuple[str, ...] = ("agency", "date", "month", "latitude", "longitude", "area", "category", "outcome", "crime_id")
 # Fields whose values can be translated by data.values ({field: {their value: Peel's value}}).
 VALUE_FIELDS: tuple[str, ...] = ("agency", "area", "category", "outcome")
+
+
+@dataclass(frozen=True)
+class CsvVocabulary:
+    """What the config declares about a city's own values (public, never read from the data)."""
+
+    categories: tuple[str, ...] | None = None  # category features; None: Peel's crime types
+    areas: tuple[str, ...] | None = None  # area codes whose identity is a feature
+    positive: tuple[str, ...] = ()  # task.positive: each must occur among the outcomes
+    region: Box | None = None  # the declared region, or the public areas table's extent
+    outside_region: str = "flag"  # flag | error: a record far outside `region`
+
+
 @dataclass
 class CsvLoadReport(LoadReport):
     """`LoadReport` plus what the mapping left unresolved."""
@@ -44,6 +63,11 @@ class CsvLoadReport(LoadReport):
     rows_hashed_id: int = 0  # records whose crime id is a hash of their cells (no id given)
     blank_rows: int = 0  # empty lines skipped
     date_format: str | None = None  # the format the dates were read with
+    declared_categories: bool = False  # unknown_categories counts against data.features.categories
+    unknown_areas: dict[str, int] = field(default_factory=dict)  # area codes not in data.features.areas
+    rows_outside_region: int = 0  # coordinates far outside the region (flagged, kept)
+    region: str = ""  # the region's description, or why coordinates are no feature
+    outcomes: dict[str, int] = field(default_factory=dict)  # outcome value -> records ("" left out)
 
     def lines(self) -> list[str]:
         extra = []
@@ -53,7 +77,20 @@ class CsvLoadReport(LoadReport):
             top = sorted(self.unknown_categories.items(), key=lambda kv: (-kv[1], kv[0]))
             shown = ", ".join(f"{shorten(k)} ({v:,})" for k, v in top[:5])
             more = f" and {len(top) - 5} more" if len(top) > 5 else ""
-            extra.append(f"categories not mapped onto a Peel crime type (data.values.category): {shown}{more}")
+            where = "not in data.features.categories" if self.declared_categories else "not mapped onto a Peel crime type (data.values.category)"
+            extra.append(f"categories {where}, encoded as unknown: {shown}{more}")
+        if self.unknown_areas:
+            top = sorted(self.unknown_areas.items(), key=lambda kv: (-kv[1], kv[0]))
+            shown = ", ".join(f"{shorten(k)} ({v:,})" for k, v in top[:5]) + (f" and {len(top) - 5} more" if len(top) > 5 else "")
+            extra.append(f"{sum(self.unknown_areas.values()):,} records with an area not in data.features.areas, encoded as unknown: {shown}")
+        if self.region:
+            extra.append(f"coordinates: {self.region}")
+        if self.rows_outside_region:
+            extra.append(f"{self.rows_outside_region:,} records far outside that region (kept, flagged; no coordinate features)")
+        if self.outcomes:
+            top = sorted(self.outcomes.items(), key=lambda kv: (-kv[1], kv[0]))
+            shown = ", ".join(f"{shorten(k)} ({v:,})" for k, v in top[:8]) + (f" and {len(top) - 8} more" if len(top) > 8 else "")
+            extra.append(f"outcome values: {shown}")
         if self.rows_hashed_id:
             extra.append(f"{self.rows_hashed_id:,} records without a crime id got a hash of their cells as id")
         if self.blank_rows:
@@ -67,17 +104,21 @@ def load_csv_source(
     values: dict[str, Any] | None = None,
     date_format: str | None = None,
     delimiter: str = ",",
+    vocabulary: CsvVocabulary | None = None,
 ) -> tuple[pd.DataFrame, CsvLoadReport]:
     """Read one incident CSV whose `columns` ({Peel field: their column}) say where each record
-    field is, translating values with `values` ({field: {their value: Peel's value}}).
+    field is, translating values with `values` ({field: {their value: Peel's value}}), and
+    count the records against the declared `vocabulary`.
 
     Returns the frame of `load_street_folder` (the values of `schema.RECORD_COLUMNS` plus
     `schema.AGENCY`; text "" when missing, coordinates float NaN when missing) and a report.
     `lsoa_code` holds the mapped area (so the public areas table can key on precinct or beat
     codes); `reported_by` and `falls_within` hold the agency, so the agency's partitioned folder
-    reloads as itself with the default agency column. Raises DataError (one line) on bad input.
+    reloads as itself with the default agency column. With a `date` column the frame ends with
+    `DATE`. Raises DataError (one line) on bad input.
     """
     path = Path(path)
+    vocabulary = vocabulary or CsvVocabulary()
     columns = _check_columns(columns)
     values = _check_values(values or {}, columns)
     if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in "\"\r\n":
@@ -104,21 +145,28 @@ def load_csv_source(
     if "date" in columns:
         month_index, used_format = months_from_dates(cells["date"], date_format, where)
         month = month_labels(month_index)
+        local = local_times(cells["date"], used_format)
     else:
-        month, used_format = months(cells["month"], where), None
+        month, used_format, local = months(cells["month"], where), None, None
     check_month_range(month, "date" if "date" in columns else "month", where)
     longitude = _coordinate(cells, "longitude", 180, where)
     latitude = _coordinate(cells, "latitude", 90, where)
+    outside, region_note = _outside_region(latitude, longitude, vocabulary, where)
     category = _text(cells, values, "category")
-    unknown = _unknown_categories(category)
+    unknown = _unknown_categories(category, vocabulary.categories)
+    area = _text(cells, values, "area")
+    unknown_areas = _unknown_values(area, vocabulary.areas) if vocabulary.areas is not None and "area" in columns else {}
     outcome = _text(cells, values, "outcome")
-    _check_outcomes(outcome, "outcome" in values, where)
+    if "outcome" in values:  # mapped onto Peel's outcomes: a value left out of the map is an error
+        _check_outcomes(outcome, True, where)
+    outcomes = _outcome_counts(outcome)
+    _check_positive(vocabulary.positive, outcomes, columns, "outcome" in values)
     crime_id, hashed = _crime_ids(cells, where)
     per_agency = _check_agency_sizes(agency, where)
 
     agency_names = agency.values()
     text = {"crime_id": crime_id, "month": month, "reported_by": agency_names, "falls_within": agency_names,
-            "lsoa_code": _text(cells, values, "area").values(), "crime_type": category.values(), "outcome": outcome.values()}
+            "lsoa_code": area.values(), "crime_type": category.values(), "outcome": outcome.values()}
     empty = np.full(len(rows), "", dtype=object)
     out: dict[str, object] = {}
     for name in RECORD_COLUMNS.values():
@@ -127,6 +175,8 @@ def load_csv_source(
         else:
             out[name] = pd.array(text.get(name, empty), dtype="str")
     out[AGENCY] = out["falls_within"]
+    if local is not None:
+        out[DATE] = pd.array(local, dtype="str")
     records = pd.DataFrame(out)
     report = CsvLoadReport(
         files=1,
@@ -139,6 +189,11 @@ def load_csv_source(
         rows_hashed_id=hashed,
         blank_rows=int(blank.sum()),
         date_format=used_format,
+        declared_categories=vocabulary.categories is not None,
+        unknown_areas=unknown_areas,
+        rows_outside_region=int(outside.sum()),
+        region=region_note,
+        outcomes={k: v for k, v in outcomes.items() if k},
     )
     return records, report
 
@@ -286,12 +341,58 @@ def _coordinate(cells: dict[str, np.ndarray], fld: str, limit: float, where: Whe
     return np.asarray(numbers)
 
 
-def _unknown_categories(category: Coded) -> dict[str, int]:
-    """Categories after data.values.category that are not Peel crime types: kept (the features
-    give them the "unknown" slot) and counted per value, so the map can be completed."""
-    unknown = pd.Index(CRIME_TYPES).get_indexer(category.uniques) < 0
-    counts = category.counts()
-    return {str(category.uniques[j]): int(counts[j]) for j in np.flatnonzero(unknown)}
+def _unknown_categories(category: Coded, declared: tuple[str, ...] | None) -> dict[str, int]:
+    """Categories after data.values.category that are not Peel crime types (or, when declared,
+    not in data.features.categories): kept (the features give them the "unknown" slot) and
+    counted per value, so the map or the list can be completed."""
+    return _unknown_values(category, CRIME_TYPES if declared is None else declared)
+
+
+def _unknown_values(coded: Coded, known: tuple[str, ...]) -> dict[str, int]:
+    """Records per value not in `known` (empty values included)."""
+    unknown = pd.Index(known).get_indexer(coded.uniques) < 0
+    counts = coded.counts()
+    return {str(coded.uniques[j]): int(counts[j]) for j in np.flatnonzero(unknown)}
+
+
+def _outside_region(latitude: np.ndarray, longitude: np.ndarray, vocabulary: CsvVocabulary, where: Where) -> tuple[np.ndarray, str]:
+    """Records far outside the region (refused with data.features.outside_region: error), and
+    a note on how coordinates are scaled."""
+    if "latitude" not in where.columns:
+        return np.zeros(len(where.rows), dtype=bool), ""
+    region = vocabulary.region
+    if region is None:
+        return np.zeros(len(where.rows), dtype=bool), (
+            "no feature: declare data.features.region (a bounding box) or give data.areas (the public table's centroids)"
+        )
+    outside = region.far_outside(latitude, longitude)
+    if vocabulary.outside_region == "error":
+        where.fail(outside, "latitude", lambda i: (
+            f"({latitude[i]:g}, {longitude[i]:g}) lies far outside the region ({region.describe()}); fix the cell, "
+            "widen data.features.region, or set data.features.outside_region: flag"
+        ))
+    return outside, f"scaled to {region.describe()}"
+
+
+def _outcome_counts(outcome: Coded) -> dict[str, int]:
+    counts = outcome.counts()
+    return {str(u): int(counts[j]) for j, u in enumerate(outcome.uniques.tolist())}
+
+
+def _check_positive(positive: tuple[str, ...], outcomes: dict[str, int], columns: dict[str, str], mapped: bool) -> None:
+    """Every task.positive value must occur among the outcomes: a label that never occurs
+    would train a model on negatives only (typically a spelling: "Yes" for "YES")."""
+    if not positive or "outcome" not in columns:
+        return
+    present = sorted(k for k in outcomes if k)
+    missing = [p for p in positive if p not in outcomes]
+    if missing:
+        shown = ", ".join(shorten(v, 40) for v in present[:8]) + (f" and {len(present) - 8} more" if len(present) > 8 else "")
+        after = " after data.values.outcome" if mapped else ""
+        raise DataError(
+            f"task.positive: {missing[0]!r} never occurs in column {columns['outcome']!r}{after}; "
+            f"its values are {shown or 'all empty'} (name your own value, e.g. task.positive: [{present[0] if present else 'YES'}])"
+        )
 
 
 def _check_outcomes(outcome: Coded, mapped: bool, where: Where) -> None:

@@ -27,7 +27,7 @@ from .checks import (
     shorten,
 )
 from .errors import DataError
-from .schema import AGENCY, AREA_COLUMNS, CRIME_TYPES, MONTH_PATTERN, RECORD_COLUMNS, STREET_COLUMNS
+from .schema import AGENCY, AREA_COLUMNS, CRIME_TYPES, DATE, DATE_COLUMN, MONTH_PATTERN, RECORD_COLUMNS, STREET_COLUMNS
 
 STREET_FILE_GLOB = "*-street.csv"
 
@@ -123,6 +123,8 @@ def load_street_folder(
         frames.append(frame)
     check_unique_crime_ids(frames, files)  # over every row, so its line numbers stay true
     records = pd.concat(frames, ignore_index=True)
+    if DATE in records.columns:  # files without the column: no date and time known
+        records[DATE] = records[DATE].fillna("").astype("str")
     set_aside, examples, by_file = _set_aside(frames, files, path)
     records = records[records[_SET_ASIDE] == ""].drop(columns=_SET_ASIDE).reset_index(drop=True)
     if len(records) == 0:
@@ -299,6 +301,8 @@ def _read_street_file(file: Path, agency_column: str, pattern: Any, latest: str,
     _fail_at(months.isin(list(odd)), file, lambda i: f"Month '{months.iloc[i]}' {odd[months.iloc[i]]}")
     agency, reasons = _agencies(frame[agency_column], agency_column, pattern, file, strict)
     records = frame[list(STREET_COLUMNS)].rename(columns=RECORD_COLUMNS)
+    if DATE_COLUMN in frame.columns:  # Peel's own column (a city's dates and times), when written
+        records[DATE] = frame[DATE_COLUMN]
     for column, limit in (("Longitude", 180), ("Latitude", 90)):
         values = _numbers(frame[column], column, file, -limit, limit, allow_missing=True)
         records[RECORD_COLUMNS[column]] = values

@@ -38,6 +38,11 @@ RECORD_COLUMNS: dict[str, str] = {
     "Last outcome category": "outcome",
     "Context": "context",
 }
+# Peel's own optional column after the street columns (never in data.police.uk files): each
+# record's local "YYYY-MM-DD" or "YYYY-MM-DDTHH:MM", kept from a city's csv export
+# (data.columns.date) so day of week and hour of day reach the agency's features.
+DATE_COLUMN = "Date"
+DATE = "date"
 # Added by the loader: the agency a record belongs to (from `data.agency.column`/`pattern`).
 AGENCY = "agency"
 

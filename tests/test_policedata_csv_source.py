@@ -16,7 +16,7 @@ from policedata.csv_source import load_csv_source
 from policedata.errors import DataError
 from policedata.loader import load_street_folder
 from policedata.partition import write_agency_folders
-from policedata.schema import AGENCY, CRIME_TYPES, NO_SUSPECT, OUTCOME_CATEGORIES, RECORD_COLUMNS
+from policedata.schema import AGENCY, CRIME_TYPES, DATE, NO_SUSPECT, OUTCOME_CATEGORIES, RECORD_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "fixtures" / "city_csv" / "incidents.csv"
@@ -57,7 +57,8 @@ def _error(path: Path, **kwargs) -> str:
 
 def test_fixture_gives_the_street_loaders_frame():
     records, report = load_csv_source(FIXTURE, COLUMNS, VALUES, TEMPLATE["date_format"], ",")
-    assert list(records.columns) == [*RECORD_COLUMNS.values(), AGENCY]
+    assert list(records.columns) == [*RECORD_COLUMNS.values(), AGENCY, DATE]  # DATE: a date column is mapped
+    assert records[DATE].tolist() == pd.to_datetime(pd.read_csv(FIXTURE, dtype=str)["Report Date"], format="%m/%d/%Y %I:%M %p").dt.strftime("%Y-%m-%dT%H:%M").tolist()
     assert records["latitude"].dtype == np.float64 and records["longitude"].dtype == np.float64
     assert all(pd.api.types.is_string_dtype(records[c]) for c in records.columns if c not in ("longitude", "latitude"))
     raw = pd.read_csv(FIXTURE, dtype=str, keep_default_na=False)
