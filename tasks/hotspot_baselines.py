@@ -41,12 +41,14 @@ import pandas as pd
 from tasks.coverage import (
     COVERAGE_METRICS,
     COVERAGES,
+    FIELDS,
     Estimate,
     circular_block_indices,
     coverage_label,
     default_block,
     difference,
     metric_estimates,
+    metrics_of_sums,
     month_sums,
 )
 from tasks.hotspot import HotspotSplit
@@ -60,6 +62,8 @@ PROMAP_RADIUS_M = 400.0
 PROMAP_MONTHS = 2
 PROMAP_CELL_M = 50.0  # ProMap's grid cell: distance counts in cells
 HEADLINE_COVERAGE = 0.05
+# Area shares of the coverage curves (PAI against share; point values, no intervals).
+CURVE_COVERAGES: tuple[float, ...] = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.10, 0.15, 0.20)
 EARTH_RADIUS_M = 6_371_008.8
 
 
@@ -208,6 +212,33 @@ def _scores_and_fit(
     return out, fit
 
 
+@dataclass(frozen=True)
+class CoverageCurves:
+    """PAI of every map at each area share of ``coverages``, pooled and per agency (None where
+    undefined, e.g. no incident)."""
+
+    coverages: list[float]
+    pooled: dict[str, list[float | None]]  # map -> PAI per coverage
+    per_agency: dict[str, dict[str, list[float | None]]]  # agency -> map -> PAI per coverage
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"coverages": self.coverages, "metric": "pai", "pooled": self.pooled, "per_agency": self.per_agency}
+
+
+def coverage_curves(splits: Mapping[str, HotspotSplit], scores: Mapping[str, Mapping[str, np.ndarray]], months: Sequence[str], coverages: Sequence[float] = CURVE_COVERAGES) -> CoverageCurves:
+    """PAI against area share for every map of ``scores`` ({agency: {map: test-row scores}})."""
+    names = list(next(iter(scores.values())))
+    sums = {a: {m: [month_sums(splits[a], scores[a][m], c, months).sum(axis=0) for c in coverages] for m in names} for a in splits}
+
+    def pai(total: np.ndarray) -> float | None:
+        value = float(metrics_of_sums(total)["pai"])
+        return value if np.isfinite(value) else None
+
+    pooled = {m: [pai(sum((sums[a][m][i] for a in splits), np.zeros(len(FIELDS)))) for i in range(len(coverages))] for m in names}
+    per_agency = {a: {m: [pai(x) for x in sums[a][m]] for m in names} for a in splits}
+    return CoverageCurves([float(c) for c in coverages], pooled, per_agency)
+
+
 @dataclass
 class HotspotBaselines:
     """Maps (baselines and models) × coverage × metric, with bootstrap intervals, per agency and
@@ -225,6 +256,7 @@ class HotspotBaselines:
     flagged_share: dict[str, float]  # coverage label -> pooled share of areas actually flagged
     vs_reference: dict[str, dict[str, Estimate]]  # map -> coverage label -> PAI difference
     sepp_fits: dict[str, SeppFit] = field(default_factory=dict)  # agency -> its SEPP fit
+    curves: CoverageCurves | None = None
     sentence: str = ""
     notes: list[str] = field(default_factory=list)
 
@@ -247,6 +279,7 @@ class HotspotBaselines:
             "notes": self.notes,
             "sepp": {a: sepp_summary(fit) for a, fit in self.sepp_fits.items()},
             "dp_cost": {name: dp_cost(name) for name in self.baselines},
+            "curves": self.curves.as_dict() if self.curves is not None else None,
             "computed_by": "the evaluation harness (not released by any agency; no ε spent)",
         }
 
@@ -298,7 +331,8 @@ def evaluate_baselines(
     reference = max(naive, key=lambda m: pooled[m][headline]["pai"].value or 0.0)
     vs = {m: {c: difference(np.asarray(pooled_sums[m][c]), np.asarray(pooled_sums[reference][c]), index) for c in pooled_sums[m]} for m in names if m != reference}
     flagged = {c: float(np.asarray(s)[:, 2].sum() / np.asarray(s)[:, 3].sum()) for c, s in pooled_sums[reference].items()}
-    result = HotspotBaselines(coverages, months, block, replicates, reference, list(models), baselines, pooled, per_agency, flagged, vs, fits)
+    curves = coverage_curves(splits, scores, months)
+    result = HotspotBaselines(coverages, months, block, replicates, reference, list(models), baselines, pooled, per_agency, flagged, vs, fits, curves)
     result.sentence = comparison_sentence(result, headline)
     result.notes = _notes(result, headline)
     return result

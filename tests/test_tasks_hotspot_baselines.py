@@ -109,6 +109,11 @@ def test_evaluation_agrees_with_hotspot_metrics(split, counts):
     data = json.loads(json.dumps(result.as_dict()))  # plain JSON for summary.json
     assert data["pooled"]["kde"]["10%"]["pei_star"].keys() == {"value", "low", "high"}
     assert data["bootstrap"]["months"] == MONTHS[-4:]
+    # The coverage curves pass through the table's points (10% is a curve point).
+    curve = data["curves"]
+    at10 = curve["coverages"].index(0.1)
+    assert curve["pooled"]["kde"][at10] == pytest.approx(result.pooled["kde"]["10%"]["pai"].value)
+    assert curve["per_agency"]["A"]["persistence"][at10] == pytest.approx(reference["pai"])
     assert data["sepp"]["A"]["converged"] and data["sepp"]["A"]["branching_ratio"] >= 0
     assert data["dp_cost"]["naive-1m"]["as_computed_here"].startswith("ε = ∞")
     assert data["dp_cost"]["oracle"]["as_computed_here"].startswith("n/a")
