@@ -125,7 +125,7 @@ def test_run_report_has_every_section_and_embedded_pngs(tmp_path):
     path = write_report(folder)
     assert path == folder / "report" / "report.html"
     page = _check_page(path)
-    assert {i["figure"] for i in page.images} >= {"figure-privacy-utility", "figure-per-agency-utility", "figure-epsilon-per-agency", "figure-data-movement", "figure-fairness-agencies"}
+    assert {i["figure"] for i in page.images} >= {"figure-utility-at-budget", "figure-per-agency-utility", "figure-epsilon-per-agency", "figure-data-movement", "figure-fairness-agencies"}
     text = path.read_text(encoding="utf-8")
     # Header traces the numbers to the run and its config; the footer lists the files.
     for needle in ("20260101-120000-abc123", "configs/default.yaml", "summary.json", "config.yaml", "Tiny Police", "2026-01-01 12:00:00"):
@@ -138,9 +138,9 @@ def test_run_report_has_every_section_and_embedded_pngs(tmp_path):
 def test_report_is_rebuilt_in_place_and_stale_figures_removed(tmp_path):
     folder = F.write_run(tmp_path / "run", F.run_summary())
     first = write_report(folder)
-    png = (folder / "report" / "privacy-utility.png").read_bytes()
+    png = (folder / "report" / "utility-at-budget.png").read_bytes()
     assert write_report(folder) == first
-    assert (folder / "report" / "privacy-utility.png").read_bytes() == png, "same numbers, same PNG bytes"
+    assert (folder / "report" / "utility-at-budget.png").read_bytes() == png, "same numbers, same PNG bytes"
     F.write_run(folder, F.run_summary(archs=("central", "local", "fedavg")))
     text = write_report(folder).read_text(encoding="utf-8")
     assert not (folder / "report" / "epsilon-per-agency.png").exists()

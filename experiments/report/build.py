@@ -10,13 +10,13 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from experiments.report import html, plots, poisoning, reading, tables, views
+from experiments.report import answer, html, plots, poisoning, reading, tables, views
 from experiments.report.load import load
 from privacy.durable import replace_durably
 
 REPORT_DIR = "report"
 REPORT_FILE = "report.html"
-FIGURES = ("privacy-utility", "per-agency-utility", "epsilon-per-agency", "data-movement", "fairness-agencies", "fairness-quintiles", "utility-under-attack")
+FIGURES = ("privacy-utility", "utility-at-budget", "per-agency-utility", "epsilon-per-agency", "data-movement", "fairness-agencies", "fairness-quintiles", "utility-under-attack")
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -30,13 +30,15 @@ def write_report(path: Path, generated: datetime | None = None) -> Path:
     study = load(folder)
     focus = views.focus(study)
     figures = [*plots.all_plots(study, focus), poisoning.plot(study)]
+    first_screen = answer.answer(poisoning.without_attacks(study), focus)  # an attacked line is never recommended
     page = html.render(
         study,
         focus,
         [*reading.reading(poisoning.without_attacks(study), focus, full=study), *poisoning.sentences(study)],
-        {"comparison": tables.comparison(study), "per-agency": tables.per_agency(study, focus), "fairness": tables.fairness(study, focus), "poisoning": poisoning.table(study)},
+        {"comparison": tables.comparison(study, first_screen, focus), "per-agency": tables.per_agency(study, focus), "fairness": tables.fairness(study, focus), "poisoning": poisoning.table(study)},
         figures,
         generated or datetime.now(),
+        first_screen,
     )
     out = folder / REPORT_DIR
     out.mkdir(exist_ok=True)

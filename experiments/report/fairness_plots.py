@@ -93,7 +93,15 @@ def fairness_spread(study: Study, focus: views.Focus) -> Plot | Missing:
         + (" Right: that spread against the ε budget." if sweep_panel else "")
         + (f" Shown: {shown}." if shown else "")
     )
-    return Plot("fairness-agencies", title, _png(fig), caption, f"Spread of {study.headline_label} across agencies per architecture, smallest agencies in red")
+    return Plot(
+        "fairness-agencies",
+        title,
+        _png(fig),
+        f"How unequal {study.headline_label} is across agencies under each architecture, smallest agencies in red.",
+        f"Spread of {study.headline_label} across agencies per architecture, smallest agencies in red",
+        units=f"y: {study.headline_label} per agency on its own test months; dot area ∝ training records" + ("; right: best − worst agency against ε (dimensionless, log scale)" if sweep_panel else ""),
+        detail=caption + " From summary.json: architectures.<arch>.per_agency.<agency>.metrics.",
+    )
 
 
 def quintile_gaps(study: Study) -> pd.DataFrame:
@@ -184,4 +192,12 @@ def fairness_quintiles(study: Study, focus: views.Focus) -> Plot | Missing:
         + (" Right: the largest gap against ε." if sweep_panel else "")
         + (f" Shown: {shown}." if shown else "")
     )
-    return Plot("fairness-quintiles", title, _png(fig), caption, "Grouped bars of flag share and incident share per deprivation quintile")
+    return Plot(
+        "fairness-quintiles",
+        title,
+        _png(fig),
+        "Whether hotspot flags fall on deprived areas more than their incidents do.",
+        "Grouped bars of flag share and incident share per deprivation quintile",
+        units="y: share of flags or incidents per deprivation quintile (0–1; 1 = most deprived)" + ("; right: largest gap in percentage points against ε" if sweep_panel else ""),
+        detail=caption + " From summary.json: architectures.<arch>.fairness.quintiles.",
+    )

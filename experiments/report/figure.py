@@ -32,8 +32,10 @@ class Plot:
     name: str  # file stem: <name>.png
     title: str
     png: bytes
-    caption: str
+    caption: str  # one line: what the figure shows
     alt: str
+    units: str = ""  # what each axis measures, in which units
+    detail: str = ""  # how to read it, where its numbers come from
 
 
 @dataclass

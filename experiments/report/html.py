@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from html import escape
 
-from experiments.report import fmt, reference_section, views
+from experiments.report import fmt, glossary, reference_section, views
+from experiments.report.answer import Answer
 from experiments.report.load import Study
 from experiments.report.plots import Missing, Plot
 from experiments.report.tables import Table
@@ -30,9 +31,22 @@ figure { margin: 1rem 0; } figure img { max-width: 100%; height: auto; border: 1
 figcaption, p.note { font-size: 0.85rem; color: #444; } p.file { font-size: 0.8rem; color: #666; margin: 0.2rem 0; }
 p.missing { font-style: italic; color: #8a4b00; }
 code { font-size: 0.85em; background: #f5f5f5; padding: 0 0.2em; }
+header h1 { margin: 0 0 0.4rem; }
+section#answer { border: 2px solid #2c5d8a; border-radius: 6px; padding: 0.3rem 1rem 0.6rem; background: #f5f9fc; }
+section#answer h2 { margin-top: 0.3rem; border-bottom: none; }
+p.verdict { font-size: 1.12rem; font-weight: 600; margin: 0 0 0.5rem; }
+dl.answer { display: grid; grid-template-columns: 12rem 1fr; gap: 0.3rem 1rem; font-size: 0.9rem; margin: 0; }
+dl.answer dt { font-weight: 600; color: #2c3e50; } dl.answer dd { margin: 0; }
+span.src { display: block; font-size: 0.72rem; color: #6b6b6b; }
+ul.why-not { margin: 0; padding-left: 1.1rem; } ul.why-not li { margin: 0; }
+p.fail { color: #8a1f11; }
+figure h3 { font-size: 1rem; margin: 0 0 0.3rem; } figcaption span.units, figcaption span.detail { display: block; }
+dl.glossary dt { font-weight: 600; margin-top: 0.4rem; } dl.glossary dd { margin: 0 0 0 1.2rem; font-size: 0.92rem; }
 """
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 SECTIONS = (
+    ("answer", "The answer"),
+    ("run", "This run"),
     ("reading", "What the numbers say"),
     ("comparison", "Architectures side by side"),
     ("privacy-utility", "Privacy against utility"),
@@ -43,7 +57,10 @@ SECTIONS = (
     ("poisoning", "Utility under attack"),
     ("privacy-notes", "What the privacy figures cover"),
     ("sources", "Where each number comes from"),
+    ("glossary", "Glossary"),
 )
+# What a table cell says when its value is absent (never "None" or "nan").
+ABSENT = "— (not recorded)"
 
 
 def png_size(data: bytes) -> tuple[int, int]:
@@ -64,11 +81,17 @@ def _table(t: Table) -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in t.header)
     marked = ' class="highlight"'
     body = "".join(
-        f"<tr{marked if i in t.highlight else ''}>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>"
+        f"<tr{marked if i in t.highlight else ''}>" + "".join(f"<td>{escape(_cell(c))}</td>" for c in row) + "</tr>"
         for i, row in enumerate(t.rows)
     )
     note = f'<p class="note">{escape(t.note)}</p>' if t.note else ""
     return f'<table id="table-{escape(t.name)}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}'
+
+
+def _cell(value: object) -> str:
+    if value is None or (isinstance(value, float) and value != value) or str(value) in ("None", "nan"):
+        return ABSENT
+    return str(value)
 
 
 def _figure(p: Plot | Missing) -> str:
@@ -76,15 +99,39 @@ def _figure(p: Plot | Missing) -> str:
         return f'<h3>{escape(p.title)}</h3><p class="missing" id="missing-{escape(p.name)}">{escape(p.reason)}</p>'
     width, height = png_size(p.png)
     data = base64.b64encode(p.png).decode("ascii")
+    units = f'<span class="units">Units: {escape(p.units)}</span>' if p.units else ""
+    detail = f'<span class="detail">{escape(p.detail)}</span>' if p.detail else ""
     return (
-        f'<figure id="figure-{escape(p.name)}"><img src="data:image/png;base64,{data}" alt="{escape(p.alt)}" width="{width}" height="{height}">'
-        f"<figcaption>{escape(p.caption)}</figcaption>"
+        f'<figure id="figure-{escape(p.name)}"><h3>{escape(p.title)}</h3><img src="data:image/png;base64,{data}" alt="{escape(p.alt)}" width="{width}" height="{height}">'
+        f"<figcaption><strong>{escape(p.caption)}</strong>{units}{detail}</figcaption>"
         f'<p class="file">Also saved as <code>{escape(p.name)}.png</code> beside this report.</p></figure>'
     )
 
 
-def _section(key: str, body: str) -> str:
-    title = dict(SECTIONS)[key]
+def _drawn(*plots: Plot | Missing) -> str:
+    """The figures that were drawn; when none was, the first one's reason (one line, not one per figure)."""
+    drawn = [p for p in plots if isinstance(p, Plot)]
+    return "".join(_figure(p) for p in drawn) if drawn else _figure(plots[0])
+
+
+def _answer(a: Answer) -> str:
+    """The first screen: the recommendation, then one line per question, each with its source."""
+    rows = "".join(f'<dt>{escape(i.label)}</dt><dd id="answer-{escape(i.key)}">{escape(i.text)}<span class="src">{escape(i.source)}</span></dd>' for i in a.items)
+    if a.not_recommended:
+        others = "".join(f"<li><strong>{escape(line)}</strong>: {escape(why)}</li>" for line, why in a.not_recommended)
+        rows += f'<dt>Not recommended</dt><dd id="answer-others"><ul class="why-not">{others}</ul><span class="src">the same numbers; the table below gives every figure</span></dd>'
+    return f'<p class="verdict" id="answer-recommendation">{escape(a.headline)}</p><dl class="answer">{rows}</dl>'
+
+
+def _failures(a: Answer | None) -> str:
+    """Architectures that fail at the configured budget, explained where their figures are shown."""
+    if a is None or not a.failed:
+        return ""
+    return '<p class="note fail">Not usable at this budget: ' + "; ".join(f"{escape(line)} — {escape(why)}" for line, why in a.failed.items()) + ".</p>"
+
+
+def _section(key: str, body: str, title: str | None = None) -> str:
+    title = title or dict(SECTIONS)[key]
     return f'<section id="{key}"><h2>{escape(title)}</h2>{body}</section>'
 
 
@@ -115,15 +162,19 @@ def _header(study: Study, focus: views.Focus, generated: datetime) -> str:
         if focus.describe(study):
             items.append(("Per-agency figures show", focus.describe(study)))
     rows = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in items)
-    title = f"Peel report: {study.task} task, {kind.lower()} {study.study_id}"
-    return f"<header><h1>{escape(title)}</h1><dl class=\"meta\">{rows}</dl></header>"
+    return f"<dl class=\"meta\">{rows}</dl>"
+
+
+def _title(study: Study) -> str:
+    kind = "run" if study.kind == "run" else "sweep"
+    return f"<header><h1>{escape(f'Peel report: {study.task} task, {kind} {study.study_id}')}</h1></header>"
 
 
 def _privacy_notes(study: Study) -> str:
     notes = study.privacy_notes
     if not notes:
         return f'<p class="missing">{fmt.NOT_MEASURED}: summary.json has no privacy notes.</p>'
-    return "<dl class=\"meta\">" + "".join(f"<dt>{escape(str(k))}</dt><dd>{escape(str(v))}</dd>" for k, v in notes.items()) + "</dl>"
+    return "<dl class=\"meta\">" + "".join(f"<dt>{escape(str(k))}</dt><dd>{escape(_cell(v))}</dd>" for k, v in notes.items()) + "</dl>"
 
 
 def _sources(study: Study, plots: Sequence[Plot | Missing]) -> str:
@@ -141,20 +192,39 @@ def _sources(study: Study, plots: Sequence[Plot | Missing]) -> str:
     return text
 
 
-def render(study: Study, focus: views.Focus, sentences: Sequence[str], tables: dict[str, Table], plots: Sequence[Plot | Missing], generated: datetime) -> str:
+def _glossary() -> str:
+    return '<dl class="glossary">' + "".join(f"<dt>{escape(term)}</dt><dd>{escape(text)}</dd>" for term, text in glossary.TERMS) + "</dl>"
+
+
+def render(
+    study: Study,
+    focus: views.Focus,
+    sentences: Sequence[str],
+    tables: dict[str, Table],
+    plots: Sequence[Plot | Missing],
+    generated: datetime,
+    answer: Answer | None = None,
+) -> str:
     by_name = {p.name: p for p in plots}
+    curve, bars = by_name["privacy-utility"], by_name.get("utility-at-budget")
+    one_budget = isinstance(curve, Missing) and isinstance(bars, Plot)
+    terms = '<p class="note">Terms (ε, δ, AUC, DP-SGD, secure aggregation, ...) are explained in the <a href="#glossary">glossary</a> at the end; the details follow.</p>'
     body = [
-        _header(study, focus, generated),
+        _title(study),
+        _section("answer", _answer(answer) + terms) if answer is not None else "",
+        _section("run", _header(study, focus, generated)),
         _section("reading", "<ul class=\"reading\">" + "".join(f"<li>{escape(s)}</li>" for s in sentences) + "</ul>"),
         _section("comparison", _table(tables["comparison"]) + "".join(f"<h3>{escape(t.title)}</h3>{_table(t)}" for t in reference_section.tables(study))),
-        _section("privacy-utility", _figure(by_name["privacy-utility"])),
-        _section("per-agency", _figure(by_name["per-agency-utility"]) + _table(tables["per-agency"])),
+        _section("privacy-utility", _drawn(curve, *([bars] if bars is not None else [])) + _failures(answer), "Utility at the configured budget" if one_budget else None),
+        _section("per-agency", _figure(by_name["per-agency-utility"]) + _failures(answer) + _table(tables["per-agency"])),
         _section("epsilon", _figure(by_name["epsilon-per-agency"])),
         _section("movement", _figure(by_name["data-movement"])),
         _section("fairness", _figure(by_name["fairness-agencies"]) + _figure(by_name["fairness-quintiles"]) + _table(tables["fairness"])),
-        _section("poisoning", _figure(by_name["utility-under-attack"]) + _table(tables["poisoning"])),
+        # No attack and no aggregator stated: one line, not the figure's and the table's both.
+        _section("poisoning", (_figure(by_name["utility-under-attack"]) if tables["poisoning"].rows else "") + _table(tables["poisoning"])),
         _section("privacy-notes", _privacy_notes(study)),
         _section("sources", _sources(study, plots)),
+        _section("glossary", _glossary()),
     ]
     title = f"Peel report {study.study_id}"
     return (

@@ -14,7 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from experiments.report import views
+from experiments.report import fmt, views
 from experiments.report.fairness_plots import fairness_quintiles, fairness_spread, quintile_gaps, spreads
 from experiments.report.figure import Missing, Plot, _agency_label, _png, colour, marker, smallest
 from experiments.report.load import Study
@@ -27,6 +27,8 @@ def privacy_utility(study: Study) -> Plot | Missing:
     table = views.summary_table(study)
     if table.empty or not table["is_dp"].any():
         return Missing("privacy-utility", title, "not measured: no differentially private architecture was run")
+    if len(views.dp_budgets(study)) < 2:  # one point per line: the bars at that budget instead
+        return Missing("privacy-utility", title, "one ε budget was run, so there is no curve: the bars show each architecture at that budget")
     dp = table[table["is_dp"] & table["eps_budget"].notna() & table["headline"].notna()]
     if dp.empty:
         return Missing("privacy-utility", title, "not measured: the DP architectures have no ε budget or no utility recorded")
@@ -70,7 +72,73 @@ def privacy_utility(study: Study) -> Plot | Missing:
         f"without DP and the best score the synthetic ground truth allows. {bars}."
     )
     alt = f"{label} against ε budget for " + ", ".join(sorted(set(dp["line"]))) + ", with reference lines for the architectures without DP"
-    return Plot("privacy-utility", title, _png(fig), caption, alt)
+    return Plot(
+        "privacy-utility",
+        title,
+        _png(fig),
+        f"How {label} changes as each agency's ε budget grows (higher and further left is better).",
+        alt,
+        units=f"x: ε budget per agency (dimensionless, log scale; lower is more private); y: {label} on held-out test months ({_scale(study)})",
+        detail=caption + " From summary.json: architectures.<arch>.metrics and each cell's privacy.epsilon.",
+    )
+
+
+def _scale(study: Study) -> str:
+    """The headline metric's scale, in words."""
+    if study.headline == "auc":
+        return "AUC: 0.5 = chance, 1 = perfect ranking"
+    if study.headline == "pai":
+        return "PAI: 1 = chance, higher = more incidents per area flagged"
+    return "higher is better"
+
+
+# --- utility at one budget --------------------------------------------------------------------------
+
+
+def utility_at_budget(study: Study, focus: views.Focus) -> Plot | Missing:
+    """One bar per architecture at the focus setting: what the privacy–utility curve shows when
+    only one ε budget was run (a curve of one point per line says little)."""
+    name, label = "utility-at-budget", study.headline_label
+    title = f"{label} of each architecture" + (f" at ε = {focus.eps:g}" if focus.eps is not None else "")
+    if len(views.dp_budgets(study, focus.facet)) > 1:
+        return Missing(name, title, "drawn as the privacy–utility curve above (several ε budgets were run)")
+    table = views.focus_archs(study, focus)
+    table = table[table["headline"].notna()] if not table.empty else table
+    if table.empty:
+        return Missing(name, title, f"{fmt.NOT_MEASURED}: no {label} recorded")
+    lines = sorted(table["line"], key=views.arch_order)
+    values = table.set_index("line")["headline"]
+    fig = Figure(figsize=(9, 0.9 + 0.5 * len(lines)), layout="constrained")
+    ax = fig.subplots()
+    ax.barh(range(len(lines)), [values[line] for line in lines], color=[colour(line) for line in lines])
+    low = min([float(values.min())] + ([study.chance] if study.chance is not None else []))
+    high = float(values.max())
+    ax.set_xlim(max(0.0, low - 0.05 * max(high, 1.0)) if study.headline == "auc" else 0.0, high + 0.12 * (high - low + 0.01) + 0.02)
+    for i, line in enumerate(lines):
+        ax.annotate(f"{values[line]:.3f}", (values[line], i), xytext=(4, 0), textcoords="offset points", va="center", fontsize=9)
+    if study.chance is not None:
+        ax.axvline(study.chance, color="grey", linestyle=":", linewidth=1.5, label=f"chance ({study.chance:g})")
+    if "central" in values:
+        ax.axvline(values["central"], color=colour("central"), linestyle="--", linewidth=1, label=f"pooled (central): {values['central']:.3f}")
+    ax.set_yticks(range(len(lines)), lines, fontsize=9)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"{label} on the agencies' held-out test months, test-weighted (higher is better)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    shown = focus.describe(study)
+    return Plot(
+        name,
+        title,
+        _png(fig),
+        f"Every architecture's {label} at the one ε budget run, against chance and pooling.",
+        f"Bar chart of {label} per architecture at the configured budget",
+        units=f"x: {label} ({_scale(study)}); rows: architectures",
+        detail=(
+            "With one ε budget the privacy–utility curve has one point per line, so bars replace it; run a sweep over "
+            "privacy.epsilon (configs/sweep-epsilon.yaml) for the curve." + (f" Shown: {shown}." if shown else "")
+            + f" From summary.json: architectures.<arch>.metrics.{study.headline}."
+        ),
+    )
 
 
 # --- per-agency utility ---------------------------------------------------------------------------
@@ -104,7 +172,15 @@ def per_agency_utility(study: Study, focus: views.Focus) -> Plot | Missing:
         f"A federated marker to the right of 'local' means the agency gained from collaborating."
         + (f" Shown: {shown}." if shown else "")
     )
-    return Plot("per-agency-utility", title, _png(fig), caption, f"Dot plot of each agency's {study.headline_label} under " + ", ".join(lines))
+    return Plot(
+        "per-agency-utility",
+        title,
+        _png(fig),
+        f"Each agency's {study.headline_label} under every architecture: does collaborating help it?",
+        f"Dot plot of each agency's {study.headline_label} under " + ", ".join(lines),
+        units=f"x: {study.headline_label} on the agency's own held-out test months ({_scale(study)}); rows: agencies with their training records",
+        detail=caption + " From summary.json: architectures.<arch>.per_agency.<agency>.metrics.",
+    )
 
 
 # --- ε per agency ---------------------------------------------------------------------------------
@@ -149,7 +225,15 @@ def epsilon_per_agency(study: Study, focus: views.Focus) -> Plot | Missing:
         "Cumulative ε each agency spent over all rounds (bars) against the budget it was given (black tick), "
         "computed by its accountant before each update left it." + (f" Shown: {shown}." if shown else "")
     )
-    return Plot("epsilon-per-agency", title, _png(fig), caption, "Bar chart of ε spent per agency against its budget for " + ", ".join(lines))
+    return Plot(
+        "epsilon-per-agency",
+        title,
+        _png(fig),
+        "The privacy budget each agency has spent, against the budget it set.",
+        "Bar chart of ε spent per agency against its budget for " + ", ".join(lines),
+        units="x: ε spent to date (dimensionless, cumulative over all rounds; lower is more private); black tick: the agency's ε budget",
+        detail=caption + " From summary.json: architectures.<arch>.per_agency.<agency>.epsilon and .epsilon_budget.",
+    )
 
 
 # --- data movement --------------------------------------------------------------------------------
@@ -214,15 +298,24 @@ def data_movement(study: Study, focus: views.Focus) -> Plot | Missing:
         "per-agency counts are in the table below the per-agency figure). Right: megabytes of model updates each agency "
         "sent to the coordinator over all rounds (architectures that send nothing have no bar)." + (f" Shown: {shown}." if shown else "")
     )
-    return Plot("data-movement", title, _png(fig), caption, "Bar charts of raw records moved per architecture and megabytes of updates sent per agency")
+    return Plot(
+        "data-movement",
+        title,
+        _png(fig),
+        "What each architecture moves out of the agencies: raw records, or model updates.",
+        "Bar charts of raw records moved per architecture and megabytes of updates sent per agency",
+        units="left: raw incident records (count, all agencies); right: model updates sent (MB = 10⁶ bytes, whole run, per agency)",
+        detail=caption + " From summary.json: architectures.<arch>.records_moved, .update_bytes and per_agency.<agency>.update_bytes_sent.",
+    )
 
 
-__all__ = ["Missing", "Plot", "_png", "all_plots", "colour", "marker", "quintile_gaps", "smallest", "spreads"]
+__all__ = ["Missing", "Plot", "_png", "all_plots", "colour", "marker", "quintile_gaps", "smallest", "spreads", "utility_at_budget"]
 
 
 def all_plots(study: Study, focus: views.Focus) -> list[Plot | Missing]:
     return [
         privacy_utility(study),
+        utility_at_budget(study, focus),
         per_agency_utility(study, focus),
         epsilon_per_agency(study, focus),
         data_movement(study, focus),

@@ -193,7 +193,7 @@ def sentences(study: Study) -> list[str]:
 def plot(study: Study) -> Plot | Missing:
     """Clean against attacked utility per architecture and aggregator, one bar per attack
     (seed means; whiskers span the seeds)."""
-    name, title = "utility-under-attack", "Utility under attack"
+    name, title = "utility-under-attack", "Clean against poisoned: each aggregator's utility"
     rows = outcomes(study)
     attacked = rows[rows["poisoning"] != CLEAN] if not rows.empty else rows
     if attacked.empty:
@@ -223,10 +223,18 @@ def plot(study: Study) -> Plot | Missing:
     ax.set_ylabel(study.headline_label)
     handles = [Patch(facecolor="grey", alpha=style[v][0], hatch=style[v][1], edgecolor="white", label="clean" if v == CLEAN else v) for v in variants]
     ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax.set_title(title + (f" (dotted: chance, {study.chance:g})" if study.chance is not None else ""), fontsize=9)
+    ax.set_title("clean (light) and attacked (dark)" + (f"; dotted: chance, {study.chance:g}" if study.chance is not None else ""), fontsize=9)
     fig.tight_layout()
     caption = (
         f"{study.headline_label} of each federated architecture and aggregator, clean (light) and with one agency's poisoned "
         "updates (dark, one bar per attack); seed means, whiskers min–max over seeds. From summary.json (aggregator, attack, metrics)."
     )
-    return Plot(name, title, _png(fig), caption, f"Bar chart of {study.headline_label} clean and attacked per architecture and aggregator")
+    return Plot(
+        name,
+        title,
+        _png(fig),
+        f"How far one agency's poisoned updates moved each architecture's {study.headline_label}, per aggregator.",
+        f"Bar chart of {study.headline_label} clean and attacked per architecture and aggregator",
+        units=f"y: {study.headline_label} on the agencies' held-out test months, test-weighted; bars: architecture × aggregator",
+        detail=caption,
+    )

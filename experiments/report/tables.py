@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from experiments.report import fmt, plots, views
+from experiments.report.answer import Answer
 from experiments.report.load import Study
 from federation import architectures
 
@@ -55,9 +56,19 @@ def attack_text(mia: float, bound: float) -> str:
     return f"{fmt.num(mia)} {relation} {fmt.num(bound)} allowed by ε"
 
 
-def comparison(study: Study) -> Table:
+def _verdict(r: pd.Series, first_screen: Answer | None, focus: views.Focus | None) -> str:
+    """The first screen's verdict on a row, where the row is the setting it judged."""
+    if first_screen is None or focus is None:
+        return "— (no recommendation made)"
+    judged = r["facet"] == focus.facet and (not r["is_dp"] or views.same_eps(r["eps_budget"], focus.eps))
+    if not judged:
+        return f"— (judged at ε = {fmt.budget(focus.eps)})"
+    return first_screen.verdicts.get(r["line"], "— (not judged: an attacked or extra line)")
+
+
+def comparison(study: Study, first_screen: Answer | None = None, focus: views.Focus | None = None) -> Table:
     """One row per architecture (and ε budget, and other swept setting): utility, privacy spent,
-    attack, what moved, time."""
+    attack, what moved, time, and the first screen's verdict (why it is or is not recommended)."""
     table = views.summary_table(study)
     sweep = study.kind == "sweep"
     facets = sorted(set(table["facet"])) if not table.empty else []
@@ -70,6 +81,7 @@ def comparison(study: Study) -> Table:
     header += ["ε spent to date (max over agencies" + (", seeds" if sweep else "") + ")", "membership attack AUC", "attack TPR at 1% FPR", "raw records moved", "model updates sent", "wall time"]
     if sweep:
         header.append("seeds")
+    header.append("recommendation at this budget")
     rows = []
     for _, r in table.iterrows():
         line = [r["facet"]] if show_facet else []
@@ -87,6 +99,7 @@ def comparison(study: Study) -> Table:
         ]
         if sweep:
             line.append(str(int(r["n_seeds"])))
+        line.append(_verdict(r, first_screen, focus))
         rows.append(line)
     ceiling = table["ceiling"].mean() if not table.empty else float("nan")
     notes = [

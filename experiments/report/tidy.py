@@ -151,6 +151,7 @@ def _cell_rows(cell: Cell, swept: list[str], headline: str, arch_rows: list, age
             "architecture": arch,
             "is_dp": dp,
             "eps_budget": _budget(arch, config, values) if dp else math.nan,
+            "status": entry.get("status"),  # trained | refused | no-replies (None: an older summary)
             "headline": _num(metrics.get(headline)),
             "auc": _num(metrics.get("auc")),
             "epsilon_max": _num(entry.get("epsilon_max")),

@@ -1,0 +1,322 @@
+"""The report's first screen: the answer a decision maker came for, computed from the numbers.
+
+Which architecture to use at the configured privacy budget (the record-level DP architecture with
+the best utility whose agencies all stayed within their budgets), how much of pooling's utility
+it keeps, its privacy unit in words, what leaves each agency (summary.json `releases`), what
+each agency has spent, what an attacker could learn, and why every other architecture is not
+recommended. Each item names the summary.json keys it comes from. `verdicts` is the same
+judgement per architecture, for the table that shows them all."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from experiments.report import fmt, views
+from experiments.report.load import Study
+from federation import architectures
+
+# Utilities closer than this count as equal: the one whose coordinator sees less is preferred.
+TIE = 0.001
+# An agency-level row counts as "few agencies" below this many (its noise is σ·C/n on the mean).
+FEW_AGENCIES = 20
+
+UNIT_WORDS = {"record": "one incident record", "area-month": "one area-month example", "agency": "one whole agency (all its records)"}
+# summary.json `releases` field names in words.
+FIELD_WORDS = {
+    "arrays": "the model update",
+    "num-examples": "its record count",
+    "masked-update": "the masked model update",
+    "agency": "its name",
+    "epsilon-spent-to-date": "ε spent to date",
+    "epsilon-this-run": "ε this run",
+    "epsilon-budget": "its ε budget",
+    "delta": "δ",
+    "sigma": "the noise multiplier σ",
+    "sample-rate": "the sampling rate",
+    "steps": "the number of steps",
+    "evaluated-locally": "an 'evaluated locally' flag",
+    "protocol-keys-and-shares": "SecAgg+ keys and secret shares",
+    "reason": "a refusal's reason",
+}
+SECAGG_MESSAGE = "secagg-protocol"
+
+
+@dataclass(frozen=True)
+class Item:
+    key: str  # the element id is answer-<key>
+    label: str
+    text: str
+    source: str  # which file and keys the text comes from
+
+
+@dataclass(frozen=True)
+class Answer:
+    recommended: str | None  # the line recommended (None: none)
+    headline: str  # the recommendation in one sentence
+    items: list[Item]
+    not_recommended: list[tuple[str, str]]  # (line, why not), table order
+    verdicts: dict[str, str]  # line -> "recommended" or "not recommended: why"
+    failed: dict[str, str]  # DP lines unusable at this budget (refused, over budget, at chance) -> why
+
+
+def _source(study: Study) -> str:
+    if study.kind == "run":
+        return "summary.json"
+    return "cells/<cell>/summary.json (seed means)"
+
+
+def kept_share(value: float, central: float, chance: float | None) -> float | None:
+    """The share of pooling's gain over chance that `value` keeps (None: not defined)."""
+    if fmt.missing(value) or fmt.missing(central):
+        return None
+    if chance is None:
+        return value / central if central > 0 else None
+    if central <= chance:
+        return None
+    return (value - chance) / (central - chance)
+
+
+def _percent(share: float) -> str:
+    # Floor, so that "100%" is never printed for a model below pooling.
+    return f"{math.floor(100 * share + 1e-9)}%"
+
+
+def _budget_rows(study: Study, focus: views.Focus, line: str) -> pd.DataFrame:
+    """Every per-agency row of `line` at the focus facet and ε (all seeds of a sweep)."""
+    rows = study.agencies
+    if rows.empty:
+        return rows
+    rows = rows[(rows["line"] == line) & (rows["facet"] == focus.facet)]
+    return rows[rows["eps_budget"].apply(lambda e: views.same_eps(e, focus.eps))]
+
+
+def _over_budget(study: Study, focus: views.Focus, r: pd.Series) -> str | None:
+    """The first agency (or the federation) whose ε spent exceeds its budget, in words."""
+    rows = _budget_rows(study, focus, r["line"])
+    if not rows.empty and rows["epsilon"].notna().any():
+        over = rows[rows["epsilon"] > rows["budget"] * (1 + 1e-9)]
+        if not over.empty:
+            o = over.iloc[0]
+            return f"over budget: {o['agency']} spent ε {fmt.eps(o['epsilon'])} of its {fmt.budget(o['budget'])}"
+        return None
+    if not fmt.missing(r["epsilon_max"]) and not fmt.missing(r["eps_budget"]) and r["epsilon_max"] > r["eps_budget"] * (1 + 1e-9):
+        return f"over budget: ε {fmt.eps(r['epsilon_max'])} spent against {fmt.budget(r['eps_budget'])}"
+    return None
+
+
+def _refused(study: Study, focus: views.Focus, line: str) -> str | None:
+    archs = study.archs
+    if archs.empty or "status" not in archs:
+        return None
+    rows = views.at_focus(archs, focus)
+    status = set(rows.loc[rows["line"] == line, "status"].dropna())
+    if "refused" in status:
+        errors = _budget_rows(study, focus, line)
+        first = next((e for e in errors["first_error"] if e), "") if not errors.empty else ""
+        return "refused: no agency released an update" + (f" ({first})" if first else "")
+    if "no-replies" in status:
+        return "no agency's update arrived: its model is the untrained initial one"
+    return None
+
+
+def _failure(study: Study, focus: views.Focus, r: pd.Series, n_agencies: int) -> str | None:
+    """Why DP architecture `r` is unusable at this budget: refused, nothing recorded, over
+    budget or no better than chance (None: none of these)."""
+    label, chance = study.headline_label, study.chance
+    refused = _refused(study, focus, r["line"])
+    if refused:
+        return refused
+    if fmt.missing(r["headline"]):
+        return f"no {label} recorded"
+    over = _over_budget(study, focus, r)
+    if over:
+        return over
+    if chance is not None and r["headline"] <= chance:
+        text = f"no better than chance ({label} {fmt.num(r['headline'])}; chance is {chance:g})"
+        if str(r["privacy_unit"]) == "agency":
+            text += f": with {n_agencies} agencies the agency-level noise added to the average update drowns the signal"
+        return text
+    return None
+
+
+def _why_not(study: Study, focus: views.Focus, r: pd.Series, central: float, n_agencies: int) -> str | None:
+    """Why `r`'s architecture cannot be recommended at this budget (None: it can)."""
+    label, chance = study.headline_label, study.chance
+    known = architectures.find(str(r["architecture"]))
+    value = f"{label} {fmt.num(r['headline'])}"
+    if not r["is_dp"]:
+        trainer = known.trainer if known is not None else None
+        if trainer == "pooled":
+            return f"no privacy: every agency's records are copied into one place ({value}; the utility reference)"
+        if trainer == "per-agency":
+            return f"nothing is shared, but each agency learns only from its own records ({value})"
+        return f"no formal privacy: the coordinator sees plain model updates, which can leak records ({value})"
+    failure = _failure(study, focus, r, n_agencies)
+    if failure:
+        return failure
+    if str(r["privacy_unit"]) == "agency":
+        share = kept_share(r["headline"], central, chance)
+        kept = f"; it keeps {_percent(share)} of pooling's gain" if share is not None else ""
+        few = f" and with {n_agencies} agencies its noise is large" if n_agencies < FEW_AGENCIES else ""
+        return f"agency-level DP holds only if the coordinator is trusted (it sees every update in the clear and adds the noise itself){few} ({value}{kept})"
+    return None
+
+
+def _budget_text(study: Study, focus: views.Focus, line: str, r: pd.Series) -> str:
+    rows = _budget_rows(study, focus, line)
+    budgets = sorted({float(b) for b in rows["budget"].dropna()}) if not rows.empty else []
+    delta = f", δ = {fmt.budget(r['delta'])}" if not fmt.missing(r["delta"]) else ""
+    if len(budgets) > 1:
+        text = f"each agency's own ε budget ({fmt.budget(budgets[0])} to {fmt.budget(budgets[-1])}{delta})"
+    else:
+        eps = budgets[0] if budgets else r["eps_budget"]
+        text = f"ε = {fmt.budget(eps)} per agency{delta}"
+    swept = views.dp_budgets(study, focus.facet)
+    if study.kind == "sweep" and len(swept) > 1:
+        text += f" (one of the swept budgets {', '.join(fmt.budget(b) for b in swept)})"
+    return text
+
+
+def _releases(study: Study, arch: str) -> tuple[str, str]:
+    """What leaves an agency under `arch`, from summary.json `releases`, and its source."""
+    summary = study.cells[0].summary or {}
+    releases = [r for r in summary.get("releases") or [] if isinstance(r, dict)]
+    known = architectures.find(arch)
+    if not releases or known is None:
+        return f"{fmt.NOT_MEASURED}: summary.json declares no releases (an older run)", "summary.json releases (absent)"
+    regime = known.regime
+    mine = [r for r in releases if r.get("regime") == regime and (r.get("message") != SECAGG_MESSAGE or known.trainer == "secagg") and r.get("message") != "refusal"]
+    # The mechanism's name only ("DP-SGD", "Gaussian count (sensitivity 1)"): the table below has the rest.
+    dp = list(dict.fromkeys(f"{FIELD_WORDS.get(str(r['field']), r['field'])} ({str(r.get('mechanism') or 'DP').split(':')[0].split(',')[0]})" for r in mine if r.get("kind") == "dp"))
+    public = list(dict.fromkeys(FIELD_WORDS.get(str(r["field"]), str(r["field"])) for r in mine if r.get("kind") == "public"))
+    parts = []
+    if dp:
+        parts.append("DP releases, charged to its own ledger before they leave: " + "; ".join(dp))
+    if public:
+        parts.append("Declared public: " + ", ".join(public))
+    return ". ".join(parts), f"summary.json releases (regime {regime})"
+
+
+def _spent(study: Study, focus: views.Focus, r: pd.Series) -> tuple[str, str]:
+    """ε spent to date: max over agencies and per agency, from the agencies' ledgers when the
+    summary has them (everything each spent, every architecture), else the architecture's rows."""
+    cell = next((c for c in study.cells if c.name in focus.cells and r["architecture"] in ((c.summary or {}).get("architectures") or {})), study.cells[0])
+    ledgers = (cell.summary or {}).get("ledgers")
+    order = list(views.focus_agencies(study, focus).drop_duplicates("agency")["agency"]) if not study.agencies.empty else []
+    if isinstance(ledgers, dict) and ledgers and str(r["privacy_unit"]) != "agency":
+        spent = {a: (v.get("epsilon_spent_to_date"), v.get("epsilon_budget")) for a, v in ledgers.items() if isinstance(v, dict)}
+        where = "each agency's ledger after the run, every architecture"
+        source = f"{cell.source or 'summary.json'} ledgers.<agency>.epsilon_spent_to_date, .epsilon_budget"
+    else:
+        rows = _budget_rows(study, focus, r["line"])
+        rows = rows[rows["cell"].isin(focus.cells)] if not rows.empty else rows
+        spent = {row["agency"]: (row["epsilon"], row["budget"]) for _, row in rows.iterrows() if not fmt.missing(row["epsilon"])}
+        where = f"{r['line']}'s ledger figures"
+        source = f"{_source(study)} architectures.{r['architecture']}.per_agency.<agency>.epsilon"
+    if not spent:
+        if not fmt.missing(r["epsilon_max"]):  # agency-level: one ε for the whole federation
+            return f"ε {fmt.eps(r['epsilon_max'])} for the whole federation (agency-level: no per-agency figure)", f"{_source(study)} architectures.{r['architecture']}.epsilon_max"
+        return f"{fmt.NOT_MEASURED}: no ε recorded", f"{_source(study)} architectures.{r['architecture']}"
+    names = sorted(spent, key=lambda a: (order.index(a) if a in order else len(order), a))
+    values = [(a, *spent[a]) for a in names if not fmt.missing(spent[a][0])]
+    top = max(values, key=lambda v: v[1])
+    per = "; ".join(f"{a} {fmt.eps(e)}" + (f"/{fmt.budget(b)}" if not fmt.missing(b) else "") for a, e, b in values)
+    text = f"max over agencies ε {fmt.eps(top[1])} ({top[0]}" + (f", budget {fmt.budget(top[2])}" if not fmt.missing(top[2]) else "") + f"); per agency, spent/budget ({where}): {per}"
+    return text, source
+
+
+def _attack(study: Study, r: pd.Series) -> tuple[str, str]:
+    source = f"{_source(study)} architectures.{r['architecture']}.audit"
+    parts = []
+    if not fmt.missing(r["mia_auc"]):
+        bound = f"; the claimed ε allows at most {fmt.num(r['mia_bound'])}" if not fmt.missing(r["mia_bound"]) else ""
+        parts.append(f"a membership-inference attack on the final model reached AUC {fmt.num(r['mia_auc'])} (0.5 = guessing whether a record was used in training{bound})")
+    if not fmt.missing(r["eps_lower"]):
+        claimed = f" against the ε {fmt.budget(r['eps_claimed'])} claimed" if not fmt.missing(r["eps_claimed"]) else ""
+        parts.append(f"the canary audit measured ε ≥ {fmt.num(r['eps_lower'], 2)}{claimed}")
+    if not parts:
+        return f"{fmt.NOT_MEASURED}: these results hold no privacy audit (run with audit: true); the formal (ε, δ) guarantee above still bounds any attack", source
+    return "; ".join(parts), source
+
+
+def _unit(study: Study, r: pd.Series) -> tuple[str, str]:
+    unit = str(r["privacy_unit"])
+    words = UNIT_WORDS.get(unit, unit)
+    notes = study.privacy_notes
+    if unit == "record" and isinstance(notes.get("unit"), str):
+        words = notes["unit"]
+    # The budget is the promise; what was spent (at most the budget) is in "ε spent to date".
+    eps = r["eps_budget"] if not fmt.missing(r["eps_budget"]) else r["epsilon_max"]
+    delta = fmt.budget(r["delta"]) if not fmt.missing(r["delta"]) else "not recorded"
+    neighbours = f", {r['neighbouring']} neighbours" if isinstance(r.get("neighbouring"), str) and r["neighbouring"] else ""
+    scope = "per agency" if unit != "agency" else "for the federation"
+    text = f"{words}, {scope}, (ε, δ) = ({fmt.budget(eps)}, {delta}){neighbours}"
+    if not fmt.missing(eps):
+        text += f": adding or removing any one such unit changes the chance of anything released by at most a factor e^ε = {math.exp(float(eps)):.2f} (plus δ)"
+    if unit == "area-month":
+        text += "; one incident changes several area-month examples, so its own ε is larger (see the privacy notes)"
+    return text, f"{_source(study)} privacy.unit, architectures.{r['architecture']}.privacy_unit, .delta, .neighbouring; config.yaml privacy.epsilon"
+
+
+def answer(study: Study, focus: views.Focus) -> Answer:
+    table = views.focus_archs(study, focus)
+    label, chance = study.headline_label, study.chance
+    rows = {str(r["line"]): r for _, r in table.iterrows()} if not table.empty else {}
+    central = rows["central"]["headline"] if "central" in rows else math.nan
+    n_agencies = len(set(study.agencies["agency"])) if not study.agencies.empty else 0
+    why = {line: _why_not(study, focus, r, central, n_agencies) for line, r in rows.items()}
+    eligible = [line for line, reason in why.items() if reason is None]
+    best = max(eligible, key=lambda line: rows[line]["headline"], default=None)
+    if best is not None:  # a tie goes to the architecture whose coordinator sees only the sum
+        ties = [line for line in eligible if rows[best]["headline"] - rows[line]["headline"] < TIE and _secagg(rows[line])]
+        best = ties[0] if ties and not _secagg(rows[best]) else best
+        for line in eligible:
+            if line != best:
+                gap = rows[best]["headline"] - rows[line]["headline"]
+                extra = " (it adds secure aggregation: the coordinator sees only the sum)" if _secagg(rows[line]) else ""
+                why[line] = f"{label} {fmt.num(rows[line]['headline'])}, {fmt.num(gap)} below {best}'s {fmt.num(rows[best]['headline'])}{extra}"
+    verdicts = {line: "recommended" if line == best else f"not recommended: {why[line]}" for line in rows}
+    failed = {line: str(reason) for line, r in rows.items() if r["is_dp"] and (reason := _failure(study, focus, r, n_agencies))}
+    others = [(line, str(why[line])) for line in sorted(rows, key=views.arch_order) if line != best]
+    src = _source(study)
+    if best is None:
+        dp_ran = any(bool(r["is_dp"]) for r in rows.values())
+        headline = (
+            "No DP architecture can be recommended at this budget: none kept every agency within its budget with a model better than chance (reasons below)."
+            if dp_ran
+            else "No differentially private architecture was run, so none can be recommended for a privacy budget (add fedavg-dp to the config's architectures)."
+        )
+        items = [Item("utility", "Utility kept", f"{fmt.NOT_MEASURED}: no architecture recommended", src)]
+        unit = study.privacy_notes.get("unit") if isinstance(study.privacy_notes.get("unit"), str) else None
+        items.append(Item("unit", "Privacy unit", f"{unit}, per agency (no DP architecture qualified)" if unit else f"{fmt.NOT_MEASURED}: no DP architecture qualified", f"{src} privacy.unit"))
+        return Answer(None, headline, items, others, verdicts, failed)
+
+    r = rows[best]
+    known = architectures.find(str(r["architecture"]))
+    description = f" — {known.description}" if known is not None else ""
+    headline = f"Recommended at {_budget_text(study, focus, best, r)}: {best}{description}."
+    share = kept_share(r["headline"], central, chance)
+    if share is None:
+        utility = f"{label} {fmt.num(r['headline'])}; " + (f"pooling all records did no better than chance ({label} {fmt.num(central)})" if not fmt.missing(central) else "pooling (central) was not run, so no share can be given")
+    else:
+        gain = "gain over chance" if chance is not None else "score"
+        chance_text = f"; chance is {chance:g}" if chance is not None else ""
+        utility = f"{_percent(share)} of pooling's {label} {gain}: {label} {fmt.num(r['headline'])} against {fmt.num(central)} with every record pooled in one place{chance_text}"
+    items = [
+        Item("utility", "Utility kept", utility, f"{src} architectures.{r['architecture']}.metrics.{study.headline} ÷ architectures.central.metrics.{study.headline} (each minus chance)"),
+        Item("unit", "Privacy unit", *_unit(study, r)),
+    ]
+    releases, release_src = _releases(study, str(r["architecture"]))
+    moved = f"; raw records moved: {fmt.count(r['records_moved'])}, model updates sent: {fmt.megabytes(r['update_bytes'])} in all" if not fmt.missing(r["records_moved"]) else ""
+    items.append(Item("releases", "What leaves each agency", releases + moved, release_src + f", architectures.{r['architecture']}.records_moved, .update_bytes"))
+    items.append(Item("spent", "ε spent to date", *_spent(study, focus, r)))
+    items.append(Item("attack", "What an attacker could learn", *_attack(study, r)))
+    return Answer(best, headline, items, others, verdicts, failed)
+
+
+def _secagg(r: pd.Series) -> bool:
+    known = architectures.find(str(r["architecture"]))
+    return known is not None and known.trainer == "secagg"
