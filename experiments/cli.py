@@ -47,14 +47,15 @@ def _parser() -> argparse.ArgumentParser:
     prep = sub.add_parser("prepare", help="write a run folder (data and federation spec) for Flower's own `flwr run`")
     gen = sub.add_parser("generate", help="write the synthetic agencies of a config, without training")
     sweep = sub.add_parser("sweep", help="run a config's sweep grid (resumable): one run folder per cell, sweep.csv, report")
+    analyze = sub.add_parser("analyze", help="release the config's analytics: queries (DP counts, rates, top-k areas) across the agencies and write a run folder")
     run.add_argument("config", nargs="?", help="YAML experiment config, e.g. configs/default.yaml (not with --resume)")
-    for command in (prep, gen, sweep):
+    for command in (prep, gen, sweep, analyze):
         command.add_argument("config", help="YAML experiment config, e.g. configs/default.yaml")
     data = sub.add_parser("data", help="check a config's data in seconds, without training: `peel data check CONFIG`")
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     data_check = data_sub.add_parser("check", help="a dry run (writes nothing): agencies, records, rows set aside, coverage, test-set sizes; exit 2 on errors")
     data_check.add_argument("config", help="YAML experiment config, e.g. configs/default.yaml")
-    for command in (run, prep, gen, sweep, data_check):
+    for command in (run, prep, gen, sweep, data_check, analyze):
         command.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key (value in YAML), e.g. --set privacy.epsilon=2")
     gen.add_argument("out_dir", help="folder to create (must not exist or be empty)")
     from experiments.bench import DESCRIPTION as BENCH_DESCRIPTION  # light: no measurement imported
@@ -203,11 +204,22 @@ def _audit(args: argparse.Namespace) -> int:
 
 def _sweep(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)  # before torch and Flower load
-    from experiments.sweep import run_sweep
+    from experiments.sweep import format_table, run_sweep
 
     sweep_dir = run_sweep(config, args.config, Path(args.sweep_dir) if args.sweep_dir else None, confirmed=args.yes)
-    print(f"Sweep: {sweep_dir}/sweep.csv (one row per cell and agency; cells in {sweep_dir}/cells/)")
+    _say(format_table(sweep_dir))
+    print(f"\nSweep: {sweep_dir}/sweep.csv (one row per cell and agency; cells in {sweep_dir}/cells/)")
     _write_report(sweep_dir)
+    return 0
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    config = load_config(args.config, args.overrides)
+    from experiments.analyze import analyze, format_summary
+
+    run_dir = analyze(config, args.config)
+    _say(format_summary(json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))))
+    print(f"\nResults: {run_dir}/summary.json (one CSV per query: {run_dir}/analytics/)")
     return 0
 
 
@@ -268,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     progress = show_progress()
     try:
-        return {"run": _run, "prepare": _prepare, "generate": _generate, "sweep": _sweep, "report": _report, "audit": _audit, "trail": _trail, "budget": _budget, "deploy": _deploy, "bench": _bench, "data": _data}[args.command](args)
+        return {"run": _run, "prepare": _prepare, "generate": _generate, "sweep": _sweep, "report": _report, "audit": _audit, "trail": _trail, "budget": _budget, "deploy": _deploy, "bench": _bench, "data": _data, "analyze": _analyze}[args.command](args)
     except (ConfigError, DataError, ReportError, DeployError) as exc:
         # One line: a message never spans lines, whatever a name or value in it holds.
         print(terminal_safe(f"peel: {exc}").replace("\n", "\\n"), file=sys.stderr)
