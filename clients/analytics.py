@@ -16,7 +16,7 @@ Modes, per histogram:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,9 +69,11 @@ class AnalyticsAgency:
             raise AnalyticsRefused(f"{self.name}: its accountant {self.policy.accountant} cannot account for a discrete Gaussian count; set accountant auto or pld")
         return "pld"
 
-    def check(self, event: MechanismEvent) -> float:
-        """ε this agency would have spent after `event` (nothing written); AnalyticsRefused if
-        its budget or its ledger's relation forbids the release."""
+    def check(self, events: Sequence[MechanismEvent]) -> float:
+        """ε this agency would have spent after all `events` (nothing written); AnalyticsRefused
+        if its budget or its ledger's relation forbids them."""
+        if not events:
+            return self.spent()
         try:
             with Ledger.open(self.ledger, self.name) as ledger:
                 if ledger.lifetime_history() and ledger.pinned_neighbouring() != NEIGHBOURING:
@@ -79,7 +81,7 @@ class AnalyticsAgency:
                 pinned = ledger.pinned_delta()
                 if pinned is not None and pinned != self.policy.delta:
                     raise AnalyticsRefused(f"{self.name}: its ledger's δ is pinned at {pinned:g}, not {self.policy.delta:g}")
-                return epsilon_after(ledger.history(), event, budget=self.policy.budget, delta=self.policy.delta, accountant=self._accountant(), neighbouring=NEIGHBOURING)
+                return epsilon_after([*ledger.history(), *events[:-1]], events[-1], budget=self.policy.budget, delta=self.policy.delta, accountant=self._accountant(), neighbouring=NEIGHBOURING)
         except BudgetExceeded as exc:
             raise AnalyticsRefused(f"{self.name}: {exc}") from None
         except LedgerError as exc:

@@ -42,14 +42,14 @@ def count_event(sigma: float, releases: int = 1) -> MechanismEvent:
     return MechanismEvent(DISCRETE_GAUSSIAN, sigma, COUNT_SENSITIVITY, 1.0, releases)
 
 
-def calibrate_count_sigma(target_epsilon: float, delta: float, neighbouring: str = ADD_REMOVE, rel_tol: float = 0.002) -> float:
-    """Smallest σ (to `rel_tol`) whose one discrete Gaussian histogram spends at most
-    `target_epsilon` at `delta` on its own (PLD, exact for the discrete Gaussian)."""
+def calibrate_count_sigma(target_epsilon: float, delta: float, neighbouring: str = ADD_REMOVE, rel_tol: float = 0.002, releases: int = 1) -> float:
+    """Smallest σ (to `rel_tol`) such that `releases` discrete Gaussian histograms at σ spend at
+    most `target_epsilon` at `delta` together (PLD, exact for the discrete Gaussian)."""
     if not (target_epsilon > 0 and math.isfinite(target_epsilon)):
         raise CalibrationError(f"an ε share must be a finite number > 0, got {target_epsilon!r}")
 
     def spent(sigma: float) -> float:
-        return epsilon([count_event(sigma)], delta, "pld", neighbouring)
+        return epsilon([count_event(sigma, releases)], delta, "pld", neighbouring)
 
     lo, hi = 0.05, 1.0
     while spent(hi) > target_epsilon:

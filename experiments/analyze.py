@@ -1,0 +1,317 @@
+"""`peel analyze CONFIG`: the config's `analytics:` queries released across the agencies in one
+of four modes, each histogram charged to every releasing agency's ledger before it leaves.
+
+A run folder holds `analytics/<query>.csv` (one row per cell: released value, 95% half-width,
+and on synthetic data the exact pooled value), `summary.json["analytics"]`, `configs/analytics.yaml`
+and `config.yaml`. The exact pooled counts are the harness's yardstick (what `central` computes);
+on real data they score the error but are not written per cell.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from clients.analytics import AnalyticsAgency, AnalyticsRefused
+from experiments.analytics_config import AnalyticsConfig, QueryConfig
+from experiments.analytics_scoring import count_errors, rate_errors, rate_half_width, rates, top_k, top_k_scores
+from experiments.config import ConfigError, PeelConfig, dump
+from experiments.prepare import add_months, assign_budgets, check_output_folder, materialise
+from experiments.results import write_atomic, write_json
+from federation.policy import AgencyPolicy
+from federation.secure_sum import modulus_for
+from policedata.loader import load_areas
+from privacy.count_release import Z95, ShareDesign, calibrate_count_sigma, count_event
+from privacy.mechanisms import MechanismEvent
+from privacy.noise import discrete_gaussian_variance
+from server.analytics import secure_sum, trusted_sum
+from tasks.analytics import Domain, Histogram, Query, cell_counts, cell_frame
+
+UNIT = "one incident record (add/remove-one); a record falls in one cell of a histogram"
+MECHANISM = {
+    "central": "none: the exact pooled count (a central platform pools every record)",
+    "local": "discrete Gaussian N_Z(0, σ²) per agency, summed: the noise of every agency adds up",
+    "federated": "discrete Gaussian shares N_Z(0, s²), s = σ/√(n − t), summed under a pairwise-masked modular sum (secure aggregation)",
+    "federated-trusted": "discrete Gaussian N_Z(0, σ²) added by a coordinator trusted with the exact counts",
+}
+TAIL_SIGMAS = 60  # a share beyond 60 s has probability < e^-1800: the modulus leaves room for it
+
+
+@dataclass(frozen=True)
+class Released:
+    """One histogram as released, with what the reader needs to judge it."""
+
+    values: np.ndarray  # released count per cell
+    variance: float  # noise variance per cell of the released values
+    sigma: float  # the σ the ε share calibrates (0: central)
+    sigma_charged: float | None  # the discrete Gaussian each releasing agency's ledger was charged
+    share_sigma: float | None  # federated: each agency's share
+    reporting: tuple[str, ...]  # agencies whose counts are in the sum
+    modulus: int | None = None  # federated: the secure sum's modulus
+    delta_slack: float | None = None  # federated: what the sum's distance from N_Z adds to δ
+
+
+@dataclass
+class QueryOutcome:
+    name: str
+    kind: str
+    frame: pd.DataFrame | None  # None: refused
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def query_of(q: QueryConfig) -> Query:
+    where = tuple((d, tuple(v)) for d, v in q.where.items())
+    numerator = tuple((d, tuple(v)) for d, v in q.numerator.items())
+    by = tuple(q.by) if q.kind != "top_k" else ("area",)
+    return Query(q.name, q.kind, by, where, numerator, q.k, q.epsilon)
+
+
+def pooled(agencies: Sequence[AnalyticsAgency], histogram: Histogram, domain: Domain) -> np.ndarray:
+    """The exact pooled count per cell: every agency's records in one place (central's view)."""
+    return np.sum([cell_counts(a.records, histogram, domain) for a in agencies], axis=0).astype(np.int64)
+
+
+def charged_sigma(mode: str, sigma: float, design: ShareDesign | None) -> float | None:
+    if mode == "central":
+        return None
+    if mode == "federated":
+        assert design is not None
+        return design.guaranteed_sigma
+    return sigma
+
+
+def preflight(agencies: Sequence[AnalyticsAgency], events: list[MechanismEvent]) -> dict[str, float]:
+    """ε each agency would have after all `events` (nothing written); AnalyticsRefused naming
+    every agency that would refuse, so a query is released by all or by none."""
+    after, refusals = {}, []
+    for agency in agencies:
+        try:
+            after[agency.name] = agency.check(events)
+        except AnalyticsRefused as exc:
+            refusals.append(str(exc))
+    if refusals:
+        raise AnalyticsRefused("; ".join(refusals))
+    return after
+
+
+def release(mode: str, histogram: Histogram, domain: Domain, agencies: Sequence[AnalyticsAgency], sigma: float, analytics: AnalyticsConfig, run_id: str, *, epsilon: float = 0.0, dropped: Sequence[str] = (), noise_off_for_tests: bool = False) -> Released:
+    """One histogram released in `mode` (charges ledgers; raises AnalyticsRefused before anything
+    leaves if the federated sum could not keep σ)."""
+    cells = histogram.size(domain)
+    if mode == "central":
+        return Released(pooled(agencies, histogram, domain), 0.0, 0.0, None, None, tuple(a.name for a in agencies))
+    if mode == "local":
+        values = np.sum([a.local_release(histogram, domain, sigma, run_id) for a in agencies], axis=0)
+        return Released(values, len(agencies) * discrete_gaussian_variance(sigma), sigma, sigma, None, tuple(a.name for a in agencies))
+    if mode == "federated-trusted":
+        exact = [a.exact_to_trusted(histogram, domain, sigma, run_id) for a in agencies]
+        return Released(trusted_sum(exact, sigma), discrete_gaussian_variance(sigma), sigma, sigma, None, tuple(a.name for a in agencies))
+    design = ShareDesign(len(agencies), analytics.tolerate, 0.0 if noise_off_for_tests else sigma)
+    reporting = [a for a in agencies if a.name not in set(dropped)]
+    if len(agencies) - len(reporting) > design.tolerate:
+        raise AnalyticsRefused(f"{len(agencies) - len(reporting)} of {len(agencies)} agencies dropped out; the shares tolerate {design.tolerate}: the sum would carry less noise than σ = {sigma:.3g}, so nothing is released")
+    # The modulus holds the largest possible |sum|: every agency's clamped count plus its share's tail.
+    bound = len(reporting) * (analytics.max_cell_count + math.ceil(TAIL_SIGMAS * design.share_sigma))
+    modulus = modulus_for(bound)
+    peers = {a.name: a.public_key() for a in reporting}  # relayed by the coordinator
+    context = f"{run_id}/{histogram.name}".encode()
+    masked = [a.masked_share(histogram, domain, design, peers, modulus, context, run_id, noise_off_for_tests=noise_off_for_tests) for a in reporting]
+    charged = design.guaranteed_sigma if design.sigma > 0 else None
+    slack = design.delta_slack(epsilon, cells) if charged else 0.0  # ε: this histogram's share
+    return Released(secure_sum(masked), design.released_variance(len(reporting)), sigma, charged, design.share_sigma, tuple(a.name for a in reporting), modulus, slack)
+
+
+def histogram_sigmas(analytics: AnalyticsConfig, delta: float) -> dict[str, tuple[float, float]]:
+    """(σ, nominal ε share) per histogram. The histograms of queries without their own ε share
+    one σ, calibrated so that all of them together spend `analytics.epsilon` at δ; a query with
+    its own ε has its histograms (a rate: two) calibrated together to it."""
+    queries = [query_of(q) for q in analytics.queries]
+    shared = [h for q in queries if q.epsilon is None for h in q.histograms()]
+    out: dict[str, tuple[float, float]] = {}
+    if shared:
+        sigma = calibrate_count_sigma(analytics.epsilon, delta, releases=len(shared))
+        out.update({h.name: (sigma, analytics.epsilon / len(shared)) for h in shared})
+    for q in queries:
+        if q.epsilon is not None:
+            hs = q.histograms()
+            sigma = calibrate_count_sigma(q.epsilon, delta, releases=len(hs))
+            out.update({h.name: (sigma, q.epsilon / len(hs)) for h in hs})
+    return out
+
+
+def run_query(q: QueryConfig, analytics: AnalyticsConfig, domain: Domain, agencies: Sequence[AnalyticsAgency], delta: float, calibrated: dict[str, tuple[float, float]], run_id: str, *, with_truth: bool, noise_off_for_tests: bool = False) -> QueryOutcome:
+    """Release one query (all its histograms, or none) and score it against the exact pooled counts."""
+    query = query_of(q)
+    hists = query.histograms()
+    mode = analytics.mode
+    sigmas = {h.name: calibrated[h.name][0] for h in hists}
+    eps_shares = {h.name: calibrated[h.name][1] for h in hists}
+    n = len(agencies)
+    dropped: list[str] = []
+    if mode == "federated" and analytics.dropouts:
+        dropped = secrets.SystemRandom().sample([a.name for a in agencies], min(analytics.dropouts, n))
+    releasing = [a for a in agencies if a.name not in dropped]
+    design = {h.name: ShareDesign(n, min(analytics.tolerate, n - 1), sigmas[h.name]) for h in hists}
+    summary: dict[str, Any] = {"kind": query.kind, "mode": mode, "mechanism": MECHANISM[mode], "unit": UNIT, "by": list(query.by), "cells": hists[0].size(domain)}
+    try:
+        if mode == "federated" and n - len(releasing) > design[hists[0].name].tolerate:
+            raise AnalyticsRefused(f"{n - len(releasing)} of {n} agencies dropped out; the shares tolerate {design[hists[0].name].tolerate}: the sum would carry less noise than σ, so nothing is released")
+        if mode != "central" and not noise_off_for_tests:
+            events = [count_event(s) for h in hists if (s := charged_sigma(mode, sigmas[h.name], design[h.name])) is not None]
+            preflight(releasing, events)
+        released = {h.name: release(mode, h, domain, agencies, sigmas[h.name], analytics, run_id, epsilon=eps_shares[h.name], dropped=dropped, noise_off_for_tests=noise_off_for_tests) for h in hists}
+    except AnalyticsRefused as exc:
+        summary.update(refused=str(exc), epsilon_after={a.name: a.spent() for a in agencies})
+        return QueryOutcome(query.name, query.kind, None, summary)
+    exact = {h.name: pooled(agencies, h, domain) for h in hists}
+    first = released[hists[0].name]
+    summary.update(
+        refused=None,
+        epsilon_nominal_share=sum(eps_shares[h.name] for h in hists) if mode != "central" else 0.0,
+        sigma=first.sigma,
+        sigma_charged=first.sigma_charged,
+        share_sigma=first.share_sigma,
+        released_sigma=math.sqrt(first.variance),
+        tolerate=design[hists[0].name].tolerate if mode == "federated" else None,
+        reporting=len(first.reporting),
+        modulus_bits=int(first.modulus).bit_length() - 1 if first.modulus else None,
+        delta_slack=first.delta_slack,
+        threshold=analytics.threshold,
+        epsilon_after={a.name: a.spent() for a in agencies},
+    )
+    frame = cell_frame(hists[0], domain)
+    if query.kind == "rate":
+        num, den = (released[h.name].values for h in hists)
+        ex_num, ex_den = (exact[h.name] for h in hists)
+        frame["numerator"], frame["denominator"] = num, den
+        frame["released"] = rates(num, den)
+        frame["half_width_95"] = rate_half_width(num, den, released[hists[0].name].variance, released[hists[1].name].variance, Z95)
+        truth = rates(ex_num, ex_den)
+        errors = rate_errors(frame["released"].to_numpy(), truth, ex_den, analytics.threshold)
+    else:
+        frame["released"] = first.values
+        frame["half_width_95"] = Z95 * math.sqrt(first.variance)
+        truth = exact[hists[0].name]
+        errors = count_errors(first.values, truth, analytics.threshold)
+    if with_truth:
+        frame["true"] = truth
+    summary.update(mae=errors.mae, relative_error=errors.relative_error, cells_above_threshold=errors.cells_above)
+    if query.kind == "top_k":
+        scores = top_k_scores(first.values, truth, query.k)
+        chosen = top_k(first.values, query.k)
+        frame["rank"] = pd.Series(range(1, len(chosen) + 1), index=chosen)
+        frame = frame.loc[chosen] if not with_truth else frame
+        summary.update(k=query.k, overlap=scores.overlap, pai=scores.pai, pai_exact=scores.pai_exact)
+    return QueryOutcome(query.name, query.kind, frame, summary)
+
+
+# --- the command ------------------------------------------------------------------------
+def _domain(config: PeelConfig, federation: Any, names: Sequence[str]) -> Domain:
+    first, last = federation.period
+    months, month = [], first
+    while month <= last:
+        months.append(month)
+        month = add_months(month, 1)
+    areas = tuple(load_areas(federation.areas)["LSOA code"].astype(str)) if federation.areas else ()
+    return Domain(tuple(months), tuple(sorted(names)), areas)
+
+
+def _needs_areas(analytics: AnalyticsConfig) -> bool:
+    return any(q.kind == "top_k" or "area" in q.by or "area" in q.where for q in analytics.queries)
+
+
+def _new_run_dir(config: PeelConfig) -> Path:
+    from experiments.run_folder import new_run_dir  # torch-free callers elsewhere; imported here once
+
+    return new_run_dir(config)
+
+
+def analyze(config: PeelConfig, config_file: str = "", *, noise_off_for_tests: bool = False) -> Path:
+    """Write a run folder with the released statistics of `config.analytics`; its path."""
+    analytics = config.analytics
+    if analytics is None:
+        raise ConfigError(f"{config_file or 'config'}: has no analytics: block (see configs/analytics.yaml)")
+    check_output_folder(Path(config.output), f"{config_file or 'config'}: output")
+    run_dir = _new_run_dir(config)
+    started = time.perf_counter()
+    try:
+        federation = materialise(config, run_dir / "data")
+        assign_budgets(config, federation)
+        if _needs_areas(analytics) and federation.areas is None:
+            raise ConfigError(f"{config_file or 'config'}: analytics: a query groups by area, which needs the public areas table (data.areas)")
+        agencies = [
+            AnalyticsAgency.load(a["name"], Path(a["folder"]), Path(a["ledger"]), AgencyPolicy.from_dict(a["policy"]), config.data.agency.column, config.data.agency.pattern, analytics.max_cell_count)
+            for a in federation.agencies
+        ]
+    except BaseException:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    domain = _domain(config, federation, [a.name for a in agencies])
+    write_atomic(run_dir / "config.yaml", dump(config))
+    (run_dir / "configs").mkdir(exist_ok=True)
+    write_atomic(run_dir / "configs" / "analytics.yaml", yaml.safe_dump({"analytics": analytics.model_dump(mode="json")}, sort_keys=False))
+    (run_dir / "analytics").mkdir(exist_ok=True)
+    calibrated = histogram_sigmas(analytics, config.privacy.delta)
+    with_truth = config.data.source == "synthetic"
+    results = {}
+    for q in analytics.queries:
+        outcome = run_query(q, analytics, domain, agencies, config.privacy.delta, calibrated, run_dir.name, with_truth=with_truth, noise_off_for_tests=noise_off_for_tests)
+        if outcome.frame is not None:
+            write_atomic(run_dir / "analytics" / f"{q.name}.csv", outcome.frame.to_csv(index=False, float_format="%.6g"))
+        results[q.name] = outcome.summary
+    summary = {
+        "run_id": run_dir.name,
+        "config_file": config_file,
+        "analytics": {
+            "mode": analytics.mode,
+            "epsilon": analytics.epsilon,
+            "delta": config.privacy.delta,
+            "agencies": len(agencies),
+            "data": config.data.source,
+            "seconds": round(time.perf_counter() - started, 2),
+            "queries": results,
+            "max_epsilon_after": max((a.spent() for a in agencies), default=0.0),
+        },
+    }
+    write_json(run_dir / "summary.json", _json_safe(summary))
+    return run_dir
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN/inf → None; numpy scalars → Python numbers (summary.json is strict JSON)."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The end-of-run table: one line per query."""
+    a = summary["analytics"]
+    lines = [f"analytics: mode {a['mode']}, {a['agencies']} agencies, ε per agency after: max {a['max_epsilon_after']:.3g} (δ={a['delta']:g})", f"{'query':<24} {'kind':<6} {'σ':>8} {'MAE':>10} {'rel.err':>8}  notes"]
+    for name, q in a["queries"].items():
+        if q.get("refused"):
+            lines.append(f"{name:<24} {q['kind']:<6} {'—':>8} {'—':>10} {'—':>8}  refused: {q['refused']}")
+            continue
+        rel = f"{q['relative_error']:.3f}" if q.get("relative_error") is not None else "—"
+        note = f"top-{q['k']} overlap {q['overlap']:.2f}, PAI {q['pai']:.2f} (exact {q['pai_exact']:.2f})" if q["kind"] == "top_k" else f"{q['cells']} cells"
+        lines.append(f"{name:<24} {q['kind']:<6} {q['released_sigma']:>8.3g} {q['mae']:>10.4g} {rel:>8}  {note}")
+    return "\n".join(lines)
+
+
+__all__ = ["Released", "analyze", "format_summary", "release", "run_query"]
