@@ -180,12 +180,17 @@ class Chromium:
             if event.get("method") == method and event.get("sessionId") == session:
                 return event
 
-    def open(self, url: str) -> tuple[list[dict], list[str]]:
-        """Load `url` in a new tab: its images' states and every error or network request seen."""
+    def open(self, url: str, viewport: tuple[int, int] | None = None) -> tuple[list[dict], list[str]]:
+        """Load `url` in a new tab (of `viewport` CSS pixels, width × height, when given): its
+        images' states and every error or network request seen. `evaluate` then runs in it."""
         target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        self.session = session
         for domain in ("Runtime", "Log", "Page", "Network"):
             self.send(f"{domain}.enable", session=session)
+        if viewport is not None:
+            width, height = viewport
+            self.send("Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}, session=session)
         self.send("Page.navigate", {"url": url}, session=session)
         self.wait_for("Page.loadEventFired", session)
         expression = "JSON.stringify(Array.from(document.images, i => ({alt: i.alt, complete: i.complete, width: i.naturalWidth, height: i.naturalHeight})))"
@@ -194,6 +199,11 @@ class Chromium:
         time.sleep(0.3)  # let late console messages arrive
         self.send("Runtime.evaluate", {"expression": "1"}, session=session)
         return images, self._problems(session)
+
+    def evaluate(self, expression: str) -> object:
+        """The JSON value of `expression` in the tab `open` loaded last."""
+        result = self.send("Runtime.evaluate", {"expression": f"JSON.stringify({expression})", "returnByValue": True}, session=self.session)
+        return json.loads(result["result"]["value"])
 
     def _problems(self, session: str) -> list[str]:
         problems = []
@@ -233,4 +243,44 @@ def test_report_opens_in_headless_chromium(tmp_path):
     assert len(images) == n_images
     for image in images:
         assert image["complete"] and image["width"] > 0 and image["height"] > 0, image
+    assert browser.leftovers() == [], "Chromium processes left running"
+
+
+# Where each element the first screen must show sits in the page, and what it says.
+BOXES = """Object.fromEntries(%s.map(id => { const e = document.getElementById(id); if (!e) return [id, null];
+  const r = e.getBoundingClientRect(); return [id, {top: r.top, bottom: r.bottom, height: r.height, text: e.innerText}]; }))"""
+FIRST_SCREEN = ("answer-recommendation", "answer-utility", "answer-unit", "answer-releases", "answer-spent", "answer-attack")
+
+
+def test_first_screen_at_1400x900_holds_the_answer(tmp_path):
+    """A decision maker's first screen (1400 × 900, not scrolled) shows the recommended
+    architecture, the share of pooling's utility it keeps and the privacy unit in words; the
+    architecture that fails at the budget (agency-level DP at 4 agencies, at AUC 0.448 test-weighted) is not
+    recommended and says why."""
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium) to run the browser tests"
+    F = _fixtures()
+    archs = ("central", "local", "fedavg", "fedavg-dp", "fedavg-central-dp")
+    folder = F.write_run(tmp_path / "run", F.run_summary(archs=archs, levels={"fedavg-central-dp": 0.45}))
+    report = write_report(folder)
+    work = tmp_path / "chromium"
+    work.mkdir()
+    browser = Chromium(work)
+    with browser:
+        _, problems = browser.open(report.as_uri(), viewport=(1400, 900))
+        size = browser.evaluate("[window.innerWidth, window.innerHeight, window.scrollY]")
+        boxes = browser.evaluate(BOXES % json.dumps(FIRST_SCREEN))
+    assert problems == []
+    assert size == [1400, 900, 0]
+    for key in FIRST_SCREEN:
+        box = boxes[key]
+        assert box is not None, f"#{key} is not in the report"
+        assert box["height"] > 0 and 0 <= box["top"] and box["bottom"] <= 900, f"#{key} is not above the fold at 1400×900: {box}"
+    # fedavg-dp: 0.7537 test-weighted against central's 0.7687 -> (0.2537 / 0.2687) = 94% kept.
+    assert "Recommended at ε = 1 per agency" in boxes["answer-recommendation"]["text"] and "fedavg-dp" in boxes["answer-recommendation"]["text"]
+    assert boxes["answer-utility"]["text"].startswith("94% of pooling's AUC gain over chance")
+    assert boxes["answer-unit"]["text"].startswith("one incident record, per agency, (ε, δ) = (1, 1e-05)")
+    assert "the model update (DP-SGD)" in boxes["answer-releases"]["text"]
+    assert "0.51" in boxes["answer-attack"]["text"] and "0.62" in boxes["answer-attack"]["text"]
+    page = report.read_text(encoding="utf-8")
+    assert "fedavg-central-dp</strong>: no better than chance (AUC 0.448; chance is 0.5): with 4 agencies" in page
     assert browser.leftovers() == [], "Chromium processes left running"
