@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
-from .schema import MONTH_PATTERN, RECORD_COLUMNS, STREET_COLUMNS
+from .schema import DATE, DATE_COLUMN, MONTH_PATTERN, RECORD_COLUMNS, STREET_COLUMNS
 
 _SLUG = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 
@@ -98,6 +98,8 @@ def write_street_files(records: pd.DataFrame, folder: Path, slug: str) -> int:
     if missing:
         raise DataError(f"records to write under {folder}: missing columns {_quoted(missing)}")
     street = pd.DataFrame({col: records[RECORD_COLUMNS[col]].to_numpy() for col in STREET_COLUMNS})
+    if DATE in records.columns:  # a city's own dates and times (schema.DATE_COLUMN)
+        street[DATE_COLUMN] = records[DATE].to_numpy()
     by_month = street.groupby("Month", sort=True).indices
     for month in by_month:
         if not (isinstance(month, str) and re.fullmatch(MONTH_PATTERN, month)):
