@@ -60,10 +60,9 @@ def _records(config: PeelConfig) -> tuple[pd.DataFrame, LoadReport | None, str, 
         return records, None, f"agency folders in {folder}", _add_months(manifest["months"][-1], 1 - test_months)
     report: LoadReport
     if data.source == "csv":
-        from policedata.csv_source import load_csv_source
+        from experiments.own_vocabulary import load_csv
 
-        assert data.columns is not None  # the config's own check
-        records, report = load_csv_source(Path(str(data.path)), data.columns.model_dump(), data.values, data.date_format, data.delimiter)
+        records, report = load_csv(config)
         what = f"csv: {data.path}"
     else:
         records, report = load_street_folder(Path(str(data.path)), data.agency.column, data.agency.pattern, data.agency.unmatched)
@@ -94,7 +93,9 @@ def check(config: PeelConfig) -> DataCheck:
     test = (records["month"] >= test_from).to_numpy()
     has_outcome = (records["outcome"] != "").to_numpy()
     positive = records["outcome"].isin(task.positive).to_numpy()
-    unknown = (~records["crime_type"].isin(CRIME_TYPES)).to_numpy()
+    declared = config.data.features.categories if config.data.source == "csv" and config.data.features else None
+    known, vocabulary = (declared, f"data.features.categories ({len(declared)})") if declared else (CRIME_TYPES, f"Peel's {len(CRIME_TYPES)}")
+    unknown = (~records["crime_type"].isin(known)).to_numpy()
     # The outcome task learns from records with an outcome; hotspot counts every record.
     example = has_outcome if task.name == "outcome" else pd.Series(True, index=records.index).to_numpy()
     frame = pd.DataFrame({
@@ -123,8 +124,8 @@ def check(config: PeelConfig) -> DataCheck:
     set_aside = report.set_aside_lines() if report else []
     out.lines += set_aside or ["Rows set aside: none (every row's agency was derived)"]
     out.lines.append(
-        f"Category coverage: {_share(int(total['unknown']), int(total['records']))} of records have a crime type outside Peel's "
-        f"{len(CRIME_TYPES)} (they become 'unknown')"
+        f"Category coverage: {_share(int(total['unknown']), int(total['records']))} of records have a category outside {vocabulary} "
+        "(they become 'unknown')"
     )
     if task.name == "outcome":
         out.lines.append(
@@ -132,7 +133,8 @@ def check(config: PeelConfig) -> DataCheck:
             f"positive ({', '.join(task.positive)}): {_share(int(total['positive']), int(total['outcome']))} of those"
         )
     if report is not None:
-        out.lines += [line for line in report.lines() if "categories not mapped" in line or "dates read as" in line]
+        shown = ("categories not", "dates read as", "not in data.features", "coordinates:", "far outside", "outcome values:")
+        out.lines += [line for line in report.lines() if any(s in line for s in shown)]
 
     for name, row in per.iterrows():
         if row["test"] < task.min_test_records:

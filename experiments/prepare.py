@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from experiments import own_vocabulary
 from experiments.config import PeelConfig, check_agency_names
 from federation import architectures, spec
 from federation.policy import AgencyPolicy
@@ -90,9 +91,9 @@ def _load_records(config: PeelConfig) -> tuple:
     """Real records: a folder of data.police.uk street CSVs, or one CSV mapped by data.columns."""
     data = config.data
     if data.source == "csv":
-        from policedata.csv_source import load_csv_source
+        from experiments.own_vocabulary import load_csv
 
-        return load_csv_source(Path(data.path), data.columns.model_dump(), data.values, data.date_format, data.delimiter)
+        return load_csv(config)
     return load_street_folder(Path(data.path), data.agency.column, data.agency.pattern, data.agency.unmatched)
 
 
@@ -207,6 +208,7 @@ def run_spec(config: PeelConfig, federation: Federation, run_dir: Path, config_f
             positive=tuple(task.positive),
             hotspot_share=task.hotspot_share,
             period=federation.period,
+            features=own_vocabulary.feature_layout(config) if config.data.source == "csv" else None,
         ),
         federation=spec.FederationSpec(**fed.model_dump()),
         central_dp=central_dp(config),

@@ -19,6 +19,7 @@ import torch
 
 from clients.agency import Agency, load_split
 from experiments.config import PeelConfig, dump
+from experiments.own_vocabulary import feature_layout
 from experiments.prepare import SPEC_FILE, Federation, check_output_folder, materialise, resolve_attacker, write_spec
 from experiments.results import write_atomic
 from federation import architectures
@@ -70,7 +71,7 @@ class RunFolder:
 
     def new_model(self) -> torch.nn.Module:
         config = self.config
-        return initial_model(config.task.hidden, config.seed, registry.n_features(config.task.name))
+        return initial_model(config.task.hidden, config.seed, registry.n_features(config.task.name, feature_layout(config)))
 
     @property
     def federated(self) -> list[str]:
