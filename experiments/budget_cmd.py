@@ -2,9 +2,12 @@
 ledgers say, the one deliberate way to start an agency's spend afresh, and the one way past a
 ledger that was lost (its anchored spend carried over).
 
-Ledgers are the files named `ledger.sqlite` (privacy.ledger.LEDGER_FILENAME), found at any depth
-under a folder, so one command covers an agency folder, a run folder or a whole tree of runs; an
-anchor (`ledger.anchor.json`) whose ledger is gone is listed as a lost ledger.
+Ledgers are found at any depth under a folder, so one command covers an agency folder, a run
+folder, a sweep or a whole tree of them. Every ledger Peel writes is one of: an agency folder's
+`ledger.sqlite` (privacy.ledger.LEDGER_FILENAME; runs, agencies used in place), a sweep cell's
+`ledgers/<agency slug>.sqlite` (CELL_LEDGERS_DIR), or a ledger at a path the user chose (a
+deployment's `ledger:`), which is found by its anchor `<name>.anchor.json` once it has charged
+anything. An anchor whose ledger is gone is listed as a lost ledger.
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ class BudgetCommandError(Exception):
     """A user error in a `peel budget` command: one line, the CLI exits 2."""
 
 
-ANCHOR_FILENAME = Path(LEDGER_FILENAME).stem + ANCHOR_SUFFIX
+# A sweep cell's own ledgers (cells are alternative worlds, each with its own spend), one
+# `<agency slug>.sqlite` per agency (experiments/sweep.py).
+CELL_LEDGERS_DIR = "ledgers"
+LEDGER_SUFFIX = Path(LEDGER_FILENAME).suffix
 
 
 def find_ledgers(folder: Path, *, lost: bool = False) -> list[Path]:
@@ -31,9 +37,12 @@ def find_ledgers(folder: Path, *, lost: bool = False) -> list[Path]:
         return [folder]
     if not folder.is_dir():
         raise BudgetCommandError(f"{folder}: no such folder")
+    anchors = list(folder.rglob("*" + ANCHOR_SUFFIX))
     found = set(folder.rglob(LEDGER_FILENAME))
+    found |= {p for p in folder.rglob(f"{CELL_LEDGERS_DIR}/*{LEDGER_SUFFIX}") if p.is_file()}
+    found |= {ledger for ledger in map(ledger_of_anchor, anchors) if ledger.is_file()}
     if lost:
-        found |= {ledger_of_anchor(a) for a in folder.rglob(ANCHOR_FILENAME)}
+        found |= set(map(ledger_of_anchor, anchors))
     return sorted(found)
 
 
@@ -76,7 +85,7 @@ def show(folder: Path, accountant: str = "auto") -> str:
     folder = Path(folder)
     paths = find_ledgers(folder, lost=True)
     if not paths:
-        return f"No agency ledgers ({LEDGER_FILENAME}) under {folder}."
+        return f"No agency ledgers ({LEDGER_FILENAME}, {CELL_LEDGERS_DIR}/*{LEDGER_SUFFIX} or anchored) under {folder}."
     header = ["agency", "releases", "ε since reset", "δ (pinned)", "budget", "remaining", "ε lifetime", "last release", "ledger"]
     table, problems = [], []
     for path in paths:

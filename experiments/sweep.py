@@ -3,7 +3,10 @@
 A cell is one architecture at one combination of the swept values. Cells that would be
 identical (a key the architecture does not use, e.g. privacy.epsilon for fedavg) are run once.
 Cells that share data share its generation; every federated cell runs inside shared Flower
-runs. Re-running a sweep skips cells whose summary.json exists. On generated or partitioned
+runs. A cell's identity is its config (CELL_FILE holds its hash): re-running a sweep, also with
+values added to its lists, reuses every finished cell whose config is unchanged and runs the
+rest; the default folder is named by the config without the swept values, so adding a value
+finds the same folder. On generated or partitioned
 data each cell keeps its own budget ledgers: cells are alternative worlds, not successive spends
 of the same agencies. Agencies used in place (`data.source: agencies`) have one real budget each,
 which alternative worlds cannot share: a sweep with a record-level DP architecture over them is
@@ -30,15 +33,18 @@ from typing import Any
 
 import pandas as pd
 
+from experiments.budget_cmd import CELL_LEDGERS_DIR
 from experiments.config import ConfigError, PeelConfig, dump, set_override, shown, to_dict, validate
 from experiments.prepare import Federation, check_output_folder, materialise
-from experiments.results import write_atomic, write_json
+from experiments.results import _grid, write_atomic, write_json
 from experiments.runner import RunFolder, execute, keep_torch_cache_in, open_folder, summarise
 from federation import architectures
 
 log = logging.getLogger("peel.sweep")
 
 SWEEP_FILE, CSV_FILE = "sweep.json", "sweep.csv"
+# In each cell's folder: the hash of the config the cell ran with (its identity).
+CELL_FILE = "cell.json"
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,11 @@ class Cell:
     architecture: str
     values: dict[str, Any]  # swept key -> value (None where the architecture does not use it)
     config: PeelConfig
+
+    @property
+    def config_key(self) -> str:
+        """The cell's identity: a hash of its whole config (values swept and not)."""
+        return hashlib.sha256(dump(self.config).encode()).hexdigest()
 
     @property
     def data_key(self) -> str:
@@ -180,7 +191,11 @@ def check_agency_ledgers(cells: list[Cell], where: str) -> None:
 
 
 def new_sweep_dir(config: PeelConfig, config_file: str) -> Path:
-    digest = hashlib.sha256(dump(config).encode()).hexdigest()[:6]
+    """Named by the config without the swept values (the swept keys count), so that values added
+    to a sweep's lists find its folder and its finished cells."""
+    raw = to_dict(config)
+    raw["sweep"] = sorted(raw.get("sweep") or {})
+    digest = hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:6]
     return Path(config.output) / f"sweep-{Path(config_file).stem}-{digest}"
 
 
@@ -204,7 +219,7 @@ def run_sweep(config: PeelConfig, config_file: str, sweep_dir: Path | None = Non
 def _run_sweep(config: PeelConfig, config_file: str, cells: list[Cell], sweep_dir: Path) -> Path:
     sweep_dir.mkdir(parents=True, exist_ok=True)
     keep_torch_cache_in(sweep_dir)
-    done = [c for c in cells if (sweep_dir / "cells" / c.id / "summary.json").is_file()]
+    done = [c for c in cells if is_finished(sweep_dir, c)]
     todo = [c for c in cells if c not in done]
     log.info("sweep %s: %d cells, %d already done, %d to run", sweep_dir, len(cells), len(done), len(todo))
     _write_index(sweep_dir, config_file, config, cells)
@@ -224,7 +239,7 @@ def _run_sweep(config: PeelConfig, config_file: str, cells: list[Cell], sweep_di
         log.info("sweep: %d/%d cells done (last: %s; %.0f s elapsed, ~%.0f s left)", finished, len(cells), folder.run_dir.name, elapsed, left, extra={"progress": "cells"})
 
     execute(folders, on_done=cell_done)
-    _write_index(sweep_dir, config_file, config, cells)
+    _write_index(sweep_dir, config_file, config, cells, reused={c.id for c in done})
     write_csv(sweep_dir, cells)
     return sweep_dir
 
@@ -262,18 +277,34 @@ def _open_cell(sweep_dir: Path, cell: Cell, federation: Federation, config_file:
     run_dir.mkdir(parents=True)
     fresh = dataclasses.replace(federation, agencies=[dict(a) for a in federation.agencies], notes=list(federation.notes))
     # Agencies used in place keep their own ledgers (check_agency_ledgers: nothing here charges them).
-    ledger_dir = None if cell.config.data.source == "agencies" else run_dir / "ledgers"
+    ledger_dir = None if cell.config.data.source == "agencies" else run_dir / CELL_LEDGERS_DIR
+    write_json(run_dir / CELL_FILE, {"cell": cell.id, "config_sha256": cell.config_key})
     return open_folder(cell.config, config_file, run_dir, fresh, ledger_dir=ledger_dir)
 
 
-def _write_index(sweep_dir: Path, config_file: str, config: PeelConfig, cells: list[Cell]) -> None:
+def is_finished(sweep_dir: Path, cell: Cell) -> bool:
+    """Whether the cell's folder holds a summary of this very config (a cell of the same name
+    that ran with another config, e.g. after the base config changed under --dir, is run again)."""
+    run_dir = sweep_dir / "cells" / cell.id
+    if not (run_dir / "summary.json").is_file():
+        return False
+    try:
+        saved = json.loads((run_dir / CELL_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(saved, dict) and saved.get("config_sha256") == cell.config_key
+
+
+def _write_index(sweep_dir: Path, config_file: str, config: PeelConfig, cells: list[Cell], reused: set[str] | None = None) -> None:
+    """sweep.json: the cells of the current grid, each "done" or "pending" (`reused`: done
+    before this invocation; its results were kept, not recomputed)."""
     write_json(
         sweep_dir / SWEEP_FILE,
         {
             "config_file": str(config_file),
             "swept_keys": [k for k in (config.sweep or {}) if k != "architectures"],
             "cells": [
-                {"cell": c.id, "architecture": c.architecture, "run_dir": f"cells/{c.id}", "values": c.values, "status": "done" if (sweep_dir / "cells" / c.id / "summary.json").is_file() else "pending"}
+                {"cell": c.id, "architecture": c.architecture, "run_dir": f"cells/{c.id}", "values": c.values, "data": c.data_key, "status": "done" if is_finished(sweep_dir, c) else "pending", "reused": c.id in (reused or set())}
                 for c in cells
             ],
         },
@@ -319,3 +350,51 @@ def write_csv(sweep_dir: Path, cells: list[Cell]) -> Path:
     path = sweep_dir / CSV_FILE
     write_atomic(path, pd.DataFrame(rows).to_csv(index=False))
     return path
+
+
+def format_table(sweep_dir: Path) -> str:
+    """`peel sweep`'s end table, from sweep.json and the cells' summaries: one row per cell (its
+    swept values, the headline metric over agencies, ε spent to date max, wall time, and whether
+    it ran now, was reused, or has no result), then the pooled logistic-regression reference of
+    each data group (outcome task)."""
+    index = json.loads((sweep_dir / SWEEP_FILE).read_text(encoding="utf-8"))
+    entries = index["cells"]
+    swept = sorted({k for e in entries for k in e["values"]})
+    summaries = {e["cell"]: _summary_of(sweep_dir / e["run_dir"]) for e in entries}
+    headline = next((s.get("headline_metric", "auc") for s in summaries.values() if s), "auc")
+    head = ["cell", "architecture", *swept, headline.upper(), "ε spent, max", "wall s", "cell was"]
+    rows: list[list[str]] = [head]
+    references: dict[str, tuple[str, float | None]] = {}
+    for e in entries:
+        summary = summaries[e["cell"]]
+        entry = (summary or {}).get("architectures", {}).get(e["architecture"]) or {}
+        metrics = entry.get("metrics") or {}
+        values = [("-" if e["values"].get(k) is None else shown(e["values"][k], 30)) for k in swept]
+        state = "no result" if not summary else ("reused" if e.get("reused") else "run now")
+        rows.append([e["cell"], e["architecture"], *values, _fmt(metrics.get(headline)), _fmt(entry.get("epsilon_max"), 2), _fmt(entry.get("wall_s"), 1), state])
+        reference = ((summary or {}).get("reference") or {}).get("logistic_regression")
+        if reference:  # one per data group (`data`): the cells of a group share their records
+            references.setdefault(e.get("data") or e["cell"], (e["cell"], reference["metrics"].get("auc")))
+    lines = _grid(rows, rules=(1,))
+    small = {
+        (a["name"], a["n_test"], (s.get("data") or {}).get("min_test_records"))
+        for s in summaries.values() if s for a in s.get("agencies") or [] if a.get("small_test_set")
+    }
+    if small:
+        lines.append("small test sets, metrics not solid: " + ", ".join(f"{name} ({n:,} test records < task.min_test_records={m})" for name, n, m in sorted(small)))
+    if references:
+        shown_refs = ", ".join(f"{_fmt(auc)} (the data of {cell})" for cell, auc in references.values())
+        lines.append(f"reference: pooled logistic regression on the same features, AUC {shown_refs}: pooled, non-private, computed by the evaluation harness")
+    return "\n".join(lines)
+
+
+def _summary_of(run_dir: Path) -> dict | None:
+    try:
+        data = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"

@@ -59,7 +59,7 @@ def test_show_reports_an_unreadable_ledger_without_hiding_the_others(tree):
 
 
 def test_show_of_an_empty_or_missing_folder(tmp_path):
-    assert show(tmp_path) == f"No agency ledgers ({LEDGER_FILENAME}) under {tmp_path}."
+    assert show(tmp_path).startswith(f"No agency ledgers ({LEDGER_FILENAME}, ledgers/*.sqlite or anchored) under {tmp_path}")
     with pytest.raises(BudgetCommandError, match="no such folder"):
         show(tmp_path / "missing")
     with pytest.raises(BudgetCommandError, match="unknown accountant"):
@@ -95,3 +95,36 @@ def test_reset_needs_one_named_agency_and_a_reason(tree):
         reset(tree, "Avon", "  ", confirm=True)
     # A single ledger file needs no agency name.
     assert "Kent" in reset(tree / "kent" / LEDGER_FILENAME, None, "x", confirm=True)
+
+
+def _charged(path, agency: str, rounds: int = 1) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with Ledger.open(path, agency) as ledger:
+        ledger.set_budget(2.0, DELTA, "test")
+        for r in range(1, rounds + 1):
+            ledger.charge("run-sweep", "fedavg-dp", r, RELEASE, delta=DELTA, accountant="auto", budget=2.0)
+
+
+def test_show_finds_sweep_cell_ledgers_and_anchored_ledgers_of_any_name(tree):
+    # every ledger Peel writes: agency folders' ledger.sqlite (the fixture), a sweep cell's
+    # ledgers/<slug>.sqlite, and a deployment's ledger at a path the user chose (found by its anchor)
+    cell = tree / "runs" / "sweep-x" / "cells" / "c000" / "ledgers" / "dover.sqlite"
+    _charged(cell, "Dover", rounds=2)
+    uncharged_cell = cell.with_name("eden.sqlite")
+    Ledger.open(uncharged_cell, "Eden").close()  # no anchor yet: found by its folder
+    custom = tree / "deploy" / "agency-a" / "privacy-budget.sqlite"
+    _charged(custom, "Fenland")
+    unrelated = tree / "runs" / "flower-state.sqlite"
+    unrelated.write_bytes(b"not ours")
+    found = find_ledgers(tree)
+    assert {cell, uncharged_cell, custom} <= set(found) and unrelated not in found
+    text = show(tree)
+    assert _row(text, "Dover")[1] == "2" and _row(text, "Eden")[1] == "0" and _row(text, "Fenland")[1] == "1"
+    assert "unreadable" not in text and "flower-state" not in text
+
+
+def test_a_lost_sweep_ledger_is_listed_as_lost(tree):
+    cell = tree / "sweep" / "cells" / "c001" / "ledgers" / "dover.sqlite"
+    _charged(cell, "Dover")
+    cell.unlink()
+    assert "LOST" in show(tree) and "dover.sqlite" in show(tree)
