@@ -275,7 +275,7 @@ def test_first_screen_at_1400x900_holds_the_answer(tmp_path):
         box = boxes[key]
         assert box is not None, f"#{key} is not in the report"
         assert box["height"] > 0 and 0 <= box["top"] and box["bottom"] <= 900, f"#{key} is not above the fold at 1400×900: {box}"
-    # fedavg-dp: 0.7537 test-weighted against central's 0.7687 -> (0.2537 / 0.2687) = 94% kept.
+    # fedavg-dp: 0.7535 test-weighted against central's 0.7685 -> 0.2535 / 0.2685 = 94% kept.
     assert "Recommended at ε = 1 per agency" in boxes["answer-recommendation"]["text"] and "fedavg-dp" in boxes["answer-recommendation"]["text"]
     assert boxes["answer-utility"]["text"].startswith("94% of pooling's AUC gain over chance")
     assert boxes["answer-unit"]["text"].startswith("one incident record, per agency, (ε, δ) = (1, 1e-05)")

@@ -1,0 +1,133 @@
+"""The report's first screen (experiments/report/answer.py) on fixture runs: which architecture it
+recommends flips with the numbers (over budget, refused, at chance, a tie with secure
+aggregation), every item names its summary.json source, and the page around it keeps its
+promises (a glossary, titled figures with units, no "None", "Utility under attack" once)."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+from experiments.report import answer, views, write_report
+from experiments.report.load import load
+
+
+def _fixtures():
+    path = Path(__file__).parent / "fixtures" / "report" / "report_fixtures.py"
+    spec = importlib.util.spec_from_file_location("report_fixtures", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+F = _fixtures()
+ALL = ("central", "local", "fedavg", "fedavg-dp", "fedavg-dp-secagg", "fedavg-central-dp")
+
+
+def _answer(folder: Path) -> answer.Answer:
+    study = load(folder)
+    return answer.answer(study, views.focus(study))
+
+
+def _items(a: answer.Answer) -> dict[str, str]:
+    return {i.key: i.text for i in a.items}
+
+
+def test_recommends_the_best_record_level_dp_within_budget(tmp_path):
+    folder = F.write_run(tmp_path / "run", F.run_summary(archs=ALL))
+    a = _answer(folder)
+    # fedavg-dp (0.755 level) beats fedavg-dp-secagg (0.754) by more than the tie margin.
+    assert a.recommended == "fedavg-dp"
+    assert a.headline.startswith("Recommended at ε = 1 per agency, δ = 1e-05: fedavg-dp")
+    items = _items(a)
+    # Test-weighted levels: fedavg-dp 0.75348, central 0.76848 -> 0.25348 / 0.26848 = 94.4%.
+    assert items["utility"].startswith("94% of pooling's AUC gain over chance: AUC 0.753 against 0.768")
+    assert items["unit"].startswith("one incident record, per agency, (ε, δ) = (1, 1e-05)")
+    assert "e^ε = 2.72" in items["unit"]
+    assert "the model update (DP-SGD)" in items["releases"] and "its record count (Gaussian count (sensitivity 1))" in items["releases"]
+    assert "SecAgg+" not in items["releases"]  # fedavg-dp sends no SecAgg+ material
+    assert "raw records moved: 0" in items["releases"]
+    # The fixture spends 0.99 × budget at the smallest agency, less at the others.
+    assert items["spent"].startswith("max over agencies ε 0.9900 (Tiny Police, budget 1)")
+    assert "Big Constabulary 0.9600/1" in items["spent"]
+    assert "AUC 0.510" in items["attack"] and "at most 0.620" in items["attack"] and "ε ≥ 0.20" in items["attack"]
+    why = dict(a.not_recommended)
+    assert why["fedavg-dp-secagg"].startswith("AUC 0.752, 0.001 below fedavg-dp's 0.753 (it adds secure aggregation")
+    assert why["fedavg-central-dp"].startswith("agency-level DP holds only if the coordinator is trusted")
+    assert why["central"].startswith("no privacy") and why["fedavg"].startswith("no formal privacy")
+    assert a.failed == {}
+    sources = {i.key: i.source for i in a.items}
+    assert sources["utility"] == "summary.json architectures.fedavg-dp.metrics.auc ÷ architectures.central.metrics.auc (each minus chance)"
+    assert all(s.startswith("summary.json") for s in sources.values())
+
+
+def test_a_tie_goes_to_secure_aggregation(tmp_path):
+    folder = F.write_run(tmp_path / "run", F.run_summary(archs=ALL, levels={"fedavg-dp-secagg": 0.7549}))
+    assert _answer(folder).recommended == "fedavg-dp-secagg"
+    items = _items(_answer(folder))
+    assert "SecAgg+ keys and secret shares" in items["releases"] and "the masked model update" in items["releases"]
+
+
+def test_over_budget_refused_and_at_chance_are_not_recommended(tmp_path):
+    # An agency over its budget under fedavg-dp: secagg (within budget everywhere) is recommended.
+    summary = F.run_summary(archs=ALL, levels={"fedavg-central-dp": 0.45})
+    summary["architectures"]["fedavg-dp"]["per_agency"]["Mid Police"]["epsilon"] = 1.3
+    folder = F.write_run(tmp_path / "over", summary)
+    a = _answer(folder)
+    assert a.recommended == "fedavg-dp-secagg"
+    assert a.failed["fedavg-dp"] == "over budget: Mid Police spent ε 1.300 of its 1"
+    assert a.failed["fedavg-central-dp"].startswith("no better than chance (AUC 0.448; chance is 0.5): with 4 agencies the agency-level noise")
+    page = write_report(folder).read_text(encoding="utf-8")
+    # Explained where shown: beside the utility figures and in the comparison table's verdict column.
+    assert "Not usable at this budget: fedavg-dp — over budget: Mid Police" in page
+    assert "<td>not recommended: no better than chance (AUC 0.448" in page
+
+    # Both record-level architectures refused: nothing to recommend, and the headline says so.
+    summary = F.run_summary(archs=("central", "fedavg", "fedavg-dp", "fedavg-dp-secagg"))
+    for arch in ("fedavg-dp", "fedavg-dp-secagg"):
+        summary["architectures"][arch]["status"] = "refused"
+    a = _answer(F.write_run(tmp_path / "refused", summary))
+    assert a.recommended is None and a.headline.startswith("No DP architecture can be recommended at this budget")
+    assert a.failed["fedavg-dp"].startswith("refused: no agency released an update")
+
+
+def test_without_dp_or_central_the_answer_says_what_it_cannot_give(tmp_path):
+    a = _answer(F.write_run(tmp_path / "plain", F.run_summary(archs=("central", "local", "fedavg"))))
+    assert a.recommended is None and "No differentially private architecture was run" in a.headline
+    a = _answer(F.write_run(tmp_path / "nocentral", F.run_summary(archs=("local", "fedavg-dp"), audit=False)))
+    items = _items(a)
+    assert a.recommended == "fedavg-dp" and "pooling (central) was not run" in items["utility"]
+    assert items["attack"].startswith("not measured: these results hold no privacy audit")
+
+
+def test_sweep_answers_at_the_focus_budget_and_keeps_the_curve(tmp_path):
+    folder = F.write_sweep(tmp_path / "sweep", eps_values=(0.5, 1.0, 4.0), seeds=(0, 1))
+    a = _answer(folder)
+    assert a.recommended == "fedavg-dp"
+    assert a.headline.startswith("Recommended at ε = 1 per agency, δ = 1e-05 (one of the swept budgets 0.5, 1, 4): fedavg-dp")
+    page = write_report(folder).read_text(encoding="utf-8")
+    assert 'id="figure-privacy-utility"' in page and 'id="figure-utility-at-budget"' not in page
+    assert "— (judged at ε = 1)" in page  # comparison rows at other budgets
+    assert not (folder / "report" / "utility-at-budget.png").exists()
+
+
+def test_page_promises(tmp_path):
+    folder = F.write_run(tmp_path / "run", F.run_summary(archs=ALL))
+    page = write_report(folder).read_text(encoding="utf-8")
+    text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page)
+    # The answer comes before everything else, the glossary at the end explains the jargon.
+    assert text.index('id="answer"') < text.index('id="run"') < text.index('id="reading"')
+    for term in ("ε (epsilon)", "δ (delta)", "AUC", "PAI", "PEI", "DP-SGD", "Secure aggregation", "FedAvg", "Membership inference", "Canary audit"):
+        assert re.search(f"<dt>[^<]*{re.escape(term)}", text), term
+    assert ">None<" not in text and "None (" not in text and ">nan<" not in text
+    assert text.count("Utility under attack") == 1
+    # One ε budget: bars, not a one-point curve, and the section says so.
+    assert 'id="figure-utility-at-budget"' in text and "Utility at the configured budget" in text
+    assert not (folder / "report" / "privacy-utility.png").exists()
+    # Every drawn figure has a title, a one-line caption and its units.
+    figures = re.findall(r'<figure id="figure-[^"]+">(.*?)</figure>', text)
+    assert len(figures) >= 5
+    for fig in figures:
+        assert re.match(r"<h3>[^<]+</h3><img ", fig), fig[:200]
+        assert re.search(r"<figcaption><strong>[^<]+</strong><span class=\"units\">Units: [^<]+</span>", fig), fig[:400]
