@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from experiments.report import answer, html, plots, poisoning, reading, tables, views
+from experiments.report import answer, hotspot_section, html, plots, poisoning, reading, tables, views
 from experiments.report.load import load
 from privacy.durable import replace_durably
 
@@ -29,7 +29,7 @@ def write_report(path: Path, generated: datetime | None = None) -> Path:
     folder = Path(path)
     study = load(folder)
     focus = views.focus(study)
-    figures = [*plots.all_plots(study, focus), poisoning.plot(study)]
+    figures = [*plots.all_plots(study, focus), poisoning.plot(study), *hotspot_section.plots(study)]
     first_screen = answer.answer(poisoning.without_attacks(study), focus)  # an attacked line is never recommended
     page = html.render(
         study,

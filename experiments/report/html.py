@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from html import escape
 
-from experiments.report import fmt, glossary, reference_section, views
+from experiments.report import fmt, glossary, hotspot_section, reference_section, views
 from experiments.report.answer import Answer
 from experiments.report.load import Study
 from experiments.report.plots import Missing, Plot
@@ -218,6 +218,7 @@ def render(
         _section("privacy-utility", _drawn(curve, *([bars] if bars is not None else [])) + _failures(answer), "Utility at the configured budget" if one_budget else None),
         _section("per-agency", _figure(by_name["per-agency-utility"]) + _failures(answer) + _table(tables["per-agency"])),
         _section("epsilon", _figure(by_name["epsilon-per-agency"])),
+        hotspot_section.html(study, by_name, _figure),  # "" unless summary.json has hotspot_baselines
         _section("movement", _figure(by_name["data-movement"])),
         _section("fairness", _figure(by_name["fairness-agencies"]) + _figure(by_name["fairness-quintiles"]) + _table(tables["fairness"])),
         # No attack and no aggregator stated: one line, not the figure's and the table's both.
