@@ -65,6 +65,7 @@ from privacy.ledger_schema import (
     utc_now,
 )
 from privacy.mechanisms import entry_of, stored_form
+from privacy.person_unit import accounting_relation  # a person-level ledger pins add-remove-person
 
 # The ledger's names from before its schema and anchoring had modules of their own.
 __all__ = [
@@ -286,7 +287,7 @@ class Ledger:
         at = self._delta(delta)
         if not history:
             return 0.0
-        return epsilon(history, self._charged_delta(at), accountant, self.pinned_neighbouring())
+        return epsilon(history, self._charged_delta(at), accountant, accounting_relation(self.pinned_neighbouring()))
 
     def lifetime_spent(self, delta: float | None = None, accountant: str = "auto") -> float:
         """ε of every release ever charged (all reset windows), at the pinned δ."""
@@ -294,7 +295,7 @@ class Ledger:
         at = self._delta(delta)
         if not history:
             return 0.0
-        return epsilon(history, self._charged_delta(at), accountant, self.pinned_neighbouring())
+        return epsilon(history, self._charged_delta(at), accountant, accounting_relation(self.pinned_neighbouring()))
 
     def budget(self) -> Budget | None:
         """The agency's current budget (its latest setting), or None if never set."""
@@ -406,8 +407,8 @@ class Ledger:
             history = self.history()
             before = self._last_after(len(history), delta, name)
             if before is None:
-                before = epsilon(history, delta, name, neighbouring)
-            after = epsilon_after(history, entry, budget=budget, delta=delta, accountant=name, neighbouring=neighbouring)
+                before = epsilon(history, delta, name, accounting_relation(neighbouring))
+            after = epsilon_after(history, entry, budget=budget, delta=delta, accountant=name, neighbouring=accounting_relation(neighbouring))
             self._conn.execute(
                 "INSERT INTO releases (run_id, architecture, round, sigma, sample_rate, steps, epsilon_before,"
                 " epsilon_after, delta, accountant, recorded_at, mechanism, kind, sensitivity) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

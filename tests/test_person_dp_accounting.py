@@ -1,0 +1,107 @@
+"""Person-level accounting (privacy.person_unit): a person ledger pins add-remove-person and
+refuses record-level charges (and the other way round); person-level ε per agency and for the
+federation, recomputed independently from the ledgers with dp-accounting's own PLD accountant."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+from dp_accounting import dp_event
+from dp_accounting.pld import pld_privacy_accountant
+
+from privacy.accounting import ADD_REMOVE
+from privacy.ledger import Ledger, RelationMismatch
+from privacy.person_unit import (
+    ADD_REMOVE_PERSON,
+    federation_epsilon,
+    group_conversion,
+    person_ledger_path,
+    record_epsilon_of_person_releases,
+)
+
+DELTA = 1e-5
+# Per agency: its person-level releases (σ, q over units, steps), as a DP round charges them.
+RELEASES = {
+    "north": [(1.1, 0.05, 40), (1.1, 0.05, 40)],
+    "south": [(0.9, 0.1, 20)],
+    "east": [(1.6, 0.02, 100), (1.6, 0.02, 100), (1.6, 0.02, 100)],
+    "west": [(2.5, 0.2, 10)],
+}
+
+
+def _person_ledgers(tmp_path) -> dict[str, list]:
+    histories = {}
+    for agency, releases in RELEASES.items():
+        path = person_ledger_path(tmp_path / agency / "ledger.sqlite")
+        path.parent.mkdir(parents=True)
+        with Ledger.open(path, agency) as ledger:
+            for i, release in enumerate(releases):
+                ledger.charge("run", "fedavg-dp", i + 1, release, delta=DELTA, accountant="pld", budget=50.0, neighbouring=ADD_REMOVE_PERSON)
+        with Ledger.inspect(path) as ledger:
+            assert ledger.pinned_neighbouring() == ADD_REMOVE_PERSON
+            histories[agency] = ledger.history()
+    return histories
+
+
+def _dp_accounting_epsilon(releases) -> float:
+    """ε straight from dp-accounting: add/remove (its default relation), pessimistic PLD."""
+    accountant = pld_privacy_accountant.PLDAccountant(value_discretization_interval=1e-3)  # within 0.04% of 1e-4 on these histories
+    event = dp_event.ComposedDpEvent([dp_event.SelfComposedDpEvent(dp_event.PoissonSampledDpEvent(q, dp_event.GaussianDpEvent(s)), n) for s, q, n in releases])
+    accountant.compose(event)
+    return float(accountant.get_epsilon(DELTA))
+
+
+def test_person_epsilon_per_agency_and_federation_match_dp_accounting(tmp_path) -> None:
+    histories = _person_ledgers(tmp_path)
+    for agency, releases in RELEASES.items():
+        with Ledger.inspect(person_ledger_path(tmp_path / agency / "ledger.sqlite")) as ledger:
+            mine = ledger.spent()
+        assert mine == pytest.approx(_dp_accounting_epsilon(releases), rel=0.01)
+    for m in (1, 2, 3):
+        fed = federation_epsilon(histories, DELTA, m)
+        independent = max(_dp_accounting_epsilon([r for a in subset for r in RELEASES[a]]) for subset in itertools.combinations(RELEASES, m))
+        assert fed.epsilon == pytest.approx(independent, rel=0.01)
+        assert len(fed.agencies) == m
+    # composing over more agencies never costs less; one agency is the per-agency maximum
+    one, two = federation_epsilon(histories, DELTA, 1), federation_epsilon(histories, DELTA, 2)
+    assert two.epsilon > one.epsilon
+    assert one.epsilon == pytest.approx(max(_dp_accounting_epsilon(r) for r in RELEASES.values()), rel=0.01)
+
+
+def test_a_person_ledger_refuses_record_charges_and_a_record_ledger_person_charges(tmp_path) -> None:
+    person = person_ledger_path(tmp_path / "ledger.sqlite")
+    person.parent.mkdir()
+    with Ledger.open(person, "a") as ledger:
+        ledger.charge("r", "fedavg-dp", 1, (1.0, 0.1, 5), delta=DELTA, accountant="pld", budget=10.0, neighbouring=ADD_REMOVE_PERSON)
+        with pytest.raises(RelationMismatch):
+            ledger.charge("r", "fedavg-dp", 2, (1.0, 0.1, 5), delta=DELTA, accountant="pld", budget=10.0, neighbouring=ADD_REMOVE)
+    with Ledger.open(tmp_path / "ledger.sqlite", "a") as ledger:
+        ledger.charge("r", "fedavg-dp", 1, (1.0, 0.1, 5), delta=DELTA, accountant="pld", budget=10.0)
+        with pytest.raises(RelationMismatch):
+            ledger.charge("r", "fedavg-dp", 2, (1.0, 0.1, 5), delta=DELTA, accountant="pld", budget=10.0, neighbouring=ADD_REMOVE_PERSON)
+
+
+def test_federation_epsilon_past_the_subset_limit_composes_every_agency(monkeypatch, tmp_path) -> None:
+    import privacy.person_unit as pu
+
+    histories = _person_ledgers(tmp_path)
+    monkeypatch.setattr(pu, "MAX_SUBSETS", 2)
+    fed = pu.federation_epsilon(histories, DELTA, 2)
+    assert len(fed.agencies) == 4 and "all 4" in fed.method
+    assert fed.epsilon == pytest.approx(_dp_accounting_epsilon([r for rs in RELEASES.values() for r in rs]), rel=0.01)
+
+
+def test_unit_conversions() -> None:
+    history = [(1.0, 0.01, 200)]
+    record = record_epsilon_of_person_releases(history, DELTA)
+    from privacy.accounting import epsilon
+
+    assert record > epsilon(history, DELTA, "pld", ADD_REMOVE)  # replace-one costs more than add/remove
+    eps1 = epsilon(history, DELTA, "pld", ADD_REMOVE)
+    for k in (1, 2, 5, 20):
+        textbook = group_conversion(eps1, DELTA, k)
+        assert textbook.epsilon == pytest.approx(k * eps1) and textbook.delta == pytest.approx(min(1.0, k * math.exp((k - 1) * eps1) * DELTA))
+    with pytest.raises(ValueError):
+        group_conversion(1.0, DELTA, 0)
