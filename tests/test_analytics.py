@@ -1,0 +1,207 @@
+"""Federated DP analytics (issue 16): exactness through secure aggregation, the noise each mode
+states, what the coordinator holds, accounting in the agency's ledger, and refusals."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import server.analytics as coordinator
+from clients.analytics import AnalyticsAgency
+from experiments import analyze as an
+from experiments.analytics_config import AnalyticsConfig
+from federation.policy import AgencyPolicy
+from federation.secure_sum import MaskedVector
+from privacy.count_release import Z95, calibrate_count_sigma
+from privacy.ledger import Ledger
+from tasks.analytics import Domain, Histogram, Query, cell_counts
+
+MONTHS = ("2024-01", "2024-02")
+TYPES = ("Burglary", "Drugs", "Robbery")
+DELTA = 1e-5
+
+
+def _records(agency: str, counts: dict[tuple[str, str], int]) -> pd.DataFrame:
+    rows = [(m, t, "", agency, "E01") for (m, t), n in counts.items() for _ in range(n)]
+    return pd.DataFrame(rows, columns=["month", "crime_type", "outcome", "agency", "lsoa_code"])
+
+
+def _agencies(tmp_path: Path, sizes: list[int], budget: float = 1000.0) -> list[AnalyticsAgency]:
+    out = []
+    for i, n in enumerate(sizes):
+        name = f"agency-{i}"
+        counts = {(m, t): n * (j + 1) for j, (m, t) in enumerate((m, t) for m in MONTHS for t in TYPES)}
+        out.append(AnalyticsAgency(name, tmp_path / f"{name}.sqlite", AgencyPolicy(budget=budget, delta=DELTA, max_grad_norm=1.0), _records(name, counts)))
+    return out
+
+
+def _domain(agencies: list[AnalyticsAgency]) -> Domain:
+    return Domain(MONTHS, tuple(a.name for a in agencies), crime_types=TYPES)
+
+
+HIST = Histogram("by_month_type", ("month", "crime_type"))
+
+
+def _settings(**kw: object) -> AnalyticsConfig:
+    return AnalyticsConfig(queries=[{"name": "q", "by": ["month", "crime_type"]}], **kw)  # type: ignore[list-item, arg-type]
+
+
+def test_noise_off_federated_equals_central_exactly_above_100000(tmp_path: Path) -> None:
+    agencies = _agencies(tmp_path, [20_000, 35_000, 1])  # the largest pooled cell: 6 × 55,001 = 330,006
+    domain = _domain(agencies)
+    central = an.release("central", HIST, domain, agencies, 0.0, _settings(), "r")
+    federated = an.release("federated", HIST, domain, agencies, 0.0, _settings(), "r", noise_off_for_tests=True)
+    assert central.values.max() > 100_000
+    np.testing.assert_array_equal(federated.values, central.values)
+    assert federated.modulus is not None and federated.modulus > 2 * central.values.max()
+    for a in agencies:  # noise off charges nothing
+        with Ledger.open(a.ledger, a.name) as ledger:
+            assert ledger.history() == []
+
+
+def test_noise_off_is_refused_unless_a_test_asks(tmp_path: Path) -> None:
+    agencies = _agencies(tmp_path, [5, 5])
+    with pytest.raises(an.AnalyticsRefused, match="without noise"):
+        an.release("federated", HIST, _domain(agencies), agencies, 0.0, _settings(), "r")
+
+
+@pytest.mark.parametrize("mode", ["local", "federated", "federated-trusted"])
+def test_error_std_and_interval_coverage_over_200_releases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    """The noise each mode states: 200 releases of a 6-cell histogram (1,200 errors). The ledger
+    is tested below; here charging is counted, not written (200 PLD charges take minutes)."""
+    charged: list[float] = []
+    monkeypatch.setattr(AnalyticsAgency, "_charge", lambda self, event, run_id, label: charged.append(event.noise) or 0.0)
+    agencies = _agencies(tmp_path, [50, 300, 1000, 7])
+    domain = _domain(agencies)
+    exact = an.pooled(agencies, HIST, domain)
+    sigma = 6.0
+    errors, covered = [], 0
+    for i in range(200):
+        out = an.release(mode, HIST, domain, agencies, sigma, _settings(tolerate=1), f"r{i}", epsilon=1.0)
+        error = out.values - exact
+        errors.append(error)
+        covered += int((np.abs(error) <= Z95 * math.sqrt(out.variance)).sum())
+    errors_all = np.concatenate(errors)
+    stated = math.sqrt(out.variance)
+    assert abs(errors_all.std() / stated - 1) < 0.10, (errors_all.std(), stated)
+    coverage = covered / errors_all.size
+    assert 0.93 <= coverage <= 0.97, coverage
+    if mode == "local":
+        assert stated == pytest.approx(sigma * 2, rel=1e-6)  # four agencies' noise adds up: 2σ
+    elif mode == "federated":
+        assert stated == pytest.approx(sigma * math.sqrt(4 / 3), rel=1e-6)  # 4 shares of σ²/3 (t = 1)
+        assert charged[0] == pytest.approx(sigma)  # each agency is charged the σ the sum keeps with 1 share missing
+    else:
+        assert stated == pytest.approx(sigma, rel=1e-6)
+
+
+def test_coordinator_never_holds_one_agencys_counts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    received: list[object] = []
+    real = coordinator.secure_sum
+
+    def spy(vectors: list[MaskedVector]) -> np.ndarray:
+        received.extend(vectors)
+        return real(vectors)
+
+    monkeypatch.setattr(an, "secure_sum", spy)
+    # Two agencies, many cells, every exact count 0 and noise shares small: an unmasked vector
+    # would sit near 0 (or near M); a masked one is uniform mod M.
+    names = ("a", "b")
+    big = Histogram("areas", ("area",))
+    domain = Domain(MONTHS, names, areas=tuple(f"E{i:05d}" for i in range(4096)))
+    empty = pd.DataFrame(columns=["month", "crime_type", "outcome", "agency", "lsoa_code"])
+    agencies = [AnalyticsAgency(n, tmp_path / f"{n}.sqlite", AgencyPolicy(budget=100.0, delta=DELTA, max_grad_norm=1.0), empty) for n in names]
+    out = an.release("federated", big, domain, agencies, 4.0, _settings(tolerate=1, max_cell_count=10**6), "r", epsilon=1.0)
+    assert len(received) == 2 and all(isinstance(v, MaskedVector) for v in received)
+    for v in received:
+        assert isinstance(v, MaskedVector)
+        top_bit = (v.values >> np.uint64(int(v.modulus).bit_length() - 2)) & np.uint64(1)
+        assert 0.45 < top_bit.mean() < 0.55  # uniform mod M: half the values in the upper half
+        decoded = np.where(v.values >= v.modulus // 2, v.values.astype(np.int64) - v.modulus, v.values.astype(np.int64))
+        assert np.mean(np.abs(decoded) < 1000) < 0.01  # not the agency's noisy counts
+    assert np.abs(out.values).max() < 60  # the sum is the noise shares alone (exact counts 0)
+
+
+def test_ledger_after_dpsgd_and_analytics_matches_dp_accounting(tmp_path: Path) -> None:
+    """A ledger holding DP-SGD rounds (charged as clients/app.py charges them), then the analytics
+    block, reports the ε an independent dp-accounting PLD composition gives, within 1%."""
+    from dp_accounting.pld import privacy_loss_distribution as pld
+
+    agencies = _agencies(tmp_path, [40, 90])
+    sgd = (1.1, 0.02, 200)
+    for a in agencies:
+        with Ledger.open(a.ledger, a.name) as ledger:
+            for r in range(3):
+                ledger.charge("run", "fedavg-dp", r + 1, sgd, delta=DELTA, accountant="pld", budget=a.policy.budget)
+    analytics = AnalyticsConfig(epsilon=1.0, queries=[{"name": "q", "by": ["month", "crime_type"]}, {"name": "r", "kind": "rate", "by": ["crime_type"], "numerator": {"crime_type": ["Drugs"]}}])  # type: ignore[list-item]
+    calibrated = an.histogram_sigmas(analytics, DELTA)
+    domain = _domain(agencies)
+    for q in analytics.queries:
+        outcome = an.run_query(q, analytics, domain, agencies, DELTA, calibrated, "run2", with_truth=True)
+        assert outcome.summary["refused"] is None
+    sigma = calibrated["q"][0]
+    assert len(calibrated) == 3 and {s for s, _ in calibrated.values()} == {sigma}
+    kw = {"value_discretization_interval": 1e-4, "pessimistic_estimate": True}
+    independent = pld.from_gaussian_mechanism(sgd[0], sampling_prob=sgd[1], use_connect_dots=True, **kw).self_compose(3 * sgd[2])
+    independent = independent.compose(pld.from_discrete_gaussian_mechanism(sigma, sensitivity=1, **kw).self_compose(3))
+    expected = independent.get_epsilon_for_delta(DELTA)
+    for a in agencies:
+        with Ledger.open(a.ledger, a.name) as ledger:
+            spent = ledger.spent()
+            assert [r["mechanism"] for r in ledger.rows()][-3:] == [f"discrete-gaussian-count:{h}:federated-share" for h in ("q", "r.numerator", "r.denominator")]
+        assert spent == pytest.approx(expected, rel=0.01), (spent, expected)
+
+
+def test_over_budget_query_is_refused_and_nothing_leaves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    agencies = _agencies(tmp_path, [40, 90])
+    agencies[1].policy = AgencyPolicy(budget=0.5, delta=DELTA, max_grad_norm=1.0)  # one agency cannot afford it
+    sent: list[object] = []
+    monkeypatch.setattr(an, "secure_sum", lambda vectors: sent.append(vectors))
+    analytics = AnalyticsConfig(epsilon=1.0, queries=[{"name": "q", "by": ["crime_type"]}])  # type: ignore[list-item]
+    outcome = an.run_query(analytics.queries[0], analytics, _domain(agencies), agencies, DELTA, an.histogram_sigmas(analytics, DELTA), "r", with_truth=True)
+    assert outcome.frame is None and sent == []
+    assert "agency-1" in outcome.summary["refused"] and "budget" in outcome.summary["refused"]
+    for a in agencies:  # all or none: the agency that could afford it spent nothing either
+        with Ledger.open(a.ledger, a.name) as ledger:
+            assert ledger.rows() == []
+
+
+def test_more_dropouts_than_tolerated_is_refused(tmp_path: Path) -> None:
+    agencies = _agencies(tmp_path, [40, 90, 10])
+    domain = _domain(agencies)
+    with pytest.raises(an.AnalyticsRefused, match="dropped out"):
+        an.release("federated", HIST, domain, agencies, 5.0, _settings(tolerate=1), "r", dropped=["agency-0", "agency-1"])
+    out = an.release("federated", HIST, domain, agencies, 5.0, _settings(tolerate=1), "r", dropped=["agency-0"], epsilon=1.0)
+    assert out.reporting == ("agency-1", "agency-2")
+    assert out.variance == pytest.approx(2 * 25.0 / 2, rel=1e-6)  # 2 shares of σ²/2: σ kept
+    with Ledger.open(agencies[0].ledger, agencies[0].name) as ledger:
+        assert ledger.rows() == []  # the agency that dropped out released and spent nothing
+
+
+def test_a_replace_one_ledger_refuses_a_count(tmp_path: Path) -> None:
+    agencies = _agencies(tmp_path, [4, 4])
+    with Ledger.open(agencies[0].ledger, agencies[0].name) as ledger:
+        ledger.charge("run", "fedavg-dp", 1, (1.0, 0.1, 10), delta=DELTA, accountant="pld", budget=1000, neighbouring="replace-one")
+    analytics = AnalyticsConfig(queries=[{"name": "q", "by": ["crime_type"]}])  # type: ignore[list-item]
+    outcome = an.run_query(analytics.queries[0], analytics, _domain(agencies), agencies, DELTA, an.histogram_sigmas(analytics, DELTA), "r", with_truth=True)
+    assert outcome.frame is None and "replace-one" in outcome.summary["refused"]
+
+
+def test_cells_come_from_public_domains_only() -> None:
+    records = pd.DataFrame({"month": ["2024-01", "2024-01", "2030-01"], "crime_type": ["Drugs", "Not a type", "Drugs"], "outcome": ["", "", ""], "agency": ["a"] * 3, "lsoa_code": ["x"] * 3})
+    domain = Domain(MONTHS, ("a",), crime_types=TYPES)
+    counts = cell_counts(records, Histogram("h", ("month", "crime_type")), domain)
+    assert counts.tolist() == [0, 1, 0, 0, 0, 0]  # only the in-domain record counts
+    with pytest.raises(ValueError, match="top_k ranks areas"):
+        Query("t", "top_k", ("month",))
+
+
+def test_joint_calibration_spends_the_block_epsilon() -> None:
+    analytics = AnalyticsConfig(epsilon=1.0, queries=[{"name": "a", "by": ["month"]}, {"name": "b", "by": ["crime_type"], "epsilon": 0.3}])  # type: ignore[list-item]
+    sig = an.histogram_sigmas(analytics, DELTA)
+    assert sig["a"][0] == pytest.approx(calibrate_count_sigma(1.0, DELTA), rel=1e-9)
+    assert sig["b"][0] > sig["a"][0]
