@@ -255,7 +255,23 @@ class CentralDPConfig(_Section):
     clipped_count_stddev: float | None = Field(None, gt=0, le=1e6, allow_inf_nan=False)
 
 
+class PersonConfig(_Section):
+    """privacy.unit: person (privacy/person_unit.py): each record counts for one person (its
+    victim, else its suspect), capped per agency, clipped per person."""
+
+    # At most this many records per person per agency enter training (the person's smallest HMAC
+    # of the record id); the clipped sum bounds a person's influence whatever the cap.
+    max_records: int = Field(5, ge=1, le=10_000)
+    # The stated public bound on the agencies one person appears in (docs/threat-model.md,
+    # "People"): the federation-level person ε composes this many agencies' ε.
+    max_agencies: int = Field(2, ge=1, le=1_000)
+
+
 class PrivacyConfig(_Section):
+    # The unit the DP architectures protect: one incident record, or one person with every record
+    # attributed to them (`budgets`/`epsilon` are then per person, in a person ledger of its own).
+    unit: Literal["record", "person"] = "record"
+    person: PersonConfig = PersonConfig()
     # Each agency's record-level budget (ε over everything it ever releases from its records,
     # kept in its ledger); `budgets` overrides it for named agencies.
     epsilon: float = Field(1.0, gt=0, le=MAX_EPSILON, allow_inf_nan=False)
@@ -382,6 +398,12 @@ class PeelConfig(_Section):
                 f"federation.batch_size × task.hidden: {self.federation.batch_size:,} examples × {hidden_parameters(self.task.hidden):,} "
                 f"parameters = {floats * 4 / 1e9:.0f} GB of per-example gradients (DP-SGD); at most {MAX_PER_SAMPLE_FLOATS * 4 / 1e9:.0f} GB fit this machine"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _person_unit_fits_task(self) -> PeelConfig:
+        if self.privacy.unit == "person" and self.task.name != "outcome":
+            raise ValueError(f"privacy.unit: person needs task.name outcome (a {self.task.name} example is not one person's record)")
         return self
 
     @model_validator(mode="after")
