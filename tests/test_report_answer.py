@@ -122,6 +122,9 @@ def test_page_promises(tmp_path):
         assert re.search(f"<dt>[^<]*{re.escape(term)}", text), term
     assert ">None<" not in text and "None (" not in text and ">nan<" not in text
     assert text.count("Utility under attack") == 1
+    for section in re.findall(r"<section id=\"[^\"]+\">(.*?)</section>", text):  # no heading repeats its section's
+        h2 = re.search(r"<h2>([^<]+)</h2>", section)[1]
+        assert h2 not in re.findall(r"<h3>([^<]+)</h3>", section), h2
     # One ε budget: bars, not a one-point curve, and the section says so.
     assert 'id="figure-utility-at-budget"' in text and "Utility at the configured budget" in text
     assert not (folder / "report" / "privacy-utility.png").exists()

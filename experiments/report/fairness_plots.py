@@ -42,7 +42,7 @@ def spreads(study: Study) -> pd.DataFrame:
 
 
 def fairness_spread(study: Study, focus: views.Focus) -> Plot | Missing:
-    title = "Fairness across agencies"
+    title = f"Spread of {study.headline_label} across agencies"
     rows = views.focus_agencies(study, focus)
     rows = rows[rows["headline"].notna()] if not rows.empty else rows
     if rows.empty:

@@ -145,7 +145,7 @@ def utility_at_budget(study: Study, focus: views.Focus) -> Plot | Missing:
 
 
 def per_agency_utility(study: Study, focus: views.Focus) -> Plot | Missing:
-    title = "Per-agency utility: alone or together"
+    title = f"Each agency's {study.headline_label} under each architecture"
     rows = views.focus_agencies(study, focus)
     if rows.empty or rows["headline"].notna().sum() == 0:
         return Missing("per-agency-utility", title, "not measured: no per-agency scores in the results")
@@ -187,7 +187,7 @@ def per_agency_utility(study: Study, focus: views.Focus) -> Plot | Missing:
 
 
 def epsilon_per_agency(study: Study, focus: views.Focus) -> Plot | Missing:
-    title = "Privacy budget spent per agency"
+    title = "ε spent to date by each agency, against its budget"
     rows = views.focus_agencies(study, focus)
     rows = rows[rows["is_dp"]] if not rows.empty else rows
     if rows.empty:
@@ -254,7 +254,7 @@ def movement_per_agency(study: Study, focus: views.Focus) -> pd.DataFrame:
 
 
 def data_movement(study: Study, focus: views.Focus) -> Plot | Missing:
-    title = "What left each agency"
+    title = "Raw records and model updates that left the agencies"
     rows = movement_per_agency(study, focus)
     totals = views.focus_archs(study, focus)
     if rows.empty or totals.empty:

@@ -118,8 +118,8 @@ def table(study: Study) -> Table:
             AGGREGATOR.get(str(r["aggregator"]), str(r["aggregator"])) + (f", C = {fmt.budget(r['clipping_norm'])}" if not fmt.missing(r["clipping_norm"]) else ""),
             "none (clean)" if not attacked else str(r["poisoning"]),
             value,
-            _points(r["headline"] - _clean(rows, r)) if attacked else "–",
-            _points(r["headline"] - _clean(rows, r, _averaging(r))) if attacked or r["aggregator"] != _averaging(r) else "–",
+            _points(r["headline"] - _clean(rows, r)) if attacked else "— (the clean run)",
+            _points(r["headline"] - _clean(rows, r, _averaging(r))) if attacked or r["aggregator"] != _averaging(r) else "— (the reference)",
         ]
         if attacked:
             highlight.add(len(out))

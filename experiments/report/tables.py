@@ -86,7 +86,7 @@ def comparison(study: Study, first_screen: Answer | None = None, focus: views.Fo
     for _, r in table.iterrows():
         line = [r["facet"]] if show_facet else []
         base = r["architecture"]
-        line += [r["line"], _what(base), fmt.budget(r["eps_budget"]) if r["is_dp"] else "–", _utility(r, "headline")]
+        line += [r["line"], _what(base), fmt.budget(r["eps_budget"]) if r["is_dp"] else "— (no DP)", _utility(r, "headline")]
         if study.headline != "auc":
             line.append(_utility(r, "auc"))
         line += [
