@@ -82,6 +82,11 @@ def _parser() -> argparse.ArgumentParser:
     trail.add_argument("action", choices=["verify"], help="verify: check the chain, its anchor and the ledgers")
     trail.add_argument("run_dir", help="a run folder")
     rep = sub.add_parser("report", help="write report.html (and its PNG figures) for a run or sweep folder")
+    pred = sub.add_parser("predict", help="score new incidents (a street CSV, or the run's csv format) with a finished outcome run's models, stating each model's privacy unit")
+    pred.add_argument("run_dir", help="a finished outcome run folder (runs/<id>)")
+    pred.add_argument("csv", help="incidents: a data.police.uk street CSV, or a file in the run's own csv format (data.source: csv)")
+    pred.add_argument("--architecture", action="append", metavar="A", help="score with this architecture's model only (repeatable; default: every trained one)")
+    pred.add_argument("--out", help="write the scores CSV here (default: print it)")
     rep.add_argument("folder", help="a run folder (runs/<id>) or a sweep folder")
     run.add_argument("--engine", choices=["in-process", "simulation", "deployment"], default="in-process", help="where the federated architectures run: Flower in this process (default), Flower's Ray simulation, or a running `peel deploy up`")
     run.add_argument("--resume", metavar="RUN_DIR", help="finish a run that stopped (killed, crashed), from its last checkpointed round, with its own config")
@@ -128,6 +133,26 @@ def _write_report(folder: Path) -> None:
     from experiments.report import write_report
 
     print(f"Report: {write_report(folder)}")
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from experiments.predict import PredictError, predict, write_scores
+
+    try:
+        prediction = predict(Path(args.run_dir), Path(args.csv), args.architecture)
+        if args.out:
+            write_scores(prediction, Path(args.out))
+    except PredictError as exc:
+        raise ConfigError(str(exc)) from None
+    # The scores go to stdout (or --out); what each model protects is said beside them.
+    said = sys.stdout if args.out else sys.stderr
+    for line in prediction.statements():
+        print(terminal_safe(line), file=said)
+    if args.out:
+        print(f"Scores: {args.out}")
+    else:
+        sys.stdout.write(terminal_safe(prediction.to_csv()))
+    return 0
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -280,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     progress = show_progress()
     try:
-        return {"run": _run, "prepare": _prepare, "generate": _generate, "sweep": _sweep, "report": _report, "audit": _audit, "trail": _trail, "budget": _budget, "deploy": _deploy, "bench": _bench, "data": _data, "analyze": _analyze}[args.command](args)
+        return {"run": _run, "prepare": _prepare, "generate": _generate, "sweep": _sweep, "report": _report, "audit": _audit, "trail": _trail, "budget": _budget, "deploy": _deploy, "bench": _bench, "data": _data, "analyze": _analyze, "predict": _predict}[args.command](args)
     except (ConfigError, DataError, ReportError, DeployError) as exc:
         # One line: a message never spans lines, whatever a name or value in it holds.
         print(terminal_safe(f"peel: {exc}").replace("\n", "\\n"), file=sys.stderr)
