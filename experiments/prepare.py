@@ -16,7 +16,7 @@ from federation.policy import AgencyPolicy
 from federation.spec import SPEC_FILE as SPEC_FILE  # re-exported: the runner names the file by it
 from policedata.checks import require_trainable_agencies
 from policedata.errors import DataError
-from policedata.loader import load_street_folder
+from policedata.loader import STREET_FILE_GLOB, load_street_folder
 from policedata.manifest import read_manifest
 from policedata.partition import write_agency_folders
 from policedata.synthetic import SyntheticSpec, generate
@@ -132,7 +132,7 @@ SIZE_SELECTORS = ("largest", "smallest")
 
 def records_in(folder: Path) -> int:
     """An agency's records: data rows of its street CSVs (header lines excluded)."""
-    return sum(max(0, f.read_bytes().count(b"\n") - 1) for f in Path(folder).rglob("*.csv"))
+    return sum(max(0, f.read_bytes().count(b"\n") - 1) for f in Path(folder).rglob(STREET_FILE_GLOB))  # not persons.csv
 
 
 def resolve_attacker(config: PeelConfig, federation: Federation) -> PeelConfig:

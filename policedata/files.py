@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
+from .persons import FEDERATION_KEY_FILE, PERSONS_FILE, PersonTable
 from .schema import DATE, DATE_COLUMN, MONTH_PATTERN, RECORD_COLUMNS, STREET_COLUMNS
 
 _SLUG = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
@@ -107,6 +108,20 @@ def write_street_files(records: pd.DataFrame, folder: Path, slug: str) -> int:
     for month, rows in by_month.items():
         write_csv(street.iloc[rows], folder / month / f"{month}-{slug}-street.csv")
     return len(by_month)
+
+
+def write_persons(table: PersonTable, folder: Path) -> None:
+    """An agency's persons.csv ("Crime ID", "role", "person"), read only by that agency."""
+    write_csv(table.frame(), Path(folder) / PERSONS_FILE)
+
+
+def write_federation_key(folder: Path, secret: bytes) -> None:
+    """Store the federation's person-key secret in an agency's folder, readable by its owner
+    only (the file is created with those permissions before the secret is written)."""
+    with atomic_path(Path(folder) / FEDERATION_KEY_FILE) as tmp:
+        descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="ascii") as out:
+            out.write(secret.hex() + "\n")
 
 
 def _quoted(names: list[str]) -> str:

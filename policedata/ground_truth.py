@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pandas as pd
 
 from .errors import DataError
 from .loader import require_columns
+from .persons import PersonTable, table_from_frame
 from .schema import NO_SUSPECT, OUTCOME_CATEGORIES
 
 GIVEN_SUSPECT_FILE = "outcome_given_suspect.csv"
@@ -86,3 +88,45 @@ def _read(file: str, mtime_ns: int, size: int) -> pd.DataFrame:
         return pd.read_csv(file, dtype=text_columns, keep_default_na=False)
     except (ValueError, OSError, EOFError) as err:
         raise DataError(f"{file}: cannot be read as a ground truth table ({err})") from None
+
+
+# Who was involved in each synthetic incident: "agency", "Crime ID", "role", "person" (the true
+# identity, e.g. "person-0000042"), "home_agency", "home_area" (LSOA code).
+TRUE_PERSONS_FILE = "persons.csv.gz"
+
+
+@dataclass(frozen=True)
+class TruePersons:
+    """The true people of a synthetic data set, one row per (record, role)."""
+
+    agency: np.ndarray  # str, the agency that recorded the incident
+    table: PersonTable  # Crime ID, role, true identity
+    home_agency: np.ndarray  # str
+    home_area: np.ndarray  # str, LSOA code
+
+    def of_agency(self, agency: str) -> PersonTable:
+        rows = self.agency == agency
+        t = self.table
+        return PersonTable(t.crime_id[rows], t.role[rows], t.person[rows])
+
+
+def true_persons(gt_dir: Path) -> TruePersons:
+    """The ground truth's persons (`gt_dir`: the ``ground_truth`` folder or the data folder that
+    holds it); DataError (one line) if absent or malformed."""
+    folder = Path(gt_dir)
+    if (folder / "ground_truth").is_dir():
+        folder = folder / "ground_truth"
+    file = folder / TRUE_PERSONS_FILE
+    if not file.is_file():
+        raise DataError(f"{file}: no such ground truth file (data generated before persons were added?)")
+    try:
+        frame = pd.read_csv(file, dtype=str, keep_default_na=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise DataError(f"{file}: cannot be read as a ground truth table ({err})") from None
+    require_columns(frame, ("agency", "Crime ID", "role", "person", "home_agency", "home_area"), file)
+    return TruePersons(
+        frame["agency"].to_numpy(dtype=str),
+        table_from_frame(frame, str(file)),
+        frame["home_agency"].to_numpy(dtype=str),
+        frame["home_area"].to_numpy(dtype=str),
+    )

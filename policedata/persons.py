@@ -8,6 +8,7 @@ Files, per agency folder (only that agency reads them)::
     persons.csv       "Crime ID","role","person"  -- role in ROLES; person = person_key(...)
     federation.key    the federation-wide HMAC secret (hex), shared by the agencies, never by
                       the coordinator; read with read_federation_key(agency_dir)
+    (both written by policedata.files.write_persons / write_federation_key)
 
 Loading::
 
@@ -86,21 +87,18 @@ def person_key(secret: bytes, identity: str) -> str:
     return hmac.new(secret, _KEY_CONTEXT + identity.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-def person_keys(secret: bytes, identities: Sequence[str]) -> np.ndarray:
+def person_keys(secret: bytes, identities: Sequence[str] | np.ndarray) -> np.ndarray:
     """`person_key` of each identity (each distinct identity hashed once)."""
     uniques, codes = np.unique(np.asarray(identities, dtype=str), return_inverse=True)
-    hashed = np.array([person_key(secret, str(u)) for u in uniques], dtype=str)
+    keyed = hmac.new(secret, _KEY_CONTEXT, hashlib.sha256)  # the key schedule once, copied per identity
+
+    def one(identity: str) -> str:
+        mac = keyed.copy()
+        mac.update(identity.encode("utf-8"))
+        return mac.hexdigest()
+
+    hashed = np.array([one(str(u)) for u in uniques.tolist()], dtype=str)
     return np.asarray(hashed[codes] if len(uniques) else np.array([], dtype=str))
-
-
-def write_federation_key(agency_dir: Path, secret: bytes) -> None:
-    """Store the federation secret in an agency's folder (owner-only permissions)."""
-    from .files import atomic_path
-
-    path = Path(agency_dir) / FEDERATION_KEY_FILE
-    with atomic_path(path) as tmp:
-        tmp.write_text(secret.hex() + "\n", encoding="ascii")
-        tmp.chmod(0o600)
 
 
 def read_federation_key(agency_dir: Path) -> bytes:

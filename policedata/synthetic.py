@@ -7,10 +7,13 @@ from a multinomial, expanded to rows with `np.repeat`.
 Output under `out_dir`::
 
     agencies/<slug>/YYYY-MM/YYYY-MM-<slug>-street.csv   street files (schema.STREET_COLUMNS)
+    agencies/<slug>/persons.csv                         "Crime ID", role, person key (policedata.persons)
+    agencies/<slug>/federation.key                      the agencies' shared person-key secret
     areas.csv                                           public covariates + "agency"
     ground_truth/<slug>.csv.gz                          "Crime ID", p_no_suspect
     ground_truth/outcome_given_suspect.csv              crime_type, category, probability
     ground_truth/intensity.csv.gz                       agency, "LSOA code", month, expected
+    ground_truth/persons.csv.gz                         true victims and suspects (synthetic_persons)
     manifest.json                                       spec, version, agencies, seconds
 """
 
@@ -29,9 +32,12 @@ import pandas as pd
 from . import names, world
 from .checks import implausible_month
 from .errors import DataError
-from .files import require_empty_folder, write_csv, write_street_files, write_text
+from .files import require_empty_folder, write_csv, write_federation_key, write_persons, write_street_files, write_text
+from .ground_truth import TRUE_PERSONS_FILE
 from .partition import slugify
+from .persons import PersonTable, new_federation_key, person_keys
 from .schema import AGENCY, AREA_COLUMNS, CRIME_TYPES, MONTH_PATTERN, NO_LOCATION, NO_OUTCOME_TYPES, NO_SUSPECT
+from .synthetic_persons import AgencyIncidents, draw_people
 
 GENERATOR_VERSION = "peel-synthetic/1"
 
@@ -45,6 +51,7 @@ LON_PER_LAT = 1.65  # degrees of longitude per degree of latitude for equal dist
 _MAX_AREA_CODES = 999_999
 _RATIO_JITTER = 0.15  # log-scale jitter of SIZE_RATIO
 _MAX_RATIO = SIZE_RATIO * np.exp(_RATIO_JITTER)
+_PERSONS_STREAM = 7927  # spawn key of the people's stream (agencies' streams are 0..agencies)
 DYNAMICS = ("stable", "churn")
 # dynamics="churn": per area, an AR(1) drift of the log rate (monthly persistence, stationary SD)
 # and crime series (monthly start probability, first-month rate multiplier, monthly decay of the
@@ -113,9 +120,13 @@ class _Agency:
         return self.made()[0]
 
 
-def generate(spec: SyntheticSpec, out_dir: Path) -> dict[str, Any]:
+def generate(spec: SyntheticSpec, out_dir: Path, federation_key: bytes | None = None) -> dict[str, Any]:
     """Generate the synthetic data set of `spec` under `out_dir` (must be absent or empty);
-    returns the manifest, also written to ``out_dir/manifest.json``."""
+    returns the manifest, also written to ``out_dir/manifest.json``.
+
+    `federation_key`: the secret the agencies share to hash person keys (persons.csv); None: a
+    fresh one from the OS CSPRNG, so persons.csv and federation.key are the only files that differ
+    between two generations of one spec."""
     started = time.perf_counter()
     out_dir = Path(out_dir)
     spec.validate()
@@ -124,15 +135,18 @@ def generate(spec: SyntheticSpec, out_dir: Path) -> dict[str, Any]:
 
     truth_dir = out_dir / "ground_truth"
     intensity = []
+    incidents: list[AgencyIncidents] = []
     for agency in agencies:
-        records, p_no_suspect, expected = _simulate(agency, months, type_norm)
+        records, p_no_suspect, expected, area = _simulate(agency, months, type_norm)
         write_street_files(records, out_dir / "agencies" / agency.slug, agency.slug)
         has_id = records["crime_id"] != ""
+        incidents.append(_incidents_for_people(agency, records, area, months))
         truth = pd.DataFrame(
             {"Crime ID": records["crime_id"][has_id], "p_no_suspect": p_no_suspect[has_id]}
         )
         write_csv(truth, truth_dir / f"{agency.slug}.csv.gz", float_format="%.8f")
         intensity.append(expected)
+    _write_people(spec, agencies, incidents, out_dir, federation_key)
     write_csv(world.given_suspect_table(), truth_dir / "outcome_given_suspect.csv", float_format="%.4f")
     write_csv(pd.concat(intensity, ignore_index=True), truth_dir / "intensity.csv.gz")
     areas = pd.concat([a.made_areas().assign(agency=a.name) for a in agencies], ignore_index=True)
@@ -180,6 +194,52 @@ def _world(spec: SyntheticSpec) -> tuple[list[_Agency], list[str], np.ndarray]:
         for i, agency in enumerate(agencies):
             agency.churn = np.random.default_rng(np.random.SeedSequence(spec.seed, spawn_key=(7919, i)))
     return agencies, months, _type_normaliser(agencies, months)
+
+
+def _incidents_for_people(agency: _Agency, records: pd.DataFrame, area: np.ndarray, months: list[str]) -> AgencyIncidents:
+    """What drawing victims and suspects needs of an agency's records (those with a Crime ID)."""
+    areas = agency.made_areas()
+    has_id = (records["crime_id"] != "").to_numpy()
+    type_index = pd.Index(CRIME_TYPES).get_indexer(records["crime_type"].to_numpy()[has_id])
+    return AgencyIncidents(
+        crime_id=records["crime_id"].to_numpy(dtype=str)[has_id],
+        area=area[has_id],
+        crime_type=type_index,
+        month=pd.Index(months).get_indexer(records["month"].to_numpy()[has_id]),
+        outcome=records["outcome"].to_numpy(dtype=str)[has_id],
+        area_xy=np.column_stack([areas["Longitude"].to_numpy() / LON_PER_LAT, areas["Latitude"].to_numpy()]),
+    )
+
+
+def _write_people(
+    spec: SyntheticSpec, agencies: list[_Agency], incidents: list[AgencyIncidents], out_dir: Path, key: bytes | None
+) -> None:
+    """Draw every agency's victims and suspects from a stream of their own (after the records,
+    so no record depends on it); write each agency's persons.csv and federation.key, and the
+    true persons to the ground truth."""
+    rng = np.random.default_rng(np.random.SeedSequence(spec.seed, spawn_key=(_PERSONS_STREAM,)))
+    people, involved = draw_people(rng, incidents)
+    secret = new_federation_key() if key is None else key
+    identity = np.array([f"person-{i:07d}" for i in range(len(people.home_agency))], dtype=str)
+    hashed = person_keys(secret, identity)
+    agency_names = np.array([a.name for a in agencies], dtype=object)
+    area_codes = np.concatenate([a.made_areas()["LSOA code"].to_numpy(dtype=object) for a in agencies])
+    first_area = np.cumsum([0, *(len(a.made_areas()) for a in agencies)])
+    truth = []
+    for agency, rows in zip(agencies, involved, strict=True):
+        folder = out_dir / "agencies" / agency.slug
+        write_persons(PersonTable(rows.crime_id, rows.role, hashed[rows.person]), folder)
+        write_federation_key(folder, secret)
+        home, home_area = people.home_agency[rows.person], people.home_area[rows.person]
+        truth.append(pd.DataFrame({
+            "agency": agency.name,
+            "Crime ID": rows.crime_id,
+            "role": rows.role,
+            "person": identity[rows.person],
+            "home_agency": agency_names[home],
+            "home_area": area_codes[first_area[home] + home_area],
+        }))
+    write_csv(pd.concat(truth, ignore_index=True), out_dir / "ground_truth" / TRUE_PERSONS_FILE)
 
 
 def synthetic_records(spec: SyntheticSpec) -> pd.DataFrame:
@@ -306,9 +366,10 @@ def _type_normaliser(agencies: list[_Agency], months: list[str]) -> np.ndarray:
 
 def _simulate(
     agency: _Agency, months: list[str], type_norm: np.ndarray
-) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame, np.ndarray]:
     """Counts, then records, of one agency. Returns (normalised records, true P(no suspect) per
-    record (NaN without outcome), expected incidents per area-month)."""
+    record (NaN without outcome), expected incidents per area-month, each record's true area
+    (index into the agency's areas, also for records published without a location))."""
     rng, areas = agency.rng, agency.made_areas()
     dep, night, moy = _covariates(agency, months)
     n_types, n_areas = len(CRIME_TYPES), len(areas)
@@ -339,14 +400,14 @@ def _simulate(
 
     offset = rng.uniform(-world.AGENCY_OUTCOME_OFFSET, world.AGENCY_OUTCOME_OFFSET)
     p_table = world.no_suspect_probability(dep, night, moy, offset)
-    records, p_no_suspect = _records(agency, months, counts, p_table)
+    records, p_no_suspect, area = _records(agency, months, counts, p_table)
     intensity = pd.DataFrame({
         "agency": agency.name,
         "LSOA code": np.tile(areas["LSOA code"].to_numpy(), len(months)),
         "month": np.repeat(months, n_areas),
         "expected": expected.ravel(),
     })
-    return records, p_no_suspect, intensity
+    return records, p_no_suspect, intensity, area
 
 
 def _churn(rng: np.random.Generator, n_months: int, n_areas: int) -> np.ndarray:
@@ -367,7 +428,7 @@ def _churn(rng: np.random.Generator, n_months: int, n_areas: int) -> np.ndarray:
 
 def _records(
     agency: _Agency, months: list[str], counts: np.ndarray, p_table: np.ndarray
-) -> tuple[pd.DataFrame, np.ndarray]:
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Expand counts (months, areas, types) to shuffled records with locations and outcomes."""
     rng, (areas, snap, streets) = agency.rng, agency.made()
     n_areas, n_types = counts.shape[1:]
@@ -412,7 +473,7 @@ def _records(
         "outcome": outcome,
         "context": "",
     })
-    return records, p_no_suspect
+    return records, p_no_suspect, np.asarray(a)
 
 
 def _suspect_categories(rng: np.random.Generator, k: np.ndarray) -> np.ndarray:

@@ -200,3 +200,24 @@ def given_suspect_table() -> pd.DataFrame:
         if matrix[k, c] > 0
     ]
     return pd.DataFrame(rows, columns=["crime_type", "category", "probability"])
+
+
+# --- People -----------------------------------------------------------------------------------
+# Who an incident happened to and who is suspected of it (policedata/synthetic_persons.py).
+#
+# Share of each crime type's incidents with a PERSONAL victim (a person or household, not a
+# business, an organisation or "the public"). Peel's assumptions, rounded from how police-recorded
+# crime in England and Wales is classified: bicycle, vehicle and theft-from-the-person offences
+# and violence are against a person; burglary is mostly residential (~70%), robbery mostly
+# personal (~90%); criminal damage and other theft are split between households and businesses;
+# a share of public-order offences (harassment, alarm or distress) has a person on the receiving
+# end. Shoplifting (the victim is a retailer), drugs and weapon possession (no victim) and other
+# crime (mostly offences against the state) have none; anti-social behaviour has no Crime ID, so
+# no person can be linked to it.
+PERSONAL_VICTIM_SHARE = _by_type({
+    "Bicycle theft": 1.0, "Burglary": 0.7, "Criminal damage and arson": 0.6, "Other theft": 0.5,
+    "Public order": 0.3, "Robbery": 0.9, "Theft from the person": 1.0, "Vehicle crime": 1.0,
+    "Violence and sexual offences": 1.0,
+})
+# A suspect is named exactly when the outcome is not NO_SUSPECT: every other category of
+# `SUSPECT_CATEGORIES` follows an identified suspect in the model above.

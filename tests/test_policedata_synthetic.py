@@ -33,7 +33,13 @@ def loaded(generated) -> tuple[pd.DataFrame, object]:
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    """Every file's bytes, except the person keys: hashed with a fresh federation secret per
+    data set (tests/test_persons_synthetic.py checks them)."""
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name not in ("persons.csv", "federation.key")
+    }
 
 
 # --- determinism and layout -------------------------------------------------------------------
@@ -71,7 +77,7 @@ def test_layout_and_manifest(generated):
         assert re.fullmatch(r"[A-Z][a-z]+ (Police|Constabulary)", agency["name"])
         folder = out / agency["folder"]
         files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
-        assert files == [f"{m}/{m}-{agency['slug']}-street.csv" for m in months]
+        assert files == sorted(["federation.key", "persons.csv", *(f"{m}/{m}-{agency['slug']}-street.csv" for m in months)])
         header = (folder / months[0] / f"{months[0]}-{agency['slug']}-street.csv").read_text().splitlines()[0]
         assert header == ",".join(STREET_COLUMNS)
     assert not list(out.rglob("*.tmp")), "temporary files left behind"

@@ -1,0 +1,318 @@
+"""Victims and suspects of the synthetic incidents: who is involved, drawn AFTER the records from a
+stream of their own, so adding people changes no record, outcome or ground-truth probability.
+
+The model
+---------
+People live somewhere. Every (agency, area) has a pool of residents; each resident has a
+propensity drawn from a heavy-tailed (log-normal) distribution, separately for victims and for
+offenders (the two populations are disjoint: victim-offender overlap is not modelled). An incident
+needing a person draws one from a pool by propensity:
+
+* the incident's own area with probability 1 - NEAR_SHARE - CROSS_SHARE,
+* one of the NEIGHBOURS nearest areas of the same agency with probability NEAR_SHARE,
+* a "border" resident of the nearest other agency with probability CROSS_SHARE: people living
+  in that agency's areas closest to this one (commuters, visitors, movers). Each border resident
+  faces exactly one other agency, so nobody appears in more than two agencies
+  (`persons.MAX_AGENCIES_PER_PERSON`), which is the public bound person-level accounting uses.
+
+So repeat victimisation and repeat offending come from the propensities (heavy tails), and a
+person's repeat incidents lie mostly in their home area and its neighbours.
+
+Who needs a person: a victim with probability `world.PERSONAL_VICTIM_SHARE` of the crime type (a
+draw of this stream); a suspect exactly when the outcome names one (not NO_SUSPECT, not empty).
+An outcome "Suspect charged as part of another case" always names a suspect who has another
+incident in the data.
+
+Calibration (what the tests check on generated data, federation-wide over 24 months)
+------------------------------------------------------------------------------------
+Victims: the most-victimised 5% of victims suffer VICTIM_TOP5_RANGE = 25-45% of the incidents
+with a personal victim. Farrell & Pease (1993, "Once bitten, twice bitten", Home Office Crime
+Prevention Unit paper 46), from the British Crime Survey: ~4% of respondents suffered ~44% of
+crimes; since only about a third of respondents were victims at all, those 4% are ~10-13% of
+victims, so the top 5% of VICTIMS carry less than 44%: about a third. Police records see fewer
+repeats than surveys (not every incident is reported), hence the range's lower end.
+
+Offenders: the most active 5% of suspects commit OFFENDER_TOP5_RANGE = 30-55% of the incidents
+with an identified suspect. Wolfgang, Figlio & Sellin (1972, Delinquency in a Birth Cohort):
+627 chronic offenders, 6.3% of the cohort but 18% of its 3,475 offenders, committed 52% of its
+offences, which puts the top 5% of offenders near a third; Falk et al. (2014, Soc Psychiatry
+Psychiatr Epidemiol 49:559) find 1% of the Swedish population, 4.4% of its violent offenders,
+convicted of 63% of violent crime: the range spans the two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import world
+from .schema import NO_SUSPECT, OUTCOME_CATEGORIES
+
+# The outcome that says the suspect has another case.
+CHARGED_ELSEWHERE = "Suspect charged as part of another case"
+assert CHARGED_ELSEWHERE in OUTCOME_CATEGORIES
+
+# Calibrated on the default synthetic federation (8 agencies, 120k incidents, 24 months); see
+# tests/test_persons_synthetic.py for the measured shares.
+VICTIM_TOP5_RANGE = (0.25, 0.45)
+OFFENDER_TOP5_RANGE = (0.30, 0.55)
+
+
+@dataclass(frozen=True)
+class Propensity:
+    """How involvement concentrates: a resident's propensity is log-normal (`sd`), times
+    `chronic_factor` for a `chronic_share` of residents (the few with many incidents); an area
+    has demand / `per_resident` residents (most of whom never appear)."""
+
+    sd: float
+    chronic_share: float
+    chronic_factor: float
+    per_resident: float
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        chronic = rng.random(n) < self.chronic_share
+        return rng.lognormal(0.0, self.sd, n) * np.where(chronic, self.chronic_factor, 1.0)
+
+
+VICTIMS = Propensity(sd=0.5, chronic_share=0.02, chronic_factor=50.0, per_resident=0.4)
+OFFENDERS = Propensity(sd=0.5, chronic_share=0.02, chronic_factor=100.0, per_resident=0.5)
+NEAR_SHARE = 0.2
+CROSS_SHARE = 0.04
+NEIGHBOURS = 6  # nearest areas of the same agency a person's incidents spread to
+BORDER_AREAS = 12  # areas of the nearest other agency whose residents cross into an agency
+BORDER_RESIDENT_SHARE = 0.5  # share of those areas' residents who do
+VISIT_RATIO = 0.3  # an agency's visitors' incidents there, per incident of theirs at home (at most)
+MOVER_SHARE = 0.04  # share of people (of the smaller side of two neighbours) who moved between them
+
+
+@dataclass(frozen=True)
+class AgencyIncidents:
+    """What drawing people needs of one agency's records (only records with a Crime ID)."""
+
+    crime_id: np.ndarray  # str
+    area: np.ndarray  # int, index into the agency's areas (the true area, also for no-location records)
+    crime_type: np.ndarray  # int, index into schema.CRIME_TYPES
+    month: np.ndarray  # int, months since the first month
+    outcome: np.ndarray  # str
+    area_xy: np.ndarray  # (areas, 2) centroids in equal-distance units (lon / LON_PER_LAT, lat)
+
+
+@dataclass(frozen=True)
+class Involvement:
+    """One agency's (record, role, person) rows: `person` indexes `People`."""
+
+    crime_id: np.ndarray  # str
+    role: np.ndarray  # str, persons.ROLES
+    person: np.ndarray  # int
+
+
+@dataclass(frozen=True)
+class People:
+    """Everyone drawn, by global person index: home agency and home area (index into that
+    agency's areas)."""
+
+    home_agency: np.ndarray  # int
+    home_area: np.ndarray  # int
+    role: np.ndarray  # str: the population a person was drawn from ("victim" or "suspect")
+
+
+def draw_people(rng: np.random.Generator, agencies: list[AgencyIncidents]) -> tuple[People, list[Involvement]]:
+    """Victims and suspects of every agency's incidents (see the module docstring)."""
+    grid = _Grid.of(agencies)
+    roles: list[tuple[str, list[np.ndarray], Propensity]] = []
+    victim_rows = [
+        rng.random(len(a.crime_id)) < world.PERSONAL_VICTIM_SHARE[a.crime_type] for a in agencies
+    ]
+    suspect_rows = [(a.outcome != NO_SUSPECT) & (a.outcome != "") for a in agencies]
+    roles.append(("victim", victim_rows, VICTIMS))
+    roles.append(("suspect", suspect_rows, OFFENDERS))
+
+    homes, home_areas, kinds, first = [], [], [], 0
+    rows: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in agencies]
+    for role, needs, propensity in roles:
+        agency_of = np.concatenate([np.full(int(n.sum()), i) for i, n in enumerate(needs)])
+        area_of = np.concatenate([a.area[n] for a, n in zip(agencies, needs, strict=True)])
+        person, home = _assign(rng, grid, agency_of, grid.offset[agency_of] + area_of, propensity)
+        if role == "suspect":
+            charged = np.concatenate([a.outcome[n] == CHARGED_ELSEWHERE for a, n in zip(agencies, needs, strict=True)])
+            person = _give_other_cases(rng, person, charged, agency_of)
+        month = np.concatenate([a.month[n] for a, n in zip(agencies, needs, strict=True)])
+        person = _move(rng, person, agency_of, month)
+        used, person = np.unique(person, return_inverse=True)  # keep only people with an incident
+        homes.append(grid.agency_of_area[home[used]])
+        home_areas.append(home[used] - grid.offset[grid.agency_of_area[home[used]]])
+        kinds.append(np.full(len(used), role))
+        person = person + first
+        first += len(used)
+        start = 0
+        for i, (agency, need) in enumerate(zip(agencies, needs, strict=True)):
+            n = int(need.sum())
+            rows[i].append((agency.crime_id[need], np.full(n, role), person[start : start + n]))
+            start += n
+    people = People(np.concatenate(homes), np.concatenate(home_areas), np.concatenate(kinds))
+    involvement = [
+        Involvement(
+            np.concatenate([ids for ids, _, _ in parts]),
+            np.concatenate([role for _, role, _ in parts]),
+            np.concatenate([person for _, _, person in parts]),
+        )
+        for parts in rows
+    ]
+    return people, involvement
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """Every area of the federation under one global index, with neighbour tables."""
+
+    offset: np.ndarray  # first global area of each agency
+    agency_of_area: np.ndarray  # (areas,)
+    near: np.ndarray  # (areas, NEIGHBOURS) global indices of the nearest areas of the same agency
+    border: list[np.ndarray]  # per agency: global areas of its nearest other agency facing it
+
+    @classmethod
+    def of(cls, agencies: list[AgencyIncidents]) -> _Grid:
+        sizes = np.array([len(a.area_xy) for a in agencies])
+        offset = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        agency_of_area = np.repeat(np.arange(len(agencies)), sizes)
+        near = np.concatenate([_nearest(a.area_xy, a.area_xy, NEIGHBOURS, exclude_self=True) + o for a, o in zip(agencies, offset, strict=True)])
+        centres = np.array([a.area_xy.mean(axis=0) for a in agencies])
+        border = []
+        for i in range(len(agencies)):
+            if len(agencies) == 1:
+                border.append(np.array([], dtype=np.int64))
+                continue
+            gap = np.linalg.norm(centres - centres[i], axis=1)
+            gap[i] = np.inf
+            j = int(np.argmin(gap))
+            facing = _nearest(centres[i : i + 1], agencies[j].area_xy, BORDER_AREAS, exclude_self=False)[0]
+            border.append(facing + offset[j])
+        return cls(offset, agency_of_area, near, border)
+
+
+def _nearest(points: np.ndarray, areas: np.ndarray, k: int, *, exclude_self: bool) -> np.ndarray:
+    """Indices of the `k` areas nearest each point (fewer areas: repeated); (points, k)."""
+    out = np.empty((len(points), k), dtype=np.int64)
+    for lo in range(0, len(points), 512):  # bounded memory for agencies with thousands of areas
+        d = np.linalg.norm(points[lo : lo + 512, None, :] - areas[None, :, :], axis=2)
+        if exclude_self and len(areas) > 1:
+            d[np.arange(len(d)), np.arange(lo, lo + len(d))] = np.inf
+        order = np.argsort(d, axis=1, kind="stable")[:, : min(k, len(areas))]
+        out[lo : lo + 512] = order[:, np.arange(k) % order.shape[1]]
+    return out
+
+
+def _assign(
+    rng: np.random.Generator, grid: _Grid, agency_of: np.ndarray, area_of: np.ndarray, propensity: Propensity
+) -> tuple[np.ndarray, np.ndarray]:
+    """Person index of each incident (global areas `area_of`), and every resident's home area."""
+    n = len(area_of)
+    u = rng.random(n)
+    cross = u < CROSS_SHARE
+    near = (u >= CROSS_SHARE) & (u < CROSS_SHARE + NEAR_SHARE)
+    source = area_of.copy()
+    source[near] = grid.near[area_of[near], rng.integers(0, NEIGHBOURS, int(near.sum()))]
+
+    # Residents: per area, enough that the area's demand averages `per_resident` each (crossing
+    # incidents counted at their own area too, so an incident that cannot cross finds residents).
+    demand = np.bincount(source, minlength=len(grid.agency_of_area))
+    residents = np.where(demand > 0, np.ceil(demand / propensity.per_resident), 0).astype(np.int64)
+    home = np.repeat(np.arange(len(residents)), residents)
+    weight = propensity.draw(rng, len(home))
+
+    # Border residents: each faces the one agency whose nearest neighbour their agency is.
+    faces = np.full(len(home), -1)
+    for i, areas in enumerate(grid.border):
+        candidate = np.isin(home, areas) & (faces < 0)
+        faces[candidate & (rng.random(len(home)) < BORDER_RESIDENT_SHARE)] = i
+    # Visitors come in proportion to the border population, not to the agency they visit: at
+    # most VISIT_RATIO of the border residents' own expected incidents (a small neighbour's border
+    # residents are not made into the big agency's most prolific offenders).
+    facing = np.bincount(faces[faces >= 0], minlength=len(grid.border))
+    for i in range(len(grid.border)):
+        mine = np.flatnonzero(cross & (agency_of == i))
+        capacity = int(VISIT_RATIO * facing[i] * propensity.per_resident)
+        if len(mine) > capacity:
+            cross[rng.choice(mine, size=len(mine) - capacity, replace=False)] = False
+
+    person = np.empty(n, dtype=np.int64)
+    local = ~cross
+    person[local] = _weighted_pick(rng, home, weight, source[local])
+    crossing = np.flatnonzero(faces >= 0)
+    crossing = crossing[np.argsort(faces[crossing], kind="stable")]  # grouped by the agency faced
+    person[cross] = crossing[_weighted_pick(rng, faces[crossing], weight[crossing], agency_of[cross])]
+    return person, home
+
+
+def _weighted_pick(rng: np.random.Generator, group: np.ndarray, weight: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """For each entry of `wanted` (a group id), an index into `group` of that group, drawn with
+    probability proportional to `weight`. `group` must be sorted (residents are created so);
+    every wanted group must be non-empty."""
+    if len(wanted) == 0:
+        return np.array([], dtype=np.int64)
+    cum = np.cumsum(weight)
+    start = np.searchsorted(group, wanted, side="left")
+    stop = np.searchsorted(group, wanted, side="right")
+    below = np.where(start > 0, cum[np.maximum(start - 1, 0)], 0.0)
+    target = below + rng.random(len(wanted)) * (cum[stop - 1] - below)
+    return np.asarray(np.clip(np.searchsorted(cum, target, side="right"), start, stop - 1))
+
+
+def _move(rng: np.random.Generator, person: np.ndarray, agency_of: np.ndarray, month: np.ndarray) -> np.ndarray:
+    """Movers: MOVER_SHARE of each agency's people (seen in that agency only) are paired with
+    people of another agency (chosen in proportion to its people: moves go more often to big
+    places) whose incidents all come later or all earlier, and become one person (their home:
+    where they were first). Nobody moves twice, so nobody appears in more than two agencies."""
+    n_people = int(person.max()) + 1 if len(person) else 0
+    n_agencies = int(agency_of.max()) + 1 if len(agency_of) else 0
+    pairs = np.unique(person * n_agencies + agency_of)  # (person, agency) seen together
+    seen_in = np.bincount(pairs // n_agencies, minlength=n_people) if n_agencies else np.zeros(0, dtype=np.int64)
+    only = np.full(n_people, -1)
+    one = seen_in[pairs // n_agencies] == 1
+    only[pairs[one] // n_agencies] = pairs[one] % n_agencies
+    first = np.full(n_people, np.iinfo(np.int64).max)
+    last = np.full(n_people, -1)
+    np.minimum.at(first, person, month)
+    np.maximum.at(last, person, month)
+
+    # Each agency's one-agency people in random order; movers are taken from the front.
+    queue = rng.permutation(n_people)
+    queue = queue[only[queue] >= 0]
+    queue = queue[np.argsort(only[queue], kind="stable")]
+    head = np.searchsorted(only[queue], np.arange(n_agencies))
+    end = np.searchsorted(only[queue], np.arange(n_agencies), side="right")
+    size = (end - head).astype(np.float64)
+    remap = np.arange(n_people)
+    for a in range(n_agencies):
+        to = np.delete(np.arange(n_agencies), a)
+        if size[to].sum() == 0:
+            continue
+        wanted = rng.multinomial(round(MOVER_SHARE * size[a]), size[to] / size[to].sum())
+        for b, k in zip(to[wanted > 0], wanted[wanted > 0], strict=True):
+            k = min(int(k), end[a] - head[a], (end[b] - head[b]) // 2)
+            x, y = queue[head[a] : head[a] + k], queue[head[b] : head[b] + k]
+            head[a] += k
+            head[b] += k
+            x_first = last[x] < first[y]
+            apart = x_first | (last[y] < first[x])  # one left before the other arrived
+            remap[np.where(x_first, y, x)[apart]] = np.where(x_first, x, y)[apart]
+    return np.asarray(remap[person])
+
+
+def _give_other_cases(rng: np.random.Generator, person: np.ndarray, charged: np.ndarray, agency_of: np.ndarray) -> np.ndarray:
+    """Incidents "charged as part of another case" whose suspect has no other incident get the
+    suspect of another incident of the same agency (drawn uniformly, so by activity), which then
+    has two."""
+    person = person.copy()
+    counts = np.bincount(person)
+    lone = np.flatnonzero(charged & (counts[person] == 1))
+    if len(lone) == 0:
+        return person
+    donors = np.setdiff1d(np.arange(len(person)), lone)
+    for i in np.unique(agency_of[lone]):
+        mine = lone[agency_of[lone] == i]
+        pool = donors[agency_of[donors] == i]
+        if len(pool):
+            person[mine] = person[rng.choice(pool, size=len(mine))]
+    return person
