@@ -257,6 +257,7 @@ class HotspotBaselines:
     vs_reference: dict[str, dict[str, Estimate]]  # map -> coverage label -> PAI difference
     sepp_fits: dict[str, SeppFit] = field(default_factory=dict)  # agency -> its SEPP fit
     curves: CoverageCurves | None = None
+    cells: str = "LSOAs"  # what a row is: "LSOAs" or "250 m grid squares"
     sentence: str = ""
     notes: list[str] = field(default_factory=list)
 
@@ -280,6 +281,7 @@ class HotspotBaselines:
             "sepp": {a: sepp_summary(fit) for a, fit in self.sepp_fits.items()},
             "dp_cost": {name: dp_cost(name) for name in self.baselines},
             "curves": self.curves.as_dict() if self.curves is not None else None,
+            "cells": self.cells,
             "computed_by": "the evaluation harness (not released by any agency; no ε spent)",
         }
 
@@ -309,15 +311,33 @@ def evaluate_baselines(
     for model, by_agency in models.items():
         if set(by_agency) != set(splits):
             raise ValueError(f"hotspot baselines: model {model!r} has scores for {sorted(by_agency)}, not the agencies {sorted(splits)}.")
-    months = sorted(set().union(*(set(s.test_months.tolist()) for s in splits.values())))
-    block = default_block(len(months)) if block is None else int(block)
-    index = circular_block_indices(len(months), block, replicates, np.random.default_rng(seed))
-
     scores: dict[str, dict[str, np.ndarray]] = {}
     fits: dict[str, SeppFit] = {}
     for name, split in splits.items():
         own, fits[name] = _scores_and_fit(split, areas, intensity, **settings)
         scores[name] = {**own, **{m: models[m][name] for m in models}}
+    return evaluate_maps(splits, scores, list(models), fits, coverages=coverages, replicates=replicates, block=block, seed=seed)
+
+
+def evaluate_maps(
+    splits: Mapping[str, HotspotSplit],
+    scores: Mapping[str, Mapping[str, np.ndarray]],
+    models: Sequence[str] = (),
+    fits: Mapping[str, SeppFit] | None = None,
+    *,
+    coverages: Sequence[float] = COVERAGES,
+    replicates: int = 1000,
+    block: int | None = None,
+    seed: int = 0,
+    cells: str = "LSOAs",
+) -> HotspotBaselines:
+    """Score the maps ``scores`` ({agency: {map: scores of its test rows}}; the names in
+    ``models`` are models, the rest baselines) as ``evaluate_baselines`` does. ``cells`` names
+    what the rows are, for the notes."""
+    coverages = [float(c) for c in coverages]
+    months = sorted(set().union(*(set(s.test_months.tolist()) for s in splits.values())))
+    block = default_block(len(months)) if block is None else int(block)
+    index = circular_block_indices(len(months), block, replicates, np.random.default_rng(seed))
     names = list(next(iter(scores.values())))
     baselines = [n for n in names if n not in models]
     # sums[map][coverage label] = {agency: (months, fields)}
@@ -332,7 +352,7 @@ def evaluate_baselines(
     vs = {m: {c: difference(np.asarray(pooled_sums[m][c]), np.asarray(pooled_sums[reference][c]), index) for c in pooled_sums[m]} for m in names if m != reference}
     flagged = {c: float(np.asarray(s)[:, 2].sum() / np.asarray(s)[:, 3].sum()) for c, s in pooled_sums[reference].items()}
     curves = coverage_curves(splits, scores, months)
-    result = HotspotBaselines(coverages, months, block, replicates, reference, list(models), baselines, pooled, per_agency, flagged, vs, fits, curves)
+    result = HotspotBaselines(coverages, months, block, replicates, reference, list(models), baselines, pooled, per_agency, flagged, vs, dict(fits or {}), curves, cells)
     result.sentence = comparison_sentence(result, headline)
     result.notes = _notes(result, headline)
     return result
@@ -402,11 +422,11 @@ def comparison_sentence(result: HotspotBaselines, coverage: str) -> str:
 
 def _notes(result: HotspotBaselines, coverage: str) -> list[str]:
     notes = [
-        "Cells are LSOAs and area shares count LSOAs, not square metres; police.uk snaps locations to anonymous map points, so no street-level claim is made.",
+        f"Cells are {result.cells} and area shares count cells, not square metres; police.uk snaps locations to anonymous map points, so no street-level claim is made.",
         f"The reference naive map ({result.reference}) is the strongest of {', '.join(f'naive-{n}m' for n in NAIVE_MONTHS)} on the pooled test PAI at {coverage}, so a win over it is conservative.",
         f"Intervals come from {len(result.months)} test months (block of {result.block}); they are rough.",
         "Baselines are computed by the evaluation harness from every agency's counts; released by an agency they would need DP (no ε is charged here).",
-        f"SEPP is fitted per agency on its training months only (caps: {SEPP_MAX_LAG} months of triggering, {SEPP_NEIGHBOURS} nearest areas); police.uk has months, not dates, so its decay is in whole months.",
+        f"SEPP is fitted per agency on its training months only (caps: {SEPP_MAX_LAG} months of triggering, {SEPP_NEIGHBOURS} nearest cells); police.uk has months, not dates, so its decay is in whole months.",
     ]
     oracle = result.pooled.get("oracle")
     if oracle is not None:
