@@ -105,3 +105,44 @@ def test_unit_conversions() -> None:
         assert textbook.epsilon == pytest.approx(k * eps1) and textbook.delta == pytest.approx(min(1.0, k * math.exp((k - 1) * eps1) * DELTA))
     with pytest.raises(ValueError):
         group_conversion(1.0, DELTA, 0)
+
+
+def test_heaviest_person_counts_records_and_units() -> None:
+    import numpy as np
+
+    from policedata.persons import NO_PERSON, RecordPersons
+    from privacy.person_epsilons import heaviest_person
+
+    N = NO_PERSON
+    # person 0: victim of records 0-2 (own unit); person 1: suspect in records 0, 1 and 3 (units of
+    # 0 and of 2) and in record 4 with no victim (own unit): 4 records over 3 units
+    persons = RecordPersons(np.array(["a", "b", "c"]), victim=np.array([0, 0, 0, 2, N]), suspect=np.array([1, 1, N, 1, 1]))
+    hp = heaviest_person(persons)
+    assert (hp.records, hp.units) == (4, 3)
+
+
+def test_epsilon_by_unit_person_and_record(tmp_path) -> None:
+    from privacy.person_epsilons import AgencyLedger, HeaviestPerson, epsilon_by_unit
+
+    histories = _person_ledgers(tmp_path)
+    agencies = [AgencyLedger(a, tmp_path / a / "ledger.sqlite", HeaviestPerson(6, 3)) for a in RELEASES]
+    block = epsilon_by_unit("person", agencies, max_agencies=2)
+    assert block is not None
+    within = max(_dp_accounting_epsilon(r) for r in RELEASES.values())
+    assert block["person_within_agency"]["epsilon"] == pytest.approx(within, rel=0.01)
+    assert block["person_across_federation"]["epsilon"] == pytest.approx(federation_epsilon(histories, DELTA, 2).epsilon)
+    assert block["record"]["epsilon"] > 0 and block["person_all_roles_heaviest"]["units"] == 3
+    conv = block["group_conversion_heaviest_person"]
+    assert conv["k"] == 6 and conv["epsilon"] == pytest.approx(6 * block["per_agency"][conv["agency"]]["record"])
+    # the same agencies with no person ledger but record ledgers: record unit
+    for a, releases in RELEASES.items():
+        with Ledger.open(tmp_path / a / "ledger.sqlite", a) as ledger:
+            for i, release in enumerate(releases):
+                ledger.charge("run", "fedavg-dp", i + 1, release, delta=DELTA, accountant="pld", budget=50.0)
+    record = epsilon_by_unit("record", agencies, max_agencies=2)
+    assert record is not None
+    assert record["record"]["epsilon"] == pytest.approx(within, rel=0.01)
+    assert record["person_within_agency"]["epsilon"] == pytest.approx(6 * record["record"]["epsilon"])
+    top2 = sorted((6 * e["record"] for e in record["per_agency"].values()), reverse=True)[:2]
+    assert record["person_across_federation"]["epsilon"] == pytest.approx(sum(top2))
+    assert epsilon_by_unit("person", [AgencyLedger("x", tmp_path / "none" / "ledger.sqlite")], max_agencies=2) is None

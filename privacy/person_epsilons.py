@@ -1,0 +1,153 @@
+"""summary.json's `epsilon_by_unit`: one DP architecture's guarantee read three ways — per incident
+record, per person within one agency, per person across the federation — with the textbook
+group-privacy conversion for the heaviest person beside them for contrast. Each figure names
+its δ and how it was obtained (privacy/person_unit.py has the arguments).
+
+From the agencies' ledgers, spent to date at each ledger's pinned δ; max over agencies, never an
+average. Record unit: the record ledgers; the person figures are group conversions for the
+heaviest person (the only person-level statement record-level DP-SGD supports). Person unit: the
+person ledgers; the record figure is their replace-one ε (one record changes one unit's content).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from policedata.persons import NO_PERSON, RecordPersons
+from privacy.accounting import REPLACE_ONE, Entry, epsilon
+from privacy.group import group_history
+from privacy.ledger import Ledger, LedgerError
+from privacy.person_clip import owners
+from privacy.person_unit import federation_epsilon, group_conversion, person_ledger_path, record_epsilon_of_person_releases
+
+__all__ = ["AgencyLedger", "HeaviestPerson", "epsilon_by_unit", "heaviest_person"]
+
+
+@dataclass(frozen=True)
+class HeaviestPerson:
+    """In one agency's training records: the most records any person is in (any role), and the
+    most units (owners, privacy.person_clip.owners) any person's records fall in."""
+
+    records: int
+    units: int
+
+
+def heaviest_person(persons: RecordPersons) -> HeaviestPerson:
+    """The heaviest person of the records `persons` describes (0, 0 for records with nobody)."""
+    n = len(persons.keys)
+    if n == 0:
+        return HeaviestPerson(0, 0)
+    owner = owners(persons.victim, persons.suspect)
+    pairs = [np.stack([persons.of(role), owner], axis=1) for role in ("victim", "suspect")]
+    both = np.concatenate(pairs)
+    both = np.unique(both[both[:, 0] != NO_PERSON], axis=0)  # (person, owner) once each
+    units = np.bincount(both[:, 0], minlength=n)
+    return HeaviestPerson(int(persons.records_per_person().max()), int(units.max()))
+
+
+@dataclass(frozen=True)
+class AgencyLedger:
+    """What `epsilon_by_unit` needs of one agency: its record ledger's path, and its heaviest
+    person (None where the data has no person keys)."""
+
+    name: str
+    ledger: Path
+    heaviest: HeaviestPerson | None = None
+
+
+def _history(path: Path) -> tuple[list[Entry], float | None]:
+    try:
+        if not path.is_file():
+            return [], None
+        with Ledger.inspect(path) as book:
+            return book.history(), book.pinned_delta()
+    except LedgerError:
+        return [], None
+
+
+def _figure(eps: float, delta: float, method: str, **extra: Any) -> dict[str, Any]:
+    return {"epsilon": eps, "delta": delta, "method": method, **extra}
+
+
+def epsilon_by_unit(unit: str, agencies: Sequence[AgencyLedger], *, max_agencies: int, accountant: str = "auto") -> dict[str, Any] | None:
+    """The block for one DP architecture (None if no agency has charged anything)."""
+    ledger_of = (lambda a: person_ledger_path(a.ledger)) if unit == "person" else (lambda a: a.ledger)
+    read = {a.name: _history(ledger_of(a)) for a in agencies}
+    histories: Mapping[str, list[Entry]] = {n: h for n, (h, d) in read.items() if h and d is not None}
+    if not histories:
+        return None
+    delta = max(float(d) for h, d in read.values() if h and d is not None)  # the weakest pinned δ
+    heaviest = {a.name: a.heaviest for a in agencies if a.name in histories}
+    per_agency: dict[str, dict[str, Any]] = {}
+    for name, history in histories.items():
+        own = epsilon(history, delta, accountant, "add-remove")
+        if unit == "person":
+            record = record_epsilon_of_person_releases(history, delta)
+            entry: dict[str, Any] = {"record": record, "person_within_agency": own}
+        else:
+            record = own
+            entry = {"record": record, "person_within_agency": None}
+        hp = heaviest.get(name)
+        if hp is not None and hp.records > 0:
+            entry["heaviest_person_records"] = hp.records
+            entry["group_conversion_heaviest_person"] = group_conversion(record, delta, hp.records).as_dict()
+            if unit == "person":
+                entry["heaviest_person_units"] = hp.units
+                entry["person_all_roles_heaviest"] = _all_roles(history, delta, hp.units)
+            else:
+                entry["person_within_agency"] = entry["group_conversion_heaviest_person"]["epsilon"]
+        per_agency[name] = entry
+    worst = max(per_agency, key=lambda n: per_agency[n]["record"])
+    out: dict[str, Any] = {
+        "unit": unit,
+        "record": _figure(per_agency[worst]["record"], delta, "replace-one PLD of the person ledgers (one record changes one person's clipped sum)" if unit == "person" else "the record ledgers (add/remove-one record)", agency=worst),
+        "per_agency": per_agency,
+    }
+    conversions = {n: e["group_conversion_heaviest_person"] for n, e in per_agency.items() if "group_conversion_heaviest_person" in e}
+    if conversions:
+        top = max(conversions, key=lambda n: conversions[n]["epsilon"])
+        out["group_conversion_heaviest_person"] = {**conversions[top], "agency": top, "method": f"group privacy (k·ε, k·e^((k-1)ε)·δ) of the record-level ε for the heaviest person (k = {conversions[top]['k']} records); for contrast"}
+    if unit == "person":
+        within = max(per_agency, key=lambda n: per_agency[n]["person_within_agency"])
+        out["person_within_agency"] = _figure(per_agency[within]["person_within_agency"], delta, "add/remove one person with every record attributed to them (victim, else suspect), PLD of the person ledger", agency=within)
+        out["person_across_federation"] = federation_epsilon(histories, delta, max_agencies).as_dict()
+        spread = {n: e["person_all_roles_heaviest"] for n, e in per_agency.items() if e.get("person_all_roles_heaviest")}
+        if spread:
+            top = max(spread, key=lambda n: spread[n]["epsilon"])
+            out["person_all_roles_heaviest"] = {**spread[top], "agency": top}
+    elif conversions:
+        # Record-level DP-SGD says nothing per person beyond group privacy: the conversions, and
+        # across agencies their basic composition over the max_agencies largest.
+        top = conversions[max(conversions, key=lambda n: conversions[n]["epsilon"])]
+        out["person_within_agency"] = _figure(top["epsilon"], top["delta"], "group privacy of the record-level ε for the heaviest person (no person-level mechanism)", agency=max(conversions, key=lambda n: conversions[n]["epsilon"]))
+        largest = sorted(conversions.values(), key=lambda c: c["epsilon"], reverse=True)[:max_agencies]
+        out["person_across_federation"] = _figure(
+            sum(c["epsilon"] for c in largest), min(1.0, sum(c["delta"] for c in largest)),
+            f"basic composition of the {len(largest)} largest per-agency group conversions (max_agencies = {max_agencies})", max_agencies=max_agencies,
+        )
+    else:
+        out["person_within_agency"] = out["person_across_federation"] = None
+    return out
+
+
+def _all_roles(history: Sequence[Entry], delta: float, units: int) -> dict[str, Any] | None:
+    """ε for a person whose records fall in `units` units (their own and their victims'): each
+    step replace-one at rate 1-(1-q)^g, sensitivity gC (privacy.group.incident_epsilon's bound)."""
+    try:
+        eps = epsilon(group_history(history, units), delta, "pld", REPLACE_ONE)
+    except ValueError:
+        return None  # a release kind the group bound does not cover
+    return asdict(_AllRoles(eps, delta, units))
+
+
+@dataclass(frozen=True)
+class _AllRoles:
+    epsilon: float
+    delta: float
+    units: int
+    method: str = "remove the person from every record, in any role: their records span g units; replace-one PLD of each step's g units (rate 1-(1-q)^g, sensitivity gC)"
