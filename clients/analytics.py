@@ -27,6 +27,7 @@ from federation import contract
 from federation.policy import AgencyPolicy
 from federation.secure_sum import KeyPair, MaskedVector, mask
 from policedata.loader import load_street_folder
+from privacy.audit_trail import append, payload_sha256
 from privacy.budget import BudgetExceeded, ReleaseRefused, epsilon_after
 from privacy.count_release import ShareDesign, count_event
 from privacy.ledger import Ledger, LedgerError, RelationMismatch
@@ -52,11 +53,12 @@ class AnalyticsAgency:
     records: pd.DataFrame = field(repr=False)
     max_cell_count: int = 1_000_000_000
     keys: KeyPair = field(default_factory=KeyPair, repr=False)  # fresh per agency object (per run)
+    trail: Path | None = None  # the hash-chained message log a line is appended to before each release leaves
 
     @classmethod
-    def load(cls, name: str, folder: Path, ledger: Path, policy: AgencyPolicy, agency_column: str = "Falls within", agency_pattern: str | None = None, max_cell_count: int = 1_000_000_000) -> AnalyticsAgency:
+    def load(cls, name: str, folder: Path, ledger: Path, policy: AgencyPolicy, agency_column: str = "Falls within", agency_pattern: str | None = None, max_cell_count: int = 1_000_000_000, trail: Path | None = None) -> AnalyticsAgency:
         records, _ = load_street_folder(folder, agency_column, agency_pattern)
-        return cls(name, ledger, policy, records[records["agency"] == name].reset_index(drop=True), max_cell_count)
+        return cls(name, ledger, policy, records[records["agency"] == name].reset_index(drop=True), max_cell_count, trail=trail)
 
     # --- inside the agency ---------------------------------------------------------------
     def _exact(self, histogram: Histogram, domain: Domain) -> np.ndarray:
@@ -87,22 +89,39 @@ class AnalyticsAgency:
         except LedgerError as exc:
             raise AnalyticsRefused(f"{self.name}: {exc}") from None
 
-    def _charge(self, event: MechanismEvent, run_id: str, label: str) -> float:
-        """Charge `event` to the ledger (durably) before anything leaves; ε after it."""
+    def _charge(self, event: MechanismEvent, run_id: str, label: str) -> tuple[float, int]:
+        """Charge `event` to the ledger (durably) before anything leaves: (ε after it, its
+        release number in this run — the ledger's and the trail's `round`)."""
         try:
             with Ledger.open(self.ledger, self.name) as ledger:
                 ledger.set_budget(self.policy.budget, self.policy.delta, source=f"analytics {run_id}")
-                return ledger.charge(run_id, ANALYTICS_ARCHITECTURE, 0, event, delta=self.policy.delta, accountant=self._accountant(), budget=self.policy.budget, mechanism=label, neighbouring=NEIGHBOURING)
+                number = 1 + sum(1 for r in ledger.rows() if r["run_id"] == run_id and r["architecture"] == ANALYTICS_ARCHITECTURE)
+                after = ledger.charge(run_id, ANALYTICS_ARCHITECTURE, number, event, delta=self.policy.delta, accountant=self._accountant(), budget=self.policy.budget, mechanism=label, neighbouring=NEIGHBOURING)
+                return after, number
         except (BudgetExceeded, RelationMismatch, LedgerError) as exc:
             raise AnalyticsRefused(f"{self.name}: {exc}") from None
+
+    def _record(self, run_id: str, number: int, fields: list[str], payload: np.ndarray, event: MechanismEvent | None, spent: float | None) -> None:
+        """The trail line of a release about to leave (field names, size, payload hash, ε after)."""
+        if self.trail is None:
+            return
+        dp = {"sigma": event.noise, "sensitivity": event.sensitivity, "kind": event.kind, "delta": self.policy.delta} if event is not None else None
+        append(self.trail, {
+            "run": run_id, "architecture": ANALYTICS_ARCHITECTURE, "round": number, "agency": self.name, "type": contract.ANALYTICS_REPLY,
+            "fields": sorted(fields), "sizes": {"bytes": int(payload.nbytes), "num_examples": 0}, "dp": dp, "epsilon": spent,
+            "payload_sha256": payload_sha256(np.ascontiguousarray(payload).tobytes()),
+        })
 
     # --- what leaves ---------------------------------------------------------------------
     def local_release(self, histogram: Histogram, domain: Domain, sigma: float, run_id: str) -> np.ndarray:
         """Its own counts + N_Z(0, σ²), charged first: published as they are (local mode)."""
-        contract.check(contract.ANALYTICS_REPLY, "dp", [contract.NOISY_COUNTS, contract.AGENCY, contract.EPSILON_SPENT_TO_DATE])
+        fields = contract.check(contract.ANALYTICS_REPLY, "dp", [contract.NOISY_COUNTS, contract.AGENCY, contract.EPSILON_SPENT_TO_DATE])
         exact = self._exact(histogram, domain)
-        self._charge(count_event(sigma), run_id, f"discrete-gaussian-count:{histogram.name}:local")
-        return exact + sample_discrete_gaussian(sigma, exact.size)
+        event = count_event(sigma)
+        spent, number = self._charge(event, run_id, f"discrete-gaussian-count:{histogram.name}:local")
+        noisy = exact + sample_discrete_gaussian(sigma, exact.size)
+        self._record(run_id, number, fields, noisy, event, spent)
+        return noisy
 
     def public_key(self) -> bytes:
         """Its key-agreement public key for the pairwise masks (cryptographic, no data)."""
@@ -114,22 +133,26 @@ class AnalyticsAgency:
         (federated mode). Charged as the discrete Gaussian σ the sum guarantees with up to
         `design.tolerate` shares missing. σ = 0 (no noise, nothing charged) only when a test
         says so explicitly: no config or command reaches it."""
-        contract.check(contract.ANALYTICS_REPLY, "dp", [contract.MASKED_COUNTS, contract.AGENCY, contract.EPSILON_SPENT_TO_DATE])
+        fields = contract.check(contract.ANALYTICS_REPLY, "dp", [contract.MASKED_COUNTS, contract.AGENCY, contract.EPSILON_SPENT_TO_DATE])
         exact = self._exact(histogram, domain)
         if design.sigma == 0:
             if not noise_off_for_tests:
                 raise AnalyticsRefused(f"{self.name}: refusing to send counts without noise")
-        else:
-            self._charge(count_event(design.guaranteed_sigma), run_id, f"discrete-gaussian-count:{histogram.name}:federated-share")
-        noisy = exact + sample_discrete_gaussian(design.share_sigma, exact.size)
-        return mask(self.name, self.keys, peers, noisy, modulus, context)
+            return mask(self.name, self.keys, peers, exact, modulus, context)
+        event = count_event(design.guaranteed_sigma)
+        spent, number = self._charge(event, run_id, f"discrete-gaussian-count:{histogram.name}:federated-share")
+        masked = mask(self.name, self.keys, peers, exact + sample_discrete_gaussian(design.share_sigma, exact.size), modulus, context)
+        self._record(run_id, number, fields, masked.values, event, spent)
+        return masked
 
     def exact_to_trusted(self, histogram: Histogram, domain: Domain, sigma: float, run_id: str) -> np.ndarray:
         """Its exact counts for a coordinator trusted to add N_Z(0, σ²): charged for the noised
         release the coordinator promises (federated-trusted mode)."""
-        contract.check(contract.ANALYTICS_REPLY, "plain", [contract.EXACT_COUNTS, contract.AGENCY])
+        fields = contract.check(contract.ANALYTICS_REPLY, "plain", [contract.EXACT_COUNTS, contract.AGENCY])
         exact = self._exact(histogram, domain)
-        self._charge(count_event(sigma), run_id, f"discrete-gaussian-count:{histogram.name}:trusted-coordinator")
+        event = count_event(sigma)
+        spent, number = self._charge(event, run_id, f"discrete-gaussian-count:{histogram.name}:trusted-coordinator")
+        self._record(run_id, number, fields, exact, event, spent)
         return exact
 
     def spent(self) -> float:

@@ -26,11 +26,13 @@ from clients.analytics import AnalyticsAgency, AnalyticsRefused
 from experiments.analytics_config import AnalyticsConfig, QueryConfig
 from experiments.analytics_scoring import count_errors, rate_errors, rate_half_width, rates, top_k, top_k_scores
 from experiments.config import ConfigError, PeelConfig, dump
-from experiments.prepare import add_months, assign_budgets, check_output_folder, materialise
+from experiments.prepare import add_months, check_output_folder, materialise, write_spec
 from experiments.results import write_atomic, write_json
 from federation.policy import AgencyPolicy
 from federation.secure_sum import modulus_for
+from federation.spec import TRAIL_FILE
 from policedata.loader import load_areas
+from privacy import audit_trail
 from privacy.count_release import Z95, ShareDesign, calibrate_count_sigma, count_event
 from privacy.mechanisms import MechanismEvent
 from privacy.noise import discrete_gaussian_variance
@@ -209,7 +211,7 @@ def run_query(q: QueryConfig, analytics: AnalyticsConfig, domain: Domain, agenci
     if query.kind == "top_k":
         scores = top_k_scores(first.values, truth, query.k)
         chosen = top_k(first.values, query.k)
-        frame["rank"] = pd.Series(range(1, len(chosen) + 1), index=chosen)
+        frame["rank"] = pd.Series(range(1, len(chosen) + 1), index=chosen).astype("Int64")
         frame = frame.loc[chosen] if not with_truth else frame
         summary.update(k=query.k, overlap=scores.overlap, pai=scores.pai, pai_exact=scores.pai_exact)
     return QueryOutcome(query.name, query.kind, frame, summary)
@@ -246,11 +248,11 @@ def analyze(config: PeelConfig, config_file: str = "", *, noise_off_for_tests: b
     started = time.perf_counter()
     try:
         federation = materialise(config, run_dir / "data")
-        assign_budgets(config, federation)
+        write_spec(config, federation, run_dir, config_file=config_file)  # budgets, ledgers; read by `peel trail verify`
         if _needs_areas(analytics) and federation.areas is None:
             raise ConfigError(f"{config_file or 'config'}: analytics: a query groups by area, which needs the public areas table (data.areas)")
         agencies = [
-            AnalyticsAgency.load(a["name"], Path(a["folder"]), Path(a["ledger"]), AgencyPolicy.from_dict(a["policy"]), config.data.agency.column, config.data.agency.pattern, analytics.max_cell_count)
+            AnalyticsAgency.load(a["name"], Path(a["folder"]), Path(a["ledger"]), AgencyPolicy.from_dict(a["policy"]), config.data.agency.column, config.data.agency.pattern, analytics.max_cell_count, trail=run_dir / TRAIL_FILE)
             for a in federation.agencies
         ]
     except BaseException:
@@ -269,6 +271,7 @@ def analyze(config: PeelConfig, config_file: str = "", *, noise_off_for_tests: b
         if outcome.frame is not None:
             write_atomic(run_dir / "analytics" / f"{q.name}.csv", outcome.frame.to_csv(index=False, float_format="%.6g"))
         results[q.name] = outcome.summary
+    audit_trail.close(run_dir / TRAIL_FILE, run_dir.name)
     summary = {
         "run_id": run_dir.name,
         "config_file": config_file,
@@ -282,6 +285,7 @@ def analyze(config: PeelConfig, config_file: str = "", *, noise_off_for_tests: b
             "queries": results,
             "max_epsilon_after": max((a.spent() for a in agencies), default=0.0),
         },
+        "audit_trail": {"file": TRAIL_FILE, "head": audit_trail.head(run_dir / TRAIL_FILE)},
     }
     write_json(run_dir / "summary.json", _json_safe(summary))
     return run_dir

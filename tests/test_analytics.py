@@ -74,7 +74,7 @@ def test_error_std_and_interval_coverage_over_200_releases(tmp_path: Path, monke
     """The noise each mode states: 200 releases of a 6-cell histogram (1,200 errors). The ledger
     is tested below; here charging is counted, not written (200 PLD charges take minutes)."""
     charged: list[float] = []
-    monkeypatch.setattr(AnalyticsAgency, "_charge", lambda self, event, run_id, label: charged.append(event.noise) or 0.0)
+    monkeypatch.setattr(AnalyticsAgency, "_charge", lambda self, event, run_id, label: (charged.append(event.noise), (0.0, 1))[1])
     agencies = _agencies(tmp_path, [50, 300, 1000, 7])
     domain = _domain(agencies)
     exact = an.pooled(agencies, HIST, domain)
@@ -205,3 +205,51 @@ def test_joint_calibration_spends_the_block_epsilon() -> None:
     sig = an.histogram_sigmas(analytics, DELTA)
     assert sig["a"][0] == pytest.approx(calibrate_count_sigma(1.0, DELTA), rel=1e-9)
     assert sig["b"][0] > sig["a"][0]
+
+
+def _write_config(tmp_path: Path, extra: str = "") -> Path:
+    text = (Path(__file__).resolve().parents[1] / "configs" / "analytics.yaml").read_text(encoding="utf-8")
+    path = tmp_path / "analytics.yaml"
+    path.write_text(text.replace("output: runs", f"output: {tmp_path / 'runs'}") + extra, encoding="utf-8")
+    return path
+
+
+@pytest.mark.slow
+def test_peel_analyze_example_config_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`peel analyze configs/analytics.yaml` on the default data: files, figures, the ledger
+    spend, the trail, in under a minute."""
+    import json
+    import time
+
+    from experiments.cli import main
+    from experiments.trail import verify_run
+
+    started = time.perf_counter()
+    assert main(["analyze", str(_write_config(tmp_path))]) == 0
+    assert time.perf_counter() - started < 60
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))["analytics"]
+    assert set(summary["queries"]) == {"by_type_month", "by_agency_outcome", "no_suspect_rate", "hotspots"}
+    for name, q in summary["queries"].items():
+        assert q["refused"] is None and q["mode"] == "federated"
+        frame = pd.read_csv(run_dir / "analytics" / f"{name}.csv")
+        assert {"released", "half_width_95", "true"} <= set(frame.columns)
+        assert max(q["epsilon_after"].values()) <= 1.0 + 1e-6  # the block's ε, charged in each ledger
+    assert summary["max_epsilon_after"] == pytest.approx(1.0, rel=0.01)
+    assert summary["queries"]["hotspots"]["overlap"] > 0.8
+    assert (run_dir / "configs" / "analytics.yaml").is_file()
+    assert verify_run(run_dir) == 0
+
+
+def test_peel_analyze_bad_input_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from experiments.cli import main
+
+    config = _write_config(tmp_path)
+    assert main(["analyze", str(config), "--set", "analytics.queries=[{name: q, by: [weekday]}]"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "analytics.queries.0.by.0" in err
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(f"output: {tmp_path / 'runs'}\n", encoding="utf-8")
+    assert main(["analyze", str(plain)]) == 2
+    assert "no analytics: block" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()  # nothing written
