@@ -105,6 +105,7 @@ def load_csv_source(
     date_format: str | None = None,
     delimiter: str = ",",
     vocabulary: CsvVocabulary | None = None,
+    min_agency_records: int = 2,
 ) -> tuple[pd.DataFrame, CsvLoadReport]:
     """Read one incident CSV whose `columns` ({Peel field: their column}) say where each record
     field is, translating values with `values` ({field: {their value: Peel's value}}), and
@@ -162,7 +163,7 @@ def load_csv_source(
     outcomes = _outcome_counts(outcome)
     _check_positive(vocabulary.positive, outcomes, columns, "outcome" in values)
     crime_id, hashed = _crime_ids(cells, where)
-    per_agency = _check_agency_sizes(agency, where)
+    per_agency = _check_agency_sizes(agency, where, min_agency_records)
 
     agency_names = agency.values()
     text = {"crime_id": crime_id, "month": month, "reported_by": agency_names, "falls_within": agency_names,
@@ -455,9 +456,11 @@ def _hex_ids(digest: np.ndarray) -> np.ndarray:
     return np.array(["row-" + h for h in chars.view("<U16").reshape(-1).tolist()], dtype=object)
 
 
-def _check_agency_sizes(agency: Coded, where: Where) -> dict[str, int]:
+def _check_agency_sizes(agency: Coded, where: Where, minimum: int = 2) -> dict[str, int]:
+    """Records per agency; an agency below `minimum` is an error (training needs 2: one to
+    train on, one to test on; scoring new incidents with `peel predict` needs 1)."""
     counts = agency.counts()
-    small = counts <= 1
+    small = counts < minimum
     if small.any():
         j = int(np.argmax(small))
         raise DataError(where.at(
