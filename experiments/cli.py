@@ -245,6 +245,9 @@ def _analyze(args: argparse.Namespace) -> int:
     run_dir = analyze(config, args.config)
     _say(format_summary(json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))))
     print(f"\nResults: {run_dir}/summary.json (one CSV per query: {run_dir}/analytics/)")
+    from experiments.report.analytics_section import write_page
+
+    print(f"Report: {write_page(run_dir)}")
     return 0
 
 
