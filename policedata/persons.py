@@ -54,6 +54,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .checks import check_regular_file, shorten
 from .errors import DataError
 
 ROLES: tuple[str, ...] = ("victim", "suspect")
@@ -105,6 +106,8 @@ def read_federation_key(agency_dir: Path) -> bytes:
     """The federation secret kept in `agency_dir`; DataError (one line) if absent or malformed."""
     path = Path(agency_dir) / FEDERATION_KEY_FILE
     try:
+        if path.exists():
+            check_regular_file(path, limit=1024)
         text = path.read_text(encoding="ascii").strip()
     except FileNotFoundError:
         raise DataError(f"{path}: no federation key (the secret the agencies share to link person keys)") from None
@@ -190,7 +193,7 @@ def table_from_frame(frame: pd.DataFrame, where: str) -> PersonTable:
     fail(crime_id == "", "empty Crime ID (a person is linked to a record by its Crime ID)")
     bad_role = ~np.isin(role, ROLES)
     if bad_role.any():
-        fail(bad_role, f"role {role[bad_role][0]!r} is not one of {', '.join(ROLES)}")
+        fail(bad_role, f"role {shorten(str(role[bad_role][0]))} is not one of {', '.join(ROLES)}")
     fail(person == "", "empty person key")
     pair = pd.Series(crime_id + "\x1f" + role)
     fail(pair.duplicated().to_numpy(), "a second person in the same role for one Crime ID (Peel keeps one per role)")
@@ -200,8 +203,9 @@ def table_from_frame(frame: pd.DataFrame, where: str) -> PersonTable:
 def load_persons(agency_dir: Path) -> PersonTable:
     """The agency's persons.csv; DataError (one line) if it is absent or malformed."""
     path = Path(agency_dir) / PERSONS_FILE
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"{path}: no persons file; this data set has no person keys (Crime ID, role, person)")
+    check_regular_file(path)  # a FIFO or a device is refused before it is opened
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
     except (ValueError, OSError, UnicodeDecodeError) as err:
