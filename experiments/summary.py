@@ -10,6 +10,7 @@ from pathlib import Path
 from experiments.config import PeelConfig
 from experiments.hotspot_baselines import hotspot_baselines
 from experiments.ledgers import agency_figures
+from experiments.person_figures import epsilon_by_unit_of
 from experiments.reference import outcome_reference
 from experiments.results import write_json
 from experiments.run_folder import RunFolder
@@ -153,6 +154,10 @@ def summarise(folder: RunFolder) -> Path:
 
         audit_folder(folder)
     config, splits, federation = folder.config, folder.splits, folder.federation
+    by_unit = epsilon_by_unit_of(folder) if any(architectures.is_record_dp(a) for a in config.architectures) else None
+    for arch in config.architectures:  # the three ε's (record, person within agency, across the federation)
+        if architectures.is_record_dp(arch) and arch in folder.results:
+            folder.results[arch]["epsilon_by_unit"] = by_unit
     summary = {
         "run_id": folder.run_dir.name,
         "config_file": str(folder.config_file),

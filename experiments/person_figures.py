@@ -1,0 +1,39 @@
+"""The harness's person figures for summary.json (`epsilon_by_unit` per DP architecture): each
+agency's ledgers and, where its folder has person keys, its heaviest person among its training
+records. Read where the harness runs beside the agencies (simulation); nothing here leaves an
+agency, and an agency without persons.csv simply gets no person-level contrast figures."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from experiments.run_folder import RunFolder
+from policedata.errors import DataError
+from policedata.persons import crime_ids_of_record_keys, has_persons, load_persons
+from privacy.person_epsilons import AgencyLedger, HeaviestPerson, epsilon_by_unit, heaviest_person
+
+log = logging.getLogger("peel.run")
+
+
+def _heaviest(folder: Path, train_keys: Any) -> HeaviestPerson | None:
+    if train_keys is None or not has_persons(folder):
+        return None
+    try:
+        table = load_persons(folder)
+    except DataError as exc:
+        log.warning("no person figures for %s: %s", folder, exc)
+        return None
+    return heaviest_person(table.for_records(crime_ids_of_record_keys(train_keys)))
+
+
+def epsilon_by_unit_of(folder: RunFolder) -> dict[str, Any] | None:
+    """`epsilon_by_unit` of the run's ledgers, spent to date like `epsilon` (so the same block for
+    every DP architecture of the run); None if no agency has charged anything."""
+    config = folder.config
+    agencies = [
+        AgencyLedger(a["name"], Path(a["ledger"]), _heaviest(Path(a["folder"]), getattr(folder.splits[a["name"]], "train_keys", None)))
+        for a in folder.federation.agencies
+    ]
+    return epsilon_by_unit(config.privacy.unit, agencies, max_agencies=config.privacy.person.max_agencies, accountant=config.privacy.accountant)
