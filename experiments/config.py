@@ -418,6 +418,8 @@ class PeelConfig(_Section):
                 raise ValueError("data.columns: required when data.source is csv (which column holds agency, date, category, ...)")
             if data.areas and not Path(data.areas).is_file():
                 raise ValueError(f"data.areas: file {data.areas!r} does not exist")
+            if data.features and data.features.areas and not data.columns.area:
+                raise ValueError("data.features.areas: no column is mapped to area in data.columns (the codes are looked up there)")
         elif data.source != "csv" and (data.columns is not None or data.values):
             raise ValueError("data.columns: only for data.source csv")
         if data.source != "csv" and data.features is not None:
