@@ -221,3 +221,28 @@ def test_us_city_mlp_matches_a_pooled_logistic_regression():
     print(f"us_city: central MLP AUC {mlp:.3f}, pooled logistic regression AUC {reference:.3f}")
     assert reference > 0.75  # the made-up effects are there to be learned
     assert abs(mlp - reference) <= 0.02
+
+
+def test_without_region_or_areas_table_coordinates_are_no_feature(tmp_path):
+    records, report = _load(_csv(tmp_path, ROWS), region=None)
+    assert report.rows_outside_region == 0 and "coordinates: no feature: declare data.features.region" in "\n".join(report.lines())
+    layout = FeatureLayout(categories=("BURG",), coordinates="box")
+    X = features.encode(records, None, layout)
+    assert not X[:, [layout.column("latitude"), layout.column("longitude"), layout.column("outside_region")]].any()
+    assert X[:, layout.column("no_location")].tolist() == [0, 0, 1, 0, 0, 0]
+
+
+def test_area_codes_need_an_area_column():
+    base = load_config(US_CONFIG).model_dump(mode="json")
+    with pytest.raises(ConfigError, match="data.features.areas: no column is mapped to area"):
+        validate({**base, "data": {**base["data"], "columns": {**base["data"]["columns"], "area": None}}}, "c.yaml")
+
+
+def test_data_check_prints_the_own_vocabulary_counts():
+    from experiments.data_check import check
+
+    text = "\n".join(check(load_config(US_CONFIG)).lines)
+    assert "category outside data.features.categories (10)" in text
+    assert "categories not in data.features.categories, encoded as unknown: 'LIQUOR' (250)" in text
+    assert "coordinates: scaled to latitude 44.89..45.05" in text and "records far outside that region" in text
+    assert "outcome values: 'NO' (4,414), 'YES' (3,241)" in text and "positive (YES): 42.3%" in text
