@@ -202,7 +202,7 @@ def _read_records(run_dir: Path, csv_path: Path) -> tuple[pd.DataFrame, str]:
             data = config.data
             # New incidents need no positive outcome among them (nor any outcome at all).
             vocabulary = dataclasses.replace(csv_vocabulary(config), positive=())
-            records, _ = load_csv_source(csv_path, columns.model_dump(), data.values, data.date_format, data.delimiter, vocabulary)
+            records, _ = load_csv_source(csv_path, columns.model_dump(), data.values, data.date_format, data.delimiter, vocabulary, min_agency_records=1)
             return records, "the run's csv format"
     except DataError as exc:
         raise PredictError(str(exc)) from None
