@@ -24,8 +24,9 @@ from tasks.hotspot import HotspotSplit
 log = logging.getLogger("peel.run")
 
 FEATURES_NOTE = (
-    "Every feature is computed from the record itself (crime type, month, location) or from the "
-    "public area covariates table; none is a statistic of an agency's own records, so one record "
+    "Every feature is computed from the record itself (category, month, time of day, location) "
+    "against public config (declared vocabularies and region) or the public area covariates table; "
+    "none is a statistic of an agency's own records, so one record "
     "changes one training example and the record-level DP-SGD guarantee holds as stated."
 )
 EPSILON_SCOPE = (
