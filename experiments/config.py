@@ -92,11 +92,18 @@ class CsvColumns(_Section):
     category: str
     outcome: str | None = None
     crime_id: str | None = None
+    # The person a record is about (an identifier from the city's systems) and their role in it
+    # (victim | suspect; without person_role: victim): hashed with the agencies' shared secret
+    # into each agency's persons.csv (policedata/persons.py), for privacy.unit: person.
+    person: str | None = None
+    person_role: str | None = None
 
     @model_validator(mode="after")
     def _one_time_column(self) -> CsvColumns:
         if (self.date is None) == (self.month is None):
             raise ValueError("give exactly one of date (free-text dates) or month (YYYY-MM)")
+        if self.person_role is not None and self.person is None:
+            raise ValueError("person_role: only with person (the column naming the person)")
         return self
 
 

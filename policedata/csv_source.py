@@ -36,10 +36,14 @@ from .csv_dates import check_month_range, local_times, month_labels, months, mon
 from .csv_region import Box
 from .errors import DataError
 from .loader import LoadReport
+from .persons import IDENTITY, IDENTITY_ROLE, ROLES
 from .schema import AGENCY, CRIME_TYPES, DATE, OUTCOME_CATEGORIES, RECORD_COLUMNS
 
+# A person's identity and role (data.columns.person, person_role): hashed into the agency's
+# persons.csv (policedata/persons.py), never part of a record's fields or of its hashed id.
+PERSON_FIELDS: tuple[str, ...] = (IDENTITY, IDENTITY_ROLE)
 # Peel's record fields a CSV column can be mapped onto (data.columns).
-FIELDS: tuple[str, ...] = ("agency", "date", "month", "latitude", "longitude", "area", "category", "outcome", "crime_id")
+FIELDS: tuple[str, ...] = ("agency", "date", "month", "latitude", "longitude", "area", "category", "outcome", "crime_id", *PERSON_FIELDS)
 # Fields whose values can be translated by data.values ({field: {their value: Peel's value}}).
 VALUE_FIELDS: tuple[str, ...] = ("agency", "area", "category", "outcome")
 
@@ -178,6 +182,7 @@ def load_csv_source(
     out[AGENCY] = out["falls_within"]
     if local is not None:
         out[DATE] = pd.array(local, dtype="str")
+    out.update(_persons(cells, columns, where))
     records = pd.DataFrame(out)
     report = CsvLoadReport(
         files=1,
@@ -319,6 +324,24 @@ def _blank_rows(frame: pd.DataFrame, agency: np.ndarray) -> np.ndarray:
     return np.asarray(blank)
 
 
+def _persons(cells: dict[str, np.ndarray], columns: dict[str, str], where: Where) -> dict[str, object]:
+    """The raw identity and role columns of the records frame (none without data.columns.person)."""
+    if IDENTITY_ROLE in columns and IDENTITY not in columns:
+        raise DataError("data.columns.person_role: only with data.columns.person (the column naming the person)")
+    if IDENTITY not in columns:
+        return {}
+    identity = Coded.of(cells[IDENTITY]).nfc()
+    out: dict[str, object] = {IDENTITY: pd.array(identity.values(), dtype="str")}
+    if IDENTITY_ROLE in columns:
+        role = Coded.of(cells[IDENTITY_ROLE])
+        role = role.translated({r: r.lower() for r in role.uniques.tolist()})  # "Victim" is victim
+        bad = identity.values() != ""
+        bad &= ~np.isin(role.values(), ROLES)
+        where.fail(bad, IDENTITY_ROLE, lambda i: f"role {shorten(role.values()[i])} is not one of {', '.join(ROLES)}")
+        out[IDENTITY_ROLE] = pd.array(role.values(), dtype="str")
+    return out
+
+
 def _text(cells: dict[str, np.ndarray], values: dict[str, Any], fld: str) -> Coded:
     """A text field ("" when not mapped), translated by data.values.<field> where given."""
     if fld not in cells:
@@ -429,7 +452,7 @@ def _crime_ids(cells: dict[str, np.ndarray], where: Where) -> tuple[np.ndarray, 
     missing = np.flatnonzero(~given[ids.codes])
     if len(missing):
         digest = np.zeros(len(missing), dtype=np.uint64)
-        for fld in sorted(cells):  # a fixed order: the same cells always give the same id
+        for fld in sorted(set(cells) - set(PERSON_FIELDS)):  # a fixed order: the same cells always give the same id
             with np.errstate(over="ignore"):
                 digest = digest * np.uint64(1_000_003) ^ pd.util.hash_array(cells[fld][missing], categorize=False)
         hashed = _hex_ids(digest)

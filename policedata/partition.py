@@ -11,7 +11,8 @@ from typing import Any
 import pandas as pd
 
 from .errors import DataError
-from .files import require_empty_folder, write_street_files
+from .files import require_empty_folder, write_federation_key, write_persons, write_street_files
+from .persons import IDENTITY, new_federation_key, persons_from_records
 from .schema import AGENCY
 
 # Words data.police.uk leaves out of force slugs ("Avon and Somerset Constabulary" ->
@@ -46,7 +47,8 @@ def write_agency_folders(records: pd.DataFrame, out_dir: Path) -> list[dict[str,
     `records` is a frame as returned by `policedata.loader.load_street_folder` (normalised
     columns plus `schema.AGENCY`). Files keep the original street columns, so reload a folder
     with the same agency column and pattern that produced `records`. Returns, per agency sorted
-    by name, ``{"name", "slug", "folder" (relative to out_dir), "records"}``.
+    by name, ``{"name", "slug", "folder" (relative to out_dir), "records"}``. Records with raw
+    person identities (`persons.IDENTITY`) also give each folder a persons.csv and federation.key.
     """
     out_dir = Path(out_dir)
     if AGENCY not in records.columns:
@@ -55,6 +57,8 @@ def write_agency_folders(records: pd.DataFrame, out_dir: Path) -> list[dict[str,
     if (agencies == "").any():
         raise DataError(f"records to partition into {out_dir}: some rows have an empty agency")
     require_empty_folder(out_dir)
+    # Raw identities (data.columns.person) leave as keys only, under a secret new to this data set.
+    secret = new_federation_key() if IDENTITY in records.columns else None
     owners: dict[str, str] = {}
     result = []
     for name, part in records.groupby(agencies, sort=True):
@@ -63,5 +67,8 @@ def write_agency_folders(records: pd.DataFrame, out_dir: Path) -> list[dict[str,
             raise DataError(f"agencies '{owners[slug]}' and '{name}' both map to folder '{slug}'")
         owners[slug] = name
         write_street_files(part, out_dir / slug, slug)
+        if secret is not None:
+            write_persons(persons_from_records(part, secret), out_dir / slug)
+            write_federation_key(out_dir / slug, secret)
         result.append({"name": name, "slug": slug, "folder": slug, "records": len(part)})
     return result

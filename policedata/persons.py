@@ -47,6 +47,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,6 +216,37 @@ def load_persons(agency_dir: Path) -> PersonTable:
 
 def has_persons(agency_dir: Path) -> bool:
     return (Path(agency_dir) / PERSONS_FILE).is_file()
+
+
+# data.source csv: columns of the loaded records frame that carry a person's identity as the
+# city's export gives it (data.columns.person) and its role (data.columns.person_role). They are
+# hashed into persons.csv when the agencies' folders are written and never reach a street file.
+IDENTITY = "person"
+IDENTITY_ROLE = "person_role"
+DEFAULT_ROLE = "victim"  # without data.columns.person_role
+
+
+def normalise_identity(value: str) -> str:
+    """An identity as every agency must spell it before hashing: Unicode NFC, surrounding and
+    repeated whitespace removed (case kept: identifiers may be case-sensitive)."""
+    return " ".join(unicodedata.normalize("NFC", value).split())
+
+
+def persons_from_records(records: pd.DataFrame, secret: bytes) -> PersonTable:
+    """The persons of a records frame whose IDENTITY column (and optionally IDENTITY_ROLE) holds
+    raw identities: one row per record with a Crime ID and a non-empty identity, keyed with
+    `person_key`. Roles must already be checked (ROLES, or empty with no identity)."""
+    if IDENTITY not in records.columns:
+        return PersonTable(np.array([], dtype=str), np.array([], dtype=str), np.array([], dtype=str))
+    identity = np.array([normalise_identity(v) for v in records[IDENTITY].astype("string").fillna("").tolist()], dtype=str)
+    role = (
+        records[IDENTITY_ROLE].astype("string").fillna("").str.strip().str.lower().to_numpy(dtype=str)
+        if IDENTITY_ROLE in records.columns
+        else np.full(len(records), DEFAULT_ROLE)
+    )
+    crime_id = records["crime_id"].astype("string").fillna("").to_numpy(dtype=str)
+    keep = (identity != "") & (crime_id != "")
+    return PersonTable(crime_id[keep], role[keep], person_keys(secret, identity[keep]))
 
 
 def crime_ids_of_record_keys(record_keys: Sequence[str] | np.ndarray) -> np.ndarray:
