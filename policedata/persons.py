@@ -34,11 +34,17 @@ across agencies. The same key as victim and as suspect is the same person (one c
 Cross-agency: no agency learns in how many agencies a person appears from the data; the number is
 a stated public bound, `privacy.person.max_agencies` (docs/threat-model.md, "People").
 The synthetic generator respects it (every person appears in at most MAX_AGENCIES_PER_PERSON = 2
-agencies: home and the nearest other agency); the ground truth lets tests check that.
+agencies: home and one other, as a border visitor or a mover); the ground truth lets tests check it.
+
+Where persons.csv comes from: the synthetic generator (policedata/synthetic_persons.py draws the
+people; the true identity "person-0000042" is hashed), or data.source csv with
+data.columns.person (+ person_role): `persons_from_records` hashes the city's identifiers when
+`partition.write_agency_folders` writes the agencies' folders, under a fresh secret.
 
 Ground truth (synthetic only, read by evaluation, never by agencies)::
 
-    policedata.ground_truth.true_persons(gt_dir, agency=None) -> PersonTable   # person = true id
+    policedata.ground_truth.true_persons(gt_dir) -> TruePersons     # .table: person = true id
+    TruePersons.of_agency(name) -> PersonTable                      # also .home_agency, .home_area
 """
 
 from __future__ import annotations

@@ -3,20 +3,33 @@ stream of their own, so adding people changes no record, outcome or ground-truth
 
 The model
 ---------
-People live somewhere. Every (agency, area) has a pool of residents; each resident has a
-propensity drawn from a heavy-tailed (log-normal) distribution, separately for victims and for
-offenders (the two populations are disjoint: victim-offender overlap is not modelled). An incident
-needing a person draws one from a pool by propensity:
+People live somewhere. Every (agency, area) has a pool of residents, sized so that the area's
+incidents average `Propensity.per_resident` per resident (most residents never appear). Each
+resident has a propensity: log-normal, times a large factor for a small "chronic" share, drawn
+separately for victims and for offenders (two disjoint populations: victim-offender overlap is
+not modelled). An incident needing a person draws one by propensity from:
 
-* the incident's own area with probability 1 - NEAR_SHARE - CROSS_SHARE,
-* one of the NEIGHBOURS nearest areas of the same agency with probability NEAR_SHARE,
-* a "border" resident of the nearest other agency with probability CROSS_SHARE: people living
-  in that agency's areas closest to this one (commuters, visitors, movers). Each border resident
-  faces exactly one other agency, so nobody appears in more than two agencies
-  (`persons.MAX_AGENCIES_PER_PERSON`), which is the public bound person-level accounting uses.
+* the pool of the incident's own area (probability 1 - NEAR_SHARE - CROSS_SHARE),
+* the pool of one of the NEIGHBOURS nearest areas of the same agency (NEAR_SHARE),
+* the "border" residents of the nearest other agency (CROSS_SHARE): people living in its
+  BORDER_AREAS areas closest to this agency, who visit or commute. Each border resident faces
+  exactly one other agency, and their visits are capped at VISIT_RATIO of their own incidents
+  at home (so a small neighbour's residents do not become a big agency's most prolific people).
+
+Then movers: MOVER_SHARE of each agency's one-agency people are merged with one-agency people of
+another agency (chosen in proportion to its people) whose incidents all came before or all
+after theirs: one person who moved. Nobody moves twice and border residents never move, so
+nobody appears in more than two agencies (`persons.MAX_AGENCIES_PER_PERSON`), the public bound
+`privacy.person.max_agencies` assumes (docs/threat-model.md, "People"). For scale: roughly 5% of
+people in England and Wales change local authority each year (ONS internal migration); Wiles &
+Costello (2000, Home Office Research Study 207) find most offenders travel only a few miles, so
+offending across force boundaries is a small share. Measured on the default data: 3.3% of
+people appear in two agencies, ~97% of a repeat person's incidents are in their home agency and
+~78% in their home area.
 
 So repeat victimisation and repeat offending come from the propensities (heavy tails), and a
-person's repeat incidents lie mostly in their home area and its neighbours.
+person's repeat incidents lie mostly in their home area and its neighbours. Not modelled: the
+timing of repeats (the weeks of raised risk after a first victimisation, Farrell & Pease 1993).
 
 Who needs a person: a victim with probability `world.PERSONAL_VICTIM_SHARE` of the crime type (a
 draw of this stream); a suspect exactly when the outcome names one (not NO_SUSPECT, not empty).
@@ -27,17 +40,23 @@ Calibration (what the tests check on generated data, federation-wide over 24 mon
 ------------------------------------------------------------------------------------
 Victims: the most-victimised 5% of victims suffer VICTIM_TOP5_RANGE = 25-45% of the incidents
 with a personal victim. Farrell & Pease (1993, "Once bitten, twice bitten", Home Office Crime
-Prevention Unit paper 46), from the British Crime Survey: ~4% of respondents suffered ~44% of
-crimes; since only about a third of respondents were victims at all, those 4% are ~10-13% of
-victims, so the top 5% of VICTIMS carry less than 44%: about a third. Police records see fewer
-repeats than surveys (not every incident is reported), hence the range's lower end.
+Prevention Unit paper 46) and Pease (1998, "Repeat victimisation: taking stock", Home Office
+Crime Detection and Prevention Series 90) report from the British Crime Survey that about 4% of
+people suffer about 40% of crime. Those 4% are a share of all respondents, only about a third of
+whom were victims at all, so they are some 10-13% of victims: the top 5% of VICTIMS carry less
+than 40%, about a third. Police records see fewer repeats than surveys (not every incident is
+reported), hence a range reaching below that.
 
 Offenders: the most active 5% of suspects commit OFFENDER_TOP5_RANGE = 30-55% of the incidents
 with an identified suspect. Wolfgang, Figlio & Sellin (1972, Delinquency in a Birth Cohort):
 627 chronic offenders, 6.3% of the cohort but 18% of its 3,475 offenders, committed 52% of its
-offences, which puts the top 5% of offenders near a third; Falk et al. (2014, Soc Psychiatry
-Psychiatr Epidemiol 49:559) find 1% of the Swedish population, 4.4% of its violent offenders,
-convicted of 63% of violent crime: the range spans the two.
+10,214 offences (8.5 each), which puts the top 5% of offenders at about a quarter to a third.
+Falk et al. (2014, Soc Psychiatry Psychiatr Epidemiol 49:559): 1% of the Swedish population,
+4.4% of its violent offenders, were convicted of 63% of violent crime (lifetime convictions).
+Two years of police records with an identified suspect lie between the two.
+
+Measured (seed 0, default data): victims 0.33 (25% of victims appear twice or more, the most
+victimised 37 times), suspects 0.41 (27% repeat, at most ~60 incidents).
 """
 
 from __future__ import annotations
@@ -53,8 +72,9 @@ from .schema import NO_SUSPECT, OUTCOME_CATEGORIES
 CHARGED_ELSEWHERE = "Suspect charged as part of another case"
 assert CHARGED_ELSEWHERE in OUTCOME_CATEGORIES
 
-# Calibrated on the default synthetic federation (8 agencies, 120k incidents, 24 months); see
-# tests/test_persons_synthetic.py for the measured shares.
+# The cited ranges (module docstring) and the parameters calibrated to fall inside them on the
+# default federation (8 agencies, 120k incidents, 24 months: victims 0.33, suspects 0.40-0.41
+# over seeds 0-2); tests/test_persons_synthetic.py checks the generated data.
 VICTIM_TOP5_RANGE = (0.25, 0.45)
 OFFENDER_TOP5_RANGE = (0.30, 0.55)
 
@@ -83,7 +103,7 @@ NEIGHBOURS = 6  # nearest areas of the same agency a person's incidents spread t
 BORDER_AREAS = 12  # areas of the nearest other agency whose residents cross into an agency
 BORDER_RESIDENT_SHARE = 0.5  # share of those areas' residents who do
 VISIT_RATIO = 0.3  # an agency's visitors' incidents there, per incident of theirs at home (at most)
-MOVER_SHARE = 0.04  # share of people (of the smaller side of two neighbours) who moved between them
+MOVER_SHARE = 0.04  # share of an agency's one-agency people who moved to (or from) another agency
 
 
 @dataclass(frozen=True)
