@@ -68,3 +68,13 @@ def test_a_cell_whose_config_changed_under_the_same_name_is_run_again(tmp_path: 
     assert _mtimes(sweep_dir)[cell.name] != old[cell.name]
     assert "run now" in format_table(sweep_dir)
     assert "small test sets, metrics not solid: " in format_table(sweep_dir)  # 3 small agencies, test_months 2
+
+
+def test_the_sweep_report_lists_each_cells_reference(tmp_path: Path) -> None:
+    from experiments.report import reference_section
+    from experiments.report.load import load
+
+    sweep_dir = run_sweep(_config(tmp_path, {"task.hidden": [[8], [4]]}), "s.yaml")
+    reference, small = reference_section.tables(load(sweep_dir))
+    assert reference.header[0] == "cell" and len(reference.rows) == 4  # 2 cells × (LR, base rate)
+    assert {row[0] for row in small.rows} == {p.name for p in (sweep_dir / "cells").iterdir()}
