@@ -25,14 +25,13 @@ def feature_layout(config: PeelConfig) -> FeatureLayout:
     if data.source != "csv" or data.columns is None:
         return POLICE_UK
     declared = data.features
-    region = declared.region if declared else None
     return FeatureLayout(
         categories=tuple(declared.categories) if declared and declared.categories else OUTCOME_CRIME_TYPES,
         area_codes=tuple(declared.areas) if declared and declared.areas else (),
         area_covariates=bool(data.areas),
         time_of_day=data.columns.date is not None and (declared.time_of_day if declared else True),
         coordinates="box",
-        region=(*region.latitude, *region.longitude) if region else None,
+        region=_declared_region(config),
     )
 
 
@@ -56,9 +55,14 @@ def load_csv(config: PeelConfig) -> tuple[pd.DataFrame, CsvLoadReport]:
     return load_csv_source(Path(str(data.path)), data.columns.model_dump(), data.values, data.date_format, data.delimiter, csv_vocabulary(config))
 
 
+def _declared_region(config: PeelConfig) -> Box | None:
+    declared = config.data.features
+    return Box(declared.region.latitude, declared.region.longitude) if declared and declared.region else None
+
+
 def _region(config: PeelConfig) -> Box | None:
     """The declared region, else the public areas table's centroid extent (as the features)."""
-    declared = config.data.features
-    if declared and declared.region:
-        return Box(declared.region.latitude, declared.region.longitude)
+    declared = _declared_region(config)
+    if declared is not None:
+        return declared
     return box_of_areas(load_areas(Path(config.data.areas))) if config.data.areas else None

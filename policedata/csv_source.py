@@ -25,7 +25,7 @@ import io
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -56,7 +56,7 @@ class CsvVocabulary:
     areas: tuple[str, ...] | None = None  # area codes whose identity is a feature
     positive: tuple[str, ...] = ()  # task.positive: each must occur among the outcomes
     region: Box | None = None  # the declared region, or the public areas table's extent
-    outside_region: str = "flag"  # flag | error: a record far outside `region`
+    outside_region: Literal["flag", "error"] = "flag"  # a record far outside `region`
 
 
 @dataclass

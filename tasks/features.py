@@ -62,7 +62,7 @@ class FeatureLayout:
     # "box": scaled to `region`, else to the areas table's centroid extent, else left out; a
     # record far outside is flagged (`outside_region`).
     coordinates: Literal["england-wales", "box"] = "england-wales"
-    region: tuple[float, float, float, float] | None = None  # south, north, west, east (degrees)
+    region: Box | None = None  # the declared region (data.features.region)
 
     def __post_init__(self) -> None:
         _ = self.names  # a repeated name is refused when the layout is made
@@ -94,7 +94,8 @@ class FeatureLayout:
     def as_dict(self) -> dict[str, Any]:
         """JSON values (`from_dict` reads them back)."""
         return {"categories": list(self.categories), "area_codes": list(self.area_codes), "area_covariates": self.area_covariates,
-                "time_of_day": self.time_of_day, "coordinates": self.coordinates, "region": list(self.region) if self.region else None}
+                "time_of_day": self.time_of_day, "coordinates": self.coordinates,
+                "region": {"latitude": list(self.region.latitude), "longitude": list(self.region.longitude)} if self.region else None}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> FeatureLayout:
@@ -107,8 +108,13 @@ class FeatureLayout:
             area_covariates=bool(data["area_covariates"]),
             time_of_day=bool(data["time_of_day"]),
             coordinates=data["coordinates"],
-            region=(float(region[0]), float(region[1]), float(region[2]), float(region[3])) if region else None,
+            region=Box(_pair(region["latitude"]), _pair(region["longitude"])) if region else None,
         )
+
+
+def _pair(values: Any) -> tuple[float, float]:
+    low, high = values
+    return float(low), float(high)
 
 
 POLICE_UK = FeatureLayout()
@@ -184,8 +190,7 @@ def _time_of_day(date: pd.Series) -> np.ndarray:
 def _box(layout: FeatureLayout, areas: pd.DataFrame | None) -> Box | None:
     """The declared region, else the public table's centroid extent, else None (no scaling)."""
     if layout.region is not None:
-        south, north, west, east = layout.region
-        return Box((south, north), (west, east))
+        return layout.region
     return box_of_areas(areas) if areas is not None else None
 
 

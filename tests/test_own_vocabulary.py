@@ -43,7 +43,7 @@ ROWS = [
     "c6,2024-03-02 18:10,P2,N1,BURG,NO,45.00,-93.20",
 ]
 REGION = Box((44.89, 45.05), (-93.33, -93.19))
-LAYOUT = FeatureLayout(categories=("BURG", "DUI"), area_codes=("N1", "N2"), area_covariates=False, time_of_day=True, coordinates="box", region=(44.89, 45.05, -93.33, -93.19))
+LAYOUT = FeatureLayout(categories=("BURG", "DUI"), area_codes=("N1", "N2"), area_covariates=False, time_of_day=True, coordinates="box", region=REGION)
 
 
 def _csv(tmp_path: Path, rows: list[str], name: str = "incidents.csv") -> Path:
@@ -174,7 +174,7 @@ def test_config_keys():
     raw = load_config(US_CONFIG)
     layout = feature_layout(raw)
     assert layout.categories[:2] == ("BURG", "THEFT-MV") and len(layout.area_codes) == 30 and layout.time_of_day
-    assert layout.region == (44.89, 45.05, -93.33, -93.19) and not layout.area_covariates
+    assert layout.region == Box((44.89, 45.05), (-93.33, -93.19)) and not layout.area_covariates
     assert csv_vocabulary(raw).positive == ("YES",)
     with pytest.raises(ConfigError, match=r"data.features: only for data.source csv"):
         validate({"data": {"features": {"categories": ["A"]}}}, "c.yaml")
