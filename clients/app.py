@@ -23,7 +23,7 @@ import torch  # noqa: E402
 from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict  # noqa: E402
 from flwr.clientapp import ClientApp  # noqa: E402
 
-from clients import budget_state, releases  # noqa: E402
+from clients import budget_state, person_round, releases  # noqa: E402
 from clients.agency import Agency, load_split, locate  # noqa: E402
 from clients.arrays import state_dict  # noqa: E402
 from clients.attacks import maybe_poison  # noqa: E402
@@ -37,6 +37,8 @@ from privacy.accounting import epsilon  # noqa: E402
 from privacy.budget import ReleaseRefused, plan_dp  # noqa: E402
 from privacy.dpsgd import train_dp  # noqa: E402
 from privacy.ledger import Ledger, LedgerError  # noqa: E402
+from privacy.person_clip import train_person_dp  # noqa: E402
+from privacy.person_unit import accounting_relation  # noqa: E402
 from tasks import registry  # noqa: E402
 from tasks.model import make_model  # noqa: E402
 from tasks.registry import score  # noqa: E402
@@ -101,8 +103,14 @@ def _dp_round(context: Context, agency: Agency, config: ConfigRecord, model: tor
     policy = agency.policy
     run_id = agency.spec.run_id
     neighbouring = registry.NEIGHBOURING[agency.spec.task.name]
-    n_public = released_count(agency, run_id, neighbouring).value
-    with Ledger.open(agency.ledger, agency.name) as ledger:
+    units = person_round.units_of(agency) if person_round.is_person_unit(agency) else None
+    ledger_path = agency.ledger
+    if units is not None:  # privacy.unit person: persons sampled and clipped, a person ledger
+        n_public = person_round.released_units(agency, run_id).value
+        ledger_path, neighbouring = person_round.person_view(agency).ledger, person_round.ADD_REMOVE_PERSON
+    else:
+        n_public = released_count(agency, run_id, neighbouring).value
+    with Ledger.open(ledger_path, agency.name) as ledger:
         ledger.set_budget(policy.budget, policy.delta, source=f"run {run_id}")
         plan = budget_state.cached_plan(context, architecture) or releases.saved_plan(agency, run_id, architecture)
         if plan is None:
@@ -120,7 +128,7 @@ def _dp_round(context: Context, agency: Agency, config: ConfigRecord, model: tor
                 max_grad_norm=policy.max_grad_norm,
                 accountant=policy.accountant,
                 prior=ledger.history(),
-                neighbouring=neighbouring,
+                neighbouring=accounting_relation(neighbouring),
             )
             if plan.noise_multiplier > policy.max_noise_multiplier:
                 raise NoiseTooLarge(
@@ -139,7 +147,7 @@ def _dp_round(context: Context, agency: Agency, config: ConfigRecord, model: tor
         else:
             # Spend first: committed to the agency's ledger on disk before the update exists, so
             # a crash after this line over-counts, never under-counts.
-            spent = ledger.charge(run_id, architecture, server_round, plan.release, delta=plan.delta, accountant=plan.accountant, budget=plan.target_epsilon, neighbouring=plan.neighbouring)
+            spent = ledger.charge(run_id, architecture, server_round, plan.release, delta=plan.delta, accountant=plan.accountant, budget=plan.target_epsilon, neighbouring=neighbouring)
             sigma, q, steps = plan.release
             counted.append({"run_id": run_id, "architecture": architecture, "round": server_round, "sigma": sigma, "sample_rate": q, "steps": steps})
     this_run = [(r["sigma"], r["sample_rate"], r["steps"]) for r in counted if r["run_id"] == run_id and (r["architecture"] != architecture or r["round"] <= server_round)]
@@ -149,7 +157,10 @@ def _dp_round(context: Context, agency: Agency, config: ConfigRecord, model: tor
     # DP sampling and noise must be unpredictable to anyone else: seed from OS entropy.
     secret = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little") >> 1)
     # Nothing of the training run itself (loss, realised batch sizes, time) leaves: only the update.
-    train_dp(model, split.X_train, split.y_train, plan=plan, lr=float(config["learning-rate"]), generator=secret)
+    if units is not None:
+        train_person_dp(model, split.X_train, split.y_train, units, plan=plan, lr=float(config["learning-rate"]), generator=secret)
+    else:
+        train_dp(model, split.X_train, split.y_train, plan=plan, lr=float(config["learning-rate"]), generator=secret)
     return {
         contract.NUM_EXAMPLES: n_public,
         contract.EPSILON_SPENT_TO_DATE: spent,
@@ -276,7 +287,10 @@ def query(msg: Message, context: Context) -> Message:
     agency = locate(context)
     config = msg.content.config_records.get("config", ConfigRecord())
     try:
-        count = released_count(agency, agency.spec.run_id, registry.NEIGHBOURING[agency.spec.task.name]).value
+        if person_round.is_person_unit(agency):
+            count = person_round.released_units(agency, agency.spec.run_id).value
+        else:
+            count = released_count(agency, agency.spec.run_id, registry.NEIGHBOURING[agency.spec.task.name]).value
     except (ReleaseRefused, LedgerError) as exc:
         return _refusal(msg, agency, config, f"{agency.name}: {exc}", "dp")
     return _reply(msg, agency, None, {contract.NUM_EXAMPLES: count}, message=contract.QUERY_REPLY, regime="dp", config=config)

@@ -67,7 +67,7 @@ def noisy_count(n: int, sigma: float) -> int:
     return max(1, int(round(n + rng.normal(0.0, sigma))))
 
 
-def released_count(agency: Agency, run_id: str, neighbouring: str = "add-remove") -> ReleasedCount:
+def released_count(agency: Agency, run_id: str, neighbouring: str = "add-remove", *, units: tuple[int, str] | None = None) -> ReleasedCount:
     """The agency's released training-record count: the kept one if it is of these records and
     this noise level, else a new release — charged to the ledger first (under the agency's
     `neighbouring` relation: replace-one over-charges a count, which replacing a record does not
@@ -76,6 +76,9 @@ def released_count(agency: Agency, run_id: str, neighbouring: str = "add-remove"
     split = load_split(agency)
     policy = agency.policy
     print_ = fingerprint(split.X_train, split.y_train)
+    n = len(split.y_train)
+    if units is not None:  # privacy.unit person: a count of (n, what they are) units, not of records
+        n, print_ = units[0], hashlib.sha256(f"{print_}/{units[1]}".encode()).hexdigest()
     path = _path(agency)
     if path.exists():
         kept = json.loads(path.read_text(encoding="utf-8"))
@@ -84,7 +87,7 @@ def released_count(agency: Agency, run_id: str, neighbouring: str = "add-remove"
     with Ledger.open(agency.ledger, agency.name) as ledger:
         ledger.set_budget(policy.budget, policy.delta, source=f"run {run_id}")
         spent = ledger.charge(run_id, COUNT_ARCHITECTURE, 0, (policy.count_sigma, 1.0, 1), delta=policy.delta, accountant=policy.accountant, budget=policy.budget, mechanism=COUNT_MECHANISM, neighbouring=neighbouring)
-    released = ReleasedCount(noisy_count(len(split.y_train), policy.count_sigma), policy.count_sigma)
+    released = ReleasedCount(noisy_count(n, policy.count_sigma), policy.count_sigma)
     # The count leaves with the agency's next reply; the trail holds it from now.
     metrics = {
         contract.NUM_EXAMPLES: released.value,

@@ -162,6 +162,8 @@ def agency_policy(config: PeelConfig, name: str | None) -> AgencyPolicy:
         accountant=privacy.accountant,
         count_sigma=privacy.count_sigma,
         max_noise_multiplier=privacy.max_noise_multiplier,
+        unit=privacy.unit,
+        person_max_records=privacy.person.max_records,
     )
 
 

@@ -18,6 +18,7 @@ from experiments.scoring import ceiling, score
 from experiments.small_test_sets import is_small
 from federation import architectures, contract
 from federation.spec import TRAIL_FILE
+from privacy.person_unit import ADD_REMOVE_PERSON
 from tasks import registry
 from tasks.hotspot import HotspotSplit
 
@@ -67,6 +68,9 @@ def architecture_entry(arch: str, per_agency: dict[str, dict], folder: RunFolder
     unit = spec.privacy_unit
     task = folder.config.task.name
     neighbouring = registry.NEIGHBOURING[task]
+    person = spec.record_dp and folder.config.privacy.unit == "person"  # privacy/person_unit.py
+    if person:
+        neighbouring = ADD_REMOVE_PERSON
     if spec.record_dp:
         for name, agency in per_agency.items():
             agency["neighbouring"] = neighbouring
@@ -82,7 +86,7 @@ def architecture_entry(arch: str, per_agency: dict[str, dict], folder: RunFolder
         # no-replies: a federated one whose rounds got no update at all (e.g. every reply timed
         # out): its model is the untrained initial one, not a result.
         "status": "refused" if spec.record_dp and sent == 0 else ("no-replies" if spec.federated and sent == 0 else "trained"),
-        "privacy_unit": registry.DP_EXAMPLE[folder.config.task.name] if unit == "record" else unit,
+        "privacy_unit": "person" if person else (registry.DP_EXAMPLE[folder.config.task.name] if unit == "record" else unit),
         "neighbouring": neighbouring if spec.record_dp else ("add-remove (one agency's update)" if unit == "agency" else None),
         "epsilon_max": max(eps) if eps else None,  # spent to date, max over agencies
         "epsilon_spent_to_date_max": max(eps) if eps and spec.record_dp else None,

@@ -21,7 +21,10 @@ NODE_KEYS = {
     "count-sigma": "count_sigma",
     "max-noise-multiplier": "max_noise_multiplier",
     "allow-plain": "allow_plain",
+    "privacy-unit": "unit",
+    "person-max-records": "person_max_records",
 }
+UNITS = ("record", "person")  # privacy/person_unit.py
 
 
 class PolicyError(ValueError):
@@ -39,6 +42,11 @@ class AgencyPolicy:
     # Take part in architectures without record-level DP (fedavg, fedavg-central-dp), whose replies
     # carry exact counts, losses and test metrics? A deployed agency can say no (allow-plain=false).
     allow_plain: bool = True
+    # What its DP releases protect: one incident record, or one person with the records attributed
+    # to them (privacy/person_unit.py; charged to a person ledger of its own), at most
+    # person_max_records of them per person.
+    unit: str = "record"
+    person_max_records: int = 5
 
     def __post_init__(self) -> None:
         for name in ("budget", "max_grad_norm", "count_sigma", "max_noise_multiplier"):
@@ -47,6 +55,10 @@ class AgencyPolicy:
                 raise PolicyError(f"agency policy {name} must be a finite number > 0, got {value!r}")
         if not (isinstance(self.delta, int | float) and 0 < self.delta < 1):
             raise PolicyError(f"agency policy delta must be in (0, 1), got {self.delta!r}")
+        if self.unit not in UNITS:
+            raise PolicyError(f"agency policy unit must be one of {', '.join(UNITS)}, got {self.unit!r}")
+        if isinstance(self.person_max_records, bool) or not isinstance(self.person_max_records, int) or self.person_max_records < 1:
+            raise PolicyError(f"agency policy person_max_records must be a whole number ≥ 1, got {self.person_max_records!r}")
 
     def as_dict(self) -> dict[str, float | str]:
         return asdict(self)
@@ -66,8 +78,10 @@ class AgencyPolicy:
             if key in node:
                 raw = node[key]
                 try:
-                    if name == "accountant":
+                    if name in ("accountant", "unit"):
                         changes[name] = str(raw)
+                    elif name == "person_max_records":
+                        changes[name] = int(str(raw))
                     elif name == "allow_plain":
                         changes[name] = _flag(key, raw)
                     else:
