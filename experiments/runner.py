@@ -110,7 +110,8 @@ def execute(folders: list[RunFolder], on_done: Callable[[RunFolder], object] = s
         if any(architectures.is_record_dp(a) for a in folder.config.architectures):
             _check_delta(folder.config.privacy.delta, folder.splits)
             folder.warnings = warn_low_budgets(folder.federation.agencies, folder.config.privacy.warn_below_share)
-        folder.warnings += warn_small_test_sets(folder.splits, folder.config.task.min_test_records)
+        # A sweep's cells share their data: its end table lists the small test sets once instead.
+        folder.warnings += warn_small_test_sets(folder.splits, folder.config.task.min_test_records, say=len(folders) == 1)
         for arch in folder.config.architectures:
             if not architectures.is_federated(arch) and arch not in folder.results:  # a resumed run has some
                 train_baseline(arch, folder)

@@ -28,9 +28,10 @@ def warning(agency: str, n_test: int, minimum: int) -> str:
     )
 
 
-def warn_small_test_sets(splits: Mapping[str, Split], minimum: int) -> list[str]:
-    """Before training: one warning per agency with a small test set. Returns them (also logged)."""
+def warn_small_test_sets(splits: Mapping[str, Split], minimum: int, say: bool = True) -> list[str]:
+    """Before training: one warning per agency with a small test set. Returns them (logged too
+    when `say`)."""
     warnings = [warning(name, n, minimum) for name, n in small_test_sets(splits, minimum).items()]
-    for line in warnings:
+    for line in warnings if say else []:
         log.warning("warning: %s", line)
     return warnings
