@@ -46,6 +46,9 @@ MECHANISM = {
     "federated": "discrete Gaussian shares N_Z(0, s²), s = σ/√(n − t), summed under a pairwise-masked modular sum (secure aggregation)",
     "federated-trusted": "discrete Gaussian N_Z(0, σ²) added by a coordinator trusted with the exact counts",
 }
+# A federated release is refused if the sum's distance from a discrete Gaussian would add more
+# than this share of the agencies' δ (privacy.count_release.ShareDesign.delta_slack).
+MAX_DELTA_SLACK_SHARE = 0.01
 TAIL_SIGMAS = 60  # a share beyond 60 s has probability < e^-1800: the modulus leaves room for it
 
 
@@ -122,6 +125,9 @@ def release(mode: str, histogram: Histogram, domain: Domain, agencies: Sequence[
     reporting = [a for a in agencies if a.name not in set(dropped)]
     if len(agencies) - len(reporting) > design.tolerate:
         raise AnalyticsRefused(f"{len(agencies) - len(reporting)} of {len(agencies)} agencies dropped out; the shares tolerate {design.tolerate}: the sum would carry less noise than σ = {sigma:.3g}, so nothing is released")
+    slack = design.delta_slack(epsilon, cells) if design.sigma > 0 else 0.0  # ε: this histogram's share
+    if slack > MAX_DELTA_SLACK_SHARE * analytics_delta(agencies):
+        raise AnalyticsRefused(f"the sum of {design.honest} noise shares over {cells:,} cells is too far from a discrete Gaussian (δ slack {slack:.2g}); use fewer cells or a larger σ")
     # The modulus holds the largest possible |sum|: every agency's clamped count plus its share's tail.
     bound = len(reporting) * (analytics.max_cell_count + math.ceil(TAIL_SIGMAS * design.share_sigma))
     modulus = modulus_for(bound)
@@ -129,8 +135,12 @@ def release(mode: str, histogram: Histogram, domain: Domain, agencies: Sequence[
     context = f"{run_id}/{histogram.name}".encode()
     masked = [a.masked_share(histogram, domain, design, peers, modulus, context, run_id, noise_off_for_tests=noise_off_for_tests) for a in reporting]
     charged = design.guaranteed_sigma if design.sigma > 0 else None
-    slack = design.delta_slack(epsilon, cells) if charged else 0.0  # ε: this histogram's share
     return Released(secure_sum(masked), design.released_variance(len(reporting)), sigma, charged, design.share_sigma, tuple(a.name for a in reporting), modulus, slack)
+
+
+def analytics_delta(agencies: Sequence[AnalyticsAgency]) -> float:
+    """The smallest δ among the agencies (each reports ε at its own pinned δ)."""
+    return min(a.policy.delta for a in agencies)
 
 
 def histogram_sigmas(analytics: AnalyticsConfig, delta: float) -> dict[str, tuple[float, float]]:

@@ -253,3 +253,15 @@ def test_peel_analyze_bad_input_is_one_line_exit_2(tmp_path: Path, capsys: pytes
     assert main(["analyze", str(plain)]) == 2
     assert "no analytics: block" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()  # nothing written
+
+
+def test_a_sum_too_far_from_a_discrete_gaussian_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import privacy.count_release as cr
+
+    monkeypatch.setattr(cr, "MIN_SHARE_SIGMA", 0.3)  # shares of σ 0.3: the sum is far from N_Z (τ ≈ 1)
+    agencies = _agencies(tmp_path, [4, 4, 4])
+    with pytest.raises(an.AnalyticsRefused, match="too far from a discrete Gaussian"):
+        an.release("federated", HIST, _domain(agencies), agencies, 0.6, _settings(tolerate=0), "r", epsilon=1.0)
+    for a in agencies:
+        with Ledger.open(a.ledger, a.name) as ledger:
+            assert ledger.rows() == []
