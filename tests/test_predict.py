@@ -144,3 +144,15 @@ def test_bad_input_is_one_line_and_exit_2(synthetic_run, tmp_path, capsys) -> No
     assert result.returncode == 2 and "Traceback" not in result.stderr and result.stderr.startswith("peel: ")
     with pytest.raises(PredictError, match="not a finished run folder"):
         predict(tmp_path, street)
+
+
+def test_a_hotspot_run_is_refused(synthetic_run, tmp_path) -> None:
+    run_dir = tmp_path / "hotspot-run"
+    run_dir.mkdir()
+    spec = json.loads((synthetic_run.run_dir / "federation.json").read_text())
+    spec["task"]["name"] = "hotspot"
+    (run_dir / "federation.json").write_text(json.dumps(spec))
+    (run_dir / "summary.json").write_text((synthetic_run.run_dir / "summary.json").read_text())
+    street = _test_files(synthetic_run, synthetic_run.federation.agencies[0]["slug"])[0]
+    with pytest.raises(PredictError, match="a hotspot run scores area-months, not incidents"):
+        predict(run_dir, street)
