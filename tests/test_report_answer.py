@@ -47,6 +47,9 @@ def test_recommends_the_best_record_level_dp_within_budget(tmp_path):
     assert "e^ε = 2.72" in items["unit"]
     assert "the model update (DP-SGD)" in items["releases"] and "its record count (Gaussian count (sensitivity 1))" in items["releases"]
     assert "SecAgg+" not in items["releases"]  # fedavg-dp sends no SecAgg+ material
+    # Only the messages of training: another command's releases (e.g. peel analyze's) are not listed.
+    assert [m for m in {r["message"] for r in F.run_summary()["releases"]} if m not in answer.TRAINING_MESSAGES and m != "secagg-protocol" and m != "refusal"]
+    assert "analytics" not in items["releases"] and "noisy-counts" not in items["releases"]
     assert "raw records moved: 0" in items["releases"]
     # The fixture spends 0.99 × budget at the smallest agency, less at the others.
     assert items["spent"].startswith("max over agencies ε 0.9900 (Tiny Police, budget 1)")

@@ -16,7 +16,7 @@ import pandas as pd
 
 from experiments.report import fmt, views
 from experiments.report.load import Study
-from federation import architectures
+from federation import architectures, contract
 
 # Utilities closer than this count as equal: the one whose coordinator sees less is preferred.
 TIE = 0.001
@@ -41,7 +41,9 @@ FIELD_WORDS = {
     "protocol-keys-and-shares": "SecAgg+ keys and secret shares",
     "reason": "a refusal's reason",
 }
-SECAGG_MESSAGE = "secagg-protocol"
+# The messages an agency sends when it trains a model (other messages, e.g. statistics queries,
+# belong to other commands); SecAgg+'s only under secure aggregation.
+TRAINING_MESSAGES = (contract.TRAIN_REPLY, contract.EVALUATE_REPLY, contract.QUERY_REPLY)
 
 
 @dataclass(frozen=True)
@@ -188,7 +190,8 @@ def _releases(study: Study, arch: str) -> tuple[str, str]:
     if not releases or known is None:
         return f"{fmt.NOT_MEASURED}: summary.json declares no releases (an older run)", "summary.json releases (absent)"
     regime = known.regime
-    mine = [r for r in releases if r.get("regime") == regime and (r.get("message") != SECAGG_MESSAGE or known.trainer == "secagg") and r.get("message") != "refusal"]
+    messages = (*TRAINING_MESSAGES, *((contract.SECAGG,) if known.trainer == "secagg" else ()))
+    mine = [r for r in releases if r.get("regime") == regime and r.get("message") in messages]
     # The mechanism's name only ("DP-SGD", "Gaussian count (sensitivity 1)"): the table below has the rest.
     dp = list(dict.fromkeys(f"{FIELD_WORDS.get(str(r['field']), r['field'])} ({str(r.get('mechanism') or 'DP').split(':')[0].split(',')[0]})" for r in mine if r.get("kind") == "dp"))
     public = list(dict.fromkeys(FIELD_WORDS.get(str(r["field"]), str(r["field"])) for r in mine if r.get("kind") == "public"))
@@ -235,7 +238,7 @@ def _attack(study: Study, r: pd.Series) -> tuple[str, str]:
         bound = f"; the claimed ε allows at most {fmt.num(r['mia_bound'])}" if not fmt.missing(r["mia_bound"]) else ""
         parts.append(f"a membership-inference attack on the final model reached AUC {fmt.num(r['mia_auc'])} (0.5 = guessing whether a record was used in training{bound})")
     if not fmt.missing(r["eps_lower"]):
-        claimed = f" against the ε {fmt.budget(r['eps_claimed'])} claimed" if not fmt.missing(r["eps_claimed"]) else ""
+        claimed = f" against the ε {fmt.eps(r['eps_claimed'])} claimed" if not fmt.missing(r["eps_claimed"]) else ""
         parts.append(f"the canary audit measured ε ≥ {fmt.num(r['eps_lower'], 2)}{claimed}")
     if not parts:
         return f"{fmt.NOT_MEASURED}: these results hold no privacy audit (run with audit: true); the formal (ε, δ) guarantee above still bounds any attack", source
