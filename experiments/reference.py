@@ -108,7 +108,10 @@ def end_table_rows(summary: Mapping[str, Any]) -> tuple[list[list[str]], list[st
     block = summary.get("reference")
     if not block:
         return [], []
-    found = Reference.from_dict(block)
+    try:
+        found = Reference.from_dict(block)
+    except (KeyError, TypeError):  # a block another version wrote: the table goes on without it
+        return [], []
     rows, said = [], []
     for label, scores in (("ref: logistic regr.", found.logistic_regression), ("ref: base rate", found.base_rate_by_category)):
         if scores is None:

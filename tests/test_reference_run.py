@@ -74,6 +74,7 @@ def test_end_table_shows_the_references_beside_the_architectures(tiny_run) -> No
     assert sum("(small test set)" in line for line in text.splitlines()) == sum(a["small_test_set"] for a in summary["agencies"])
     older = {k: v for k, v in summary.items() if k != "reference"}  # an older run's summary: no rows, no error
     assert "ref: " not in format_table(older)
+    assert "ref: " not in format_table({**summary, "reference": {"kind": KIND, "unknown": 1}})  # another version's block
 
 
 def test_hotspot_splits_get_no_outcome_reference(tiny_run) -> None:
