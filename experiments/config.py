@@ -213,11 +213,19 @@ class TaskConfig(_Section):
     min_test_records: int = Field(50, ge=0, le=10_000_000)
     hidden: list[int] = Field(default_factory=lambda: [64, 64], max_length=MAX_LAYERS)
 
+    @field_validator("positive", mode="before")
+    @classmethod
+    def _not_yaml_booleans(cls, value: Any) -> Any:
+        # YAML reads an unquoted YES, No, on, off, true... as a boolean, and its spelling is lost.
+        if isinstance(value, list) and any(isinstance(v, bool) for v in value):
+            raise ValueError('YAML read an unquoted yes/no/on/off/true/false as a boolean; quote your value, e.g. positive: ["YES"]')
+        return value
+
     @field_validator("positive")
     @classmethod
     def _clean_outcomes(cls, value: list[str]) -> list[str]:
         # police.uk categories except for data.source csv, whose own values count (checked in
-        # PeelConfig._own_outcomes and against the data when it is read).
+        # PeelConfig._data_and_task_fit, and against the data when it is read).
         if any(not isinstance(v, str) or not v.strip() for v in value):
             raise ValueError("an outcome value is empty")
         return [v.strip() for v in value]

@@ -165,7 +165,7 @@ def load_csv_source(
     if "outcome" in values:  # mapped onto Peel's outcomes: a value left out of the map is an error
         _check_outcomes(outcome, True, where)
     outcomes = _outcome_counts(outcome)
-    _check_positive(vocabulary.positive, outcomes, columns, "outcome" in values)
+    _check_positive(vocabulary.positive, outcomes, where, "outcome" in values)
     crime_id, hashed = _crime_ids(cells, where)
     per_agency = _check_agency_sizes(agency, where, min_agency_records)
 
@@ -403,10 +403,10 @@ def _outcome_counts(outcome: Coded) -> dict[str, int]:
     return {str(u): int(counts[j]) for j, u in enumerate(outcome.uniques.tolist())}
 
 
-def _check_positive(positive: tuple[str, ...], outcomes: dict[str, int], columns: dict[str, str], mapped: bool) -> None:
+def _check_positive(positive: tuple[str, ...], outcomes: dict[str, int], where: Where, mapped: bool) -> None:
     """Every task.positive value must occur among the outcomes: a label that never occurs
     would train a model on negatives only (typically a spelling: "Yes" for "YES")."""
-    if not positive or "outcome" not in columns:
+    if not positive or "outcome" not in where.columns:
         return
     present = sorted(k for k in outcomes if k)
     missing = [p for p in positive if p not in outcomes]
@@ -414,8 +414,8 @@ def _check_positive(positive: tuple[str, ...], outcomes: dict[str, int], columns
         shown = ", ".join(shorten(v, 40) for v in present[:8]) + (f" and {len(present) - 8} more" if len(present) > 8 else "")
         after = " after data.values.outcome" if mapped else ""
         raise DataError(
-            f"task.positive: {missing[0]!r} never occurs in column {columns['outcome']!r}{after}; "
-            f"its values are {shown or 'all empty'} (name your own value, e.g. task.positive: [{present[0] if present else 'YES'}])"
+            f"task.positive: {missing[0]!r} never occurs in column {where.columns['outcome']!r} of {where.path}{after}; "
+            f"its values are {shown or 'all empty'} (name yours, quoted: task.positive: [\"{present[-1] if present else 'YES'}\"])"
         )
 
 

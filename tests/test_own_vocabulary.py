@@ -72,7 +72,7 @@ def test_own_labels_categories_areas_region_and_times_are_counted(tmp_path):
 
 def test_a_positive_value_that_never_occurs_is_refused(tmp_path):
     path = _csv(tmp_path, ROWS)
-    with pytest.raises(DataError, match=r"task.positive: 'Yes' never occurs in column 'Arrest'; its values are 'NO', 'YES'"):
+    with pytest.raises(DataError, match=r"task.positive: 'Yes' never occurs in column 'Arrest' of .*incidents.csv; its values are 'NO', 'YES'"):
         _load(path, positive=("Yes",))
     with pytest.raises(DataError, match="never occurs"):  # police.uk's default label on an export that has its own
         _load(path, positive=("Investigation complete; no suspect identified",))
@@ -246,3 +246,24 @@ def test_data_check_prints_the_own_vocabulary_counts():
     assert "categories not in data.features.categories, encoded as unknown: 'LIQUOR' (250)" in text
     assert "coordinates: scaled to latitude 44.89..45.05" in text and "records far outside that region" in text
     assert "outcome values: 'NO' (4,414), 'YES' (3,241)" in text and "positive (YES): 42.3%" in text
+
+
+def test_time_of_day_only_with_a_date_column_and_when_wanted():
+    config = load_config(US_CONFIG, ["data.features.time_of_day=false"])
+    assert not feature_layout(config).time_of_day and "hour_sin" not in feature_layout(config).names
+    month_only = load_config(US_CONFIG, ["data.columns.date=null", "data.columns.month=Occurred", "data.date_format=null"])
+    assert not feature_layout(month_only).time_of_day
+
+
+@pytest.mark.parametrize("override, message", [
+    ("task.positive=['Yes']", "task.positive: 'Yes' never occurs in column 'Arrest Made' of tests/fixtures/us_city/incidents.csv; its values are 'NO', 'YES'"),
+    ("task.positive=[YES]", 'YAML read an unquoted yes/no/on/off/true/false as a boolean; quote your value, e.g. positive: ["YES"]'),
+    ("data.features.outside_region=error", "column 'Latitude' (data.columns.latitude): (0, 0) lies far outside the region"),
+])
+def test_cli_stops_with_one_line(override, message):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "experiments.cli", "data", "check", str(US_CONFIG), "--set", override],
+                            capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and message in result.stderr, result.stderr
