@@ -77,7 +77,7 @@ def test_end_table_shows_the_references_beside_the_architectures(tiny_run) -> No
     assert "ref: " not in format_table({**summary, "reference": {"kind": KIND, "unknown": 1}})  # another version's block
 
 
-def test_hotspot_splits_get_no_outcome_reference(tiny_run) -> None:
+def test_no_splits_get_no_reference(tiny_run) -> None:
     assert outcome_reference({}, seed=0) is None
 
 
