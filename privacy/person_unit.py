@@ -27,8 +27,8 @@ What that protects, exactly: a person and every record in which they are the vic
 record without a victim in which they are the suspect — at the person-level ε. What it does not
 protect at that ε: a suspect's presence in records owned by their victims. Removing such a
 person changes their own unit and the content of every victim's unit they appear in; for a
-person spread over g units that is the group bound of privacy/group.py (each step replace-one
-at rate 1-(1-q)^g, sensitivity gC), reported as `person_all_roles` for the heaviest such person.
+person spread over g units that is group privacy over g replace-one changes of a unit,
+reported as `person_all_roles_heaviest` for the heaviest such person.
 
 Across agencies (issue 17, item 3)
 ----------------------------------
