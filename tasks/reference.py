@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize
 
+from tasks.features import CATEGORY_PREFIX
 from tasks.hotspot import HotspotSplit
 from tasks.metrics import auc
 from tasks.outcome import OutcomeSplit
@@ -26,8 +27,6 @@ from tasks.registry import Split
 # One split, or several pooled (e.g. every agency's).
 Splits = Split | Sequence[Split]
 
-# The one-hot feature group that names a record's category (tasks.features: "crime_type:<type>").
-CATEGORY_PREFIX = "crime_type:"
 # A pool larger than this is subsampled (seeded) so the reference costs seconds, not minutes.
 MAX_ROWS = 200_000
 # L2 penalty on the weights (not the intercept), per training row: enough to keep a separable
