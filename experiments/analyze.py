@@ -9,6 +9,7 @@ on real data they score the error but are not written per cell.
 
 from __future__ import annotations
 
+import json
 import math
 import secrets
 import shutil
@@ -248,6 +249,46 @@ def _new_run_dir(config: PeelConfig) -> Path:
     return new_run_dir(config)
 
 
+def _load_agencies(config: PeelConfig, federation: Any, trail: Path) -> list[AnalyticsAgency]:
+    """Every agency of the federation, each reading only its own folder and ledger."""
+    assert config.analytics is not None
+    return [
+        AnalyticsAgency.load(a["name"], Path(a["folder"]), Path(a["ledger"]), AgencyPolicy.from_dict(a["policy"]), config.data.agency.column, config.data.agency.pattern, config.analytics.max_cell_count, trail=trail)
+        for a in federation.agencies
+    ]
+
+
+def release_block(config: PeelConfig, federation: Any, agencies: Sequence[AnalyticsAgency], out_dir: Path, run_id: str, *, noise_off_for_tests: bool = False) -> dict[str, Any]:
+    """Release every query of `config.analytics`: `out_dir/analytics/<query>.csv`,
+    `out_dir/configs/analytics.yaml`; returns `summary.json["analytics"]`."""
+    analytics = config.analytics
+    assert analytics is not None
+    started = time.perf_counter()
+    domain = _domain(config, federation, [a.name for a in agencies])
+    (out_dir / "configs").mkdir(exist_ok=True)
+    write_atomic(out_dir / "configs" / "analytics.yaml", yaml.safe_dump({"analytics": analytics.model_dump(mode="json")}, sort_keys=False))
+    (out_dir / "analytics").mkdir(exist_ok=True)
+    calibrated = histogram_sigmas(analytics, config.privacy.delta)
+    with_truth = config.data.source == "synthetic"
+    results = {}
+    for q in analytics.queries:
+        outcome = run_query(q, analytics, domain, agencies, config.privacy.delta, calibrated, run_id, with_truth=with_truth, noise_off_for_tests=noise_off_for_tests)
+        if outcome.frame is not None:
+            write_atomic(out_dir / "analytics" / f"{q.name}.csv", outcome.frame.to_csv(index=False, float_format="%.6g"))
+        results[q.name] = outcome.summary
+    return _json_safe({
+        "run_id": run_id,
+        "mode": analytics.mode,
+        "epsilon": analytics.epsilon,
+        "delta": config.privacy.delta,
+        "agencies": len(agencies),
+        "data": config.data.source,
+        "seconds": round(time.perf_counter() - started, 2),
+        "queries": results,
+        "max_epsilon_after": max((a.spent() for a in agencies), default=0.0),
+    })
+
+
 def analyze(config: PeelConfig, config_file: str = "", *, noise_off_for_tests: bool = False) -> Path:
     """Write a run folder with the released statistics of `config.analytics`; its path."""
     analytics = config.analytics
@@ -255,50 +296,54 @@ def analyze(config: PeelConfig, config_file: str = "", *, noise_off_for_tests: b
         raise ConfigError(f"{config_file or 'config'}: has no analytics: block (see configs/analytics.yaml)")
     check_output_folder(Path(config.output), f"{config_file or 'config'}: output")
     run_dir = _new_run_dir(config)
-    started = time.perf_counter()
     try:
         federation = materialise(config, run_dir / "data")
         write_spec(config, federation, run_dir, config_file=config_file)  # budgets, ledgers; read by `peel trail verify`
         if _needs_areas(analytics) and federation.areas is None:
             raise ConfigError(f"{config_file or 'config'}: analytics: a query groups by area, which needs the public areas table (data.areas)")
-        agencies = [
-            AnalyticsAgency.load(a["name"], Path(a["folder"]), Path(a["ledger"]), AgencyPolicy.from_dict(a["policy"]), config.data.agency.column, config.data.agency.pattern, analytics.max_cell_count, trail=run_dir / TRAIL_FILE)
-            for a in federation.agencies
-        ]
+        agencies = _load_agencies(config, federation, run_dir / TRAIL_FILE)
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
-    domain = _domain(config, federation, [a.name for a in agencies])
     write_atomic(run_dir / "config.yaml", dump(config))
-    (run_dir / "configs").mkdir(exist_ok=True)
-    write_atomic(run_dir / "configs" / "analytics.yaml", yaml.safe_dump({"analytics": analytics.model_dump(mode="json")}, sort_keys=False))
-    (run_dir / "analytics").mkdir(exist_ok=True)
-    calibrated = histogram_sigmas(analytics, config.privacy.delta)
-    with_truth = config.data.source == "synthetic"
-    results = {}
-    for q in analytics.queries:
-        outcome = run_query(q, analytics, domain, agencies, config.privacy.delta, calibrated, run_dir.name, with_truth=with_truth, noise_off_for_tests=noise_off_for_tests)
-        if outcome.frame is not None:
-            write_atomic(run_dir / "analytics" / f"{q.name}.csv", outcome.frame.to_csv(index=False, float_format="%.6g"))
-        results[q.name] = outcome.summary
+    block = release_block(config, federation, agencies, run_dir, run_dir.name, noise_off_for_tests=noise_off_for_tests)
     audit_trail.close(run_dir / TRAIL_FILE, run_dir.name)
-    summary = {
-        "run_id": run_dir.name,
-        "config_file": config_file,
-        "analytics": {
-            "mode": analytics.mode,
-            "epsilon": analytics.epsilon,
-            "delta": config.privacy.delta,
-            "agencies": len(agencies),
-            "data": config.data.source,
-            "seconds": round(time.perf_counter() - started, 2),
-            "queries": results,
-            "max_epsilon_after": max((a.spent() for a in agencies), default=0.0),
-        },
-        "audit_trail": {"file": TRAIL_FILE, "head": audit_trail.head(run_dir / TRAIL_FILE)},
-    }
-    write_json(run_dir / "summary.json", _json_safe(summary))
+    summary = {"run_id": run_dir.name, "config_file": config_file, "analytics": block, "audit_trail": {"file": TRAIL_FILE, "head": audit_trail.head(run_dir / TRAIL_FILE)}}
+    write_json(run_dir / "summary.json", summary)
     return run_dir
+
+
+def check_beside(config: PeelConfig, federation: Any) -> None:
+    """Before `peel run` trains: ConfigError if its analytics: block cannot run on this data."""
+    if config.analytics is not None and _needs_areas(config.analytics) and federation.areas is None:
+        raise ConfigError("analytics: a query groups by area, which needs the public areas table (data.areas)")
+
+
+def analyze_beside(config: PeelConfig, run_dir: Path, federation: Any) -> dict[str, Any]:
+    """`peel run` with an analytics: block: the agencies release the queries BEFORE training,
+    charged to the same ledgers, so DP-SGD then calibrates to what is left of each budget (the
+    block's ε is reserved off the top, and the ledger composes both exactly). Run id
+    `<run>-analytics`, with a trail of its own (`analytics/audit.jsonl`). Returns the block for
+    `add_to_summary` once the run's summary exists."""
+    if config.analytics is None:
+        return {}
+    check_beside(config, federation)
+    trail = run_dir / "analytics" / TRAIL_FILE
+    trail.parent.mkdir(exist_ok=True)
+    run_id = f"{run_dir.name}-analytics"
+    block = release_block(config, federation, _load_agencies(config, federation, trail), run_dir, run_id)
+    audit_trail.close(trail, run_id)
+    block["audit_trail"] = {"file": f"analytics/{TRAIL_FILE}", "head": audit_trail.head(trail)}
+    return block
+
+
+def add_to_summary(run_dir: Path, block: dict[str, Any]) -> None:
+    """Put an analytics block into the run's summary.json (nothing when there is none)."""
+    if not block:
+        return
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    summary["analytics"] = block
+    write_json(run_dir / "summary.json", summary)
 
 
 def _json_safe(value: Any) -> Any:

@@ -120,7 +120,11 @@ def _run(args: argparse.Namespace) -> int:
 
         folder = prepare(config, args.config)
         hold(folder.run_dir)  # before anything trains: a --resume of this folder is refused meanwhile
+        from experiments.analyze import add_to_summary, analyze_beside
+
+        analytics = analyze_beside(config, folder.run_dir, folder.federation)  # first: training calibrates to what is left
         execute([folder], engine=args.engine, deploy_dir=deploy_dir)
+        add_to_summary(folder.run_dir, analytics)
         run_dir = folder.run_dir
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     _say(format_table(summary))
