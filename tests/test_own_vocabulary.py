@@ -211,7 +211,12 @@ def test_us_city_mlp_matches_a_pooled_logistic_regression():
     splits = {name: build_outcome_split(part, None, config.task.positive, test_from, layout) for name, part in records.groupby(AGENCY)}
     fed = config.federation
     training = Training(lambda: initial_model(config.task.hidden, config.seed, layout.width), fed.rounds * fed.local_epochs, fed.batch_size, fed.learning_rate, config.seed)
-    model = train_central(splits, training)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as `peel run` trains (experiments/runner.py): small models, threads only contend
+    try:
+        model = train_central(splits, training)
+    finally:
+        torch.set_num_threads(threads)
     X_test = np.concatenate([s.X_test for s in splits.values()])
     y_test = np.concatenate([s.y_test for s in splits.values()])
     with torch.no_grad():
