@@ -1,8 +1,8 @@
 """Feature vectors from records, with no statistic computed from the records themselves.
 
 DP-SGD's guarantee assumes one record changes one training example. A per-agency normalisation or
-an area outcome rate would let one record move many examples, so every constant here is either
-fixed or taken from the public areas table. Each row is encoded from its own fields only: encoding
+an area outcome rate would let one record move many examples, so every constant here is fixed,
+declared in the public config (a `FeatureLayout`) or taken from the public areas table. Each row is encoded from its own fields only: encoding
 a row alone gives the same vector as encoding it inside any larger frame.
 
 The layout is identical for every agency of a run, with or without an areas table, so models
