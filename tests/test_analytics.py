@@ -265,3 +265,51 @@ def test_a_sum_too_far_from_a_discrete_gaussian_is_refused(tmp_path: Path, monke
     for a in agencies:
         with Ledger.open(a.ledger, a.name) as ledger:
             assert ledger.rows() == []
+
+
+@pytest.mark.slow
+def test_peel_run_with_analytics_ledgers_match_dp_accounting(tmp_path: Path) -> None:
+    """A real `peel run` (analytics first, then DP-SGD on the same agencies): each ledger's ε is
+    what an independent dp-accounting PLD composition of its rows gives, within 1%; both trails
+    verify against the ledgers."""
+    import json
+
+    from dp_accounting.pld import privacy_loss_distribution as pld
+
+    from experiments.cli import main
+    from experiments.trail import ledger_rows, verify_run
+    from privacy.audit_trail import verify
+
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        f"seed: 0\noutput: {tmp_path / 'runs'}\n"
+        "data: {source: synthetic, agencies: 3, incidents: 12000, months: 12}\n"
+        "task: {test_months: 3, hidden: [8]}\nfederation: {rounds: 2}\n"
+        "privacy: {epsilon: 3.0, delta: 1.0e-5}\narchitectures: [fedavg-dp]\naudit: false\n"
+        "analytics: {epsilon: 1.0, queries: [{name: by_type, by: [crime_type]}, {name: r, kind: rate, by: [month], numerator: {crime_type: [Burglary]}}]}\n",
+        encoding="utf-8",
+    )
+    assert main(["run", str(config)]) == 0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    assert all(q["refused"] is None for q in summary["analytics"]["queries"].values())
+    spec = json.loads((run_dir / "federation.json").read_text(encoding="utf-8"))
+    kw = {"value_discretization_interval": 1e-4, "pessimistic_estimate": True}
+    for agency in spec["agencies"]:
+        with Ledger.open(agency["ledger"], agency["name"]) as ledger:
+            rows, spent = ledger.rows(), ledger.spent()
+        kinds = [r["kind"] for r in rows]
+        assert kinds[:3] == ["discrete-gaussian"] * 3 and len(rows) > 3  # analytics first, then training
+        composed = None
+        for r in rows:
+            if r["kind"] == "discrete-gaussian":
+                one = pld.from_discrete_gaussian_mechanism(r["sigma"], sensitivity=int(r["sensitivity"]), **kw).self_compose(r["steps"])
+            else:  # DP-SGD rounds and the released record count: (subsampled) Gaussians
+                one = pld.from_gaussian_mechanism(r["sigma"], sampling_prob=r["sample_rate"], use_connect_dots=True, **kw).self_compose(r["steps"])
+            composed = one if composed is None else composed.compose(one)
+        assert composed is not None
+        assert spent == pytest.approx(composed.get_epsilon_for_delta(1e-5), rel=0.01)
+        assert 2.9 < spent <= 3.0 + 1e-6  # training used what analytics left
+    assert verify_run(run_dir) == 0
+    analytics_rows = ledger_rows(spec, f"{run_dir.name}-analytics")
+    assert len(analytics_rows) == 9 and verify(run_dir / "analytics" / "audit.jsonl", analytics_rows) == []
