@@ -104,6 +104,18 @@ def test_without_dp_or_central_the_answer_says_what_it_cannot_give(tmp_path):
     assert items["attack"].startswith("not measured: these results hold no privacy audit")
 
 
+def test_spent_reads_the_ledgers_and_falls_back_when_they_cannot_be_read(tmp_path):
+    summary = F.run_summary()
+    summary["ledgers"] = {name: {"epsilon_spent_to_date": 0.5, "epsilon_budget": 2.0} for name, *_ in F.AGENCIES}
+    summary["ledgers"]["Mid Police"]["epsilon_spent_to_date"] = 0.7
+    spent = _items(_answer(F.write_run(tmp_path / "ledgers", summary)))["spent"]
+    assert spent.startswith("max over agencies ε 0.7000 (Mid Police, budget 2); per agency, spent/budget (each agency's ledger after the run")
+    for name in summary["ledgers"]:  # unreadable ledgers: the architecture's own per-agency figures
+        summary["ledgers"][name] = {"epsilon_spent_to_date": None, "epsilon_budget": None, "error": "cannot be read"}
+    spent = _items(_answer(F.write_run(tmp_path / "unreadable", summary)))["spent"]
+    assert spent.startswith("max over agencies ε 0.9900 (Tiny Police, budget 1); per agency, spent/budget (fedavg-dp's ledger figures)")
+
+
 def test_sweep_answers_at_the_focus_budget_and_keeps_the_curve(tmp_path):
     folder = F.write_sweep(tmp_path / "sweep", eps_values=(0.5, 1.0, 4.0), seeds=(0, 1))
     a = _answer(folder)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -209,26 +210,34 @@ def _spent(study: Study, focus: views.Focus, r: pd.Series) -> tuple[str, str]:
     cell = next((c for c in study.cells if c.name in focus.cells and r["architecture"] in ((c.summary or {}).get("architectures") or {})), study.cells[0])
     ledgers = (cell.summary or {}).get("ledgers")
     order = list(views.focus_agencies(study, focus).drop_duplicates("agency")["agency"]) if not study.agencies.empty else []
-    if isinstance(ledgers, dict) and ledgers and str(r["privacy_unit"]) != "agency":
-        spent = {a: (v.get("epsilon_spent_to_date"), v.get("epsilon_budget")) for a, v in ledgers.items() if isinstance(v, dict)}
-        where = "each agency's ledger after the run, every architecture"
-        source = f"{cell.source or 'summary.json'} ledgers.<agency>.epsilon_spent_to_date, .epsilon_budget"
-    else:
-        rows = _budget_rows(study, focus, r["line"])
-        rows = rows[rows["cell"].isin(focus.cells)] if not rows.empty else rows
-        spent = {row["agency"]: (row["epsilon"], row["budget"]) for _, row in rows.iterrows() if not fmt.missing(row["epsilon"])}
-        where = f"{r['line']}'s ledger figures"
-        source = f"{_source(study)} architectures.{r['architecture']}.per_agency.<agency>.epsilon"
-    if not spent:
-        if not fmt.missing(r["epsilon_max"]):  # agency-level: one ε for the whole federation
-            return f"ε {fmt.eps(r['epsilon_max'])} for the whole federation (agency-level: no per-agency figure)", f"{_source(study)} architectures.{r['architecture']}.epsilon_max"
-        return f"{fmt.NOT_MEASURED}: no ε recorded", f"{_source(study)} architectures.{r['architecture']}"
-    names = sorted(spent, key=lambda a: (order.index(a) if a in order else len(order), a))
-    values = [(a, *spent[a]) for a in names if not fmt.missing(spent[a][0])]
-    top = max(values, key=lambda v: v[1])
-    per = "; ".join(f"{a} {fmt.eps(e)}" + (f"/{fmt.budget(b)}" if not fmt.missing(b) else "") for a, e, b in values)
-    text = f"max over agencies ε {fmt.eps(top[1])} ({top[0]}" + (f", budget {fmt.budget(top[2])}" if not fmt.missing(top[2]) else "") + f"); per agency, spent/budget ({where}): {per}"
-    return text, source
+    rows = _budget_rows(study, focus, r["line"])
+    rows = rows[rows["cell"].isin(focus.cells)] if not rows.empty else rows
+    candidates: list[tuple[dict[str, tuple[Any, Any]], str, str]] = []
+    if isinstance(ledgers, dict) and str(r["privacy_unit"]) != "agency":
+        candidates.append((
+            {a: (v.get("epsilon_spent_to_date"), v.get("epsilon_budget")) for a, v in ledgers.items() if isinstance(v, dict)},
+            "each agency's ledger after the run, every architecture",
+            f"{cell.source or 'summary.json'} ledgers.<agency>.epsilon_spent_to_date, .epsilon_budget",
+        ))
+    candidates.append((
+        {row["agency"]: (row["epsilon"], row["budget"]) for _, row in rows.iterrows()},
+        f"{r['line']}'s ledger figures",
+        f"{_source(study)} architectures.{r['architecture']}.per_agency.<agency>.epsilon",
+    ))
+    for spent, where, source in candidates:  # the ledgers, unless none of them could be read
+        names = sorted(spent, key=lambda a: (order.index(a) if a in order else len(order), a))
+        values: list[tuple[str, float, object]] = [(a, float(spent[a][0]), spent[a][1]) for a in names if not fmt.missing(spent[a][0])]
+        if values:
+            top = max(values, key=lambda v: v[1])
+            per = "; ".join(f"{a} {fmt.eps(e)}" + (f"/{fmt.budget(b)}" if not fmt.missing(b) else "") for a, e, b in values)
+            budget = f", budget {fmt.budget(top[2])}" if not fmt.missing(top[2]) else ""
+            return f"max over agencies ε {fmt.eps(top[1])} ({top[0]}{budget}); per agency, spent/budget ({where}): {per}", source
+    source = f"{_source(study)} architectures.{r['architecture']}.epsilon_max"
+    if fmt.missing(r["epsilon_max"]):
+        return f"{fmt.NOT_MEASURED}: no ε recorded", source
+    if str(r["privacy_unit"]) == "agency":  # one ε covers the whole federation
+        return f"ε {fmt.eps(r['epsilon_max'])} for the whole federation (agency-level DP: no per-agency figure)", source
+    return f"max over agencies ε {fmt.eps(r['epsilon_max'])} (no per-agency figure recorded)", source
 
 
 def _attack(study: Study, r: pd.Series) -> tuple[str, str]:
