@@ -221,8 +221,8 @@ def _spent(study: Study, focus: views.Focus, r: pd.Series) -> tuple[str, str]:
         ))
     candidates.append((
         {row["agency"]: (row["epsilon"], row["budget"]) for _, row in rows.iterrows()},
-        f"{r['line']}'s ledger figures",
-        f"{_source(study)} architectures.{r['architecture']}.per_agency.<agency>.epsilon",
+        f"{r['line']}'s ledger figures" + (f", cell {cell.name}" if study.kind == "sweep" else ""),
+        f"{cell.source or 'summary.json'} architectures.{r['architecture']}.per_agency.<agency>.epsilon",
     ))
     for spent, where, source in candidates:  # the ledgers, unless none of them could be read
         names = sorted(spent, key=lambda a: (order.index(a) if a in order else len(order), a))
