@@ -47,6 +47,11 @@ HOTSPOT_FEATURES_NOTE = (
     "1 - (1 - q)^g; at ε ≈ 1 per example and g of 20-30 it is in the thousands, i.e. hotspot DP "
     "gives no meaningful guarantee for one incident."
 )
+PERSON_UNIT = (
+    "one person with every record attributed to them (the record's victim, else its suspect; privacy/person_unit.py), "
+    "at most privacy.person.max_records of them per agency; per architecture, epsilon_by_unit gives the record-level, "
+    "person-within-agency and person-across-federation figures"
+)
 RELEASED_WITHOUT_DP = (
     "In the DP architectures an agency sends only what federation/contract.py declares (summary "
     "`releases`): its DP update, its record count released once with Gaussian noise (charged), and "
@@ -184,7 +189,7 @@ def summarise(folder: RunFolder) -> Path:
         # Hotspot: models and analysts' baselines at 1/5/10% of areas, with intervals (the harness's).
         "hotspot_baselines": hotspot_baselines(folder),
         "privacy": {
-            "unit": "one incident record" if config.task.name == "outcome" else "one area-month example (see features); per incident record: epsilon_per_incident",
+            "unit": PERSON_UNIT if config.privacy.unit == "person" else "one incident record" if config.task.name == "outcome" else "one area-month example (see features); per incident record: epsilon_per_incident",
             "neighbouring": registry.NEIGHBOURING[config.task.name],
             "scope": EPSILON_SCOPE,
             "accountant": config.privacy.accountant,
