@@ -1,6 +1,8 @@
 # The README's two commands: `make demo` and `make test`. Both set up .venv first.
 .PHONY: setup demo test test-fast lint clean
 
+# Installs into .venv with pip's progress; skipped while pyproject.toml and scripts/setup.sh are
+# unchanged since the last finished install (a stamp in .venv), so `make demo` twice installs once.
 setup:
 	@scripts/setup.sh
 
