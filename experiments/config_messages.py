@@ -19,6 +19,10 @@ def is_config_key(root: type[BaseModel], dotted: str) -> bool:
         if fields is None or part not in fields:
             return False
         model = fields[part].annotation
+        # An optional section (`X | None`, e.g. faults.malicious, analytics) has X's keys.
+        inner = [a for a in getattr(model, "__args__", ()) if a is not type(None)]
+        if len(inner) == 1 and hasattr(inner[0], "model_fields"):
+            model = inner[0]
     return True
 
 
