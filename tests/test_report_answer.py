@@ -110,6 +110,9 @@ def test_spent_reads_the_ledgers_and_falls_back_when_they_cannot_be_read(tmp_pat
     summary["ledgers"]["Mid Police"]["epsilon_spent_to_date"] = 0.7
     spent = _items(_answer(F.write_run(tmp_path / "ledgers", summary)))["spent"]
     assert spent.startswith("max over agencies ε 0.7000 (Mid Police, budget 2); per agency, spent/budget (each agency's ledger after the run")
+    many = {f"Force {i:02d}": {"epsilon_spent_to_date": 0.5 + i / 100, "epsilon_budget": 1.0} for i in range(12)}
+    spent = _items(_answer(F.write_run(tmp_path / "many", {**summary, "ledgers": many})))["spent"]  # a first screen, not a table
+    assert "Force 11 0.6100/1; Force 10 0.6000/1; Force 09 0.5900/1; Force 08 0.5800/1; Force 07 0.5700/1; 7 more agencies, each ε ≤ 0.5700" in spent
     for name in summary["ledgers"]:  # unreadable ledgers: the architecture's own per-agency figures
         summary["ledgers"][name] = {"epsilon_spent_to_date": None, "epsilon_budget": None, "error": "cannot be read"}
     spent = _items(_answer(F.write_run(tmp_path / "unreadable", summary)))["spent"]

@@ -24,6 +24,10 @@ TIE = 0.001
 # An agency-level row counts as "few agencies" below this many (its noise is σ·C/n on the mean).
 FEW_AGENCIES = 20
 
+# The first screen lists every agency's ε up to MAX_LISTED agencies, else the TOP_LISTED highest.
+MAX_LISTED = 8
+TOP_LISTED = 5
+
 UNIT_WORDS = {"record": "one incident record", "area-month": "one area-month example", "agency": "one whole agency (all its records)"}
 # summary.json `releases` field names in words.
 FIELD_WORDS = {
@@ -229,7 +233,10 @@ def _spent(study: Study, focus: views.Focus, r: pd.Series) -> tuple[str, str]:
         values: list[tuple[str, float, object]] = [(a, float(spent[a][0]), spent[a][1]) for a in names if not fmt.missing(spent[a][0])]
         if values:
             top = max(values, key=lambda v: v[1])
-            per = "; ".join(f"{a} {fmt.eps(e)}" + (f"/{fmt.budget(b)}" if not fmt.missing(b) else "") for a, e, b in values)
+            shown = values if len(values) <= MAX_LISTED else sorted(values, key=lambda v: -v[1])[:TOP_LISTED]
+            per = "; ".join(f"{a} {fmt.eps(e)}" + (f"/{fmt.budget(b)}" if not fmt.missing(b) else "") for a, e, b in shown)
+            if len(shown) < len(values):  # a first screen, not a table: the highest spenders, then a bound
+                per += f"; {len(values) - len(shown)} more agencies, each ε ≤ {fmt.eps(shown[-1][1])} (the table below lists all)"
             budget = f", budget {fmt.budget(top[2])}" if not fmt.missing(top[2]) else ""
             return f"max over agencies ε {fmt.eps(top[1])} ({top[0]}{budget}); per agency, spent/budget ({where}): {per}", source
     source = f"{_source(study)} architectures.{r['architecture']}.epsilon_max"
