@@ -28,7 +28,12 @@ FEW_AGENCIES = 20
 MAX_LISTED = 8
 TOP_LISTED = 5
 
-UNIT_WORDS = {"record": "one incident record", "area-month": "one area-month example", "agency": "one whole agency (all its records)"}
+UNIT_WORDS = {
+    "record": "one incident record",
+    "person": "one person with every record attributed to them (victim, else suspect)",
+    "area-month": "one area-month example",
+    "agency": "one whole agency (all its records)",
+}
 # summary.json `releases` field names in words.
 FIELD_WORDS = {
     "arrays": "the model update",

@@ -122,7 +122,7 @@ def reading(study: Study, focus: views.Focus, full: Study | None = None) -> list
     dp_rows = agencies[agencies["is_dp"]] if not agencies.empty else agencies
     scope = "in every cell of the sweep" if study.kind == "sweep" else ""
     out.append(budget_sentence(_spends(whole, dp_rows), scope))
-    record_dp = [line for line in dp_lines if str(get[line]["privacy_unit"]) in ("record", "area-month")]
+    record_dp = [line for line in dp_lines if str(get[line]["privacy_unit"]) in ("record", "person", "area-month")]
     if record_dp:
         out.append(
             f"From the agencies under {_list(record_dp)} only what the release boundary declares left (summary.json "

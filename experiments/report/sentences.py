@@ -12,7 +12,7 @@ import pandas as pd
 
 from experiments.report import fmt
 
-DP_KIND = {"record": "record-level DP", "agency": "agency-level DP", "area-month": "area-month-level DP"}
+DP_KIND = {"record": "record-level DP", "person": "person-level DP", "agency": "agency-level DP", "area-month": "area-month-level DP"}
 
 
 def _m(value: object) -> bool:

@@ -11,7 +11,7 @@ from experiments.report.answer import Answer
 from experiments.report.load import Study
 from federation import architectures
 
-UNIT = {"record": "per incident record", "agency": "per agency (all its records)", "area-month": "per area and month"}
+UNIT = {"record": "per incident record", "person": "per person (all their records)", "agency": "per agency (all its records)", "area-month": "per area and month"}
 
 
 def _what(arch: str) -> str:
