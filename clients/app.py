@@ -287,10 +287,7 @@ def query(msg: Message, context: Context) -> Message:
     agency = locate(context)
     config = msg.content.config_records.get("config", ConfigRecord())
     try:
-        if person_round.is_person_unit(agency):
-            count = person_round.released_units(agency, agency.spec.run_id).value
-        else:
-            count = released_count(agency, agency.spec.run_id, registry.NEIGHBOURING[agency.spec.task.name]).value
+        count = person_round.released_weight(agency, agency.spec.run_id)
     except (ReleaseRefused, LedgerError) as exc:
         return _refusal(msg, agency, config, f"{agency.name}: {exc}", "dp")
     return _reply(msg, agency, None, {contract.NUM_EXAMPLES: count}, message=contract.QUERY_REPLY, regime="dp", config=config)

@@ -22,8 +22,9 @@ from policedata.persons import crime_ids_of_record_keys, load_persons, read_fede
 from privacy.budget import ReleaseRefused
 from privacy.person_clip import BoundedUnits, bound_contributions, owners
 from privacy.person_unit import ADD_REMOVE_PERSON, person_ledger_path
+from tasks.registry import NEIGHBOURING
 
-__all__ = ["ADD_REMOVE_PERSON", "is_person_unit", "person_view", "released_units", "units_of"]
+__all__ = ["ADD_REMOVE_PERSON", "is_person_unit", "person_view", "released_units", "released_weight", "units_of"]
 
 
 class NoPersons(ReleaseRefused):
@@ -76,3 +77,11 @@ def released_units(agency: Agency, run_id: str) -> ReleasedCount:
     units = units_of(agency)
     shape = hashlib.sha256(units.unit.tobytes() + str(units.max_records).encode()).hexdigest()
     return released_count(person_view(agency), run_id, ADD_REMOVE_PERSON, units=(units.n_units, shape))
+
+
+def released_weight(agency: Agency, run_id: str) -> int:
+    """The agency's FedAvg weight: its released unit count under the person unit, else its
+    released record count (each released, and charged to its own ledger, once)."""
+    if is_person_unit(agency):
+        return released_units(agency, run_id).value
+    return released_count(agency, run_id, NEIGHBOURING[agency.spec.task.name]).value

@@ -26,9 +26,8 @@ from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFI
 from flwr.compat.common import recorddict_compat as compat
 
 from clients.agency import locate
-from clients.count import released_count
+from clients.person_round import released_weight
 from federation.contract import STATE_KEYS
-from tasks.registry import NEIGHBOURING
 
 # Error code of an agency that stops the protocol itself (Peel's refusal code is 4001).
 SECAGG_FAILED = 4002
@@ -106,7 +105,7 @@ def _check_weight(context: Context) -> float:
     max_weight = float(_secagg_state(context)["max_weight"])
     agency = locate(context)
     # The weight is the agency's released count (the exact one never leaves a DP agency).
-    weight = released_count(agency, agency.spec.run_id, NEIGHBOURING[agency.spec.task.name]).value
+    weight = released_weight(agency, agency.spec.run_id)
     if weight > max_weight:
         raise _NoUpdate(
             Error(SECAGG_FAILED, f"{agency.name}: SecAgg+ max_weight {max_weight:g} is below its released record count {weight} (the coordinator must set max_weight ≥ every agency's count)")
