@@ -203,10 +203,19 @@ def hidden_parameters(hidden: list[int]) -> int:
     return sum(a * b + b for a, b in zip(hidden, hidden[1:], strict=False)) + sum(hidden)
 
 
+class HotspotCells(_Section):
+    """The cells the hotspot baselines are scored on: LSOAs (always, beside the models) and, with
+    cells: grid, also grid_m squares (baselines only; police.uk's snapped points, not streets)."""
+
+    cells: Literal["lsoa", "grid"] = "lsoa"
+    grid_m: float = Field(250.0, ge=50, le=5000, allow_inf_nan=False)
+
+
 class TaskConfig(_Section):
     name: Literal["outcome", "hotspot"] = "outcome"
     # hotspot: the share of an agency's areas flagged each month (the label's top share too).
     hotspot_share: float = Field(0.05, gt=0, le=0.5)
+    hotspot: HotspotCells = Field(default_factory=HotspotCells)
     positive: list[str] = Field(default_factory=lambda: [NO_SUSPECT], min_length=1)
     test_months: int = Field(6, ge=1, le=240)
     # An agency with fewer test records than this gets a warning: its metrics are not solid.
