@@ -33,7 +33,9 @@ def test_section_from_hotspot_baselines(tmp_path):
     counts = rng.poisson(np.exp(rng.normal(0, 1, 20))[:, None] * 2 * np.ones(len(MONTHS))).astype(np.int64)
     split = build_hotspot_split(records_from_counts(counts, MONTHS), make_areas(20), "2024-01", share=0.1, period=(MONTHS[0], MONTHS[-1]))
     block = evaluate_baselines({"A": split}, make_areas(20), models={"fedavg": {"A": persistence_scores(split)}}, replicates=100).as_dict()
-    write_run(tmp_path / "run", json.loads(json.dumps(block)))
+    block = json.loads(json.dumps(block))
+    block["grid"] = {**block, "models": [], "cells": "250 m grid squares"}  # the shape evaluate_grid gives
+    write_run(tmp_path / "run", block)
     study = load(tmp_path / "run")
     figures = hotspot_section.plots(study)
     assert [f.name for f in figures] == ["hotspot-coverage-pooled", "hotspot-coverage-agencies"]
@@ -44,6 +46,7 @@ def test_section_from_hotspot_baselines(tmp_path):
     # fedavg scores as naive-1m does, so its sentence must say it cannot be told apart (or name the reference).
     sentence = hotspot_section.model_sentences(block)[0]
     assert sentence.startswith("fedavg ") and "95% block-bootstrap interval" in sentence
+    assert "Baselines on 250 m grid squares" in page
     assert "ε = ∞ (not private)" in page and "Feedback loops" in page and "street level" in page
 
 

@@ -225,6 +225,10 @@ def html(study: Study, figures: Mapping[str, Plot | Missing], render_figure: Cal
         if name in figures:
             parts.append(render_figure(figures[name]))
     parts.append("<h3>Pooled metrics with 95% block-bootstrap intervals over test months</h3>" + _metrics_table(block))
+    grid = block.get("grid")
+    if isinstance(grid, dict):  # task.hotspot.cells: grid — the baselines again on grid squares
+        parts.append(f"<h3>Baselines on {escape(str(grid.get('cells')))} (models learn on LSOAs and are not scored here)</h3>")
+        parts.append(f"<p>{escape(str(grid.get('sentence', '')))}</p>" + _metrics_table(grid))
     parts.append("<h3>What each map would cost in privacy</h3>" + _dp_table(study, block))
     sepp = block.get("sepp") or {}
     if sepp:
