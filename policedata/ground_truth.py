@@ -90,8 +90,9 @@ def _read(file: str, mtime_ns: int, size: int) -> pd.DataFrame:
         raise DataError(f"{file}: cannot be read as a ground truth table ({err})") from None
 
 
-# Who was involved in each synthetic incident: "agency", "Crime ID", "role", "person" (the true
-# identity, e.g. "person-0000042"), "home_agency", "home_area" (LSOA code).
+# Who was involved in each synthetic incident: "agency" (its slug, as the other ground truth
+# files name agencies), "Crime ID", "role", "person" (the true identity, e.g. "person-0000042"),
+# "home_agency" (slug), "home_area" (LSOA code).
 TRUE_PERSONS_FILE = "persons.csv.gz"
 
 
@@ -99,13 +100,13 @@ TRUE_PERSONS_FILE = "persons.csv.gz"
 class TruePersons:
     """The true people of a synthetic data set, one row per (record, role)."""
 
-    agency: np.ndarray  # str, the agency that recorded the incident
+    agency: np.ndarray  # str, slug of the agency that recorded the incident
     table: PersonTable  # Crime ID, role, true identity
-    home_agency: np.ndarray  # str
+    home_agency: np.ndarray  # str, slug
     home_area: np.ndarray  # str, LSOA code
 
-    def of_agency(self, agency: str) -> PersonTable:
-        rows = self.agency == agency
+    def of_agency(self, slug: str) -> PersonTable:
+        rows = self.agency == slug
         t = self.table
         return PersonTable(t.crime_id[rows], t.role[rows], t.person[rows])
 

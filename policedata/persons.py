@@ -44,12 +44,11 @@ data.columns.person (+ person_role): `persons_from_records` hashes the city's id
 Ground truth (synthetic only, read by evaluation, never by agencies)::
 
     policedata.ground_truth.true_persons(gt_dir) -> TruePersons     # .table: person = true id
-    TruePersons.of_agency(name) -> PersonTable                      # also .home_agency, .home_area
+    TruePersons.of_agency(slug) -> PersonTable                      # also .home_agency, .home_area
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 import secrets
@@ -73,6 +72,7 @@ NO_PERSON = -1
 MAX_AGENCIES_PER_PERSON = 2
 
 _KEY_BYTES = 32  # HMAC-SHA256 secret
+_PERSON_KEY_BYTES = 16  # a person key: the HMAC truncated to 128 bits
 _KEY_TEXT = re.compile(r"[0-9a-f]{64}")
 # Domain separation: the same secret used for anything else never yields a person key.
 _KEY_CONTEXT = b"peel-person-key/1\x00"
@@ -88,24 +88,18 @@ def new_federation_key() -> bytes:
 
 
 def person_key(secret: bytes, identity: str) -> str:
-    """The linkable key of a person: HMAC-SHA256(secret, identity) in hex. `identity` is what
+    """The linkable key of a person: HMAC-SHA256(secret, identity), its first 128 bits in hex
+    (collisions are negligible at any federation's size, and files stay smaller). `identity` is what
     identifies the person in an agency's own system (in deployment e.g. a national identifier;
     in the synthetic data the true person id). Same secret, same identity -> same key in every
     agency; without the secret a key says nothing and no guess can be checked."""
-    return hmac.new(secret, _KEY_CONTEXT + identity.encode("utf-8"), hashlib.sha256).hexdigest()
+    return hmac.digest(secret, _KEY_CONTEXT + identity.encode("utf-8"), "sha256")[:_PERSON_KEY_BYTES].hex()
 
 
 def person_keys(secret: bytes, identities: Sequence[str] | np.ndarray) -> np.ndarray:
     """`person_key` of each identity (each distinct identity hashed once)."""
     uniques, codes = np.unique(np.asarray(identities, dtype=str), return_inverse=True)
-    keyed = hmac.new(secret, _KEY_CONTEXT, hashlib.sha256)  # the key schedule once, copied per identity
-
-    def one(identity: str) -> str:
-        mac = keyed.copy()
-        mac.update(identity.encode("utf-8"))
-        return mac.hexdigest()
-
-    hashed = np.array([one(str(u)) for u in uniques.tolist()], dtype=str)
+    hashed = np.array([person_key(secret, u) for u in uniques.tolist()], dtype=str)
     return np.asarray(hashed[codes] if len(uniques) else np.array([], dtype=str))
 
 

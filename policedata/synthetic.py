@@ -222,7 +222,7 @@ def _write_people(
     secret = new_federation_key() if key is None else key
     identity = np.array([f"person-{i:07d}" for i in range(len(people.home_agency))], dtype=str)
     hashed = person_keys(secret, identity)
-    agency_names = np.array([a.name for a in agencies], dtype=object)
+    slugs = np.array([a.slug for a in agencies], dtype=object)
     area_codes = np.concatenate([a.made_areas()["LSOA code"].to_numpy(dtype=object) for a in agencies])
     first_area = np.cumsum([0, *(len(a.made_areas()) for a in agencies)])
     truth = []
@@ -232,11 +232,11 @@ def _write_people(
         write_federation_key(folder, secret)
         home, home_area = people.home_agency[rows.person], people.home_area[rows.person]
         truth.append(pd.DataFrame({
-            "agency": agency.name,
+            "agency": agency.slug,
             "Crime ID": rows.crime_id,
             "role": rows.role,
             "person": identity[rows.person],
-            "home_agency": agency_names[home],
+            "home_agency": slugs[home],
             "home_area": area_codes[first_area[home] + home_area],
         }))
     write_csv(pd.concat(truth, ignore_index=True), out_dir / "ground_truth" / TRUE_PERSONS_FILE)

@@ -137,7 +137,7 @@ def test_agency_keys_are_the_hmac_of_the_true_person_and_link_across_agencies(de
         assert read_federation_key(folder) == KEY
         assert stat.S_IMODE((folder / FEDERATION_KEY_FILE).stat().st_mode) == 0o600
         table = load_persons(folder)
-        true = truth.of_agency(agency["name"])
+        true = truth.of_agency(agency["slug"])
         merged = table.frame().merge(true.frame(), on=["Crime ID", "role"], suffixes=("_key", "_true"), validate="one_to_one")
         assert len(merged) == len(table) == len(true)
         assert (merged["person_key"] == [person_key(KEY, p) for p in merged["person_true"]]).all()
