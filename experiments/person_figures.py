@@ -32,6 +32,8 @@ def epsilon_by_unit_of(folder: RunFolder) -> dict[str, Any] | None:
     """`epsilon_by_unit` of the run's ledgers, spent to date like `epsilon` (so the same block for
     every DP architecture of the run); None if no agency has charged anything."""
     config = folder.config
+    if config.task.name != "outcome":  # a hotspot example is an area-month, not a person's record
+        return None
     agencies = [
         AgencyLedger(a["name"], Path(a["ledger"]), _heaviest(Path(a["folder"]), getattr(folder.splits[a["name"]], "train_keys", None)))
         for a in folder.federation.agencies

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from policedata.persons import NO_PERSON, RecordPersons
-from privacy.accounting import Entry, epsilon
+from privacy.accounting import ADD_REMOVE, Entry, epsilon
 from privacy.ledger import Ledger, LedgerError
 from privacy.person_clip import owners
-from privacy.person_unit import federation_epsilon, group_conversion, person_ledger_path, record_epsilon_of_person_releases
+from privacy.person_unit import ADD_REMOVE_PERSON, federation_epsilon, group_conversion, person_ledger_path, record_epsilon_of_person_releases
 
 __all__ = ["AgencyLedger", "HeaviestPerson", "epsilon_by_unit", "heaviest_person"]
 
@@ -59,11 +59,15 @@ class AgencyLedger:
     heaviest: HeaviestPerson | None = None
 
 
-def _history(path: Path) -> tuple[list[Entry], float | None]:
+def _history(path: Path, relation: str) -> tuple[list[Entry], float | None]:
+    """The ledger's releases and pinned δ; none where it cannot be read or accounts for another
+    relation than `relation` (e.g. a hotspot ledger's replace-one examples: no person figure)."""
     try:
         if not path.is_file():
             return [], None
         with Ledger.inspect(path) as book:
+            if book.lifetime_history() and book.pinned_neighbouring() != relation:
+                return [], None
             return book.history(), book.pinned_delta()
     except LedgerError:
         return [], None
@@ -76,7 +80,8 @@ def _figure(eps: float, delta: float, method: str, **extra: Any) -> dict[str, An
 def epsilon_by_unit(unit: str, agencies: Sequence[AgencyLedger], *, max_agencies: int, accountant: str = "auto") -> dict[str, Any] | None:
     """The block for one DP architecture (None if no agency has charged anything)."""
     ledger_of = (lambda a: person_ledger_path(a.ledger)) if unit == "person" else (lambda a: a.ledger)
-    read = {a.name: _history(ledger_of(a)) for a in agencies}
+    relation = ADD_REMOVE_PERSON if unit == "person" else ADD_REMOVE
+    read = {a.name: _history(ledger_of(a), relation) for a in agencies}
     histories: Mapping[str, list[Entry]] = {n: h for n, (h, d) in read.items() if h and d is not None}
     if not histories:
         return None
@@ -84,7 +89,7 @@ def epsilon_by_unit(unit: str, agencies: Sequence[AgencyLedger], *, max_agencies
     heaviest = {a.name: a.heaviest for a in agencies if a.name in histories}
     per_agency: dict[str, dict[str, Any]] = {}
     for name, history in histories.items():
-        own = epsilon(history, delta, accountant, "add-remove")
+        own = epsilon(history, delta, accountant, ADD_REMOVE)  # both relations are accounted add/remove
         if unit == "person":
             record = record_epsilon_of_person_releases(history, delta)
             entry: dict[str, Any] = {"record": record, "person_within_agency": own}

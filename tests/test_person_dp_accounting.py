@@ -146,3 +146,13 @@ def test_epsilon_by_unit_person_and_record(tmp_path) -> None:
     top2 = sorted((6 * e["record"] for e in record["per_agency"].values()), reverse=True)[:2]
     assert record["person_across_federation"]["epsilon"] == pytest.approx(sum(top2))
     assert epsilon_by_unit("person", [AgencyLedger("x", tmp_path / "none" / "ledger.sqlite")], max_agencies=2) is None
+
+
+def test_epsilon_by_unit_skips_a_ledger_of_another_relation(tmp_path) -> None:
+    """A hotspot ledger (replace-one area-month examples) gives no person figures."""
+    from privacy.accounting import REPLACE_ONE
+    from privacy.person_epsilons import AgencyLedger, HeaviestPerson, epsilon_by_unit
+
+    with Ledger.open(tmp_path / "ledger.sqlite", "h") as ledger:
+        ledger.charge("run", "fedavg-dp", 1, (1.0, 0.1, 10), delta=DELTA, accountant="pld", budget=50.0, neighbouring=REPLACE_ONE)
+    assert epsilon_by_unit("record", [AgencyLedger("h", tmp_path / "ledger.sqlite", HeaviestPerson(3, 2))], max_agencies=2) is None
