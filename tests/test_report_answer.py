@@ -119,6 +119,18 @@ def test_spent_reads_the_ledgers_and_falls_back_when_they_cannot_be_read(tmp_pat
     assert spent.startswith("max over agencies ε 0.9900 (Tiny Police, budget 1); per agency, spent/budget (fedavg-dp's ledger figures)")
 
 
+def test_hotspot_unit_is_the_area_month_and_says_what_one_incident_gets(tmp_path):
+    summary = F.run_summary(task="hotspot")
+    entry = summary["architectures"]["fedavg-dp"]
+    entry.update(privacy_unit="area-month", neighbouring="replace-one")
+    for i, data in enumerate(entry["per_agency"].values()):
+        data["epsilon_per_incident"] = {"epsilon": 600.0 + i, "delta": 1e-5, "group_size": 24}
+    items = _items(_answer(F.write_run(tmp_path / "hot", summary)))
+    assert items["unit"].startswith("one area-month example, per agency, (ε, δ) = (1, 1e-05), replace-one neighbours: changing any one such unit")
+    assert items["unit"].endswith("per incident record ε is up to 603, no meaningful guarantee for one incident")
+    assert items["utility"].startswith("9") and "PAI gain over chance" in items["utility"] and "chance is 1" in items["utility"]
+
+
 def test_sweep_answers_at_the_focus_budget_and_keeps_the_curve(tmp_path):
     folder = F.write_sweep(tmp_path / "sweep", eps_values=(0.5, 1.0, 4.0), seeds=(0, 1))
     a = _answer(folder)

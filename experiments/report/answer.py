@@ -266,7 +266,22 @@ def _attack(study: Study, r: pd.Series) -> tuple[str, str]:
     return "; ".join(parts), source
 
 
-def _unit(study: Study, r: pd.Series) -> tuple[str, str]:
+def _incident_epsilon(study: Study, focus: views.Focus, arch: str) -> float | None:
+    """Hotspot: the largest ε per incident record over the agencies (summary.json
+    architectures.<arch>.per_agency.<agency>.epsilon_per_incident.epsilon), None if none."""
+    values = []
+    for cell in study.cells:
+        if cell.name not in focus.cells:
+            continue
+        per_agency = (((cell.summary or {}).get("architectures") or {}).get(arch) or {}).get("per_agency") or {}
+        for data in per_agency.values():
+            incident = data.get("epsilon_per_incident") if isinstance(data, dict) else None
+            if isinstance(incident, dict) and not fmt.missing(incident.get("epsilon")):
+                values.append(float(incident["epsilon"]))
+    return max(values) if values else None
+
+
+def _unit(study: Study, focus: views.Focus, r: pd.Series) -> tuple[str, str]:
     unit = str(r["privacy_unit"])
     words = UNIT_WORDS.get(unit, unit)
     notes = study.privacy_notes
@@ -275,14 +290,22 @@ def _unit(study: Study, r: pd.Series) -> tuple[str, str]:
     # The budget is the promise; what was spent (at most the budget) is in "ε spent to date".
     eps = r["eps_budget"] if not fmt.missing(r["eps_budget"]) else r["epsilon_max"]
     delta = fmt.budget(r["delta"]) if not fmt.missing(r["delta"]) else "not recorded"
-    neighbours = f", {r['neighbouring']} neighbours" if isinstance(r.get("neighbouring"), str) and r["neighbouring"] else ""
+    relation = r.get("neighbouring") if isinstance(r.get("neighbouring"), str) and r.get("neighbouring") else None
+    neighbours = f", {relation} neighbours" if relation else ""
     scope = "per agency" if unit != "agency" else "for the federation"
     text = f"{words}, {scope}, (ε, δ) = ({fmt.budget(eps)}, {delta}){neighbours}"
     if not fmt.missing(eps):
-        text += f": adding or removing any one such unit changes the chance of anything released by at most a factor e^ε = {math.exp(float(eps)):.2f} (plus δ)"
+        change = "changing any one such unit" if relation == "replace-one" else "adding or removing any one such unit"
+        text += f": {change} changes the chance of anything released by at most a factor e^ε = {math.exp(float(eps)):.2f} (plus δ)"
+    source = f"{_source(study)} privacy.unit, architectures.{r['architecture']}.privacy_unit, .delta, .neighbouring; config.yaml privacy.epsilon"
     if unit == "area-month":
-        text += "; one incident changes several area-month examples, so its own ε is larger (see the privacy notes)"
-    return text, f"{_source(study)} privacy.unit, architectures.{r['architecture']}.privacy_unit, .delta, .neighbouring; config.yaml privacy.epsilon"
+        incident = _incident_epsilon(study, focus, str(r["architecture"]))
+        if incident is None:
+            text += "; one incident changes several area-month examples, so its own ε is larger (see the privacy notes)"
+        else:
+            text += f"; one incident changes several area-month examples: per incident record ε is up to {fmt.eps(incident)}, no meaningful guarantee for one incident"
+            source += "; per_agency.<agency>.epsilon_per_incident.epsilon"
+    return text, source
 
 
 def answer(study: Study, focus: views.Focus) -> Answer:
@@ -331,7 +354,7 @@ def answer(study: Study, focus: views.Focus) -> Answer:
         utility = f"{_percent(share)} of pooling's {label} {gain}: {label} {fmt.num(r['headline'])} against {fmt.num(central)} with every record pooled in one place{chance_text}"
     items = [
         Item("utility", "Utility kept", utility, f"{src} architectures.{r['architecture']}.metrics.{study.headline} ÷ architectures.central.metrics.{study.headline} (each minus chance)"),
-        Item("unit", "Privacy unit", *_unit(study, r)),
+        Item("unit", "Privacy unit", *_unit(study, focus, r)),
     ]
     releases, release_src = _releases(study, str(r["architecture"]))
     moved = f"; raw records moved: {fmt.count(r['records_moved'])}, model updates sent: {fmt.megabytes(r['update_bytes'])} in all" if not fmt.missing(r["records_moved"]) else ""
