@@ -34,7 +34,7 @@ from federation.secure_sum import modulus_for
 from federation.spec import TRAIL_FILE
 from policedata.loader import load_areas
 from privacy import audit_trail
-from privacy.count_release import Z95, ShareDesign, calibrate_count_sigma, count_event
+from privacy.count_release import Z95, ShareDesign, calibrate_count_sigma, count_event, share_floor
 from privacy.mechanisms import MechanismEvent
 from privacy.noise import discrete_gaussian_variance
 from server.analytics import secure_sum, trusted_sum
@@ -49,7 +49,7 @@ MECHANISM = {
 }
 # A federated release is refused if the sum's distance from a discrete Gaussian would add more
 # than this share of the agencies' δ (privacy.count_release.ShareDesign.delta_slack).
-MAX_DELTA_SLACK_SHARE = 0.01
+MAX_DELTA_SLACK_SHARE = 0.001
 TAIL_SIGMAS = 60  # a share beyond 60 s has probability < e^-1800: the modulus leaves room for it
 
 
@@ -110,7 +110,7 @@ def preflight(agencies: Sequence[AnalyticsAgency], events: list[MechanismEvent])
     return after
 
 
-def release(mode: str, histogram: Histogram, domain: Domain, agencies: Sequence[AnalyticsAgency], sigma: float, analytics: AnalyticsConfig, run_id: str, *, epsilon: float = 0.0, dropped: Sequence[str] = (), noise_off_for_tests: bool = False) -> Released:
+def release(mode: str, histogram: Histogram, domain: Domain, agencies: Sequence[AnalyticsAgency], sigma: float, analytics: AnalyticsConfig, run_id: str, *, dropped: Sequence[str] = (), noise_off_for_tests: bool = False) -> Released:
     """One histogram released in `mode` (charges ledgers; raises AnalyticsRefused before anything
     leaves if the federated sum could not keep σ)."""
     cells = histogram.size(domain)
@@ -122,11 +122,11 @@ def release(mode: str, histogram: Histogram, domain: Domain, agencies: Sequence[
     if mode == "federated-trusted":
         exact = [a.exact_to_trusted(histogram, domain, sigma, run_id) for a in agencies]
         return Released(trusted_sum(exact, sigma), discrete_gaussian_variance(sigma), sigma, sigma, None, tuple(a.name for a in agencies))
-    design = ShareDesign(len(agencies), analytics.tolerate, 0.0 if noise_off_for_tests else sigma)
+    design = share_design(agencies, analytics.tolerate, 0.0 if noise_off_for_tests else sigma, cells)
     reporting = [a for a in agencies if a.name not in set(dropped)]
     if len(agencies) - len(reporting) > design.tolerate:
         raise AnalyticsRefused(f"{len(agencies) - len(reporting)} of {len(agencies)} agencies dropped out; the shares tolerate {design.tolerate}: the sum would carry less noise than σ = {sigma:.3g}, so nothing is released")
-    slack = design.delta_slack(epsilon, cells) if design.sigma > 0 else 0.0  # ε: this histogram's share
+    slack = design.delta_slack(stated_epsilon(agencies), cells) if design.sigma > 0 else 0.0
     if slack > MAX_DELTA_SLACK_SHARE * analytics_delta(agencies):
         raise AnalyticsRefused(f"the sum of {design.honest} noise shares over {cells:,} cells is too far from a discrete Gaussian (δ slack {slack:.2g}); use fewer cells or a larger σ")
     # The modulus holds the largest possible |sum|: every agency's clamped count plus its share's tail.
@@ -137,6 +137,20 @@ def release(mode: str, histogram: Histogram, domain: Domain, agencies: Sequence[
     masked = [a.masked_share(histogram, domain, design, peers, modulus, context, run_id, noise_off_for_tests=noise_off_for_tests) for a in reporting]
     charged = design.guaranteed_sigma if design.sigma > 0 else None
     return Released(secure_sum(masked), design.released_variance(len(reporting)), sigma, charged, design.share_sigma, tuple(a.name for a in reporting), modulus, slack)
+
+
+def stated_epsilon(agencies: Sequence[AnalyticsAgency]) -> float:
+    """The ε an agency's guarantee is stated at, at most: the largest budget."""
+    return max(a.policy.budget for a in agencies)
+
+
+def share_design(agencies: Sequence[AnalyticsAgency], tolerate: int, sigma: float, cells: int) -> ShareDesign:
+    """Federated noise shares for `agencies`, the share σ floored where the sum of n − t shares is
+    a discrete Gaussian to within MAX_DELTA_SLACK_SHARE of δ over `cells` cells."""
+    n = len(agencies)
+    t = min(tolerate, n - 1)
+    floor = share_floor(cells, n - t, stated_epsilon(agencies), MAX_DELTA_SLACK_SHARE * analytics_delta(agencies))
+    return ShareDesign(n, t, sigma, floor)
 
 
 def analytics_delta(agencies: Sequence[AnalyticsAgency]) -> float:
@@ -174,7 +188,7 @@ def run_query(q: QueryConfig, analytics: AnalyticsConfig, domain: Domain, agenci
     if mode == "federated" and analytics.dropouts:
         dropped = secrets.SystemRandom().sample([a.name for a in agencies], min(analytics.dropouts, n))
     releasing = [a for a in agencies if a.name not in dropped]
-    design = {h.name: ShareDesign(n, min(analytics.tolerate, n - 1), sigmas[h.name]) for h in hists}
+    design = {h.name: share_design(agencies, analytics.tolerate, sigmas[h.name], h.size(domain)) for h in hists}
     summary: dict[str, Any] = {"kind": query.kind, "mode": mode, "mechanism": MECHANISM[mode], "unit": UNIT, "by": list(query.by), "cells": hists[0].size(domain)}
     try:
         if mode == "federated" and n - len(releasing) > design[hists[0].name].tolerate:
@@ -182,7 +196,7 @@ def run_query(q: QueryConfig, analytics: AnalyticsConfig, domain: Domain, agenci
         if mode != "central" and not noise_off_for_tests:
             events = [count_event(s) for h in hists if (s := charged_sigma(mode, sigmas[h.name], design[h.name])) is not None]
             preflight(releasing, events)
-        released = {h.name: release(mode, h, domain, agencies, sigmas[h.name], analytics, run_id, epsilon=eps_shares[h.name], dropped=dropped, noise_off_for_tests=noise_off_for_tests) for h in hists}
+        released = {h.name: release(mode, h, domain, agencies, sigmas[h.name], analytics, run_id, dropped=dropped, noise_off_for_tests=noise_off_for_tests) for h in hists}
     except AnalyticsRefused as exc:
         summary.update(refused=str(exc), epsilon_after={a.name: a.spent() for a in agencies})
         return QueryOutcome(query.name, query.kind, None, summary)

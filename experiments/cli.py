@@ -246,6 +246,12 @@ def _analyze(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
     from experiments.analyze import analyze, format_summary
 
+    if config.sweep:
+        from experiments.analyze_sweep import SWEEP_CSV, SWEEP_PNG, analyze_sweep
+
+        sweep_dir = analyze_sweep(config, args.config)
+        print(f"Sweep: {sweep_dir / SWEEP_CSV} (one row per cell and query; error against ε: {sweep_dir / SWEEP_PNG})")
+        return 0
     run_dir = analyze(config, args.config)
     _say(format_summary(json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))))
     print(f"\nResults: {run_dir}/summary.json (one CSV per query: {run_dir}/analytics/)")

@@ -15,8 +15,8 @@ of k discrete Gaussians is not exactly a discrete Gaussian: by Kairouz, Liu and 
 ("The Distributed Discrete Gaussian Mechanism", ICML 2021, Prop. 14's τ) it is within total
 variation τ_k = 10 Σ_{j=1}^{k−1} exp(−2π² s² j/(j+1)) of N_Z(0, k s²) per cell. A mechanism whose
 noise is within TV τ of one that is (ε, δ)-DP is (ε, δ + (1 + e^ε) τ)-DP; `delta_slack` states
-that term for a whole histogram and the share σ is floored (MIN_SHARE_SIGMA) so it stays far
-below δ. Each agency charges its ledger the discrete Gaussian of σ_guard = √(n − t)·s ≥ σ.
+that term for a whole histogram and the share σ is floored (`share_floor`: the smallest s that
+keeps it below a given slack; MIN_SHARE_SIGMA by default) so it stays far below δ. Each agency charges its ledger the discrete Gaussian of σ_guard = √(n − t)·s ≥ σ.
 """
 
 from __future__ import annotations
@@ -28,12 +28,13 @@ from privacy.accounting import ADD_REMOVE, MAX_SIGMA, CalibrationError, epsilon
 from privacy.mechanisms import DISCRETE_GAUSSIAN, MechanismEvent
 from privacy.noise import discrete_gaussian_variance
 
-__all__ = ["MIN_SHARE_SIGMA", "Z95", "ShareDesign", "calibrate_count_sigma", "count_event", "half_width", "sum_tv_bound"]
+__all__ = ["MIN_SHARE_SIGMA", "Z95", "ShareDesign", "calibrate_count_sigma", "count_event", "half_width", "share_floor", "sum_tv_bound"]
 
 COUNT_SENSITIVITY = 1  # one record, one cell, ±1
 # Smallest share σ: at s = 2 the sum's distance from a discrete Gaussian is ~1e-16 per cell
 # (sum_tv_bound), negligible against any δ; at s = 1 it is ~1e-3, not negligible.
 MIN_SHARE_SIGMA = 2.0
+MAX_SHARE_FLOOR = 8.0  # a floor search stops here (huge ε budgets: e^ε multiplies the slack)
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
 
 
@@ -71,6 +72,27 @@ def sum_tv_bound(share_sigma: float, shares: int) -> float:
     return 10.0 * sum(math.exp(-2 * math.pi**2 * s2 * j / (j + 1)) for j in range(1, shares))
 
 
+def delta_slack(share_sigma: float, shares: int, epsilon_: float, cells: int) -> float:
+    """(1 + e^ε)·cells·τ: what a histogram's noise sum being only close to a discrete Gaussian adds
+    to δ, ε being the one the guarantee is stated at (hybrid argument; slacks add over releases)."""
+    return (1 + math.exp(min(epsilon_, 700.0))) * cells * sum_tv_bound(share_sigma, shares)
+
+
+def share_floor(cells: int, shares: int, epsilon_: float, max_slack: float) -> float:
+    """The smallest share σ (to 1%) whose `delta_slack` stays ≤ `max_slack` (searched up to
+    MAX_SHARE_FLOOR; above it the caller's slack check refuses)."""
+    if delta_slack(MAX_SHARE_FLOOR, shares, epsilon_, cells) > max_slack:
+        return MAX_SHARE_FLOOR
+    lo, hi = 0.25, MAX_SHARE_FLOOR
+    while hi / lo > 1.01:
+        mid = math.sqrt(lo * hi)
+        if delta_slack(mid, shares, epsilon_, cells) > max_slack:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
 def half_width(variance: float) -> float:
     """95% interval half-width of a released value whose noise has this variance (normal
     approximation: the discrete Gaussian and its sums are within ~1e-16 of normal quantiles at σ ≥ 2)."""
@@ -85,6 +107,7 @@ class ShareDesign:
     agencies: int
     tolerate: int
     sigma: float
+    floor: float = MIN_SHARE_SIGMA  # the least share σ (share_floor)
 
     def __post_init__(self) -> None:
         if self.agencies < 1:
@@ -99,10 +122,10 @@ class ShareDesign:
 
     @property
     def share_sigma(self) -> float:
-        """σ of each agency's share: σ/√(n − t), floored at MIN_SHARE_SIGMA (σ = 0: noise off)."""
+        """σ of each agency's share: σ/√(n − t), at least `floor` (σ = 0: noise off)."""
         if self.sigma == 0:
             return 0.0
-        return max(self.sigma / math.sqrt(self.honest), MIN_SHARE_SIGMA)
+        return max(self.sigma / math.sqrt(self.honest), self.floor)
 
     @property
     def guaranteed_sigma(self) -> float:
@@ -115,4 +138,4 @@ class ShareDesign:
 
     def delta_slack(self, epsilon_: float, cells: int) -> float:
         """(1 + e^ε)·cells·τ: what the sum's distance from a discrete Gaussian adds to δ per histogram."""
-        return (1 + math.exp(min(epsilon_, 700.0))) * cells * sum_tv_bound(self.share_sigma, self.honest)
+        return delta_slack(self.share_sigma, self.honest, epsilon_, cells)

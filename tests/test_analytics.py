@@ -30,7 +30,7 @@ def _records(agency: str, counts: dict[tuple[str, str], int]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["month", "crime_type", "outcome", "agency", "lsoa_code"])
 
 
-def _agencies(tmp_path: Path, sizes: list[int], budget: float = 1000.0) -> list[AnalyticsAgency]:
+def _agencies(tmp_path: Path, sizes: list[int], budget: float = 50.0) -> list[AnalyticsAgency]:
     out = []
     for i, n in enumerate(sizes):
         name = f"agency-{i}"
@@ -81,7 +81,7 @@ def test_error_std_and_interval_coverage_over_200_releases(tmp_path: Path, monke
     sigma = 6.0
     errors, covered = [], 0
     for i in range(200):
-        out = an.release(mode, HIST, domain, agencies, sigma, _settings(tolerate=1), f"r{i}", epsilon=1.0)
+        out = an.release(mode, HIST, domain, agencies, sigma, _settings(tolerate=1), f"r{i}")
         error = out.values - exact
         errors.append(error)
         covered += int((np.abs(error) <= Z95 * math.sqrt(out.variance)).sum())
@@ -115,7 +115,7 @@ def test_coordinator_never_holds_one_agencys_counts(tmp_path: Path, monkeypatch:
     domain = Domain(MONTHS, names, areas=tuple(f"E{i:05d}" for i in range(4096)))
     empty = pd.DataFrame(columns=["month", "crime_type", "outcome", "agency", "lsoa_code"])
     agencies = [AnalyticsAgency(n, tmp_path / f"{n}.sqlite", AgencyPolicy(budget=100.0, delta=DELTA, max_grad_norm=1.0), empty) for n in names]
-    out = an.release("federated", big, domain, agencies, 4.0, _settings(tolerate=1, max_cell_count=10**6), "r", epsilon=1.0)
+    out = an.release("federated", big, domain, agencies, 4.0, _settings(tolerate=1, max_cell_count=10**6), "r")
     assert len(received) == 2 and all(isinstance(v, MaskedVector) for v in received)
     for v in received:
         assert isinstance(v, MaskedVector)
@@ -175,7 +175,7 @@ def test_more_dropouts_than_tolerated_is_refused(tmp_path: Path) -> None:
     domain = _domain(agencies)
     with pytest.raises(an.AnalyticsRefused, match="dropped out"):
         an.release("federated", HIST, domain, agencies, 5.0, _settings(tolerate=1), "r", dropped=["agency-0", "agency-1"])
-    out = an.release("federated", HIST, domain, agencies, 5.0, _settings(tolerate=1), "r", dropped=["agency-0"], epsilon=1.0)
+    out = an.release("federated", HIST, domain, agencies, 5.0, _settings(tolerate=1), "r", dropped=["agency-0"])
     assert out.reporting == ("agency-1", "agency-2")
     assert out.variance == pytest.approx(2 * 25.0 / 2, rel=1e-6)  # 2 shares of σ²/2: σ kept
     with Ledger.open(agencies[0].ledger, agencies[0].name) as ledger:
@@ -256,12 +256,10 @@ def test_peel_analyze_bad_input_is_one_line_exit_2(tmp_path: Path, capsys: pytes
 
 
 def test_a_sum_too_far_from_a_discrete_gaussian_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import privacy.count_release as cr
-
-    monkeypatch.setattr(cr, "MIN_SHARE_SIGMA", 0.3)  # shares of σ 0.3: the sum is far from N_Z (τ ≈ 1)
+    monkeypatch.setattr(an, "share_floor", lambda *args: 0.3)  # shares of σ 0.3: the sum is far from N_Z (τ ≈ 1)
     agencies = _agencies(tmp_path, [4, 4, 4])
     with pytest.raises(an.AnalyticsRefused, match="too far from a discrete Gaussian"):
-        an.release("federated", HIST, _domain(agencies), agencies, 0.6, _settings(tolerate=0), "r", epsilon=1.0)
+        an.release("federated", HIST, _domain(agencies), agencies, 0.6, _settings(tolerate=0), "r")
     for a in agencies:
         with Ledger.open(a.ledger, a.name) as ledger:
             assert ledger.rows() == []

@@ -98,3 +98,10 @@ def test_share_design_keeps_sigma_with_t_missing() -> None:
     assert small.share_sigma == count_release.MIN_SHARE_SIGMA and small.guaranteed_sigma > 3.0
     with pytest.raises(ValueError):
         ShareDesign(agencies=3, tolerate=3, sigma=1.0)
+
+
+def test_share_floor_is_the_least_share_within_the_slack() -> None:
+    floor = count_release.share_floor(cells=336, shares=7, epsilon_=1.0, max_slack=1e-8)
+    assert 1.0 < floor < count_release.MIN_SHARE_SIGMA
+    assert count_release.delta_slack(floor, 7, 1.0, 336) <= 1e-8 < count_release.delta_slack(floor / 1.02, 7, 1.0, 336)
+    assert count_release.share_floor(336, 7, 30.0, 1e-8) > floor  # a larger stated ε needs a larger floor
