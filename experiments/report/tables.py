@@ -133,8 +133,10 @@ def per_agency(study: Study, focus: views.Focus) -> Table:
         for name in dp_lines:
             spent, cap = by_line["epsilon"].get(name), by_line["budget"].get(name)
             this_run = by_line["epsilon_this_run"].get(name) if "epsilon_this_run" in by_line else None
-            run_part = f"{fmt.eps(this_run)} / " if this_run is not None and not fmt.missing(this_run) else "- / "
-            line.append(f"{run_part}{fmt.eps(spent)} / {fmt.budget(cap)}" + (" OVER" if not fmt.missing(spent) and not fmt.missing(cap) and spent > cap * (1 + 1e-9) else ""))
+            known = this_run is not None and not fmt.missing(this_run)
+            run_part = f"{fmt.eps(this_run)} / " if known else "— / "
+            cell = f"{run_part}{fmt.eps(spent)} / {fmt.budget(cap)}" + (" OVER" if not fmt.missing(spent) and not fmt.missing(cap) and spent > cap * (1 + 1e-9) else "")
+            line.append(cell + ("" if known else " (this run's ε not recorded)"))
         line += [
             fmt.num(group["ceiling"].iloc[0]) if not fmt.missing(group["ceiling"].iloc[0]) else fmt.NOT_MEASURED,
             _moved(group, "records_moved", fmt.count),
