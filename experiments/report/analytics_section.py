@@ -104,6 +104,16 @@ def section(summary: dict[str, Any], run_dir: Path, figures: list[Plot] | None =
     )
 
 
+def inline(page: str, summaries: list[dict[str, Any] | None], run_dir: Path) -> str:
+    """`page` with the section of the first summary holding analytics inserted before </body>
+    (the report's one-line hook; unchanged when no summary has analytics)."""
+    for summary in summaries:
+        body = section(summary, run_dir) if summary else ""
+        if body:
+            return page.replace("</body>", body + "</body>", 1)
+    return page
+
+
 def write_page(run_dir: Path) -> Path:
     """`<run_dir>/report/analytics.html`: this section as a page of its own."""
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))

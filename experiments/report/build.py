@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from experiments.report import answer, hotspot_section, html, plots, poisoning, reading, tables, views
+from experiments.report import analytics_section, answer, hotspot_section, html, plots, poisoning, reading, tables, views
 from experiments.report.load import load
 from privacy.durable import replace_durably
 
@@ -40,6 +40,7 @@ def write_report(path: Path, generated: datetime | None = None) -> Path:
         generated or datetime.now(),
         first_screen,
     )
+    page = analytics_section.inline(page, [cell.summary for cell in study.cells], folder)  # peel run with an analytics: block
     out = folder / REPORT_DIR
     out.mkdir(exist_ok=True)
     for figure in figures:
