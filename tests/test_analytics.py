@@ -311,3 +311,26 @@ def test_peel_run_with_analytics_ledgers_match_dp_accounting(tmp_path: Path) -> 
     assert verify_run(run_dir) == 0
     analytics_rows = ledger_rows(spec, f"{run_dir.name}-analytics")
     assert len(analytics_rows) == 9 and verify(run_dir / "analytics" / "audit.jsonl", analytics_rows) == []
+
+
+def test_analyze_sweep_expands_analytics_keys_and_refuses_others() -> None:
+    from experiments.analyze_sweep import cells
+    from experiments.config import ConfigError, validate
+
+    base = {"analytics": {"queries": [{"name": "q", "by": ["month"]}]}}
+    config = validate({**base, "sweep": {"analytics.epsilon": [0.5, 2], "analytics.mode": ["local", "federated"]}}, "x")
+    grid = cells(config, "x")
+    assert [(v["analytics.epsilon"], v["analytics.mode"]) for v, _ in grid] == [(0.5, "local"), (0.5, "federated"), (2, "local"), (2, "federated")]
+    assert all(c.analytics is not None and c.analytics.epsilon == v["analytics.epsilon"] and c.sweep is None for v, c in grid)
+    with pytest.raises(ConfigError, match="not 'federation.rounds'"):
+        cells(validate({**base, "sweep": {"federation.rounds": [1, 2]}}, "x"), "x")
+
+
+def test_report_section_renders_a_refusal_and_the_trust_label(tmp_path: Path) -> None:
+    from experiments.report.analytics_section import inline, section
+
+    summary = {"analytics": {"mode": "federated-trusted", "agencies": 3, "epsilon": 1.0, "delta": 1e-5, "queries": {"q": {"kind": "count", "mode": "federated-trusted", "refused": "agency-1: privacy budget exhausted"}}}}
+    html = section(summary, tmp_path)
+    assert "TRUSTS the coordinator" in html and "refused, nothing released: agency-1: privacy budget exhausted" in html
+    assert inline("<body></body>", [None, summary], tmp_path).startswith("<body><section id='analytics'>")
+    assert inline("<body></body>", [{"architectures": {}}], tmp_path) == "<body></body>"
