@@ -17,6 +17,7 @@ import pandas as pd
 
 from experiments.report import fmt, views
 from experiments.report.load import Study
+from experiments.report.sentences import kept_share, percent_kept
 from federation import architectures, contract
 
 # Utilities closer than this count as equal: the one whose coordinator sees less is preferred.
@@ -78,22 +79,6 @@ def _source(study: Study) -> str:
     if study.kind == "run":
         return "summary.json"
     return "cells/<cell>/summary.json (seed means)"
-
-
-def kept_share(value: float, central: float, chance: float | None) -> float | None:
-    """The share of pooling's gain over chance that `value` keeps (None: not defined)."""
-    if fmt.missing(value) or fmt.missing(central):
-        return None
-    if chance is None:
-        return value / central if central > 0 else None
-    if central <= chance:
-        return None
-    return (value - chance) / (central - chance)
-
-
-def _percent(share: float) -> str:
-    # Floor, so that "100%" is never printed for a model below pooling.
-    return f"{math.floor(100 * share + 1e-9)}%"
 
 
 def _budget_rows(study: Study, focus: views.Focus, line: str) -> pd.DataFrame:
@@ -171,7 +156,7 @@ def _why_not(study: Study, focus: views.Focus, r: pd.Series, central: float, n_a
         return failure
     if str(r["privacy_unit"]) == "agency":
         share = kept_share(r["headline"], central, chance)
-        kept = f"; it keeps {_percent(share)} of pooling's gain" if share is not None else ""
+        kept = f"; it keeps {percent_kept(share)} of pooling's gain" if share is not None else ""
         few = f" and with {n_agencies} agencies its noise is large" if n_agencies < FEW_AGENCIES else ""
         return f"agency-level DP holds only if the coordinator is trusted (it sees every update in the clear and adds the noise itself){few} ({value}{kept})"
     return None
@@ -351,7 +336,7 @@ def answer(study: Study, focus: views.Focus) -> Answer:
     else:
         gain = "gain over chance" if chance is not None else "score"
         chance_text = f"; chance is {chance:g}" if chance is not None else ""
-        utility = f"{_percent(share)} of pooling's {label} {gain}: {label} {fmt.num(r['headline'])} against {fmt.num(central)} with every record pooled in one place{chance_text}"
+        utility = f"{percent_kept(share)} of pooling's {label} {gain}: {label} {fmt.num(r['headline'])} against {fmt.num(central)} with every record pooled in one place{chance_text}"
     items = [
         Item("utility", "Utility kept", utility, f"{src} architectures.{r['architecture']}.metrics.{study.headline} ÷ architectures.central.metrics.{study.headline} (each minus chance)"),
         Item("unit", "Privacy unit", *_unit(study, focus, r)),

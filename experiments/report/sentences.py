@@ -40,6 +40,24 @@ def _precision(digits: int = 3) -> float:
 # --- utility --------------------------------------------------------------------------------------
 
 
+def kept_share(value: float, central: float, chance: float | None) -> float | None:
+    """The share of pooling's gain over chance that `value` keeps: (value − chance) ÷ (central −
+    chance); without a chance level, value ÷ central. None when it is not defined."""
+    if _m(value) or _m(central):
+        return None
+    if chance is None:
+        return value / central if central > 0 else None
+    if central <= chance:
+        return None
+    return (value - chance) / (central - chance)
+
+
+def percent_kept(share: float | None) -> str:
+    """A kept share as a whole percentage, rounded down: "100%" is never printed for a model
+    below pooling."""
+    return fmt.NOT_MEASURED if share is None else f"{math.floor(100 * share + 1e-9)}%"
+
+
 def utility_sentence(label: str, chance: float | None, name: str, kind: str, value: float, central: float, note: str = "") -> str:
     """How `name` compares with pooling; `kind` says what it is ("with record-level DP at ε = 1",
     "without DP"; empty: `name` says it all)."""
@@ -58,10 +76,8 @@ def utility_sentence(label: str, chance: float | None, name: str, kind: str, val
             return f"Pooling all records did no better than chance ({label} {fmt.num(central)}; chance is {chance:g}), so no share of its gain can be kept; {name} reached {fmt.num(value)}."
         if value <= chance:
             return f"{who} did no better than chance ({label} {fmt.num(value)}; chance is {chance:g}) while pooling reached {fmt.num(central)}."
-        kept = (value - chance) / (central - chance)
-        # Floor, so that "100%" is never printed for a model that is below pooling.
-        return f"{who} kept {math.floor(100 * kept)}% of the {label} gain over chance that pooling all records achieved{tail}."
-    return f"{who} reached {math.floor(100 * value / central)}% of the {label} of pooling all records{tail}."
+        return f"{who} kept {percent_kept(kept_share(value, central, chance))} of the {label} gain over chance that pooling all records achieved{tail}."
+    return f"{who} reached {percent_kept(kept_share(value, central, None))} of the {label} of pooling all records{tail}."
 
 
 def trend_sentence(label: str, name: str, points: Sequence[tuple[float, float]], reference: str | None, ref_value: float | None) -> str | None:
