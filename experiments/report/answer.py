@@ -308,8 +308,12 @@ def answer(study: Study, focus: views.Focus) -> Answer:
         for line in eligible:
             if line != best:
                 gap = rows[best]["headline"] - rows[line]["headline"]
-                extra = " (it adds secure aggregation: the coordinator sees only the sum)" if _secagg(rows[line]) else ""
-                why[line] = f"{label} {fmt.num(rows[line]['headline'])}, {fmt.num(gap)} below {best}'s {fmt.num(rows[best]['headline'])}{extra}"
+                values = f"{label} {fmt.num(rows[line]['headline'])} against {best}'s {fmt.num(rows[best]['headline'])}"
+                if gap < TIE and _secagg(rows[best]):
+                    why[line] = f"{values}, a tie within {TIE:g}: {best} is preferred, its coordinator sees only the sum of the updates"
+                else:
+                    extra = " (it adds secure aggregation: the coordinator sees only the sum)" if _secagg(rows[line]) else ""
+                    why[line] = f"{label} {fmt.num(rows[line]['headline'])}, {fmt.num(gap)} below {best}'s {fmt.num(rows[best]['headline'])}{extra}"
     verdicts = {line: "recommended" if line == best else f"not recommended: {why[line]}" for line in rows}
     failed = {line: str(reason) for line, r in rows.items() if r["is_dp"] and (reason := _failure(study, focus, r, n_agencies))}
     others = [(line, str(why[line])) for line in sorted(rows, key=views.arch_order) if line != best]
