@@ -313,8 +313,7 @@ def analyze(config: PeelConfig, config_file: str = "", *, noise_off_for_tests: b
     try:
         federation = materialise(config, run_dir / "data")
         write_spec(config, federation, run_dir, config_file=config_file)  # budgets, ledgers; read by `peel trail verify`
-        if _needs_areas(analytics) and federation.areas is None:
-            raise ConfigError(f"{config_file or 'config'}: analytics: a query groups by area, which needs the public areas table (data.areas)")
+        check_beside(config, federation, config_file or "config")
         agencies = _load_agencies(config, federation, run_dir / TRAIL_FILE)
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -327,10 +326,19 @@ def analyze(config: PeelConfig, config_file: str = "", *, noise_off_for_tests: b
     return run_dir
 
 
-def check_beside(config: PeelConfig, federation: Any) -> None:
-    """Before `peel run` trains: ConfigError if its analytics: block cannot run on this data."""
-    if config.analytics is not None and _needs_areas(config.analytics) and federation.areas is None:
-        raise ConfigError("analytics: a query groups by area, which needs the public areas table (data.areas)")
+def check_beside(config: PeelConfig, federation: Any, where: str = "config") -> None:
+    """ConfigError (one line) if the analytics: block cannot run on this federation: before
+    `peel run` trains, before `peel analyze` releases anything."""
+    analytics = config.analytics
+    if analytics is None:
+        return
+    if _needs_areas(analytics) and federation.areas is None:
+        raise ConfigError(f"{where}: analytics: a query groups by area, which needs the public areas table (data.areas)")
+    n = len(federation.agencies)
+    if analytics.mode == "federated" and analytics.tolerate >= n:
+        raise ConfigError(f"{where}: analytics.tolerate: {analytics.tolerate} with {n} agencies; at most {n - 1} (one agency's share must remain)")
+    if analytics.dropouts > n:
+        raise ConfigError(f"{where}: analytics.dropouts: {analytics.dropouts} of {n} agencies")
 
 
 def analyze_beside(config: PeelConfig, run_dir: Path, federation: Any) -> dict[str, Any]:

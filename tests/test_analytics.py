@@ -334,3 +334,13 @@ def test_report_section_renders_a_refusal_and_the_trust_label(tmp_path: Path) ->
     assert "TRUSTS the coordinator" in html and "refused, nothing released: agency-1: privacy budget exhausted" in html
     assert inline("<body></body>", [None, summary], tmp_path).startswith("<body><section id='analytics'>")
     assert inline("<body></body>", [{"architectures": {}}], tmp_path) == "<body></body>"
+
+
+def test_tolerate_beyond_the_federation_is_a_config_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from experiments.cli import main
+
+    config = _write_config(tmp_path)
+    assert main(["analyze", str(config), "--set", "analytics.tolerate=8", "--set", "data.incidents=4000", "--set", "data.months=8"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "analytics.tolerate: 8 with 8 agencies; at most 7" in err
+    assert not any((tmp_path / "runs").iterdir())  # the run folder was removed: nothing half-made
