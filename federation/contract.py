@@ -102,8 +102,13 @@ class Release:
         return asdict(self)
 
 
-def _dp(message: str, field: str, mechanism: str, why: str) -> Release:
-    return Release(message, field, "dp", "dp", why, mechanism, "one incident record (add/remove-one)")
+RECORD_UNIT = "one incident record (add/remove-one)"
+# DP-SGD's releases under an agency's policy unit (privacy/person_unit.py).
+TRAINING_UNIT = f"{RECORD_UNIT}; with privacy.unit person, one person with the records attributed to them (add-remove-person)"
+
+
+def _dp(message: str, field: str, mechanism: str, why: str, unit: str = RECORD_UNIT) -> Release:
+    return Release(message, field, "dp", "dp", why, mechanism, unit)
 
 
 def _public(message: str, field: str, regime: Regime, why: str) -> Release:
@@ -112,8 +117,8 @@ def _public(message: str, field: str, regime: Regime, why: str) -> Release:
 
 RELEASES: tuple[Release, ...] = (
     # --- a DP agency's training reply -----------------------------------------------------
-    _dp(TRAIN_REPLY, ARRAYS, "DP-SGD: per-record clipping, Gaussian noise, Poisson sampling (subsampled Gaussian)", "the model update, charged to the agency's ledger before it leaves"),
-    _dp(TRAIN_REPLY, NUM_EXAMPLES, _COUNT, "the FedAvg weight: the released count of training records, not the exact one"),
+    _dp(TRAIN_REPLY, ARRAYS, "DP-SGD: per-record clipping, Gaussian noise, Poisson sampling (subsampled Gaussian)", "the model update, charged to the agency's ledger before it leaves", TRAINING_UNIT),
+    _dp(TRAIN_REPLY, NUM_EXAMPLES, _COUNT, "the FedAvg weight: the released count of training records (persons, under the person unit), not the exact one", TRAINING_UNIT),
     _public(TRAIN_REPLY, AGENCY, "dp", _MEMBERSHIP),
     _public(TRAIN_REPLY, EPSILON_SPENT_TO_DATE, "dp", "the ledger's cumulative ε: a function of the mechanisms' parameters (σ, q, steps), which are " + _DERIVED),
     _public(TRAIN_REPLY, EPSILON_THIS_RUN, "dp", "ε of this run's releases alone: a function of their parameters, " + _DERIVED),
@@ -126,13 +131,13 @@ RELEASES: tuple[Release, ...] = (
     _public(EVALUATE_REPLY, AGENCY, "dp", _MEMBERSHIP),
     _public(EVALUATE_REPLY, EVALUATED_LOCALLY, "dp", "a constant 1: the agency evaluated the model and kept the metrics in its own folder (nothing about its test records leaves)"),
     # --- query (SecAgg+ needs every weight bound before the first round) -----------------------
-    _dp(QUERY_REPLY, NUM_EXAMPLES, _COUNT, "the same released count the training replies carry"),
+    _dp(QUERY_REPLY, NUM_EXAMPLES, _COUNT, "the same released count the training replies carry", TRAINING_UNIT),
     _public(QUERY_REPLY, AGENCY, "dp", _MEMBERSHIP),
     # --- refusals ------------------------------------------------------------------------------
     _public(REFUSAL, REASON, "dp", "why the agency sends no update: names only its policy, its ledger's totals and released figures, never an exact count of its records"),
     _public(REFUSAL, REASON, "plain", "why the agency sends no update (e.g. a simulated drop-out)"),
     # --- SecAgg+ (fedavg-dp-secagg) ------------------------------------------------------------
-    _dp(SECAGG, MASKED_UPDATE, "the DP-SGD update above, weighted by the released count and masked (SecAgg+): the coordinator sees only the sum", "the same release as the training reply's arrays; masking adds protection, not ε"),
+    _dp(SECAGG, MASKED_UPDATE, "the DP-SGD update above, weighted by the released count and masked (SecAgg+): the coordinator sees only the sum", "the same release as the training reply's arrays; masking adds protection, not ε", TRAINING_UNIT),
     _public(SECAGG, PROTOCOL_KEYS, "dp", "SecAgg+ public keys and secret shares: cryptographic material, independent of the records"),
     # --- analytics (`peel analyze`): one histogram per message -------------------------------------
     _dp(ANALYTICS_REPLY, NOISY_COUNTS, "discrete Gaussian N_Z(0, σ²) per cell (sensitivity 1: a record falls in one cell), exact sampler from OS entropy", "local mode: the agency's own histogram, published with its own noise, charged to its ledger before it leaves"),
