@@ -169,7 +169,10 @@ class PersonTable:
         out = {}
         for role in ROLES:
             rows = self.role == role
-            position = pd.Index(self.crime_id[rows]).get_indexer(ids)
+            index = pd.Index(self.crime_id[rows])
+            if not index.is_unique:
+                raise ValueError(f"a Crime ID with two {role}s: a person table holds one person per (Crime ID, role)")
+            position = index.get_indexer(ids)
             role_codes = np.append(codes[rows], NO_PERSON)  # position -1 picks the appended NO_PERSON
             code = role_codes[position].astype(np.int64)
             code[ids == ""] = NO_PERSON

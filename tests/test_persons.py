@@ -71,6 +71,12 @@ def test_a_person_both_victim_and_suspect_of_one_record_counts_once():
     assert list(table.for_records(["c1"]).records_per_person()) == [1]
 
 
+def test_two_people_in_one_role_of_a_record_are_refused():
+    table = PersonTable(np.array(["c1", "c1"]), np.array(["victim", "victim"]), np.array(["k", "j"]))
+    with pytest.raises(ValueError, match="two victims"):
+        table.for_records(["c1"])
+
+
 def test_crime_ids_of_record_keys():
     assert list(crime_ids_of_record_keys(["id:abc", "rec:ff00", "id:id:x"])) == ["abc", "", "id:x"]
 
