@@ -47,7 +47,14 @@ def test_section_from_hotspot_baselines(tmp_path):
     sentence = hotspot_section.model_sentences(block)[0]
     assert sentence.startswith("fedavg ") and "95% block-bootstrap interval" in sentence
     assert "Baselines on 250 m grid squares" in page
+    assert 'id="table-hotspot-agencies"' in page and "<td>A</td>" in page
     assert "ε = ∞ (not private)" in page and "Feedback loops" in page and "street level" in page
+
+
+def test_grid_not_computed_is_said(tmp_path):
+    write_run(tmp_path / "run", {"curves": {"coverages": [0.05], "pooled": {}, "per_agency": {}}, "grid": {"cells": "250 m grid squares", "not_computed": "too many cells"}})
+    page = hotspot_section.html(load(tmp_path / "run"), {}, lambda f: "")
+    assert "not computed — too many cells" in page
 
 
 def test_no_section_without_hotspot_baselines(tmp_path):

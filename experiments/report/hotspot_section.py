@@ -184,6 +184,18 @@ def _metrics_table(block: Mapping[str, Any]) -> str:
     return f'<table id="table-hotspot-metrics"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
+def _agency_table(block: Mapping[str, Any], coverage: str = HEADLINE) -> str:
+    """Agencies (rows) × maps (columns): PAI at ``coverage`` with its interval."""
+    names = [*(block.get("models") or []), *(block.get("baselines") or [])]
+    head = "<th>agency</th>" + "".join(f"<th>{escape(str(n))}</th>" for n in names)
+    body = []
+    for agency, maps in (block.get("per_agency") or {}).items():
+        cells = "".join(f"<td>{escape(_interval(((maps.get(n) or {}).get(coverage) or {}).get('pai')))}</td>" for n in names)
+        body.append(f"<tr><td>{escape(str(agency))}</td>{cells}</tr>")
+    note = "Each agency flags its own areas; small agencies flag at least one area, so their shares can exceed the nominal one (summary.json hotspot_baselines.flagged_share gives the pooled share)."
+    return f'<table id="table-hotspot-agencies"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table><p class="note">{escape(note)}</p>'
+
+
 def _dp_table(study: Study, block: Mapping[str, Any]) -> str:
     summary = study.cells[0].summary or {}
     rows = []
@@ -225,8 +237,11 @@ def html(study: Study, figures: Mapping[str, Plot | Missing], render_figure: Cal
         if name in figures:
             parts.append(render_figure(figures[name]))
     parts.append("<h3>Pooled metrics with 95% block-bootstrap intervals over test months</h3>" + _metrics_table(block))
+    parts.append(f"<h3>PAI at {HEADLINE} of areas per agency, 95% intervals</h3>" + _agency_table(block))
     grid = block.get("grid")
-    if isinstance(grid, dict):  # task.hotspot.cells: grid — the baselines again on grid squares
+    if isinstance(grid, dict) and grid.get("not_computed"):
+        parts.append(f'<p class="missing">Baselines on {escape(str(grid.get("cells")))}: not computed — {escape(str(grid["not_computed"]))}</p>')
+    elif isinstance(grid, dict):  # task.hotspot.cells: grid — the baselines again on grid squares
         parts.append(f"<h3>Baselines on {escape(str(grid.get('cells')))} (models learn on LSOAs and are not scored here)</h3>")
         parts.append(f"<p>{escape(str(grid.get('sentence', '')))}</p>" + _metrics_table(grid))
     parts.append("<h3>What each map would cost in privacy</h3>" + _dp_table(study, block))
