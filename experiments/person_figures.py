@@ -9,10 +9,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from experiments.config import PeelConfig
 from experiments.run_folder import RunFolder
 from policedata.errors import DataError
 from policedata.persons import crime_ids_of_record_keys, has_persons, load_persons
 from privacy.person_epsilons import AgencyLedger, HeaviestPerson, epsilon_by_unit, heaviest_person
+from privacy.person_unit import person_ledger_path
 
 log = logging.getLogger("peel.run")
 
@@ -39,3 +41,11 @@ def epsilon_by_unit_of(folder: RunFolder) -> dict[str, Any] | None:
         for a in folder.federation.agencies
     ]
     return epsilon_by_unit(config.privacy.unit, agencies, max_agencies=config.privacy.person.max_agencies, accountant=config.privacy.accountant)
+
+
+def unit_ledgers(agencies: list[dict], config: PeelConfig) -> list[dict]:
+    """The agencies (federation spec entries) with the ledgers their DP releases are charged to:
+    under privacy.unit person, the person ledgers (privacy.person_unit.person_ledger_path)."""
+    if config.privacy.unit != "person":
+        return agencies
+    return [{**a, "ledger": str(person_ledger_path(Path(a["ledger"])))} for a in agencies]

@@ -15,6 +15,7 @@ from experiments.baselines import Training, train_central, train_local
 from experiments.config import PeelConfig
 from experiments.federated import ENGINES, collect_federated, train_federated
 from experiments.ledgers import warn_low_budgets
+from experiments.person_figures import unit_ledgers
 from experiments.results import write_json
 from experiments.run_folder import (
     Models,
@@ -109,7 +110,7 @@ def execute(folders: list[RunFolder], on_done: Callable[[RunFolder], object] = s
         )
         if any(architectures.is_record_dp(a) for a in folder.config.architectures):
             _check_delta(folder.config.privacy.delta, folder.splits)
-            folder.warnings = warn_low_budgets(folder.federation.agencies, folder.config.privacy.warn_below_share)
+            folder.warnings = warn_low_budgets(unit_ledgers(folder.federation.agencies, folder.config), folder.config.privacy.warn_below_share)
         # A sweep's cells share their data: its end table lists the small test sets once instead.
         folder.warnings += warn_small_test_sets(folder.splits, folder.config.task.min_test_records, say=len(folders) == 1)
         for arch in folder.config.architectures:

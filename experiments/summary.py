@@ -10,7 +10,7 @@ from pathlib import Path
 from experiments.config import PeelConfig
 from experiments.hotspot_baselines import hotspot_baselines
 from experiments.ledgers import agency_figures
-from experiments.person_figures import epsilon_by_unit_of
+from experiments.person_figures import epsilon_by_unit_of, unit_ledgers
 from experiments.reference import outcome_reference
 from experiments.results import write_json
 from experiments.run_folder import RunFolder
@@ -18,7 +18,7 @@ from experiments.scoring import ceiling, score
 from experiments.small_test_sets import is_small
 from federation import architectures, contract
 from federation.spec import TRAIL_FILE
-from privacy.person_unit import ADD_REMOVE_PERSON, person_ledger_path
+from privacy.person_unit import ADD_REMOVE_PERSON
 from tasks import registry
 from tasks.hotspot import HotspotSplit
 
@@ -144,14 +144,6 @@ def _robustness(spec: architectures.Architecture, config: PeelConfig) -> dict:
     return out
 
 
-def _unit_ledgers(agencies: list[dict], config: PeelConfig) -> list[dict]:
-    """The agencies with the ledgers their DP releases were charged to (privacy.unit person: the
-    person ledgers, privacy.person_unit.person_ledger_path)."""
-    if config.privacy.unit != "person":
-        return agencies
-    return [{**a, "ledger": str(person_ledger_path(Path(a["ledger"])))} for a in agencies]
-
-
 def _public_counts(counts: dict) -> dict:
     """An agency's data counts without its label counts (the harness's, not a release; a label
     count is a statistic of the records that no DP agency sends)."""
@@ -186,7 +178,7 @@ def summarise(folder: RunFolder) -> Path:
             for a in federation.agencies
         ],
         # Each agency's ledger after the run (read where the harness runs beside the agencies).
-        "ledgers": {name: figures.as_dict() for name, figures in agency_figures(_unit_ledgers(federation.agencies, config)).items()} if any(architectures.is_record_dp(a) for a in config.architectures) else None,
+        "ledgers": {name: figures.as_dict() for name, figures in agency_figures(unit_ledgers(federation.agencies, config)).items()} if any(architectures.is_record_dp(a) for a in config.architectures) else None,
         "warnings": folder.warnings,
         # The release boundary: every field an agency may send, DP (charged) or public (why).
         "releases": contract.release_table(),
