@@ -62,6 +62,7 @@ PROMAP_RADIUS_M = 400.0
 PROMAP_MONTHS = 2
 PROMAP_CELL_M = 50.0  # ProMap's grid cell: distance counts in cells
 HEADLINE_COVERAGE = 0.05
+TRIVIAL_GAP = 0.01  # best naive map within 1% of the oracle's PAI: nothing left to learn
 # Area shares of the coverage curves (PAI against share; point values, no intervals).
 CURVE_COVERAGES: tuple[float, ...] = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.10, 0.15, 0.20)
 EARTH_RADIUS_M = 6_371_008.8
@@ -432,6 +433,11 @@ def _notes(result: HotspotBaselines, coverage: str) -> list[str]:
     if oracle is not None:
         above = [m for m, by_cov in result.pooled.items() if m != "oracle" and any((by_cov[c]["pai"].value or 0) > (oracle[c]["pai"].value or 0) + 1e-12 for c in by_cov)]
         notes.append(f"Above the oracle's pooled PAI at some coverage (luck of the recorded counts): {', '.join(above)}." if above else "No map is above the oracle's pooled PAI at any coverage.")
+        best, ceiling = result.pooled[result.reference][coverage]["pai"].value, oracle[coverage]["pai"].value
+        if best is not None and ceiling:
+            gap = 1 - best / ceiling
+            verdict = "the task is trivially easy on these data: counting gets almost everything a forecast could" if gap < TRIVIAL_GAP else "there is room for a forecast to beat counting"
+            notes.append(f"The best naive map is {100 * gap:.1f}% below the oracle's PAI at {coverage}: {verdict}.")
     return notes
 
 

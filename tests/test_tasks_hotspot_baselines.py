@@ -106,6 +106,8 @@ def test_evaluation_agrees_with_hotspot_metrics(split, counts):
     assert result.reference not in result.vs_reference and "oracle" in result.vs_reference
     assert result.sentence.startswith("At 10% of areas") or result.sentence.startswith("At 1% of areas")
     assert result.flagged_share["1%"] == pytest.approx(1 / N_AREAS)  # one area is the least
+    gap = 1 - result.pooled[result.reference]["1%"]["pai"].value / result.pooled["oracle"]["1%"]["pai"].value  # 1%: the first coverage given
+    assert any(n.startswith(f"The best naive map is {100 * gap:.1f}% below the oracle") for n in result.notes)
     data = json.loads(json.dumps(result.as_dict()))  # plain JSON for summary.json
     assert data["pooled"]["kde"]["10%"]["pei_star"].keys() == {"value", "low", "high"}
     assert data["bootstrap"]["months"] == MONTHS[-4:]
