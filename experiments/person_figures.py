@@ -49,3 +49,29 @@ def unit_ledgers(agencies: list[dict], config: PeelConfig) -> list[dict]:
     if config.privacy.unit != "person":
         return agencies
     return [{**a, "ledger": str(person_ledger_path(Path(a["ledger"])))} for a in agencies]
+
+
+def end_table_line(summary: dict[str, Any]) -> str | None:
+    """The end table's line of `epsilon_by_unit` (the same block for every DP architecture), with
+    the record-level guarantee's group conversion for the heaviest person beside it."""
+    block = next((a.get("epsilon_by_unit") for a in summary["architectures"].values() if a.get("epsilon_by_unit")), None)
+    if not block:
+        return None
+
+    def figure(name: str) -> str:
+        x = block.get(name)
+        return "-" if not x else f"{x['epsilon']:.3g}" + ("" if x["delta"] == block["record"]["delta"] else f" (δ={x['delta']:.2g})")
+
+    across = block.get("person_across_federation") or {}
+    line = (
+        f"ε by unit ({block['unit']}-level DP, max over agencies, δ={block['record']['delta']:g}): record {figure('record')}, "
+        f"person within an agency {figure('person_within_agency')}, person across the federation (≤ {across.get('max_agencies', '?')} agencies) "
+        f"{figure('person_across_federation')}"
+    )
+    conversion = block.get("group_conversion_heaviest_person")
+    if conversion:
+        line += (
+            f"; for contrast, group privacy of the record-level ε for the heaviest person ({conversion['k']} records): "
+            f"ε {conversion['epsilon']:.3g} at δ={conversion['delta']:.2g}"
+        )
+    return line

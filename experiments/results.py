@@ -142,6 +142,11 @@ def format_table(summary: dict) -> str:
                 f"{arch}: ε is per area-month example (replace-one); per incident record it is up to {max(incident):.4g} "
                 "(one incident changes up to g examples): no meaningful guarantee for one incident"
             )
+    from experiments.person_figures import end_table_line  # imports the run folder, which imports this module
+
+    by_unit = end_table_line(summary)
+    if by_unit:
+        footer.append(by_unit)
     if summary.get("flower_startup_s") is not None:
         footer.append(f"Flower start-up: {summary['flower_startup_s']:.1f} s, paid once by the federated architectures (not in their wall times)")
     return "\n".join(text + [""] + _grid(arch_lines, rules=(1, len(archs) + 1) if reference_rows else (1,)) + footer)
