@@ -81,3 +81,28 @@ def test_person_unit_without_persons_is_refused(person_spec: Path) -> None:
     reply = train(_message(person_spec, 1), context)
     assert reply.has_error() and reply.error.code == REFUSED
     assert "persons" in reply.error.reason and not person_ledger_path(agency.ledger).exists()
+
+
+def test_policy_unit_from_node_config_and_bad_values() -> None:
+    from federation.policy import AgencyPolicy, PolicyError
+
+    base = AgencyPolicy(budget=4.0, delta=1e-5, max_grad_norm=5.0)
+    assert (base.unit, base.person_max_records) == ("record", 5)
+    node = base.with_node_config({"privacy-unit": "person", "person-max-records": "3"})
+    assert (node.unit, node.person_max_records) == ("person", 3)
+    with pytest.raises(PolicyError, match="unit"):
+        base.with_node_config({"privacy-unit": "people"})
+    with pytest.raises(PolicyError):
+        base.with_node_config({"person-max-records": "0"})
+
+
+def test_config_person_unit_only_for_outcome(tmp_path: Path) -> None:
+    from experiments.config import ConfigError, load_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text("task: {name: hotspot}\nprivacy: {unit: person}\n")
+    with pytest.raises(ConfigError, match="privacy.unit: person needs task.name outcome"):
+        load_config(path)
+    path.write_text("privacy: {unit: person, person: {max_records: 0}}\n")
+    with pytest.raises(ConfigError, match="max_records"):
+        load_config(path)
