@@ -156,6 +156,7 @@ class AnalyticsAgency:
         return exact
 
     def spent(self) -> float:
-        """ε its ledger has spent (at its pinned δ)."""
+        """ε its ledger has spent (at its pinned δ), read with PLD: the one accountant that
+        composes discrete-Gaussian counts with DP-SGD rounds (whatever the policy names)."""
         with Ledger.open(self.ledger, self.name) as ledger:
-            return ledger.spent(accountant=self._accountant()) if ledger.history() else 0.0
+            return ledger.spent(accountant="pld") if ledger.history() else 0.0

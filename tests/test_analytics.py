@@ -344,3 +344,12 @@ def test_tolerate_beyond_the_federation_is_a_config_error(tmp_path: Path, capsys
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "analytics.tolerate: 8 with 8 agencies; at most 7" in err
     assert not any((tmp_path / "runs").iterdir())  # the run folder was removed: nothing half-made
+
+
+def test_an_agency_whose_accountant_cannot_count_refuses_with_the_reason(tmp_path: Path) -> None:
+    agencies = _agencies(tmp_path, [4, 4])
+    agencies[0].policy = AgencyPolicy(budget=5.0, delta=DELTA, max_grad_norm=1.0, accountant="rdp")
+    analytics = AnalyticsConfig(queries=[{"name": "q", "by": ["crime_type"]}])  # type: ignore[list-item]
+    outcome = an.run_query(analytics.queries[0], analytics, _domain(agencies), agencies, DELTA, an.histogram_sigmas(analytics, DELTA), "r", with_truth=True)
+    assert outcome.frame is None and "accountant rdp cannot account" in outcome.summary["refused"]
+    assert outcome.summary["epsilon_after"] == {"agency-0": 0.0, "agency-1": 0.0}
