@@ -31,7 +31,10 @@ people appear in two agencies, ~97% of a repeat person's incidents are in their 
 ~78% in their home area.
 
 So repeat victimisation and repeat offending come from the propensities (heavy tails), and a
-person's repeat incidents lie mostly in their home area and its neighbours. Not modelled: the
+person's repeat incidents lie mostly in their home area and its neighbours. Near repeats (a
+burglary or vehicle crime in the same area as one of the month before, the records' own
+near-repeat excitation) involve the same offender in ~1/3 of cases and the same victim in ~1/8
+(NEAR_REPEAT_SAME_PERSON), against ~1/13 and ~1/20 for the same area months apart. Not modelled: the
 timing of repeats (the weeks of raised risk after a first victimisation, Farrell & Pease 1993).
 
 Who needs a person: a victim with probability `world.PERSONAL_VICTIM_SHARE` of the crime type (a
@@ -108,6 +111,12 @@ NEIGHBOURS = 6  # nearest areas of the same agency a person's incidents spread t
 BORDER_AREAS = 12  # areas of the nearest other agency whose residents cross into an agency
 BORDER_RESIDENT_SHARE = 0.5  # share of those areas' residents who do
 VISIT_RATIO = 0.3  # an agency's visitors' incidents there, per incident of theirs at home (at most)
+# Near repeats (same area, type with near-repeat excitation, within a month): the share that
+# involve the same person as the incident before. Offenders: Bernasco (2008, "Them again?",
+# European Journal of Criminology 5:411) finds burglaries close in space and time are mostly
+# by the same offenders; victims: a repeat burglary of the same household is the commonest
+# repeat (Farrell & Pease 1993). Peel's choices, not measured figures.
+NEAR_REPEAT_SAME_PERSON = {"victim": 0.1, "suspect": 0.3}
 CRIME_CONCENTRATION = 0.3  # incidents per resident grow as (area demand / median)^this
 MOVER_SHARE = 0.04  # share of an agency's one-agency people who moved to (or from) another agency
 
@@ -160,10 +169,13 @@ def draw_people(rng: np.random.Generator, agencies: list[AgencyIncidents]) -> tu
         agency_of = np.concatenate([np.full(int(n.sum()), i) for i, n in enumerate(needs)])
         area_of = np.concatenate([a.area[n] for a, n in zip(agencies, needs, strict=True)])
         person, home = _assign(rng, grid, agency_of, grid.offset[agency_of] + area_of, propensity)
+        month = np.concatenate([a.month[n] for a, n in zip(agencies, needs, strict=True)])
+        crime_type = np.concatenate([a.crime_type[n] for a, n in zip(agencies, needs, strict=True)])
+        same = NEAR_REPEAT_SAME_PERSON[role]
+        person = _near_repeats(rng, person, grid.offset[agency_of] + area_of, crime_type, month, same)
         if role == "suspect":
             charged = np.concatenate([a.outcome[n] == CHARGED_ELSEWHERE for a, n in zip(agencies, needs, strict=True)])
             person = _give_other_cases(rng, person, charged, agency_of)
-        month = np.concatenate([a.month[n] for a, n in zip(agencies, needs, strict=True)])
         person = _move(rng, person, agency_of, month)
         used, person = np.unique(person, return_inverse=True)  # keep only people with an incident
         homes.append(grid.agency_of_area[home[used]])
@@ -328,6 +340,26 @@ def _move(rng: np.random.Generator, person: np.ndarray, agency_of: np.ndarray, m
             apart = x_first | (last[y] < first[x])  # one left before the other arrived
             remap[np.where(x_first, y, x)[apart]] = np.where(x_first, x, y)[apart]
     return np.asarray(remap[person])
+
+
+def _near_repeats(
+    rng: np.random.Generator, person: np.ndarray, area: np.ndarray, crime_type: np.ndarray, month: np.ndarray, share: float
+) -> np.ndarray:
+    """Near repeats share people: an incident of a type with near-repeat excitation
+    (`world.SELF_EXCITATION`) that follows one of the same type in the same area in the same or
+    the previous month involves, with probability `share`, that incident's person (a chain of
+    such incidents carries one person)."""
+    eligible = np.flatnonzero(world.SELF_EXCITATION[crime_type] > 0)
+    if len(eligible) < 2:
+        return person
+    order = eligible[np.lexsort((month[eligible], crime_type[eligible], area[eligible]))]
+    follows = (area[order][1:] == area[order][:-1]) & (crime_type[order][1:] == crime_type[order][:-1])
+    follows &= month[order][1:] - month[order][:-1] <= 1
+    linked = np.concatenate([[False], follows & (rng.random(len(order) - 1) < share)])
+    start = np.maximum.accumulate(np.where(linked, 0, np.arange(len(order))))  # first incident of each chain
+    person = person.copy()
+    person[order] = person[order][start]
+    return person
 
 
 def _give_other_cases(rng: np.random.Generator, person: np.ndarray, charged: np.ndarray, agency_of: np.ndarray) -> np.ndarray:

@@ -116,6 +116,28 @@ def test_victims_in_high_crime_areas_suffer_more_each(truth, records):
     assert ratio >= 1.15  # 1.24 measured; 1.07 with per-resident incidents equal everywhere
 
 
+@pytest.mark.parametrize("role, at_least", [("suspect", 0.2), ("victim", 0.08)])
+def test_near_repeats_share_their_people(truth, records, role, at_least):
+    """A burglary or vehicle crime following one in the same area within a month often involves
+    the same offender (Bernasco 2008) or household; months apart, much less often."""
+    t = truth.table
+    rows = t.role == role
+    pairs = pd.DataFrame({"crime_id": t.crime_id[rows], "person": t.person[rows]}).join(
+        records.set_index("crime_id")[["agency", "lsoa_code", "crime_type", "month"]], on="crime_id")
+    pairs = pairs[(pairs["lsoa_code"] != "") & pairs["crime_type"].isin(["Burglary", "Vehicle crime"])]
+    pairs["m"] = pd.PeriodIndex(pairs["month"], freq="M").astype("int64")
+    pairs = pairs.sort_values(["agency", "crime_type", "lsoa_code", "m"])
+    a, b = pairs.iloc[:-1].reset_index(drop=True), pairs.iloc[1:].reset_index(drop=True)
+    same_place = (a["agency"] == b["agency"]) & (a["crime_type"] == b["crime_type"]) & (a["lsoa_code"] == b["lsoa_code"])
+    same_person = a["person"] == b["person"]
+    near, apart = same_place & (b["m"] - a["m"] <= 1), same_place & (b["m"] - a["m"] > 3)
+    assert near.sum() > 300 and apart.sum() > 300
+    # Measured 0.33 (suspects) and 0.12 (victims) against 0.08 and 0.05 months apart; without
+    # the near-repeat link 0.05 and 0.03.
+    assert same_person[near].mean() >= at_least
+    assert same_person[near].mean() >= 1.5 * same_person[apart].mean()
+
+
 def test_roles_follow_crime_types_and_outcomes(truth, records):
     by_id = records[records["crime_id"] != ""].set_index("crime_id")
     t = truth.table
