@@ -34,8 +34,9 @@ So repeat victimisation and repeat offending come from the propensities (heavy t
 person's repeat incidents lie mostly in their home area and its neighbours. Near repeats (a
 burglary or vehicle crime in the same area as one of the month before, the records' own
 near-repeat excitation) involve the same offender in ~1/3 of cases and the same victim in ~1/8
-(NEAR_REPEAT_SAME_PERSON), against ~1/13 and ~1/20 for the same area months apart. Not modelled: the
-timing of repeats (the weeks of raised risk after a first victimisation, Farrell & Pease 1993).
+(NEAR_REPEAT_SAME_PERSON), against ~1/13 and ~1/20 for the same area months apart. Beyond
+that, the timing of repeats (the weeks of raised risk after a first victimisation, Farrell &
+Pease 1993) is not modelled: a person's other incidents fall in any month.
 
 Who needs a person: a victim with probability `world.PERSONAL_VICTIM_SHARE` of the crime type (a
 draw of this stream); a suspect exactly when the outcome names one (not NO_SUSPECT, not empty).
