@@ -53,6 +53,7 @@ from tasks.coverage import (
 )
 from tasks.hotspot import HotspotSplit
 from tasks.hotspot_metrics import intensity_for_test
+from tasks.seeding import stable_seed
 from tasks.sepp import SEPP_MAX_LAG, SEPP_NEIGHBOURS, SeppFit, fit_sepp, forecast
 
 NAIVE_MONTHS: tuple[int, ...] = (1, 3, 12)
@@ -63,6 +64,10 @@ PROMAP_MONTHS = 2
 PROMAP_CELL_M = 50.0  # ProMap's grid cell: distance counts in cells
 HEADLINE_COVERAGE = 0.05
 TRIVIAL_GAP = 0.01  # best naive map within 1% of the oracle's PAI: nothing left to learn
+# naive-3m-dp: naive-3m from area-month counts with Laplace noise of scale 1/ε, to show what
+# privacy costs a baseline. Seeded noise: a measurement of utility, not a release (a release
+# draws its noise from the OS CSPRNG, privacy/mechanisms.py).
+DP_COUNTS_EPSILON = 1.0
 # Area shares of the coverage curves (PAI against share; point values, no intervals).
 CURVE_COVERAGES: tuple[float, ...] = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.10, 0.15, 0.20)
 EARTH_RADIUS_M = 6_371_008.8
@@ -174,6 +179,17 @@ def baseline_maps(
     return maps
 
 
+def noisy_counts(counts: np.ndarray, epsilon: float, seed: int, agency: str) -> np.ndarray:
+    """``counts`` plus Laplace noise of scale 1/``epsilon`` per area-month: what an agency would
+    publish as ε-DP counts (one incident record changes one count by one). Seeded per agency, for
+    measuring utility only."""
+    if not epsilon > 0:
+        raise ValueError(f"hotspot baselines: DP counts need ε > 0 (got {epsilon}).")
+    rng = np.random.default_rng([seed, stable_seed("hotspot-dp-counts", agency)])
+    out: np.ndarray = counts + rng.laplace(0.0, 1.0 / epsilon, counts.shape)
+    return out
+
+
 def sepp_map(counts: np.ndarray, distances: np.ndarray, fit_months: int) -> tuple[np.ndarray, SeppFit]:
     """The SEPP forecast of every (area, month), (areas, months), with parameters fitted to the
     first ``fit_months`` months only (the training period), and the fit."""
@@ -198,11 +214,15 @@ def _scores_and_fit(
     split: HotspotSplit,
     areas: pd.DataFrame,
     intensity: np.ndarray | pd.DataFrame | None = None,
+    dp_epsilon: float | None = None,
+    seed: int = 0,
     **settings: Any,
 ) -> tuple[dict[str, np.ndarray], SeppFit]:
     table = counts_from_split(split)
     distances = centroid_distances(split, table.codes, areas)
     maps = baseline_maps(table.counts, distances, **settings)
+    if dp_epsilon is not None:
+        maps["naive-3m-dp"] = window_sums(noisy_counts(table.counts, dp_epsilon, seed, split.agency), 3)
     first_test = table.months.index(str(min(split.test_months.tolist())))
     maps["sepp"], fit = sepp_map(table.counts, distances, first_test)
     area = pd.Index(table.codes).get_indexer(split.test_areas.astype(str))
@@ -259,6 +279,7 @@ class HotspotBaselines:
     sepp_fits: dict[str, SeppFit] = field(default_factory=dict)  # agency -> its SEPP fit
     curves: CoverageCurves | None = None
     cells: str = "LSOAs"  # what a row is: "LSOAs" or "250 m grid squares"
+    dp_epsilon: float | None = None  # ε of naive-3m-dp's simulated Laplace counts
     sentence: str = ""
     notes: list[str] = field(default_factory=list)
 
@@ -280,7 +301,7 @@ class HotspotBaselines:
             "sentence": self.sentence,
             "notes": self.notes,
             "sepp": {a: sepp_summary(fit) for a, fit in self.sepp_fits.items()},
-            "dp_cost": {name: dp_cost(name) for name in self.baselines},
+            "dp_cost": {name: dp_cost(name, self.dp_epsilon) for name in self.baselines},
             "curves": self.curves.as_dict() if self.curves is not None else None,
             "cells": self.cells,
             "computed_by": "the evaluation harness (not released by any agency; no ε spent)",
@@ -297,6 +318,7 @@ def evaluate_baselines(
     replicates: int = 1000,
     block: int | None = None,
     seed: int = 0,
+    dp_epsilon: float | None = DP_COUNTS_EPSILON,
     **settings: Any,
 ) -> HotspotBaselines:
     """Score the baselines (and ``models``: {model: {agency: scores of its test rows}}) of every
@@ -315,9 +337,11 @@ def evaluate_baselines(
     scores: dict[str, dict[str, np.ndarray]] = {}
     fits: dict[str, SeppFit] = {}
     for name, split in splits.items():
-        own, fits[name] = _scores_and_fit(split, areas, intensity, **settings)
+        own, fits[name] = _scores_and_fit(split, areas, intensity, dp_epsilon, seed, **settings)
         scores[name] = {**own, **{m: models[m][name] for m in models}}
-    return evaluate_maps(splits, scores, list(models), fits, coverages=coverages, replicates=replicates, block=block, seed=seed)
+    result = evaluate_maps(splits, scores, list(models), fits, coverages=coverages, replicates=replicates, block=block, seed=seed)
+    result.dp_epsilon = dp_epsilon
+    return result
 
 
 def evaluate_maps(
@@ -389,9 +413,12 @@ DP_COSTS: dict[str, str] = {
 }
 
 
-def dp_cost(name: str) -> dict[str, str]:
+def dp_cost(name: str, dp_epsilon: float | None = None) -> dict[str, str]:
     """The DP cost of baseline ``name``: as computed here (exact counts: ε = ∞, not private) and
     what it would cost from DP counts."""
+    if name == "naive-3m-dp":
+        as_run = f"ε = {dp_epsilon:g} per incident record (pure DP, δ = 0): Laplace counts, scale 1/ε, every area-month once (simulated with seeded noise)"
+        return {"as_computed_here": as_run, "from_dp_counts": "it is computed from DP counts: the ε to its left, nothing more"}
     as_run = "n/a: ground truth, not a release" if name == "oracle" else "ε = ∞ (not private): reads the agency's exact counts"
     return {"as_computed_here": as_run, "from_dp_counts": DP_COSTS.get(name, "unknown")}
 

@@ -19,7 +19,9 @@ from tasks.hotspot_baselines import (
     baseline_scores,
     centroid_distances,
     counts_from_split,
+    dp_cost,
     evaluate_baselines,
+    noisy_counts,
     sepp_map,
     window_sums,
 )
@@ -152,3 +154,23 @@ def test_bad_model_scores_are_refused(split):
         evaluate_baselines({"A": split}, make_areas(N_AREAS), models={"m": {"A": np.zeros(3)}})
     with pytest.raises(ValueError, match="coverages"):
         evaluate_baselines({"A": split}, make_areas(N_AREAS), coverages=(0.0,))
+
+
+def test_dp_counts_baseline():
+    counts = np.full((200, 50), 10)
+    noisy = noisy_counts(counts, 0.5, 0, "A")
+    # Laplace of scale 1/ε = 2: mean 0, variance 2 / ε² = 8.
+    assert (noisy - counts).mean() == pytest.approx(0, abs=0.1)
+    assert (noisy - counts).var() == pytest.approx(8, rel=0.1)
+    assert np.array_equal(noisy, noisy_counts(counts, 0.5, 0, "A"))  # seeded: a measurement
+    assert not np.array_equal(noisy, noisy_counts(counts, 0.5, 0, "B"))
+    with pytest.raises(ValueError, match="ε > 0"):
+        noisy_counts(counts, 0.0, 0, "A")
+    assert dp_cost("naive-3m-dp", 1.0)["as_computed_here"].startswith("ε = 1 per incident record")
+
+
+def test_evaluation_adds_the_dp_counts_map(split):
+    result = evaluate_baselines({"A": split}, make_areas(N_AREAS), coverages=(0.1,), replicates=50, dp_epsilon=1.0)
+    assert "naive-3m-dp" in result.baselines and result.dp_epsilon == 1.0
+    none = evaluate_baselines({"A": split}, make_areas(N_AREAS), coverages=(0.1,), replicates=50, dp_epsilon=None)
+    assert "naive-3m-dp" not in none.baselines

@@ -25,6 +25,7 @@ BASELINE_STYLE: dict[str, tuple[str, str]] = {
     "naive-1m": ("#bdbdbd", "--"),
     "naive-3m": ("#969696", "--"),
     "naive-12m": ("#636363", "--"),
+    "naive-3m-dp": ("#e7969c", "--"),
     "kde": ("#c7a76c", "-."),
     "promap": ("#8c6d31", "-."),
     "sepp": ("#6b4c9a", ":"),
@@ -217,7 +218,8 @@ def _dp_table(study: Study, block: Mapping[str, Any]) -> str:
     head = "<th>map</th><th>kind</th><th>DP cost as computed in this run</th><th>models: per incident record; baselines: if computed from DP counts</th>"
     note = (
         "Baselines are computed here by the evaluation harness from exact counts: released by an agency they are not private (ε = ∞). "
-        "Computed from DP area-month counts they cost what those counts cost and nothing more, but their noise would lower their PAI, which is not measured here."
+        "Computed from DP area-month counts they cost what those counts cost and nothing more, and their noise lowers their PAI: "
+        "naive-3m-dp is naive-3m from Laplace-noised counts (its ε in the table), so its PAI next to naive-3m's is that cost for the strongest simple map."
     )
     return f'<table id="table-hotspot-dp"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table><p class="note">{escape(note)}</p>'
 
