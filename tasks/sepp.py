@@ -16,12 +16,14 @@ expected value is
   included, d = 0), normalised to sum to 1 over them: a Gaussian in space, at the resolution of
   area centroids, so an incident's offspring land in its own area or a near one.
 
-**Caps** (so a fit takes well under a second per agency on the default data): an incident can
-trigger only in the ``SEPP_MAX_LAG`` = 6 months after it and only in its ``SEPP_NEIGHBOURS`` = 25
-nearest areas, i.e. at most areas × 25 × 6 (source, target, lag) triples per month of the fit —
-about 4 × 10^5 for the largest default agency — whatever the number of incidents, because
-incidents of one area-month share their triggering. EM stops after ``SEPP_ITERATIONS`` = 200
-iterations or when the log-likelihood gains less than 1e-7 relatively.
+**Caps** (so a fit takes seconds): an incident can trigger only in the ``SEPP_MAX_LAG`` = 6
+months after it and only in its ``SEPP_NEIGHBOURS`` = 25 nearest areas, i.e. at most
+areas × 25 × 6 (source, target, lag) triples per fitted month — 640 × 25 × 6 ≈ 10^5 for the
+largest agency of the default data, 2980 × 25 × 6 ≈ 4.5 × 10^5 for its 250 m grid — whatever the
+number of incidents, because incidents of one area-month share their triggering. EM (accelerated
+by SQUAREM) stops after ``SEPP_ITERATIONS`` = 200 iterations or when the log-likelihood gains
+less than 1e-7 relatively. Measured on configs/hotspot.yaml's data: every LSOA fit under 2 s;
+the largest grid fit 8 s.
 
 EM (Veen & Schoenberg 2008 for the branching view): the E-step splits each area-month's count
 between its background and every (source area, lag) in proportion to their intensities; the
