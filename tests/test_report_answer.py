@@ -166,3 +166,14 @@ def test_page_promises(tmp_path):
     for fig in figures:
         assert re.match(r"<h3>[^<]+</h3><img ", fig), fig[:200]
         assert re.search(r"<figcaption><strong>[^<]+</strong><span class=\"units\">Units: [^<]+</span>", fig), fig[:400]
+
+
+def test_data_quality_and_warnings_are_in_the_report(tmp_path):
+    summary = F.run_summary()
+    for i, agency in enumerate(summary["agencies"]):
+        agency["counts"].update(rows_no_outcome=10 * (i + 1), rows_no_location=0)
+    summary["warnings"] = ["Tiny Police has 4 test records (task.min_test_records=50): its metrics rest on too few records to mean much"]
+    page = write_report(F.write_run(tmp_path / "run", summary)).read_text(encoding="utf-8")
+    assert "<dt>Data quality</dt><dd>of 61,600 records: 100 without an outcome (most: Big Constabulary, 40) (summary.json agencies[].counts)</dd>" in page
+    assert "without a location" not in page  # a zero count is not news
+    assert "<dt>Warnings (1)</dt><dd>Tiny Police has 4 test records" in page

@@ -156,6 +156,12 @@ def _header(study: Study, focus: views.Focus, generated: datetime) -> str:
     if set_aside:  # rows whose agency could not be derived (data.agency.unmatched: drop)
         why = {"empty": "the agency column is empty", "no_match": "the agency column does not match data.agency.pattern"}
         items.append(("Records set aside", "; ".join(f"{fmt.count(n)}: {why.get(str(r), str(r))}" for r, n in set_aside.items()) + " (not in any agency's data)"))
+    quality = _data_quality(agencies)
+    if quality:
+        items.append(("Data quality", quality))
+    warnings = [str(w) for w in first.get("warnings") or []]
+    if warnings:
+        items.append((f"Warnings ({len(warnings)})", " · ".join(warnings)))
     if study.kind == "sweep":
         items.append(("Swept keys", ", ".join(study.swept_keys) or "none"))
         items.append(("Cells", f"{len(study.cells)} with results" + (f"; without results: {', '.join(study.missing)}" if study.missing else "")))
@@ -163,6 +169,33 @@ def _header(study: Study, focus: views.Focus, generated: datetime) -> str:
             items.append(("Per-agency figures show", focus.describe(study)))
     rows = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in items)
     return f"<dl class=\"meta\">{rows}</dl>"
+
+
+# summary.json agencies[].counts keys, in words (counted by the loader and the task's features).
+COUNT_WORDS = {
+    "rows_no_outcome": "without an outcome",
+    "rows_no_location": "without a location",
+    "rows_unknown_area": "in no known area",
+    "rows_unknown_category": "with a category outside the declared list",
+    "rows_outside_region": "with coordinates outside the declared region",
+    "rows_outside_period": "outside the data period",
+}
+
+
+def _data_quality(agencies: list[dict]) -> str:
+    """The records' data-quality counts summed over agencies, with the agency that has most."""
+    counts = [a.get("counts") for a in agencies if isinstance(a.get("counts"), dict)]
+    total = sum(int(c.get("rows_total") or 0) for c in counts)
+    parts = []
+    for key, words in COUNT_WORDS.items():
+        per = {str(a.get("name")): int(a["counts"].get(key) or 0) for a in agencies if isinstance(a.get("counts"), dict)}
+        n = sum(per.values())
+        if n:
+            most = max(per, key=lambda name: per[name])
+            parts.append(f"{fmt.count(n)} {words} (most: {most}, {fmt.count(per[most])})")
+    if not parts:
+        return ""
+    return f"of {fmt.count(total)} records: " + "; ".join(parts) + " (summary.json agencies[].counts)"
 
 
 def _title(study: Study) -> str:
