@@ -45,6 +45,8 @@ def test_recommends_the_best_record_level_dp_within_budget(tmp_path):
     assert items["utility"].startswith("94% of pooling's AUC gain over chance: AUC 0.753 against 0.768")
     assert items["unit"].startswith("one incident record, per agency, (ε, δ) = (1, 1e-05)")
     assert "e^ε = 2.72" in items["unit"]
+    # Agency by agency against training alone: every agency gains, the smallest most.
+    assert items["alone"] == "4 of 4 agencies score higher than training alone (most: Tiny Police, +0.095 AUC); overall AUC 0.753 against 0.748 with every agency alone"
     assert "the model update (DP-SGD)" in items["releases"] and "its record count (Gaussian count (sensitivity 1))" in items["releases"]
     assert "SecAgg+" not in items["releases"]  # fedavg-dp sends no SecAgg+ material
     # Only the messages of training: another command's releases (e.g. peel analyze's) are not listed.

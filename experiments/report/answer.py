@@ -293,6 +293,27 @@ def _unit(study: Study, focus: views.Focus, r: pd.Series) -> tuple[str, str]:
     return text, source
 
 
+def _against_alone(study: Study, focus: views.Focus, r: pd.Series, local: float) -> tuple[str, str] | None:
+    """How the agencies fare under `r` against training alone (local), agency by agency: a
+    federation can lose overall (big agencies do as well alone) and still be what small ones need."""
+    per = views.focus_agencies(study, focus)
+    if per.empty or "local" not in set(per["line"]):
+        return None
+    alone = per[per["line"] == "local"].set_index("agency")["headline"]
+    mine = per[per["line"] == r["line"]].set_index("agency")["headline"]
+    gains = {a: float(mine[a] - alone[a]) for a in mine.index if a in alone.index and not fmt.missing(mine[a]) and not fmt.missing(alone[a])}
+    if not gains:
+        return None
+    label = study.headline_label
+    top = max(gains, key=lambda a: gains[a])
+    n_up = sum(g > 0 for g in gains.values())
+    text = f"{n_up} of {len(gains)} agencies score higher than training alone"
+    text += f" (most: {top}, {fmt.signed(gains[top])} {label})" if n_up else ""
+    if not fmt.missing(local):
+        text += f"; overall {label} {fmt.num(r['headline'])} against {fmt.num(local)} with every agency alone"
+    return text, f"{_source(study)} architectures.{r['architecture']}.per_agency.<agency>.metrics.{study.headline} and architectures.local.per_agency.<agency>.metrics.{study.headline}"
+
+
 def answer(study: Study, focus: views.Focus) -> Answer:
     table = views.focus_archs(study, focus)
     label, chance = study.headline_label, study.chance
@@ -343,8 +364,11 @@ def answer(study: Study, focus: views.Focus) -> Answer:
         utility = f"{percent_kept(share)} of pooling's {label} {gain}: {label} {fmt.num(r['headline'])} against {fmt.num(central)} with every record pooled in one place{chance_text}"
     items = [
         Item("utility", "Utility kept", utility, f"{src} architectures.{r['architecture']}.metrics.{study.headline} ÷ architectures.central.metrics.{study.headline} (each minus chance)"),
-        Item("unit", "Privacy unit", *_unit(study, focus, r)),
     ]
+    alone = _against_alone(study, focus, r, rows["local"]["headline"] if "local" in rows else math.nan)
+    if alone is not None:
+        items.append(Item("alone", "Against training alone", *alone))
+    items.append(Item("unit", "Privacy unit", *_unit(study, focus, r)))
     releases, release_src = _releases(study, str(r["architecture"]))
     moved = f"; raw records moved: {fmt.count(r['records_moved'])}, model updates sent: {fmt.megabytes(r['update_bytes'])} in all" if not fmt.missing(r["records_moved"]) else ""
     items.append(Item("releases", "What leaves each agency", releases + moved, release_src + f", architectures.{r['architecture']}.records_moved, .update_bytes"))
