@@ -184,7 +184,7 @@ COUNT_WORDS = {
 
 def _data_quality(agencies: list[dict]) -> str:
     """The records' data-quality counts summed over agencies, with the agency that has most."""
-    counts = [a.get("counts") for a in agencies if isinstance(a.get("counts"), dict)]
+    counts: list[dict] = [a["counts"] for a in agencies if isinstance(a.get("counts"), dict)]
     total = sum(int(c.get("rows_total") or 0) for c in counts)
     parts = []
     for key, words in COUNT_WORDS.items():
