@@ -57,3 +57,17 @@ def test_grid_evaluation_scores_naive_counts():
     # Stable rates: the long naive window must beat flagging at random clearly.
     assert result.pooled["naive-12m"]["5%"]["pai"].value > 2
     assert "250 m grid squares" in result.notes[0]
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [("task: {name: hotspot, hotspot: {cells: hex}}", "task.hotspot.cells"), ("task: {name: hotspot, hotspot: {grid_m: 10}}", "task.hotspot.grid_m"), ("data: {dynamics: wobbly}", "data.dynamics")],
+)
+def test_bad_hotspot_keys_are_one_line_errors(tmp_path, line, key):
+    from experiments.config import ConfigError, load_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text(line + "\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert key in str(error.value) and "\n" not in str(error.value)
