@@ -3,6 +3,8 @@ downloads are (no ground truth: the oracle is absent), on LSOAs and on a grid.""
 
 from __future__ import annotations
 
+import json
+
 from policedata.loader import load_areas, load_street_folder
 from policedata.synthetic import SyntheticSpec, generate, month_range
 from tasks.hotspot import build_hotspot_split
@@ -23,6 +25,7 @@ def test_street_files_without_ground_truth(tmp_path):
     assert not any("oracle" in n for n in lsoa.notes)
     grid = evaluate_grid({n: records[records["agency"] == n] for n in names}, months, months[-3], 250.0, replicates=50)
     assert grid.cells == "250 m grid squares"
+    assert json.loads(json.dumps(grid.as_dict()))["cells"] == "250 m grid squares"  # summary.json-ready
     assert isinstance(grid.pooled["naive-3m"]["5%"]["pai"].value, float)
     # Every located test-month record is in some grid cell: nothing is lost from the hit rates.
     mine = records[records["agency"] == names[0]]
