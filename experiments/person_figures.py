@@ -75,3 +75,45 @@ def end_table_line(summary: dict[str, Any]) -> str | None:
             f"ε {conversion['epsilon']:.3g} at δ={conversion['delta']:.2g}"
         )
     return line
+
+
+def person_canary_of(folder: RunFolder) -> dict[str, dict[str, Any]]:
+    """Under privacy.unit person with audit on: per DP architecture, the person canary audit
+    (privacy.person_audit) of the largest agencies that trained it (as many as a person may appear
+    in, at most 3), with their own rows, units and kept plans, for as many rounds as their person
+    ledgers charged; or {"unavailable": why}."""
+    import dataclasses
+
+    from clients.person_round import person_view, units_of
+    from clients.releases import saved_plan
+    from experiments.audit import _agency  # the agency as its ClientApp finds itself
+    from federation import architectures
+    from privacy.ledger import Ledger, LedgerError
+    from privacy.person_audit import AgencyRows, person_canary_audit
+
+    config = folder.config
+    run_id = folder.run_dir.name
+    wanted = min(3, config.privacy.person.max_agencies)
+    out: dict[str, dict[str, Any]] = {}
+    for arch in config.architectures:
+        if not architectures.is_record_dp(arch):
+            continue
+        rows = []
+        for index in range(len(folder.federation.agencies)):
+            agency = _agency(folder, index)
+            plan = saved_plan(agency, run_id, arch)
+            try:
+                with Ledger.inspect(person_view(agency).ledger) as ledger:
+                    charged = {r["round"] for r in ledger.rows() if (r["run_id"], r["architecture"]) == (run_id, arch)}
+            except LedgerError:
+                charged = set()
+            if plan is not None and charged:
+                split = folder.splits[agency.name]
+                rows.append(AgencyRows(agency.name, split.X_train, split.y_train, units_of(agency), dataclasses.replace(plan, rounds=len(charged))))
+        if not rows:
+            out[arch] = {"unavailable": f"no agency kept a person-level plan and charged a release for {arch} in run {run_id}"}
+            continue
+        chosen = sorted(rows, key=lambda r: -len(r.y))[:wanted]
+        result = person_canary_audit(chosen, config.audit.canaries, config.privacy.person.max_records, config.seed, hidden=config.task.hidden, lr=config.federation.learning_rate)
+        out[arch] = {k: v for k, v in result.items() if k != "tries"}
+    return out

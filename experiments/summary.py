@@ -10,7 +10,7 @@ from pathlib import Path
 from experiments.config import PeelConfig
 from experiments.hotspot_baselines import hotspot_baselines
 from experiments.ledgers import agency_figures
-from experiments.person_figures import epsilon_by_unit_of, unit_ledgers
+from experiments.person_figures import epsilon_by_unit_of, person_canary_of, unit_ledgers
 from experiments.reference import outcome_reference
 from experiments.results import write_json
 from experiments.run_folder import RunFolder
@@ -163,6 +163,11 @@ def summarise(folder: RunFolder) -> Path:
         from experiments.audit import audit_folder  # imports this module
 
         audit_folder(folder)
+        if folder.config.privacy.unit == "person":  # the record canaries audit record-level DP-SGD
+            for arch, result in person_canary_of(folder).items():
+                audit = folder.results[arch].setdefault("audit", {})
+                audit["person_canary"] = result
+                audit["canary_unavailable"] = "this run is person-level: the person canary audit is person_canary"
     config, splits, federation = folder.config, folder.splits, folder.federation
     by_unit = epsilon_by_unit_of(folder) if any(architectures.is_record_dp(a) for a in config.architectures) else None
     for arch in config.architectures:  # the three ε's (record, person within agency, across the federation)
