@@ -36,7 +36,8 @@ Agencies train on their own records with independent noise, so removing one pers
 federation changes at most one unit in each of the agencies they appear in. That number is a
 stated public bound, `privacy.person.max_agencies` (docs/threat-model.md, "People"): the
 federation-level person guarantee is the composition (PLD, exact) of the `max_agencies` agencies
-whose composition is worst — every such subset is composed and the largest ε taken.
+whose composition is worst — every such subset is composed and the largest ε taken (past
+MAX_SUBSETS subsets, every agency is composed: a valid, looser bound).
 
 Ledgers
 -------
