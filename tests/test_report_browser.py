@@ -262,6 +262,8 @@ def test_first_screen_at_1400x900_holds_the_answer(tmp_path):
     archs = ("central", "local", "fedavg", "fedavg-dp", "fedavg-central-dp")
     folder = F.write_run(tmp_path / "run", F.run_summary(archs=archs, levels={"fedavg-central-dp": 0.45}))
     report = write_report(folder)
+    # The longest first screen the fixtures give: a hotspot sweep of all six architectures.
+    sweep = write_report(F.write_sweep(tmp_path / "sweep", task="hotspot", eps_values=(0.5, 1.0, 4.0), seeds=(0, 1), archs=(*archs, "fedavg-dp-secagg")))
     work = tmp_path / "chromium"
     work.mkdir()
     browser = Chromium(work)
@@ -269,12 +271,16 @@ def test_first_screen_at_1400x900_holds_the_answer(tmp_path):
         _, problems = browser.open(report.as_uri(), viewport=(1400, 900))
         size = browser.evaluate("[window.innerWidth, window.innerHeight, window.scrollY]")
         boxes = browser.evaluate(BOXES % json.dumps(FIRST_SCREEN))
-    assert problems == []
+        _, sweep_problems = browser.open(sweep.as_uri(), viewport=(1400, 900))
+        sweep_boxes = browser.evaluate(BOXES % json.dumps(FIRST_SCREEN))
+    assert problems == [] and sweep_problems == []
     assert size == [1400, 900, 0]
     for key in FIRST_SCREEN:
-        box = boxes[key]
-        assert box is not None, f"#{key} is not in the report"
-        assert box["height"] > 0 and 0 <= box["top"] and box["bottom"] <= 900, f"#{key} is not above the fold at 1400×900: {box}"
+        for page_boxes in (boxes, sweep_boxes):
+            box = page_boxes[key]
+            assert box is not None, f"#{key} is not in the report"
+            assert box["height"] > 0 and 0 <= box["top"] and box["bottom"] <= 900, f"#{key} is not above the fold at 1400×900: {box}"
+    assert "(one of the swept budgets 0.5, 1, 4)" in sweep_boxes["answer-recommendation"]["text"]
     # fedavg-dp: 0.7535 test-weighted against central's 0.7685 -> 0.2535 / 0.2685 = 94% kept.
     assert "Recommended at ε = 1 per agency" in boxes["answer-recommendation"]["text"] and "fedavg-dp" in boxes["answer-recommendation"]["text"]
     assert boxes["answer-utility"]["text"].startswith("94% of pooling's AUC gain over chance")
