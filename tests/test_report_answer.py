@@ -102,6 +102,8 @@ def test_over_budget_refused_and_at_chance_are_not_recommended(tmp_path):
 def test_without_dp_or_central_the_answer_says_what_it_cannot_give(tmp_path):
     a = _answer(F.write_run(tmp_path / "plain", F.run_summary(archs=("central", "local", "fedavg"))))
     assert a.recommended is None and "No differentially private architecture was run" in a.headline
+    low = _items(_answer(F.write_run(tmp_path / "low", F.run_summary(archs=("central", "fedavg-dp"), levels={"fedavg-dp": 0.6}))))
+    assert low["utility"].startswith("36% of pooling's AUC gain") and "little is kept at this budget" in low["utility"]
     a = _answer(F.write_run(tmp_path / "nocentral", F.run_summary(archs=("local", "fedavg-dp"), audit=False)))
     items = _items(a)
     assert a.recommended == "fedavg-dp" and "pooling (central) was not run" in items["utility"]

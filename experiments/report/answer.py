@@ -22,6 +22,8 @@ from federation import architectures, contract
 
 # Utilities closer than this count as equal: the one whose coordinator sees less is preferred.
 TIE = 0.001
+# Below this share of pooling's gain the recommendation says that little is kept.
+LOW_SHARE = 0.5
 # An agency-level row counts as "few agencies" below this many (its noise is σ·C/n on the mean).
 FEW_AGENCIES = 20
 
@@ -362,6 +364,8 @@ def answer(study: Study, focus: views.Focus) -> Answer:
         gain = "gain over chance" if chance is not None else "score"
         chance_text = f"; chance is {chance:g}" if chance is not None else ""
         utility = f"{percent_kept(share)} of pooling's {label} {gain}: {label} {fmt.num(r['headline'])} against {fmt.num(central)} with every record pooled in one place{chance_text}"
+        if share < LOW_SHARE:  # the best there is, but little: say what would change it
+            utility += "; little is kept at this budget: a larger ε or more records per agency would keep more (a sweep over privacy.epsilon shows how much)"
     items = [
         Item("utility", "Utility kept", utility, f"{src} architectures.{r['architecture']}.metrics.{study.headline} ÷ architectures.central.metrics.{study.headline} (each minus chance)"),
     ]
