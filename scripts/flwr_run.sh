@@ -66,7 +66,7 @@ stop_flower() {
     local pids pid i
     pids=$(pids_naming "--log-file $superlink_log")
     for pid in $pids; do
-        pids="$pids $(pids_naming "--parent-pid $pid")"  # its SuperExec
+        pids="$pids $(pids_naming "--parent-pid $pid ")"  # its SuperExec (the space: not PID 1234 for 123)
     done
     pids="$pids $(pids_naming "$RAY_TMPDIR")"
     pids=$(echo $pids)
