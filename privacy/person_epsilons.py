@@ -127,8 +127,9 @@ def epsilon_by_unit(unit: str, agencies: Sequence[AgencyLedger], *, max_agencies
     elif conversions:
         # Record-level DP-SGD says nothing per person beyond group privacy: the conversions, and
         # across agencies their basic composition over the max_agencies largest.
-        top = conversions[max(conversions, key=lambda n: conversions[n]["epsilon"])]
-        out["person_within_agency"] = _figure(top["epsilon"], top["delta"], "group privacy of the record-level ε for the heaviest person (no person-level mechanism)", agency=max(conversions, key=lambda n: conversions[n]["epsilon"]))
+        heaviest_agency = max(conversions, key=lambda n: conversions[n]["epsilon"])
+        top = conversions[heaviest_agency]
+        out["person_within_agency"] = _figure(top["epsilon"], top["delta"], "group privacy of the record-level ε for the heaviest person (no person-level mechanism)", agency=heaviest_agency)
         largest = sorted(conversions.values(), key=lambda c: c["epsilon"], reverse=True)[:max_agencies]
         out["person_across_federation"] = _figure(
             sum(c["epsilon"] for c in largest), min(1.0, sum(c["delta"] for c in largest)),
