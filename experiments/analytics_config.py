@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from policedata.schema import CRIME_TYPES, MONTH_PATTERN, OUTCOME_CATEGORIES
 from tasks.analytics import NO_OUTCOME
 
-Dimension = Literal["month", "crime_type", "outcome", "agency", "area"]
+Dimension = Literal["month", "crime_type", "outcome", "agency", "area", "grid"]
 MODES = ("central", "local", "federated", "federated-trusted")
 MAX_ANALYTICS_EPSILON = 1000.0
 
@@ -56,8 +56,10 @@ class QueryConfig(_Section):
     def _shape(self) -> QueryConfig:
         if len(set(self.by)) != len(self.by):
             raise ValueError("by: lists a dimension twice")
-        if self.kind == "top_k" and self.by not in ([], ["area"]):
-            raise ValueError("by: top_k ranks areas (by: [area])")
+        if self.kind == "top_k" and self.by not in ([], ["area"], ["grid"]):
+            raise ValueError("by: top_k ranks areas (by: [area], the default, or [grid])")
+        if "grid" in self.where or "grid" in self.numerator:
+            raise ValueError("where: grid cells cannot filter (group by: [grid] instead)")
         if self.kind == "rate" and not self.numerator:
             raise ValueError("numerator: a rate needs a numerator filter (e.g. outcome: [...])")
         if self.kind != "rate" and self.numerator:
@@ -80,6 +82,8 @@ class AnalyticsConfig(_Section):
     # Public bound on one agency's count in one cell (larger counts are clamped): sizes the
     # secure sum's modulus so nothing wraps.
     max_cell_count: int = Field(1_000_000_000, ge=1, le=2**40)
+    # Side of the squares of `grid` cells, km (laid over the extent of the public areas table).
+    grid_km: float = Field(2.0, ge=0.05, le=100, allow_inf_nan=False)
     # Relative error is reported on cells whose exact count (a rate: its denominator) is at least this.
     threshold: int = Field(100, ge=1)
     queries: list[QueryConfig] = Field(min_length=1, max_length=50)

@@ -38,7 +38,7 @@ from privacy.count_release import Z95, ShareDesign, calibrate_count_sigma, count
 from privacy.mechanisms import MechanismEvent
 from privacy.noise import discrete_gaussian_variance
 from server.analytics import secure_sum, trusted_sum
-from tasks.analytics import Domain, Histogram, Query, cell_counts, cell_frame
+from tasks.analytics import Domain, Grid, Histogram, Query, cell_counts, cell_frame
 
 UNIT = "one incident record (add/remove-one); a record falls in one cell of a histogram"
 MECHANISM = {
@@ -50,7 +50,9 @@ MECHANISM = {
 # A federated release is refused if the sum's distance from a discrete Gaussian would add more
 # than this share of the agencies' δ (privacy.count_release.ShareDesign.delta_slack).
 MAX_DELTA_SLACK_SHARE = 0.001
-TAIL_SIGMAS = 60  # a share beyond 60 s has probability < e^-1800: the modulus leaves room for it
+TAIL_SIGMAS = 60
+# Every agency draws one noise value per cell (~40 µs each): 50,000 cells × 8 agencies ≈ 16 s.
+MAX_GRID_CELLS = 50_000  # a share beyond 60 s has probability < e^-1800: the modulus leaves room for it
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ class QueryOutcome:
 def query_of(q: QueryConfig) -> Query:
     where = tuple((d, tuple(v)) for d, v in q.where.items())
     numerator = tuple((d, tuple(v)) for d, v in q.numerator.items())
-    by = tuple(q.by) if q.kind != "top_k" else ("area",)
+    by = tuple(q.by) if q.kind != "top_k" else (tuple(q.by) or ("area",))
     return Query(q.name, q.kind, by, where, numerator, q.k, q.epsilon)
 
 
@@ -249,12 +251,20 @@ def _domain(config: PeelConfig, federation: Any, names: Sequence[str]) -> Domain
     while month <= last:
         months.append(month)
         month = add_months(month, 1)
-    areas = tuple(load_areas(federation.areas)["LSOA code"].astype(str)) if federation.areas else ()
-    return Domain(tuple(months), tuple(sorted(names)), areas)
+    if federation.areas is None:
+        return Domain(tuple(months), tuple(sorted(names)))
+    table = load_areas(federation.areas)
+    grid = None
+    if config.analytics is not None and any("grid" in q.by for q in config.analytics.queries):
+        lon, lat = table["Longitude"], table["Latitude"]
+        grid = Grid.over(float(lon.min()), float(lon.max()), float(lat.min()), float(lat.max()), config.analytics.grid_km)
+        if grid.rows * grid.cols > MAX_GRID_CELLS:
+            raise ConfigError(f"analytics.grid_km: {config.analytics.grid_km:g} km squares over the areas' extent make {grid.rows * grid.cols:,} cells; at most {MAX_GRID_CELLS:,}")
+    return Domain(tuple(months), tuple(sorted(names)), tuple(table["LSOA code"].astype(str)), grid)
 
 
 def _needs_areas(analytics: AnalyticsConfig) -> bool:
-    return any(q.kind == "top_k" or "area" in q.by or "area" in q.where for q in analytics.queries)
+    return any(q.kind == "top_k" or {"area", "grid"} & {*q.by, *q.where} for q in analytics.queries)
 
 
 def _new_run_dir(config: PeelConfig) -> Path:
@@ -333,7 +343,8 @@ def check_beside(config: PeelConfig, federation: Any, where: str = "config") -> 
     if analytics is None:
         return
     if _needs_areas(analytics) and federation.areas is None:
-        raise ConfigError(f"{where}: analytics: a query groups by area, which needs the public areas table (data.areas)")
+        raise ConfigError(f"{where}: analytics: a query groups by area or grid, which needs the public areas table (data.areas)")
+    _domain(config, federation, [a["name"] for a in federation.agencies])  # a grid too fine to hold is refused here
     n = len(federation.agencies)
     if analytics.mode == "federated" and analytics.tolerate >= n:
         raise ConfigError(f"{where}: analytics.tolerate: {analytics.tolerate} with {n} agencies; at most {n - 1} (one agency's share must remain)")

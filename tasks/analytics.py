@@ -11,7 +11,11 @@ Query kinds:
 - count: a histogram over the product of the `by` domains (records matching `where`);
 - rate: two histograms over `by` (numerator: records matching `where` and `numerator`;
   denominator: records matching `where`), released separately, divided afterwards;
-- top_k: an area histogram; the k areas with the largest released counts (post-processing).
+- top_k: an area (or grid) histogram; the k cells with the largest released counts (post-processing).
+
+`grid` cells are squares of a regular grid laid over a public box (the extent of the public
+areas table), named `g<row>-<col>`; a record falls in the square of its coordinates (none if it
+has none or lies outside the box).
 """
 
 from __future__ import annotations
@@ -24,11 +28,53 @@ import pandas as pd
 
 from policedata.schema import CRIME_TYPES, OUTCOME_CATEGORIES
 
-__all__ = ["DIMENSIONS", "KINDS", "NO_OUTCOME", "Domain", "Histogram", "Query", "cell_counts", "cell_frame"]
+__all__ = ["DIMENSIONS", "KINDS", "MAP_DIMENSIONS", "NO_OUTCOME", "Domain", "Grid", "Histogram", "Query", "cell_counts", "cell_frame"]
 
 KINDS = ("count", "rate", "top_k")
 # Query dimension → record column it groups by.
-DIMENSIONS: dict[str, str] = {"month": "month", "crime_type": "crime_type", "outcome": "outcome", "agency": "agency", "area": "lsoa_code"}
+DIMENSIONS: dict[str, str] = {"month": "month", "crime_type": "crime_type", "outcome": "outcome", "agency": "agency", "area": "lsoa_code", "grid": "longitude"}
+MAP_DIMENSIONS = ("area", "grid")  # what a top_k query ranks
+KM_PER_DEGREE_LAT = 111.32
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Squares of `km` km over a public box (lon/lat of its south-west corner, rows × cols)."""
+
+    west: float
+    south: float
+    km: float
+    rows: int
+    cols: int
+
+    @classmethod
+    def over(cls, lon_min: float, lon_max: float, lat_min: float, lat_max: float, km: float) -> Grid:
+        """The grid of `km` squares covering the box (a square's width in degrees of longitude
+        taken at the box's middle latitude)."""
+        grid = cls(lon_min, lat_min, km, 1, 1)
+        rows = int(np.floor((lat_max - lat_min) / grid.step_lat)) + 1
+        cols = int(np.floor((lon_max - lon_min) / grid.step_lon(lat_min, lat_max))) + 1
+        return cls(lon_min, lat_min, km, rows, cols)
+
+    @property
+    def step_lat(self) -> float:
+        return self.km / KM_PER_DEGREE_LAT
+
+    def step_lon(self, lat_min: float | None = None, lat_max: float | None = None) -> float:
+        middle = self.south + self.rows * self.step_lat / 2 if lat_min is None or lat_max is None else (lat_min + lat_max) / 2
+        return self.km / (KM_PER_DEGREE_LAT * max(float(np.cos(np.radians(middle))), 1e-6))
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(f"g{r:04d}-{c:04d}" for r in range(self.rows) for c in range(self.cols))
+
+    def position(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+        """Cell index per point (row-major, as `names`), −1 outside the box or without coordinates."""
+        step_lon = self.step_lon()
+        with np.errstate(invalid="ignore"):
+            row = np.floor((lat - self.south) / self.step_lat)
+            col = np.floor((lon - self.west) / step_lon)
+        inside = np.isfinite(row) & np.isfinite(col) & (row >= 0) & (row < self.rows) & (col >= 0) & (col < self.cols)
+        return np.where(inside, np.nan_to_num(row).astype(np.int64) * self.cols + np.nan_to_num(col).astype(np.int64), -1)
 NO_OUTCOME = ""  # anti-social behaviour carries no outcome: a declared value of the outcome domain
 
 
@@ -39,16 +85,17 @@ class Domain:
     months: tuple[str, ...]
     agencies: tuple[str, ...]
     areas: tuple[str, ...] = ()
+    grid: Grid | None = None
     crime_types: tuple[str, ...] = CRIME_TYPES
     outcomes: tuple[str, ...] = (*OUTCOME_CATEGORIES, NO_OUTCOME)
 
     def values(self, dimension: str) -> tuple[str, ...]:
-        by_name = {"month": self.months, "crime_type": self.crime_types, "outcome": self.outcomes, "agency": self.agencies, "area": self.areas}
+        by_name = {"month": self.months, "crime_type": self.crime_types, "outcome": self.outcomes, "agency": self.agencies, "area": self.areas, "grid": self.grid.names() if self.grid else ()}
         if dimension not in by_name:
             raise ValueError(f"unknown dimension {dimension!r}: use one of {', '.join(DIMENSIONS)}")
         values = by_name[dimension]
         if not values:
-            raise ValueError(f"dimension {dimension!r} has no public values here (area needs the public areas table)")
+            raise ValueError(f"dimension {dimension!r} has no public values here (area and grid need the public areas table)")
         return values
 
 
@@ -70,8 +117,8 @@ class Query:
         for dim in (*self.by, *(d for d, _ in self.where), *(d for d, _ in self.numerator)):
             if dim not in DIMENSIONS:
                 raise ValueError(f"query {self.name!r}: unknown dimension {dim!r}: use one of {', '.join(DIMENSIONS)}")
-        if self.kind == "top_k" and self.by != ("area",):
-            raise ValueError(f"query {self.name!r}: top_k ranks areas: by must be [area]")
+        if self.kind == "top_k" and self.by not in (("area",), ("grid",)):
+            raise ValueError(f"query {self.name!r}: top_k ranks areas: by must be [area] or [grid]")
         if self.kind == "rate" and not self.numerator:
             raise ValueError(f"query {self.name!r}: a rate needs a numerator filter")
         if self.kind != "rate" and self.numerator:
@@ -109,11 +156,16 @@ def cell_counts(records: pd.DataFrame, histogram: Histogram, domain: Domain) -> 
     domain or the `where` filter count nowhere."""
     keep = np.ones(len(records), dtype=bool)
     for dim, values in histogram.where:
+        if dim == "grid":
+            raise ValueError(f"histogram {histogram.name!r}: grid cells cannot filter (group by grid instead)")
         keep &= records[DIMENSIONS[dim]].isin(values).to_numpy()
     index = np.zeros(len(records), dtype=np.int64)
     for dim in histogram.by:
         values = domain.values(dim)
-        position = pd.Index(values).get_indexer(records[DIMENSIONS[dim]].astype(str))
+        if dim == "grid" and domain.grid is not None:
+            position = domain.grid.position(records["longitude"].to_numpy(dtype=float), records["latitude"].to_numpy(dtype=float))
+        else:
+            position = pd.Index(values).get_indexer(records[DIMENSIONS[dim]].astype(str))
         keep &= position >= 0
         index = index * len(values) + position
     return np.bincount(index[keep], minlength=histogram.size(domain)).astype(np.int64)

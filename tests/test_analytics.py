@@ -353,3 +353,18 @@ def test_an_agency_whose_accountant_cannot_count_refuses_with_the_reason(tmp_pat
     outcome = an.run_query(analytics.queries[0], analytics, _domain(agencies), agencies, DELTA, an.histogram_sigmas(analytics, DELTA), "r", with_truth=True)
     assert outcome.frame is None and "accountant rdp cannot account" in outcome.summary["refused"]
     assert outcome.summary["epsilon_after"] == {"agency-0": 0.0, "agency-1": 0.0}
+
+
+def test_grid_cells_cover_the_public_box_and_ignore_points_outside() -> None:
+    from tasks.analytics import Grid
+
+    grid = Grid.over(-1.0, -0.9, 51.0, 51.05, km=2.0)  # ≈ 7 km × 5.6 km
+    assert (grid.rows, grid.cols) == (3, 4)
+    lon = np.array([-1.0, -0.9, -0.95, -2.0, np.nan])
+    lat = np.array([51.0, 51.05, 51.02, 51.0, 51.0])
+    pos = grid.position(lon, lat)
+    assert pos[0] == 0 and pos[1] == grid.rows * grid.cols - 1 and 0 <= pos[2] < 12 and pos[3] == -1 and pos[4] == -1
+    records = pd.DataFrame({"month": ["2024-01"] * 5, "crime_type": ["Drugs"] * 5, "outcome": [""] * 5, "agency": ["a"] * 5, "lsoa_code": ["x"] * 5, "longitude": lon, "latitude": lat})
+    domain = Domain(MONTHS, ("a",), grid=grid)
+    counts = cell_counts(records, Histogram("g", ("grid",)), domain)
+    assert counts.sum() == 3 and len(counts) == 12  # the two points outside or without coordinates count nowhere

@@ -55,7 +55,7 @@ def plots(summary: dict[str, Any], run_dir: Path) -> list[Plot]:
         if q.get("kind") != "top_k" or q.get("refused") or not path.is_file():
             continue
         frame = pd.read_csv(path, dtype={"area": str})
-        if "true" not in frame.columns:
+        if "true" not in frame.columns or "area" not in frame.columns:  # a grid map has no area centroids to draw
             continue
         frame = frame.merge(areas, left_on="area", right_on="LSOA code", how="inner")
         k = int(q["k"])
