@@ -18,6 +18,7 @@ from federation.policy import AgencyPolicy
 from federation.secure_sum import MaskedVector
 from privacy.count_release import Z95, calibrate_count_sigma
 from privacy.ledger import Ledger
+from privacy.mechanisms import MechanismEvent
 from tasks.analytics import Domain, Histogram, Query, cell_counts
 
 MONTHS = ("2024-01", "2024-02")
@@ -75,7 +76,12 @@ def test_error_std_and_interval_coverage_over_200_releases(tmp_path: Path, monke
     coverage's sd is 0.3%, its bounds 6 sd away). The ledger
     is tested below; here charging is counted, not written (200 PLD charges take minutes)."""
     charged: list[float] = []
-    monkeypatch.setattr(AnalyticsAgency, "_charge", lambda self, event, run_id, label: (charged.append(event.noise), (0.0, 1))[1])
+
+    def _count_charge(self: AnalyticsAgency, event: MechanismEvent, run_id: str, label: str) -> tuple[float, int]:
+        charged.append(event.noise)
+        return (0.0, 1)
+
+    monkeypatch.setattr(AnalyticsAgency, "_charge", _count_charge)
     agencies = _agencies(tmp_path, [50, 300, 1000, 7])
     domain = _domain(agencies)
     wide = Histogram("by_month_type_agency", ("month", "crime_type", "agency"))
@@ -139,7 +145,7 @@ def test_ledger_after_dpsgd_and_analytics_matches_dp_accounting(tmp_path: Path) 
         with Ledger.open(a.ledger, a.name) as ledger:
             for r in range(3):
                 ledger.charge("run", "fedavg-dp", r + 1, sgd, delta=DELTA, accountant="pld", budget=a.policy.budget)
-    analytics = AnalyticsConfig(epsilon=1.0, queries=[{"name": "q", "by": ["month", "crime_type"]}, {"name": "r", "kind": "rate", "by": ["crime_type"], "numerator": {"crime_type": ["Drugs"]}}])  # type: ignore[list-item]
+    analytics = AnalyticsConfig.model_validate(dict(epsilon=1.0, queries=[{"name": "q", "by": ["month", "crime_type"]}, {"name": "r", "kind": "rate", "by": ["crime_type"], "numerator": {"crime_type": ["Drugs"]}}]))
     calibrated = an.histogram_sigmas(analytics, DELTA)
     domain = _domain(agencies)
     for q in analytics.queries:
@@ -163,7 +169,7 @@ def test_over_budget_query_is_refused_and_nothing_leaves(tmp_path: Path, monkeyp
     agencies[1].policy = AgencyPolicy(budget=0.5, delta=DELTA, max_grad_norm=1.0)  # one agency cannot afford it
     sent: list[object] = []
     monkeypatch.setattr(an, "secure_sum", lambda vectors: sent.append(vectors))
-    analytics = AnalyticsConfig(epsilon=1.0, queries=[{"name": "q", "by": ["crime_type"]}])  # type: ignore[list-item]
+    analytics = AnalyticsConfig.model_validate(dict(epsilon=1.0, queries=[{"name": "q", "by": ["crime_type"]}]))
     outcome = an.run_query(analytics.queries[0], analytics, _domain(agencies), agencies, DELTA, an.histogram_sigmas(analytics, DELTA), "r", with_truth=True)
     assert outcome.frame is None and sent == []
     assert "agency-1" in outcome.summary["refused"] and "budget" in outcome.summary["refused"]
@@ -188,7 +194,7 @@ def test_a_replace_one_ledger_refuses_a_count(tmp_path: Path) -> None:
     agencies = _agencies(tmp_path, [4, 4])
     with Ledger.open(agencies[0].ledger, agencies[0].name) as ledger:
         ledger.charge("run", "fedavg-dp", 1, (1.0, 0.1, 10), delta=DELTA, accountant="pld", budget=1000, neighbouring="replace-one")
-    analytics = AnalyticsConfig(queries=[{"name": "q", "by": ["crime_type"]}])  # type: ignore[list-item]
+    analytics = AnalyticsConfig.model_validate(dict(queries=[{"name": "q", "by": ["crime_type"]}]))
     outcome = an.run_query(analytics.queries[0], analytics, _domain(agencies), agencies, DELTA, an.histogram_sigmas(analytics, DELTA), "r", with_truth=True)
     assert outcome.frame is None and "replace-one" in outcome.summary["refused"]
 
@@ -203,7 +209,7 @@ def test_cells_come_from_public_domains_only() -> None:
 
 
 def test_joint_calibration_spends_the_block_epsilon() -> None:
-    analytics = AnalyticsConfig(epsilon=1.0, queries=[{"name": "a", "by": ["month"]}, {"name": "b", "by": ["crime_type"], "epsilon": 0.3}])  # type: ignore[list-item]
+    analytics = AnalyticsConfig.model_validate(dict(epsilon=1.0, queries=[{"name": "a", "by": ["month"]}, {"name": "b", "by": ["crime_type"], "epsilon": 0.3}]))
     sig = an.histogram_sigmas(analytics, DELTA)
     assert sig["a"][0] == pytest.approx(calibrate_count_sigma(1.0, DELTA), rel=1e-9)
     assert sig["b"][0] > sig["a"][0]
@@ -351,7 +357,7 @@ def test_tolerate_beyond_the_federation_is_a_config_error(tmp_path: Path, capsys
 def test_an_agency_whose_accountant_cannot_count_refuses_with_the_reason(tmp_path: Path) -> None:
     agencies = _agencies(tmp_path, [4, 4])
     agencies[0].policy = AgencyPolicy(budget=5.0, delta=DELTA, max_grad_norm=1.0, accountant="rdp")
-    analytics = AnalyticsConfig(queries=[{"name": "q", "by": ["crime_type"]}])  # type: ignore[list-item]
+    analytics = AnalyticsConfig.model_validate(dict(queries=[{"name": "q", "by": ["crime_type"]}]))
     outcome = an.run_query(analytics.queries[0], analytics, _domain(agencies), agencies, DELTA, an.histogram_sigmas(analytics, DELTA), "r", with_truth=True)
     assert outcome.frame is None and "accountant rdp cannot account" in outcome.summary["refused"]
     assert outcome.summary["epsilon_after"] == {"agency-0": 0.0, "agency-1": 0.0}

@@ -42,7 +42,7 @@ def _reference(model: nn.Module, X: torch.Tensor, y: torch.Tensor, unit: np.ndar
         model.zero_grad()
         loss = nn.functional.binary_cross_entropy_with_logits(model(X[i : i + 1]).reshape(1), y[i : i + 1])
         loss.backward()
-        g = torch.cat([p.grad.reshape(-1).clone() for p in params]).double()
+        g = torch.cat([p.grad.reshape(-1).clone() for p in params if p.grad is not None]).double()
         per_unit[int(unit[i])] = per_unit.get(int(unit[i]), 0) + g
     total = torch.zeros(sum(p.numel() for p in params), dtype=torch.float64)
     for g in per_unit.values():

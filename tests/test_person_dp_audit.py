@@ -5,6 +5,7 @@ bound stays below the claimed federation-level person ε."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -69,6 +70,6 @@ class _no_violation:
         self._seen = self._catch.__enter__()
         warnings.simplefilter("always")
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self._catch.__exit__(*exc)
         assert not [w for w in self._seen if "exceeds the claimed" in str(w.message)]

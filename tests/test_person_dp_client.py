@@ -69,7 +69,9 @@ def test_person_unit_round_charges_the_person_ledger_only(person_spec: Path) -> 
         assert [r["architecture"] for r in rows] == ["record-count", "fedavg-dp"]
         assert metrics[EPSILON_SPENT_TO_DATE] == pytest.approx(ledger.spent())
     # the released weight is a noisy count of units (σ = the policy's count_sigma), not of records
-    assert abs(metrics[NUM_EXAMPLES] - units.n_units) < 6 * agency.policy.count_sigma
+    released = metrics[NUM_EXAMPLES]
+    assert isinstance(released, int | float)
+    assert abs(released - units.n_units) < 6 * agency.policy.count_sigma
     assert not agency.ledger.exists() or not Ledger.inspect(agency.ledger).rows()
 
 
@@ -79,7 +81,7 @@ def test_person_unit_without_persons_is_refused(person_spec: Path) -> None:
     (agency.folder / "persons.csv").unlink(missing_ok=True)
     reply = train(_message(person_spec, 1), context)
     assert reply.has_error() and reply.error.code == REFUSED
-    assert "persons" in reply.error.reason and not person_ledger_path(agency.ledger).exists()
+    assert reply.error.reason is not None and "persons" in reply.error.reason and not person_ledger_path(agency.ledger).exists()
 
 
 def test_policy_unit_from_node_config_and_bad_values() -> None:

@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 
 from experiments.cli import main
-from experiments.config import load_config, validate
+from experiments.config import PeelConfig, load_config, validate
 from experiments.predict import PredictError, predict, privacy_statement, write_scores
+from experiments.run_folder import RunFolder
 from experiments.runner import execute, prepare
 from tasks.metrics import auc
 
@@ -30,19 +31,19 @@ SYNTHETIC = {
 }
 
 
-def _run(config: object) -> object:
+def _run(config: PeelConfig) -> RunFolder:
     folder = prepare(config, "tiny")
     execute([folder])
     return folder
 
 
 @pytest.fixture(scope="module")
-def synthetic_run(tmp_path_factory: pytest.TempPathFactory) -> object:
+def synthetic_run(tmp_path_factory: pytest.TempPathFactory) -> RunFolder:
     out = tmp_path_factory.mktemp("predict-run")
     return _run(validate({**SYNTHETIC, "output": str(out)}, "tiny"))
 
 
-def _test_files(folder: object, agency_slug: str) -> list[Path]:
+def _test_files(folder: RunFolder, agency_slug: str) -> list[Path]:
     test_from = folder.federation.test_from
     files = sorted((folder.run_dir / "data" / "agencies" / agency_slug).rglob("*-street.csv"))
     return [f for f in files if f.parent.name >= test_from]

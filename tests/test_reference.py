@@ -45,7 +45,7 @@ def test_one_feature_auc_is_that_features_own_auc() -> None:
     X, y = _logistic_data(rng, 3000, np.array([1.0]), -0.3)
     X_test, y_test = _logistic_data(rng, 2000, np.array([1.0]), -0.3)
     got = logistic_regression_auc(_split(X, y, X_test, y_test), _split(X, y, X_test, y_test), seed=0)
-    assert got == pytest.approx(auc(y_test, X_test[:, 0]), abs=1e-12)
+    assert got is not None and got == pytest.approx(auc(y_test, X_test[:, 0]), abs=1e-12)
     assert 0.6 < got < 0.8  # noisy: far from both chance and separation
 
 

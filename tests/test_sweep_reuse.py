@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from experiments.config import validate
+from experiments.config import PeelConfig, validate
 from experiments.sweep import CELL_FILE, SWEEP_FILE, format_table, new_sweep_dir, run_sweep
 
 BASE = {
@@ -19,7 +19,7 @@ BASE = {
 }
 
 
-def _config(tmp_path: Path, sweep: dict, **changes: object) -> object:
+def _config(tmp_path: Path, sweep: dict, **changes: object) -> PeelConfig:
     return validate({**BASE, **changes, "output": str(tmp_path / "out"), "sweep": sweep}, "s.yaml")
 
 
