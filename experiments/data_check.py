@@ -18,6 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 from experiments.config import PeelConfig, check_agency_names
+from experiments.small_test_sets import is_small
+from experiments.small_test_sets import warning as small_test_warning
 from policedata.checks import require_trainable_agencies, shorten
 from policedata.errors import DataError
 from policedata.loader import LoadReport, load_street_folder
@@ -137,11 +139,8 @@ def check(config: PeelConfig) -> DataCheck:
         out.lines += [line for line in report.lines() if any(s in line for s in shown)]
 
     for name, row in per.iterrows():
-        if row["test"] < task.min_test_records:
-            out.warnings.append(
-                f"{shorten(name)[1:-1]} has {row['test']:,} test records (task.min_test_records={task.min_test_records}): "
-                "its metrics would rest on too few records to mean much"
-            )
+        if is_small(int(row["test"]), task.min_test_records):
+            out.warnings.append(small_test_warning(shorten(name)[1:-1], int(row["test"]), task.min_test_records))
         if task.name == "outcome" and row["test"] and row["test_positive"] in (0, row["test"]):
             out.warnings.append(f"{shorten(name)[1:-1]}: its {row['test']:,} test records all have one label, so its AUC is undefined")
     return out

@@ -186,13 +186,13 @@ def _read_records(run_dir: Path, csv_path: Path) -> tuple[pd.DataFrame, str]:
     try:
         if all(c in header for c in STREET_COLUMNS):
             from policedata.checks import latest_month
-            from policedata.loader import _read_street_file, compile_agency_pattern
+            from policedata.loader import compile_agency_pattern, read_street_file
 
             # The loader's own reading of one street file (its checks, its one-line errors),
             # with the agency names the run derived (data.agency); a row without one is kept
             # and scored by every shared model (its agency is "").
             agency = config.data.agency
-            frame, _ = _read_street_file(csv_path, agency.column, compile_agency_pattern(agency.pattern), latest_month())
+            frame, _ = read_street_file(csv_path, agency.column, compile_agency_pattern(agency.pattern), latest_month())
             return frame.reset_index(drop=True), "data.police.uk street file"
         columns = config.data.columns
         if config.data.source == "csv" and columns is not None:

@@ -135,6 +135,7 @@ def format_table(summary: dict) -> str:
     reference_rows, reference_footer = end_table_rows(summary) if key == "auc" else ([], [])
     arch_lines += reference_rows
     footer = reference_footer + [f"warning: {w}" for w in summary.get("warnings") or []]
+    footer += _below_chance_notes(summary, archs, len(agencies))
     for arch in archs:
         incident = [a["epsilon_per_incident"]["epsilon"] for a in summary["architectures"][arch]["per_agency"].values() if a.get("epsilon_per_incident")]
         if incident:
@@ -150,6 +151,24 @@ def format_table(summary: dict) -> str:
     if summary.get("flower_startup_s") is not None:
         footer.append(f"Flower start-up: {summary['flower_startup_s']:.1f} s, paid once by the federated architectures (not in their wall times)")
     return "\n".join(text + [""] + _grid(arch_lines, rules=(1, len(archs) + 1) if reference_rows else (1,)) + footer)
+
+
+def _below_chance_notes(summary: dict, archs: list[str], n_agencies: int) -> list[str]:
+    """Why an architecture's AUC is no better than chance, said under the table that shows it."""
+    notes = []
+    for arch in archs:
+        entry = summary["architectures"][arch]
+        value = (entry.get("metrics") or {}).get("auc")
+        if value is None or value > 0.5:
+            continue
+        why = f"{arch}: AUC {value:.3f} is no better than chance (0.5)"
+        if entry.get("privacy_unit") == "agency":
+            why += (
+                f": agency-level DP hides a whole agency, so with {n_agencies} agencies the noise added to the "
+                "average update drowns the signal (it needs hundreds of agencies; see docs/results.md)"
+            )
+        notes.append(why)
+    return notes
 
 
 def _epsilons(agency: dict, budget: float | None) -> str:

@@ -32,12 +32,13 @@ CLIPPED_MEAN = "clipped_mean"
 AGGREGATORS = (*ROBUST_AGGREGATORS, CLIPPED_MEAN)
 
 # Config keys (dotted prefixes) read by groups of architectures.
-EVERY = ("seed", "data", "task", "audit", "federation.rounds", "federation.local_epochs", "federation.batch_size", "federation.learning_rate", "federation.round_timeout")
+# analytics: the block's releases run before training in every run (and charge the same ledgers).
+EVERY = ("seed", "data", "task", "audit", "analytics", "federation.rounds", "federation.local_epochs", "federation.batch_size", "federation.learning_rate", "federation.round_timeout")
 FAULTS = ("faults",)  # only federated agencies fail or send updates
 AGGREGATION = ("federation.aggregator", "federation.trimmed_beta", "federation.krum_malicious")
 RECORD_PRIVACY = (
     "privacy.epsilon", "privacy.budgets", "privacy.delta", "privacy.max_grad_norm", "privacy.accountant",
-    "privacy.count_sigma", "privacy.max_noise_multiplier", "privacy.warn_below_share",
+    "privacy.count_sigma", "privacy.max_noise_multiplier", "privacy.warn_below_share", "privacy.unit", "privacy.person",
 )
 CENTRAL_PRIVACY = ("privacy.central", "privacy.delta", "privacy.accountant", "privacy.epsilon")  # privacy.epsilon: central.epsilon's default
 

@@ -114,7 +114,7 @@ def load_street_folder(
     seen: dict[str, Path] = {}  # file digest -> the first file with those bytes
     latest = latest_month()
     for file in files:
-        frame, digest = _read_street_file(file, agency_column, pattern, latest, unmatched == "error")
+        frame, digest = read_street_file(file, agency_column, pattern, latest, unmatched == "error")
         # A month file copied twice (under another name) would count its records twice; rows
         # without a Crime ID (anti-social behaviour) would not show up as repeated IDs.
         if len(frame) and digest in seen:
@@ -288,7 +288,7 @@ def _set_aside(frames: Sequence[pd.DataFrame], files: Sequence[Path], root: Path
     return total, examples, by_file
 
 
-def _read_street_file(file: Path, agency_column: str, pattern: Any, latest: str, strict: bool = False) -> tuple[pd.DataFrame, str]:
+def read_street_file(file: Path, agency_column: str, pattern: Any, latest: str, strict: bool = False) -> tuple[pd.DataFrame, str]:
     """One street file's records (with `_SET_ASIDE`: why a row has no agency, "" if it has
     one), and the SHA-256 of its bytes. `strict`: a row without an agency is a DataError."""
     frame, digest = _read_csv(file)

@@ -29,7 +29,7 @@ CASES = [
     # (name, config text, extra files, args after `run config.yaml`, expected substrings)
     ("typo-nested", BASE + "federation: {rouns: 3}\n", {}, [], ["config.yaml: federation.rouns: unknown key (did you mean 'rounds'?)"]),
     ("typo-top", BASE + "architecture: [central]\n", {}, [], ["config.yaml: architecture: unknown key (did you mean 'architectures'?)"]),
-    ("typo-no-close-key", BASE + "privacy: {zzz: 1}\n", {}, [], ["privacy.zzz: unknown key (keys of privacy: epsilon, budgets"]),
+    ("typo-no-close-key", BASE + "privacy: {zzz: 1}\n", {}, [], ["privacy.zzz: unknown key (keys of privacy: unit, person, epsilon, budgets"]),
     ("set-bad-value", BASE, {}, ["--set", "privacy.epsilon=abc"], ["peel: --set 'privacy.epsilon=abc': privacy.epsilon:", "'abc'"]),
     ("set-typo", BASE, {}, ["--set", "federation.round=3"], ["peel: --set 'federation.round=3': federation.round: unknown key (did you mean 'rounds'?)"]),
     ("set-path-is-a-file", BASE, {"street.csv": "Month\n"}, ["--set", "data.source=police_uk", "--set", "data.path=street.csv"],
