@@ -85,10 +85,10 @@ def test_table_shows_a_dp_architecture_whose_agencies_all_refused_as_refused():
 
 def test_table_explains_an_agency_level_architecture_below_chance():
     summary = _summary()
-    assert "no better than chance" not in format_table(summary)
+    assert "near chance" not in format_table(summary)
     entry = summary["architectures"]["fedavg-dp"]
     entry["metrics"]["auc"], entry["privacy_unit"] = 0.45, "agency"
-    notes = [line for line in format_table(summary).splitlines() if "no better than chance" in line]
+    notes = [line for line in format_table(summary).splitlines() if "near chance" in line]
     assert len(notes) == 1 and notes[0].startswith("fedavg-dp: AUC 0.450") and "with 2 agencies" in notes[0]
 
 
