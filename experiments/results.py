@@ -136,6 +136,9 @@ def format_table(summary: dict) -> str:
     arch_lines += reference_rows
     footer = reference_footer + [f"warning: {w}" for w in summary.get("warnings") or []]
     footer += _below_chance_notes(summary, archs, len(agencies))
+    hotspot_sentence = (summary.get("hotspot_baselines") or {}).get("sentence")
+    if hotspot_sentence:  # the hotspot task's answer: do the models beat the analysts' baselines?
+        footer.append(f"hotspot baselines: {hotspot_sentence}")
     for arch in archs:
         incident = [a["epsilon_per_incident"]["epsilon"] for a in summary["architectures"][arch]["per_agency"].values() if a.get("epsilon_per_incident")]
         if incident:

@@ -92,6 +92,13 @@ def test_table_explains_an_agency_level_architecture_below_chance():
     assert len(notes) == 1 and notes[0].startswith("fedavg-dp: AUC 0.450") and "with 2 agencies" in notes[0]
 
 
+def test_table_ends_with_the_hotspot_baselines_sentence():
+    summary = _summary()
+    assert "hotspot baselines:" not in format_table(summary)
+    summary["hotspot_baselines"] = {"sentence": "At 5% of areas, central +0.06 [-0.07, 0.18]."}
+    assert format_table(summary).splitlines()[-1] == "hotspot baselines: At 5% of areas, central +0.06 [-0.07, 0.18]."
+
+
 def test_delta_warning_names_large_agencies(caplog):
     splits = {"Big": SimpleNamespace(y_train=np.zeros(200_000)), "Small": SimpleNamespace(y_train=np.zeros(300))}
     with caplog.at_level(logging.WARNING, logger="peel.run"):
