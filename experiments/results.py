@@ -170,10 +170,7 @@ def _below_chance_notes(summary: dict, archs: list[str], n_agencies: int) -> lis
             continue
         why = f"{arch}: AUC {value:.3f}, at or near chance (0.5)"
         if entry.get("privacy_unit") == "agency":
-            why += (
-                f": agency-level DP hides a whole agency, so with {n_agencies} agencies the noise added to the "
-                "average update drowns the signal (it needs many more agencies: docs/results.md measures 64)"
-            )
+            why += f": agency-level DP hides a whole agency, so {architectures.agency_noise_reason(n_agencies)}"
         notes.append(why)
     return notes
 

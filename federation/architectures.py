@@ -99,6 +99,14 @@ class Architecture:
 _NO_ROBUST_SECAGG = "the coordinator sees only the masked sum of the updates, so it cannot aggregate robustly: it averages"
 _NO_ROBUST_CENTRAL = "keeps the mean its agency-level noise is calibrated to; each update is first clipped to privacy.central.clipping_norm, which bounds how far one agency can move the model"
 
+def agency_noise_reason(n_agencies: int) -> str:
+    """Why agency-level DP gives a model near chance with few agencies (said by the end table and the report)."""
+    return (
+        f"with {n_agencies} agencies the agency-level noise added to the average update drowns the signal "
+        "(it needs many more agencies: docs/results.md measures 64)"
+    )
+
+
 _BUILT_IN = (
     Architecture("central", "all records pooled in one place", False, None, "plain", EVERY, (), "pooled"),
     Architecture("local", "each agency alone, nothing shared", False, None, "plain", EVERY, (), "per-agency"),

@@ -136,7 +136,7 @@ def _failure(study: Study, focus: views.Focus, r: pd.Series, n_agencies: int) ->
     if chance is not None and r["headline"] <= chance:
         text = f"no better than chance ({label} {fmt.num(r['headline'])}; chance is {chance:g})"
         if str(r["privacy_unit"]) == "agency":
-            text += f": with {n_agencies} agencies the agency-level noise added to the average update drowns the signal"
+            text += f": {architectures.agency_noise_reason(n_agencies)}"
         return text
     return None
 
