@@ -1,5 +1,5 @@
 # The README's two commands: `make demo` and `make test`. Both set up .venv first.
-.PHONY: setup demo test test-fast lint clean
+.PHONY: setup demo test test-slow test-fast lint clean
 
 # Installs into .venv with pip's progress; skipped while pyproject.toml and scripts/setup.sh are
 # unchanged since the last finished install (a stamp in .venv), so `make demo` twice installs once.
@@ -9,8 +9,13 @@ setup:
 demo: setup
 	.venv/bin/peel run configs/default.yaml
 
+# The default suite (unit, report-in-Chromium and loopback-deployment tests; a few minutes). The
+# end-to-end runs marked slow are `make test-slow`; .ci/run runs both.
 test: setup
-	.venv/bin/pytest -q
+	.venv/bin/pytest -q -m "not slow"
+
+test-slow: setup
+	.venv/bin/pytest -q -m slow
 
 # Unit tests only (skips the end-to-end runs marked slow).
 test-fast: setup
