@@ -1,6 +1,6 @@
 """`peel run` end to end: Flower simulation of the federated architectures beside the central
 and local baselines; results files; cumulative ε checked against an independent accountant;
-no process left behind. Marked slow (run by `make test` and CI, skipped by `make test-fast`)."""
+no process left behind. Marked slow (run by `make test-slow` and CI, skipped by `make test`)."""
 
 from __future__ import annotations
 
