@@ -122,6 +122,9 @@ def anchor_state(path: Path, agency: str, rows: Sequence[dict[str, Any]], meta: 
         "counted_from": sum(1 for r in rows if not r["counted"]),
         "head": chain_head(rows),
         "delta": float(pinned) if pinned is not None else None,
+        # The neighbouring relation the first charge pinned (None before it): a re-initialised
+        # ledger must account its carried releases, and refuse later charges, under the same one.
+        "neighbouring": meta.get("neighbouring"),
         "budget": {"epsilon": budget.epsilon, "delta": budget.delta} if budget else None,
         "history": run_length(rows),
         "updated_at": utc_now(),

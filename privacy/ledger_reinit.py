@@ -7,17 +7,29 @@ import os
 import sqlite3
 from pathlib import Path
 
-from privacy.accounting import Entry, epsilon, resolve_accountant
+from privacy.accounting import ADD_REMOVE, Entry, epsilon, resolve_accountant
 from privacy.ledger import CARRIED_RUN, Ledger
 from privacy.ledger_anchor import anchor_path, decode_history, read_anchor
 from privacy.ledger_schema import BUSY_TIMEOUT_SECONDS, ConfirmationRequired, LedgerError, LedgerLost, Reinit, create_schema, default_actor, utc_now
 from privacy.mechanisms import entry_of
+from privacy.person_unit import ADD_REMOVE_PERSON, PERSON_LEDGER_DIR, accounting_relation
+
+
+def carried_relation(path: Path, anchor: dict[str, object]) -> str:
+    """The neighbouring relation the lost ledger was pinned to, from its anchor; an anchor written
+    before anchors recorded it is read from where the file lives (a person ledger's folder, else
+    the record relation every other ledger of that time was charged under)."""
+    recorded = anchor.get("neighbouring")
+    if recorded is not None:
+        return str(recorded)
+    return ADD_REMOVE_PERSON if path.parent.name == PERSON_LEDGER_DIR else ADD_REMOVE
 
 
 def reinitialise(path: Path | str, reason: str, *, confirm: bool, actor: str | None = None) -> Reinit:
     """Start a new ledger where an anchored one was lost (missing, emptied, replaced, cut
     back). The new file begins with every anchored release carried over (same σ, q, steps,
-    mechanism; the reset boundary kept), the pinned δ and the last budget, and records the
+    mechanism; the reset boundary kept), the pinned δ and neighbouring relation (so ε stays
+    accounted for the same unit and a charge for another unit is still refused) and the last budget, and records the
     re-initialisation; whatever was in the old file's place is kept beside it as
     `<name>.lost-<time>`. Refused without `confirm` and a reason, without an anchor, and for
     a ledger that its anchor accepts (nothing was lost)."""
@@ -49,6 +61,7 @@ def reinitialise(path: Path | str, reason: str, *, confirm: bool, actor: str | N
     carried = [(s, q, n, m, k, d) for s, q, n, m, c, k, d in decode_history(anchor["history"]) for _ in range(c)]
     counted_from = int(anchor["counted_from"])
     name = resolve_accountant("auto")
+    relation = carried_relation(path, anchor)
     tmp = path.with_name(f".{path.name}.reinit-{os.getpid()}")
     tmp.unlink(missing_ok=True)
     conn = sqlite3.connect(str(tmp), timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
@@ -58,6 +71,7 @@ def reinitialise(path: Path | str, reason: str, *, confirm: bool, actor: str | N
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("BEGIN IMMEDIATE")
         create_schema(conn, agency, delta=delta)
+        conn.execute("INSERT INTO meta (key, value) VALUES ('neighbouring', ?)", (relation,))
         window: list[Entry] = []
         for i, (sigma, q, steps, mechanism, kind, sensitivity) in enumerate(carried):
             if i == counted_from and counted_from > 0:
@@ -66,12 +80,12 @@ def reinitialise(path: Path | str, reason: str, *, confirm: bool, actor: str | N
                     (i, "carried over: a reset recorded before the re-initialisation", record.actor, now),
                 )
                 window = []
-            before = epsilon(window, delta, name) if window else 0.0
+            before = epsilon(window, delta, name, accounting_relation(relation)) if window else 0.0
             window.append(entry_of(sigma, q, steps, kind, sensitivity))
             conn.execute(
                 "INSERT INTO releases (run_id, architecture, round, sigma, sample_rate, steps, epsilon_before,"
                 " epsilon_after, delta, accountant, recorded_at, mechanism, kind, sensitivity) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (f"{CARRIED_RUN}:{str(anchor.get('ledger_id'))[:8]}", "(carried over)", i + 1, sigma, q, steps, before, epsilon(window, delta, name), delta, name, now, mechanism, kind, sensitivity),
+                (f"{CARRIED_RUN}:{str(anchor.get('ledger_id'))[:8]}", "(carried over)", i + 1, sigma, q, steps, before, epsilon(window, delta, name, accounting_relation(relation)), delta, name, now, mechanism, kind, sensitivity),
             )
         if anchor.get("budget"):
             conn.execute(
