@@ -130,6 +130,7 @@ def expand(config: PeelConfig, where: str, confirmed: bool = False) -> list[Cell
                 raw = json.loads(json.dumps(base))
                 set_override(raw, f"{key}={json.dumps(value)}")
                 validate(raw, f"{where}: sweep {key}={shown(value)}")
+    label = _labels(keys)
     cells: dict[str, Cell] = {}
     for combination in itertools.product(*(config.sweep[k] for k in keys)):
         values = dict(zip(keys, combination, strict=True))
@@ -146,9 +147,16 @@ def expand(config: PeelConfig, where: str, confirmed: bool = False) -> list[Cell
                 if key != "architectures" and not _uses(arch, key):  # (a swept null is a value, e.g. faults.malicious)
                     set_override(cell_raw, f"{key}={json.dumps(_get(base, key))}")
             cell_config = validate(cell_raw, f"{where}: sweep cell {arch} {shown(used, 200)}")
-            cell_id = _short("--".join([arch] + [f"{k.split('.')[-1]}={_slug(v)}" for k, v in used.items() if v is not None]))
+            cell_id = _short("--".join([arch] + [f"{label[k]}={_slug(v)}" for k, v in used.items() if v is not None]))
             cells.setdefault(cell_id, Cell(cell_id, arch, used, cell_config))
     return list(cells.values())
+
+
+def _labels(keys: list[str]) -> dict[str, str]:
+    """A swept key's name in cell ids: its last part, or the whole dotted key where two swept
+    keys share a last part (privacy.epsilon and analytics.epsilon)."""
+    last = [k.split(".")[-1] for k in keys]
+    return {k: (short if last.count(short) == 1 else k) for k, short in zip(keys, last, strict=True)}
 
 
 def _get(raw: dict, dotted: str) -> Any:

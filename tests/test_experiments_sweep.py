@@ -27,6 +27,19 @@ def test_keys_an_architecture_ignores_do_not_multiply_its_cells():
     assert dp.config.privacy.epsilon == 2 and dp.config.seed == 0 and dp.config.architectures == ["fedavg-dp"]
 
 
+def test_analytics_keys_are_swept_in_every_cell_and_named_apart_from_privacy_keys():
+    analytics = {"queries": [{"name": "by_type", "by": ["crime_type"]}]}
+    config = validate({**BASE, "architectures": ["central", "fedavg-dp"], "analytics": analytics, "sweep": {"analytics.epsilon": [0.5, 1], "privacy.epsilon": [1, 2]}}, "s.yaml")
+    cells = {c.id: c for c in expand(config, "s.yaml")}
+    # The analytics block runs in every run, so every architecture's cells multiply by its values.
+    assert sorted(cells) == sorted(
+        ["central--analytics.epsilon=0.5", "central--analytics.epsilon=1"]
+        + [f"fedavg-dp--analytics.epsilon={a}--privacy.epsilon={p}" for a in ("0.5", "1") for p in ("1", "2")]
+    )
+    cell = cells["fedavg-dp--analytics.epsilon=0.5--privacy.epsilon=2"]
+    assert cell.config.analytics is not None and cell.config.analytics.epsilon == 0.5 and cell.config.privacy.epsilon == 2
+
+
 def test_central_dp_uses_its_own_keys_but_not_record_level_ones():
     cells = _cells({"privacy.max_grad_norm": [1, 5], "privacy.epsilon": [1, 2]}, ["fedavg-dp", "fedavg-central-dp"])
     assert len([c for c in cells.values() if c.architecture == "fedavg-dp"]) == 4
