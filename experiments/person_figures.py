@@ -6,20 +6,24 @@ agency, and an agency without persons.csv simply gets no person-level contrast f
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from experiments.config import PeelConfig
 from experiments.run_folder import RunFolder
 from policedata.errors import DataError
-from policedata.persons import crime_ids_of_record_keys, has_persons, load_persons
+from policedata.persons import NO_PERSON, RecordPersons, crime_ids_of_record_keys, has_persons, load_persons
 from privacy.person_epsilons import AgencyLedger, HeaviestPerson, epsilon_by_unit, heaviest_person
 from privacy.person_unit import person_ledger_path
 
 log = logging.getLogger("peel.run")
 
 
-def _heaviest(folder: Path, train_keys: Any) -> HeaviestPerson | None:
+def _record_persons(folder: Path, train_keys: Any) -> RecordPersons | None:
+    """Who is in each of the agency's training records (None: its folder has no person keys)."""
     if train_keys is None or not has_persons(folder):
         return None
     try:
@@ -27,7 +31,12 @@ def _heaviest(folder: Path, train_keys: Any) -> HeaviestPerson | None:
     except DataError as exc:
         log.warning("no person figures for %s: %s", folder, exc)
         return None
-    return heaviest_person(table.for_records(crime_ids_of_record_keys(train_keys)))
+    return table.for_records(crime_ids_of_record_keys(train_keys))
+
+
+def _heaviest(folder: Path, train_keys: Any) -> HeaviestPerson | None:
+    persons = _record_persons(folder, train_keys)
+    return heaviest_person(persons) if persons is not None else None
 
 
 def epsilon_by_unit_of(folder: RunFolder) -> dict[str, Any] | None:
@@ -41,6 +50,77 @@ def epsilon_by_unit_of(folder: RunFolder) -> dict[str, Any] | None:
         for a in folder.federation.agencies
     ]
     return epsilon_by_unit(config.privacy.unit, agencies, max_agencies=config.privacy.person.max_agencies, accountant=config.privacy.accountant)
+
+
+# "Who pays": the share of victim records that the most-victimised TOP_SHARE of victims suffer.
+TOP_SHARE = 0.05
+PERSONS_NOTE = (
+    "The harness's figures of each agency's training records and its persons.csv (in simulation it "
+    "holds every agency's records): not a release, nothing here leaves an agency. people: distinct "
+    "persons in any role; top_victim_share: share of the records with a victim that the most-victimised "
+    "5% of victims are in; repeat_record_share: share of records naming someone who is in 2 or more of "
+    "them; dropped_by_cap (person unit): records over privacy.person.max_records per person, left out of training."
+)
+
+
+def top_share(counts: np.ndarray, share: float = TOP_SHARE) -> float | None:
+    """Share of all of `counts` (records per person) held by the `share` of people with the most
+    (at least one person); None when nobody has any."""
+    ordered = np.sort(np.asarray(counts)[np.asarray(counts) > 0])[::-1]
+    if ordered.size == 0:
+        return None
+    top = max(1, math.ceil(share * ordered.size))
+    return float(ordered[:top].sum() / ordered.sum())
+
+
+def who_pays(persons: RecordPersons, dropped: int | None = None) -> dict[str, Any]:
+    """One agency's person figures over the records `persons` describes (see PERSONS_NOTE)."""
+    per_person = persons.records_per_person()
+    victims = persons.records_per_person("victim")
+    repeat = np.append(per_person >= 2, False)  # code NO_PERSON (-1) reads the appended False
+    named = [repeat[codes] for codes in (persons.victim, persons.suspect)]
+    n = len(persons.victim)
+    return {
+        "records": n,
+        "people": int((per_person > 0).sum()),
+        "victims": int((victims > 0).sum()),
+        "records_with_victim": int((persons.victim != NO_PERSON).sum()),
+        "top_victim_share": top_share(victims),
+        "repeat_record_share": float((named[0] | named[1]).mean()) if n else None,
+        "heaviest_person_records": heaviest_person(persons).records,
+        "dropped_by_cap": dropped,
+    }
+
+
+def persons_of(folder: RunFolder) -> dict[str, Any] | None:
+    """summary.json's `persons`: per agency, who_pays of its training records (under privacy.unit
+    person with the records the cap dropped, as its ClientApp bounds them); None for a task
+    whose examples are not records, or when no agency has person keys."""
+    config = folder.config
+    if config.task.name != "outcome":
+        return None
+    person_unit = config.privacy.unit == "person"
+    per_agency: dict[str, dict[str, Any]] = {}
+    for index, a in enumerate(folder.federation.agencies):
+        persons = _record_persons(Path(a["folder"]), getattr(folder.splits[a["name"]], "train_keys", None))
+        if persons is None:
+            continue
+        per_agency[a["name"]] = who_pays(persons, _dropped(folder, index) if person_unit else None)
+    if not per_agency:
+        return None
+    return {"unit": config.privacy.unit, "max_records": config.privacy.person.max_records, "top_share": TOP_SHARE, "per_agency": per_agency, "note": PERSONS_NOTE}
+
+
+def _dropped(folder: RunFolder, index: int) -> int | None:
+    """Records agency `index`'s ClientApp leaves out under the per-person cap (None: no units)."""
+    from clients.person_round import NoPersons, units_of
+    from experiments.audit import _agency  # the agency as its ClientApp finds itself
+
+    try:
+        return int(units_of(_agency(folder, index)).dropped)
+    except NoPersons as exc:
+        log.warning("no capped-record count: %s", exc)
+        return None
 
 
 def unit_ledgers(agencies: list[dict], config: PeelConfig) -> list[dict]:

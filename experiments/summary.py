@@ -10,7 +10,7 @@ from pathlib import Path
 from experiments.config import PeelConfig
 from experiments.hotspot_baselines import hotspot_baselines
 from experiments.ledgers import agency_figures
-from experiments.person_figures import epsilon_by_unit_of, person_canary_of, unit_ledgers
+from experiments.person_figures import epsilon_by_unit_of, person_canary_of, persons_of, unit_ledgers
 from experiments.reference import outcome_reference
 from experiments.results import write_json
 from experiments.run_folder import RunFolder
@@ -188,6 +188,8 @@ def summarise(folder: RunFolder) -> Path:
         # The release boundary: every field an agency may send, DP (charged) or public (why).
         "releases": contract.release_table(),
         "architectures": {a: folder.results[a] for a in config.architectures},
+        # Outcome with person keys: who pays per agency (people, repeat shares, records the cap dropped; the harness's).
+        "persons": persons_of(folder),
         "bayes_optimal": ceiling(folder),
         # Outcome: a pooled logistic regression and the base rate by category on the same rows (non-private, the harness's).
         "reference": _reference(folder),
