@@ -181,3 +181,70 @@ def test_data_quality_and_warnings_are_in_the_report(tmp_path):
     assert "<dt>Data quality</dt><dd>of 61,600 records: 100 without an outcome (most: Big Constabulary, 40) (summary.json agencies[].counts)</dd>" in page
     assert "without a location" not in page  # a zero count is not news
     assert "<dt>Warnings (1)</dt><dd>Tiny Police has 4 test records" in page
+
+
+# --- ε per person (issue 17) ---------------------------------------------------------------------
+
+# An epsilon_by_unit block as experiments.person_figures writes it (max over agencies, δ = 1e-5).
+PERSON_BLOCK = {
+    "unit": "person",
+    "record": {"epsilon": 9.06, "delta": 1e-5, "agency": "Mid Police"},
+    "person_within_agency": {"epsilon": 3.99, "delta": 1e-5, "agency": "Big Constabulary"},
+    "person_across_federation": {"epsilon": 5.93, "delta": 1e-5, "max_agencies": 2},
+    "group_conversion_heaviest_person": {"k": 42, "epsilon": 380.5, "delta": 1.0, "agency": "Big Constabulary"},
+}
+RECORD_BLOCK = {
+    "unit": "record",
+    "record": {"epsilon": 0.99, "delta": 1e-5, "agency": "Tiny Police"},
+    "person_within_agency": {"epsilon": 47.52, "delta": 1.0, "agency": "Big Constabulary"},
+    "person_across_federation": {"epsilon": 91.2, "delta": 1.0, "max_agencies": 2},
+    "group_conversion_heaviest_person": {"k": 48, "epsilon": 47.52, "delta": 1.0, "agency": "Big Constabulary"},
+}
+
+
+def _with_block(block: dict | None, unit: str = "record") -> dict:
+    summary = F.run_summary(archs=ALL)
+    for entry in summary["architectures"].values():
+        if entry["privacy_unit"] == "record":
+            entry["privacy_unit"] = unit
+            if block is not None:
+                entry["epsilon_by_unit"] = block
+    return summary
+
+
+def test_person_run_shows_both_person_epsilons_beside_the_record_one(tmp_path):
+    a = _answer(F.write_run(tmp_path / "run", _with_block(PERSON_BLOCK, unit="person")))
+    item = next(i for i in a.items if i.key == "person")
+    assert item.text.startswith("person within one agency ε 3.990; person across the federation ε 5.930 (a person in up to 2 agencies); δ = 1e-05")
+    assert "Per incident record ε 9.060" in item.text
+    assert "group privacy" not in item.text  # the contrast belongs to record-level runs
+    assert item.source == "summary.json architectures.fedavg-dp.epsilon_by_unit.person_within_agency.epsilon, .person_across_federation.epsilon, .record.epsilon, .record.delta"
+    keys = [i.key for i in a.items]
+    assert keys.index("unit") + 1 == keys.index("person")  # right under the privacy unit
+
+
+def test_record_run_shows_the_heaviest_persons_group_epsilon(tmp_path):
+    a = _answer(F.write_run(tmp_path / "run", _with_block(RECORD_BLOCK)))
+    text = _items(a)["person"]
+    assert text.startswith("record-level DP: ε 0.9900 per incident record is not a person's guarantee")
+    # 48 records at record ε 0.99: 47.52 at δ = 1 (k·e^((k-1)ε)·δ is far past 1): said in words.
+    assert "A person with 48 records (the heaviest, Big Constabulary): ε ≈ 47.52 at δ = 1, i.e. no meaningful guarantee (group privacy)" in text
+    assert "across the federation ε ≈ 91.20" in text and text.endswith("A person-level guarantee needs privacy.unit: person")
+    assert ".group_conversion_heaviest_person.k" in next(i.source for i in a.items if i.key == "person")
+
+
+def test_a_group_conversion_still_under_delta_one_names_its_delta(tmp_path):
+    block = {**RECORD_BLOCK, "group_conversion_heaviest_person": {"k": 2, "epsilon": 1.98, "delta": 5.4e-5, "agency": "Tiny Police"}}
+    text = _items(_answer(F.write_run(tmp_path / "run", _with_block(block))))["person"]
+    assert "A person with 2 records (the heaviest, Tiny Police): ε ≈ 1.980 at δ = 5.4e-05 (group privacy)" in text
+
+
+def test_without_person_figures_the_first_screen_says_so(tmp_path):
+    text = _items(_answer(F.write_run(tmp_path / "run", _with_block(None))))["person"]
+    assert text.startswith("not measured: no epsilon_by_unit") and "k·ε" in text
+
+
+def test_an_area_month_unit_has_no_person_item(tmp_path):
+    # Hotspot examples are area-months: the unit item gives ε per incident; no per-person line.
+    a = _answer(F.write_run(tmp_path / "run", _with_block(None, unit="area-month")))
+    assert a.recommended == "fedavg-dp" and "unit" in _items(a) and "person" not in _items(a)

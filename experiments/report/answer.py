@@ -295,6 +295,66 @@ def _unit(study: Study, focus: views.Focus, r: pd.Series) -> tuple[str, str]:
     return text, source
 
 
+def _by_unit(study: Study, focus: views.Focus, r: pd.Series) -> tuple[dict[str, Any] | None, str]:
+    """The recommended line's `epsilon_by_unit` block (summary.json, the same for every DP
+    architecture of a run) in the cell the first screen judged, and that cell's summary file."""
+    archs = study.archs
+    rows = archs[(archs["line"] == r["line"]) & archs["cell"].isin(focus.cells)] if not archs.empty else archs
+    names = list(rows["cell"]) if not rows.empty else []
+    cell = next((c for c in study.cells if c.name in names), study.cells[0])
+    entry = ((cell.summary or {}).get("architectures") or {}).get(str(r["architecture"])) or {}
+    block = entry.get("epsilon_by_unit") if isinstance(entry, dict) else None
+    return (block if isinstance(block, dict) else None), cell.source or "summary.json"
+
+
+def _figure_delta(figure: dict[str, Any], delta: object) -> str:
+    """", at δ = …" when a figure's δ differs from the run's (a group conversion's grows with k)."""
+    d = figure.get("delta")
+    if not isinstance(d, int | float) or (isinstance(delta, int | float) and math.isclose(d, delta)):
+        return ""
+    return " at δ = 1, i.e. no meaningful guarantee" if d >= 1 else f" at δ = {fmt.budget(d)}"
+
+
+def _person(study: Study, focus: views.Focus, r: pd.Series) -> tuple[str, str] | None:
+    """ε per person beside the record-level ε, so that nobody reads a record-level ε as a person's:
+    under privacy.unit person the person-level figures (one agency, the federation); under the
+    record unit the group-privacy ε of the heaviest person. None where a unit is not a record."""
+    if str(r["privacy_unit"]) not in ("record", "person"):
+        return None
+    block, where = _by_unit(study, focus, r)
+    arch = str(r["architecture"])
+    source = f"{where} architectures.{arch}.epsilon_by_unit"
+    record = (block or {}).get("record") or {}
+    within, across = (block or {}).get("person_within_agency"), (block or {}).get("person_across_federation")
+    conversion = (block or {}).get("group_conversion_heaviest_person")
+    if block is None or fmt.missing(record.get("epsilon")):
+        return (
+            f"{fmt.NOT_MEASURED}: no epsilon_by_unit (the data has no person keys, or an older run). A record-level ε is no "
+            "person guarantee: by group privacy a person with k records gets only about k·ε",
+            source + " (absent)",
+        )
+    delta = record.get("delta")
+    if block.get("unit") == "person" and isinstance(within, dict) and isinstance(across, dict):
+        text = (
+            f"person within one agency ε {fmt.eps(within['epsilon'])}{_figure_delta(within, delta)}; person across the federation ε "
+            f"{fmt.eps(across['epsilon'])}{_figure_delta(across, delta)} (a person in up to {across.get('max_agencies', '?')} agencies); "
+            f"δ = {fmt.budget(delta)}. Per incident record ε {fmt.eps(record['epsilon'])} (one record changes one person's clipped sum)"
+        )
+        return text, f"{source}.person_within_agency.epsilon, .person_across_federation.epsilon, .record.epsilon, .record.delta"
+    text = f"record-level DP: ε {fmt.eps(record['epsilon'])} per incident record is not a person's guarantee"
+    if isinstance(conversion, dict):
+        text += (
+            f". A person with {conversion['k']} records (the heaviest, {conversion.get('agency', 'one agency')}): ε ≈ "
+            f"{fmt.eps(conversion['epsilon'])}{_figure_delta(conversion, delta)} (group privacy)"
+        )
+        if isinstance(across, dict) and not fmt.missing(across.get("epsilon")):
+            text += f"; across the federation ε ≈ {fmt.eps(across['epsilon'])}"
+        source += ".record.epsilon, .group_conversion_heaviest_person.k, .epsilon, .delta; .person_across_federation.epsilon"
+    else:
+        source += ".record.epsilon (no person keys: no group_conversion_heaviest_person)"
+    return text + ". A person-level guarantee needs privacy.unit: person", source
+
+
 def _against_alone(study: Study, focus: views.Focus, r: pd.Series, local: float) -> tuple[str, str] | None:
     """How the agencies fare under `r` against training alone (local), agency by agency: a
     federation can lose overall (big agencies do as well alone) and still be what small ones need."""
@@ -373,6 +433,9 @@ def answer(study: Study, focus: views.Focus) -> Answer:
     if alone is not None:
         items.append(Item("alone", "Against training alone", *alone))
     items.append(Item("unit", "Privacy unit", *_unit(study, focus, r)))
+    person = _person(study, focus, r)
+    if person is not None:
+        items.append(Item("person", "ε per person", *person))
     releases, release_src = _releases(study, str(r["architecture"]))
     moved = f"; raw records moved: {fmt.count(r['records_moved'])}, model updates sent: {fmt.megabytes(r['update_bytes'])} in all" if not fmt.missing(r["records_moved"]) else ""
     items.append(Item("releases", "What leaves each agency", releases + moved, release_src + f", architectures.{r['architecture']}.records_moved, .update_bytes"))
