@@ -10,13 +10,13 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from experiments.report import analytics_section, answer, hotspot_section, html, plots, poisoning, reading, tables, views
+from experiments.report import analytics_section, answer, hotspot_section, html, person_section, plots, poisoning, reading, tables, views
 from experiments.report.load import load
 from privacy.durable import replace_durably
 
 REPORT_DIR = "report"
 REPORT_FILE = "report.html"
-FIGURES = ("privacy-utility", "utility-at-budget", "per-agency-utility", "epsilon-per-agency", "data-movement", "fairness-agencies", "fairness-quintiles", "utility-under-attack")
+FIGURES = ("privacy-utility", "utility-at-budget", "per-agency-utility", "epsilon-per-agency", "data-movement", "fairness-agencies", "fairness-quintiles", "utility-under-attack", person_section.NAME)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -29,7 +29,7 @@ def write_report(path: Path, generated: datetime | None = None) -> Path:
     folder = Path(path)
     study = load(folder)
     focus = views.focus(study)
-    figures = [*plots.all_plots(study, focus), poisoning.plot(study), *hotspot_section.plots(study)]
+    figures = [*plots.all_plots(study, focus), poisoning.plot(study), *hotspot_section.plots(study), *person_section.plots(study)]
     first_screen = answer.answer(poisoning.without_attacks(study), focus)  # an attacked line is never recommended
     page = html.render(
         study,

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from html import escape
 
-from experiments.report import fmt, glossary, hotspot_section, reference_section, views
+from experiments.report import fmt, glossary, hotspot_section, person_section, reference_section, views
 from experiments.report.answer import Answer
 from experiments.report.load import Study
 from experiments.report.plots import Missing, Plot
@@ -251,6 +251,7 @@ def render(
         _section("privacy-utility", _drawn(curve, *([bars] if bars is not None else [])) + _failures(answer), "Utility at the configured budget" if one_budget else None),
         _section("per-agency", _figure(by_name["per-agency-utility"]) + _failures(answer) + _table(tables["per-agency"])),
         _section("epsilon", _figure(by_name["epsilon-per-agency"])),
+        person_section.html(study, focus, by_name, _figure, _table),  # "" unless the task's examples are persons' records
         hotspot_section.html(study, by_name, _figure),  # "" unless summary.json has hotspot_baselines
         _section("movement", _figure(by_name["data-movement"])),
         _section("fairness", _figure(by_name["fairness-agencies"]) + _figure(by_name["fairness-quintiles"]) + _table(tables["fairness"])),
