@@ -186,8 +186,8 @@ def who_pays_sentences(study: Study, focus: views.Focus) -> list[str]:
 
 def curve_points(study: Study) -> pd.DataFrame:
     """Per (unit, ε budget) of the record-level DP architecture: the headline metric's mean, min
-    and max over seeds, and the mean of the heaviest person's group-privacy ε of the record-unit
-    cells (summary.json epsilon_by_unit.group_conversion_heaviest_person.epsilon)."""
+    and max over seeds, and the largest over seeds of the heaviest person's group-privacy ε (and
+    k) of the record-unit cells (summary.json epsilon_by_unit.group_conversion_heaviest_person)."""
     columns = ["unit", "eps_budget", "headline", "headline_min", "headline_max", "n_seeds", "group_eps", "group_k"]
     arch = _dp_arch(study)
     if arch is None:
@@ -208,7 +208,7 @@ def curve_points(study: Study) -> pd.DataFrame:
     grouped = rows.groupby(["privacy_unit", "eps_budget"], sort=True)
     out = grouped["headline"].agg(["mean", "min", "max"]).rename(columns={"mean": "headline", "min": "headline_min", "max": "headline_max"})
     out["n_seeds"] = grouped["cell"].nunique()
-    out["group_eps"] = grouped["group_eps"].mean()
+    out["group_eps"] = grouped["group_eps"].max()  # the worst seed, as ε spent is everywhere
     out["group_k"] = grouped["group_k"].max()
     return out.reset_index().rename(columns={"privacy_unit": "unit"})[columns]
 
@@ -243,13 +243,16 @@ def curve(study: Study) -> Plot | Missing:
     group = points[(points["unit"] == "record") & points["group_eps"].notna()].sort_values("eps_budget")
     if not group.empty:
         k = int(group["group_k"].max())
-        ax.plot(group["group_eps"], group["headline"], color=UNIT_STYLE["record"]["color"], marker="o", markerfacecolor="white", linestyle=":", label=f"record unit read per person: heaviest person's group-privacy ε (k up to {k} records; δ up to 1)")
+        ax.plot(group["group_eps"], group["headline"], color=UNIT_STYLE["record"]["color"], marker="o", markerfacecolor="white", linestyle=":", label=f"record unit, ε of its heaviest person (group privacy, k ≤ {k} records, δ up to 1)")
     for line, style in (("central", "--"),):
         level = _reference(study, line)
         if not math.isnan(level):
             ax.axhline(level, color=colour(line), linestyle=style, linewidth=1.2, label=f"{line} (pooled, no DP): {level:.3f}")
     ax.set_xscale("log")
-    ax.set_xticks(budgets, [f"{b:g}" for b in budgets])
+    # The swept budgets, then round numbers along the group-privacy points (far to the right).
+    far = float(group["group_eps"].max()) if not group.empty else 0.0
+    ticks = [*budgets, *(t for t in (30, 100, 300, 1000, 3000, 10000) if 1.8 * budgets[-1] < t <= 1.5 * far)]
+    ax.set_xticks(ticks, [f"{b:g}" for b in ticks])
     ax.minorticks_off()
     ax.set_xlabel("ε (log scale): per person for the person unit, per record for the record unit")
     ax.set_ylabel(f"{label} (higher is better)")
@@ -289,7 +292,7 @@ def curve_table(study: Study) -> Table:
         group = at["group_eps"].get("record", math.nan)
         rows.append([fmt.budget(eps), fmt.num(rec), fmt.num(per), fmt.signed(per - rec), fmt.eps(group) + (f" (k = {int(at['group_k']['record'])})" if not fmt.missing(group) else "")])
     seeds = int(points["n_seeds"].max())
-    return Table("person-curve", title, header, rows, note=f"Means over {seeds} seed{'s' if seeds > 1 else ''}; the same numbers as the figure.")
+    return Table("person-curve", title, header, rows, note=f"{label}: means over {seeds} seed{'s' if seeds > 1 else ''}; group ε and k: the largest over seeds. The same numbers as the figure.")
 
 
 def plots(study: Study) -> list[Plot | Missing]:
