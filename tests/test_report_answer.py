@@ -6,6 +6,7 @@ promises (a glossary, titled figures with units, no "None", "Utility under attac
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 from pathlib import Path
 
@@ -248,3 +249,19 @@ def test_an_area_month_unit_has_no_person_item(tmp_path):
     # Hotspot examples are area-months: the unit item gives ε per incident; no per-person line.
     a = _answer(F.write_run(tmp_path / "run", _with_block(None, unit="area-month")))
     assert a.recommended == "fedavg-dp" and "unit" in _items(a) and "person" not in _items(a)
+
+
+def test_a_person_unit_line_below_the_record_one_says_its_promise_is_stronger(tmp_path):
+    # A sweep over privacy.unit: fedavg-dp at the person unit scores a little lower at the same ε.
+    folder = tmp_path / "sweep"
+    cells = []
+    for unit, level in (("record", 0.755), ("person", 0.75)):
+        summary = F.run_summary(archs=("central", "fedavg-dp"), levels={"fedavg-dp": level})
+        summary["architectures"]["fedavg-dp"]["privacy_unit"] = unit
+        F.write_run(folder / "cells" / unit, summary)
+        cells.append({"cell": unit, "run_dir": f"cells/{unit}", "values": {"privacy.unit": unit}, "status": "done"})
+    (folder / "sweep.json").write_text(json.dumps({"swept_keys": ["privacy.unit"], "cells": cells}), encoding="utf-8")
+    a = _answer(folder)
+    assert a.recommended == "fedavg-dp (privacy.unit=record)"
+    why = dict(a.not_recommended)["fedavg-dp (privacy.unit=person)"]
+    assert why.startswith("AUC 0.748, 0.005 below fedavg-dp (privacy.unit=record)'s 0.753") and "holds per person" in why

@@ -396,6 +396,8 @@ def answer(study: Study, focus: views.Focus) -> Answer:
                     why[line] = f"{values}, a tie within {TIE:g}: {best} is preferred, its coordinator sees only the sum of the updates"
                 else:
                     extra = " (it adds secure aggregation: the coordinator sees only the sum)" if _secagg(rows[line]) else ""
+                    if str(rows[line]["privacy_unit"]) == "person" and str(rows[best]["privacy_unit"]) == "record":  # a unit sweep
+                        extra += "; but its ε holds per person with all their records, a far stronger promise at the same ε (see ε per person)"
                     why[line] = f"{label} {fmt.num(rows[line]['headline'])}, {fmt.num(gap)} below {best}'s {fmt.num(rows[best]['headline'])}{extra}"
     verdicts = {line: "recommended" if line == best else f"not recommended: {why[line]}" for line in rows}
     failed = {line: str(reason) for line, r in rows.items() if r["is_dp"] and (reason := _failure(study, focus, r, n_agencies))}
