@@ -3,6 +3,8 @@ hand-built records against counts done by hand, and on generated data against th
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -70,3 +72,39 @@ def test_top_victim_share_on_generated_data_matches_the_ground_truth(tmp_path) -
     assert figures["top_victim_share"] == pytest.approx(expected)
     assert figures["victims"] == len(counts)
     assert 0.1 < figures["top_victim_share"] <= VICTIM_TOP5_RANGE[1] + 0.1
+
+
+def test_persons_of_a_prepared_person_unit_folder_counts_the_capped_records_independently(tmp_path) -> None:
+    """summary.json's `persons` on a real (tiny) run folder: per agency, dropped_by_cap equals
+    Σ over owners (victim, else suspect) of max(0, records − max_records), counted here from
+    persons.csv without the clients' bounding code; the record unit has no such count."""
+    from experiments.config import validate
+    from experiments.person_figures import persons_of
+    from experiments.prepare import materialise
+    from experiments.run_folder import open_folder
+    from policedata.persons import crime_ids_of_record_keys, load_persons
+
+    tiny = {"seed": 3, "data": {"agencies": 3, "incidents": 4000, "months": 12}, "task": {"test_months": 3, "hidden": [16]}, "federation": {"rounds": 1, "batch_size": 64}}
+    figures = {}
+    for unit in ("person", "record"):
+        config = validate({**tiny, "privacy": {"epsilon": 2.0, "unit": unit, "person": {"max_records": 2}}}, "tiny")
+        run_dir = tmp_path / unit
+        folder = open_folder(config, "", run_dir, materialise(config, run_dir / "data"))
+        figures[unit] = persons_of(folder)
+    block = figures["person"]
+    assert block is not None and block["unit"] == "person" and block["max_records"] == 2
+    assert set(block["per_agency"]) == {a["name"] for a in folder.federation.agencies}
+    total_dropped = 0
+    for a in folder.federation.agencies:
+        mine = block["per_agency"][a["name"]]
+        keys = folder.splits[a["name"]].train_keys
+        persons = load_persons(Path(a["folder"])).for_records(crime_ids_of_record_keys(keys))
+        owner = np.where(persons.victim >= 0, persons.victim, persons.suspect)
+        per_owner = pd.Series(owner[owner >= 0]).value_counts().to_numpy()
+        expected = int(np.maximum(per_owner - 2, 0).sum())
+        assert mine["dropped_by_cap"] == expected
+        assert mine["records"] == len(keys)
+        total_dropped += expected
+        assert figures["record"]["per_agency"][a["name"]]["dropped_by_cap"] is None
+        assert {k: v for k, v in figures["record"]["per_agency"][a["name"]].items() if k != "dropped_by_cap"} == {k: v for k, v in mine.items() if k != "dropped_by_cap"}
+    assert total_dropped > 0  # the cap of 2 bites somewhere, so the comparison says something
