@@ -7,6 +7,10 @@ training replies' rules: the release boundary (federation.contract) is checked o
 the ledger is charged before anything leaves, and a release that would pass the budget is
 refused with the reason and nothing leaves.
 
+Histograms hold counts, or fixed-point sums of a bounded numeric column (tasks.analytics): both
+integers, so the same noise and secure sum serve both, with the sensitivity one record (or one
+person) moves them by.
+
 Modes, per histogram:
 - local: its own counts + N_Z(0, σ²), published as they are;
 - federated: its counts + its share N_Z(0, s²) (privacy.count_release.ShareDesign), masked
@@ -33,7 +37,7 @@ from privacy.count_release import ShareDesign, count_event
 from privacy.ledger import Ledger, LedgerError, RelationMismatch
 from privacy.mechanisms import MechanismEvent
 from privacy.noise import sample_discrete_gaussian
-from tasks.analytics import Domain, Histogram, cell_counts
+from tasks.analytics import Domain, Histogram, cell_totals
 
 ANALYTICS_ARCHITECTURE = "analytics"  # the ledger's `architecture` column for these releases
 NEIGHBOURING = "add-remove"  # a record added or removed changes one cell by one
@@ -62,9 +66,15 @@ class AnalyticsAgency:
 
     # --- inside the agency ---------------------------------------------------------------
     def _exact(self, histogram: Histogram, domain: Domain) -> np.ndarray:
-        """Exact counts, clamped to the declared public bound (clamping a count keeps its
-        sensitivity 1; the secure sum's modulus is sized from that bound)."""
-        return np.minimum(cell_counts(self.records, histogram, domain), self.max_cell_count)
+        """Exact totals (counts, or fixed-point sums), clamped to the declared public bound
+        ±max_cell_count × a record's largest move (clamping is 1-Lipschitz, so it keeps the
+        sensitivity; the secure sum's modulus is sized from that bound)."""
+        bound = self.max_cell_count * histogram.sensitivity
+        return np.clip(cell_totals(self.records, histogram, domain), -bound, bound)
+
+    def sensitivity(self, histogram: Histogram) -> int:
+        """How far one unit (here: one record) moves the histogram, in its integer units."""
+        return histogram.sensitivity
 
     def _accountant(self) -> str:
         if self.policy.accountant not in ("auto", "pld"):
@@ -117,7 +127,7 @@ class AnalyticsAgency:
         """Its own counts + N_Z(0, σ²), charged first: published as they are (local mode)."""
         fields = contract.check(contract.ANALYTICS_REPLY, "dp", [contract.NOISY_COUNTS, contract.AGENCY, contract.EPSILON_SPENT_TO_DATE])
         exact = self._exact(histogram, domain)
-        event = count_event(sigma)
+        event = count_event(sigma, sensitivity=self.sensitivity(histogram))
         spent, number = self._charge(event, run_id, f"discrete-gaussian-count:{histogram.name}:local")
         noisy = exact + sample_discrete_gaussian(sigma, exact.size)
         self._record(run_id, number, fields, noisy, event, spent)
@@ -139,7 +149,7 @@ class AnalyticsAgency:
             if not noise_off_for_tests:
                 raise AnalyticsRefused(f"{self.name}: refusing to send counts without noise")
             return mask(self.name, self.keys, peers, exact, modulus, context)
-        event = count_event(design.guaranteed_sigma)
+        event = count_event(design.guaranteed_sigma, sensitivity=self.sensitivity(histogram))
         spent, number = self._charge(event, run_id, f"discrete-gaussian-count:{histogram.name}:federated-share")
         masked = mask(self.name, self.keys, peers, exact + sample_discrete_gaussian(design.share_sigma, exact.size), modulus, context)
         self._record(run_id, number, fields, masked.values, event, spent)
@@ -150,7 +160,7 @@ class AnalyticsAgency:
         release the coordinator promises (federated-trusted mode)."""
         fields = contract.check(contract.ANALYTICS_REPLY, "plain", [contract.EXACT_COUNTS, contract.AGENCY])
         exact = self._exact(histogram, domain)
-        event = count_event(sigma)
+        event = count_event(sigma, sensitivity=self.sensitivity(histogram))
         spent, number = self._charge(event, run_id, f"discrete-gaussian-count:{histogram.name}:trusted-coordinator")
         self._record(run_id, number, fields, exact, event, spent)
         return exact

@@ -3,15 +3,17 @@ agencies, how (`mode`), and at what ε per agency. Validated with the rest of th
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from policedata.schema import CRIME_TYPES, MONTH_PATTERN, OUTCOME_CATEGORIES
-from tasks.analytics import NO_OUTCOME
+from tasks.analytics import NO_OUTCOME, NUMERIC_COLUMNS
 
 Dimension = Literal["month", "crime_type", "outcome", "agency", "area", "grid"]
+NumericColumn = Literal["latitude", "longitude", "hour"]  # tasks.analytics.NUMERIC_COLUMNS
 MODES = ("central", "local", "federated", "federated-trusted")
 MAX_ANALYTICS_EPSILON = 1000.0
 
@@ -40,15 +42,20 @@ def _check_filter(value: dict[str, list[str]]) -> dict[str, list[str]]:
 
 class QueryConfig(_Section):
     """One query: `count` a histogram over `by`; `rate` numerator ÷ denominator histograms;
-    `top_k` the k areas with the most released records (a hotspot map)."""
+    `top_k` the k areas with the most released records (a hotspot map); `sum` / `mean` of a
+    bounded numeric `column` per cell (values clamped into the public `bounds`)."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # also its CSV's file name
-    kind: Literal["count", "rate", "top_k"] = "count"
+    kind: Literal["count", "rate", "top_k", "sum", "mean"] = "count"
     by: list[Dimension] = Field(default_factory=list, max_length=3)
     where: dict[Dimension, list[str]] = Field(default_factory=dict)
     numerator: dict[Dimension, list[str]] = Field(default_factory=dict)
     k: int = Field(10, ge=1, le=100_000)
     epsilon: float | None = Field(None, gt=0, le=MAX_ANALYTICS_EPSILON, allow_inf_nan=False)
+    # sum / mean: the numeric column, and public bounds [lo, hi] (not read from the data: bounds
+    # found in the records would reveal them) that each value is clamped into.
+    column: NumericColumn | None = None
+    bounds: tuple[float, float] | None = None
 
     _filters = field_validator("where", "numerator")(_check_filter)
 
@@ -64,6 +71,16 @@ class QueryConfig(_Section):
             raise ValueError("numerator: a rate needs a numerator filter (e.g. outcome: [...])")
         if self.kind != "rate" and self.numerator:
             raise ValueError("numerator: only for kind rate")
+        if self.kind in ("sum", "mean"):
+            if self.column is None:
+                raise ValueError(f"column: a {self.kind} needs a numeric column ({', '.join(NUMERIC_COLUMNS)})")
+            if self.bounds is None:
+                raise ValueError(f"bounds: a {self.kind} needs public bounds [lo, hi] its values are clamped into")
+            lo, hi = self.bounds
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+                raise ValueError(f"bounds: [{lo:g}, {hi:g}]: need finite lo < hi")
+        elif self.column is not None or self.bounds is not None:
+            raise ValueError(f"column, bounds: only for kind sum or mean, not {self.kind}")
         return self
 
 

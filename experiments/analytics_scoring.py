@@ -24,6 +24,16 @@ def count_errors(released: np.ndarray, exact: np.ndarray, threshold: int) -> Err
     return Errors(float(error.mean()) if error.size else 0.0, rel, int(above.sum()), int(exact.size))
 
 
+def value_errors(released: np.ndarray, truth: np.ndarray, records: np.ndarray, threshold: int) -> Errors:
+    """Errors of a sum or mean per cell against the raw truth, on cells where both are finite;
+    relative (|error| / |truth|) on cells with at least `threshold` records with a value."""
+    known = np.isfinite(released) & np.isfinite(truth)
+    error = np.abs(released - truth)
+    above = known & (records >= threshold) & (truth != 0)
+    rel = float((error[above] / np.abs(truth[above])).mean()) if above.any() else None
+    return Errors(float(error[known].mean()) if known.any() else math.nan, rel, int(above.sum()), int(truth.size))
+
+
 def rates(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     """numerator ÷ denominator per cell, NaN where the denominator is not positive."""
     den = denominator.astype(float)

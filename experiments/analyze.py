@@ -14,7 +14,7 @@ import math
 import secrets
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ import yaml
 
 from clients.analytics import AnalyticsAgency, AnalyticsRefused
 from experiments.analytics_config import AnalyticsConfig, QueryConfig
-from experiments.analytics_scoring import count_errors, rate_errors, rate_half_width, rates, top_k, top_k_scores
+from experiments.analytics_scoring import count_errors, rate_errors, rate_half_width, rates, top_k, top_k_scores, value_errors
 from experiments.config import ConfigError, PeelConfig, dump
 from experiments.prepare import add_months, check_output_folder, materialise, write_spec
 from experiments.results import write_atomic, write_json
@@ -34,11 +34,11 @@ from federation.secure_sum import modulus_for
 from federation.spec import TRAIL_FILE
 from policedata.loader import load_areas
 from privacy import audit_trail
-from privacy.count_release import Z95, ShareDesign, calibrate_count_sigma, count_event, share_floor
+from privacy.count_release import Z95, ShareDesign, calibrate_noise_multiplier, count_event, share_floor
 from privacy.mechanisms import MechanismEvent
 from privacy.noise import discrete_gaussian_variance
 from server.analytics import secure_sum, trusted_sum
-from tasks.analytics import Domain, Grid, Histogram, Query, cell_counts, cell_frame
+from tasks.analytics import VALUE_KINDS, Domain, Grid, Histogram, Query, cell_counts, cell_frame, true_sums, value_report
 
 UNIT = "one incident record (add/remove-one); a record falls in one cell of a histogram"
 MECHANISM = {
@@ -81,7 +81,8 @@ def query_of(q: QueryConfig) -> Query:
     where = tuple((d, tuple(v)) for d, v in q.where.items())
     numerator = tuple((d, tuple(v)) for d, v in q.numerator.items())
     by = tuple(q.by) if q.kind != "top_k" else (tuple(q.by) or ("area",))
-    return Query(q.name, q.kind, by, where, numerator, q.k, q.epsilon)
+    bounds = (float(q.bounds[0]), float(q.bounds[1])) if q.bounds is not None else None
+    return Query(q.name, q.kind, by, where, numerator, q.k, q.epsilon, q.column, bounds)
 
 
 def pooled(agencies: Sequence[AnalyticsAgency], histogram: Histogram, domain: Domain) -> np.ndarray:
@@ -131,8 +132,9 @@ def release(mode: str, histogram: Histogram, domain: Domain, agencies: Sequence[
     slack = design.delta_slack(stated_epsilon(agencies), cells) if design.sigma > 0 else 0.0
     if slack > MAX_DELTA_SLACK_SHARE * analytics_delta(agencies):
         raise AnalyticsRefused(f"the sum of {design.honest} noise shares over {cells:,} cells is too far from a discrete Gaussian (δ slack {slack:.2g}); use fewer cells or a larger σ")
-    # The modulus holds the largest possible |sum|: every agency's clamped count plus its share's tail.
-    bound = len(reporting) * (analytics.max_cell_count + math.ceil(TAIL_SIGMAS * design.share_sigma))
+    # The modulus holds the largest possible |sum|: every agency's clamped total (max_cell_count
+    # records, each moving it by at most the histogram's per-record step) plus its share's tail.
+    bound = len(reporting) * (analytics.max_cell_count * histogram.sensitivity + math.ceil(TAIL_SIGMAS * design.share_sigma))
     modulus = modulus_for(bound)
     peers = {a.name: a.public_key() for a in reporting}  # relayed by the coordinator
     context = f"{run_id}/{histogram.name}".encode()
@@ -160,21 +162,27 @@ def analytics_delta(agencies: Sequence[AnalyticsAgency]) -> float:
     return min(a.policy.delta for a in agencies)
 
 
-def histogram_sigmas(analytics: AnalyticsConfig, delta: float) -> dict[str, tuple[float, float]]:
-    """(σ, nominal ε share) per histogram. The histograms of queries without their own ε share
-    one σ, calibrated so that all of them together spend `analytics.epsilon` at δ; a query with
-    its own ε has its histograms (a rate: two) calibrated together to it."""
+def record_sensitivity(histogram: Histogram) -> int:
+    """One record's move of a histogram (integer units): the record unit's sensitivity."""
+    return histogram.sensitivity
+
+
+def histogram_sigmas(analytics: AnalyticsConfig, delta: float, sensitivity: Callable[[Histogram], int] = record_sensitivity) -> dict[str, tuple[float, float]]:
+    """(σ in the histogram's integer units, nominal ε share) per histogram. The histograms of
+    queries without their own ε share one noise-to-sensitivity ratio m (σ = m·Δ), calibrated so
+    that all of them together spend `analytics.epsilon` at δ; a query with its own ε has its
+    histograms (a rate or a mean: two) calibrated together to it. Equal ratios: equal ε shares."""
     queries = [query_of(q) for q in analytics.queries]
     shared = [h for q in queries if q.epsilon is None for h in q.histograms()]
     out: dict[str, tuple[float, float]] = {}
     if shared:
-        sigma = calibrate_count_sigma(analytics.epsilon, delta, releases=len(shared))
-        out.update({h.name: (sigma, analytics.epsilon / len(shared)) for h in shared})
+        m = calibrate_noise_multiplier(analytics.epsilon, delta, [sensitivity(h) for h in shared])
+        out.update({h.name: (m * sensitivity(h), analytics.epsilon / len(shared)) for h in shared})
     for q in queries:
         if q.epsilon is not None:
             hs = q.histograms()
-            sigma = calibrate_count_sigma(q.epsilon, delta, releases=len(hs))
-            out.update({h.name: (sigma, q.epsilon / len(hs)) for h in hs})
+            m = calibrate_noise_multiplier(q.epsilon, delta, [sensitivity(h) for h in hs])
+            out.update({h.name: (m * sensitivity(h), q.epsilon / len(hs)) for h in hs})
     return out
 
 
@@ -196,7 +204,7 @@ def run_query(q: QueryConfig, analytics: AnalyticsConfig, domain: Domain, agenci
         if mode == "federated" and n - len(releasing) > design[hists[0].name].tolerate:
             raise AnalyticsRefused(f"{n - len(releasing)} of {n} agencies dropped out; the shares tolerate {design[hists[0].name].tolerate}: the sum would carry less noise than σ, so nothing is released")
         if mode != "central" and not noise_off_for_tests:
-            events = [count_event(s) for h in hists if (s := charged_sigma(mode, sigmas[h.name], design[h.name])) is not None]
+            events = [count_event(s, sensitivity=releasing[0].sensitivity(h)) for h in hists if (s := charged_sigma(mode, sigmas[h.name], design[h.name])) is not None]
             preflight(releasing, events)
         released = {h.name: release(mode, h, domain, agencies, sigmas[h.name], analytics, run_id, dropped=dropped, noise_off_for_tests=noise_off_for_tests) for h in hists}
     except AnalyticsRefused as exc:
@@ -219,7 +227,13 @@ def run_query(q: QueryConfig, analytics: AnalyticsConfig, domain: Domain, agenci
         epsilon_after={a.name: a.spent() for a in agencies},
     )
     frame = cell_frame(hists[0], domain)
-    if query.kind == "rate":
+    if query.kind in VALUE_KINDS:
+        summary.update(_value_figures(query, hists, released, agencies, domain))
+        released_values, frame["half_width_95"], truth, records = _value_release(query, hists, released, agencies, domain)
+        frame["released"] = released_values
+        errors = value_errors(released_values, truth, records, analytics.threshold)
+        frame = frame[[c for c in frame.columns if c not in ("released", "half_width_95")] + ["released", "half_width_95"]]
+    elif query.kind == "rate":
         num, den = (released[h.name].values for h in hists)
         ex_num, ex_den = (exact[h.name] for h in hists)
         frame["numerator"], frame["denominator"] = num, den
@@ -242,6 +256,42 @@ def run_query(q: QueryConfig, analytics: AnalyticsConfig, domain: Domain, agenci
         frame = frame.loc[chosen] if not with_truth else frame
         summary.update(k=query.k, overlap=scores.overlap, pai=scores.pai, pai_exact=scores.pai_exact)
     return QueryOutcome(query.name, query.kind, frame, summary)
+
+
+def _value_figures(query: Query, hists: Sequence[Histogram], released: dict[str, Released], agencies: Sequence[AnalyticsAgency], domain: Domain) -> dict[str, Any]:
+    """summary.json's figures of a sum or mean: bounds, fixed point, σ in the column's units, and
+    the harness's counts of clamped and missing values and of the rounding (over all agencies)."""
+    h = hists[0]
+    assert h.value is not None
+    report = value_report(pd.concat([a.records for a in agencies], ignore_index=True), h, domain)  # the harness's pooled view
+    sens = agencies[0].sensitivity(h)
+    return {
+        "column": h.value.column, "bounds": [h.value.lo, h.value.hi], "centre": h.value.centre,
+        "quantum": h.scale, "sensitivity_steps": sens, "sensitivity_value": sens * h.scale,
+        "sum_sigma_value": released[h.name].sigma * h.scale, "sum_released_sigma_value": math.sqrt(released[h.name].variance) * h.scale,
+        "clamped": report.clamped, "missing": report.missing, "quantisation_error_max": report.quantisation_error,
+        "quantisation_error_bound_per_record": h.scale / 2,
+        "budget_split": "one histogram" if query.kind == "sum" else "the centred sum and the count of records with a value: equal shares (the same noise-to-sensitivity ratio)",
+    }
+
+
+def _value_release(query: Query, hists: Sequence[Histogram], released: dict[str, Released], agencies: Sequence[AnalyticsAgency], domain: Domain) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(released value, 95% half-width, truth, records with a value) per cell of a sum or mean, in
+    the column's units. Truth: Σ x (or the mean) of the raw values, neither clamped nor rounded."""
+    h = hists[0]
+    assert h.value is not None
+    raw = np.sum([true_sums(a.records, h, domain) for a in agencies], axis=0)
+    counted = Histogram(h.name, h.by, h.where, present=h.value.column)
+    records = pooled(agencies, counted, domain)
+    total = released[h.name]
+    if query.kind == "sum":
+        return total.values * h.scale, np.full(total.values.size, Z95 * math.sqrt(total.variance) * h.scale), raw, records
+    count = released[hists[1].name]
+    mean = h.value.centre + rates(total.values, count.values) * h.scale
+    half = rate_half_width(total.values, count.values, total.variance, count.variance, Z95) * h.scale
+    with np.errstate(divide="ignore", invalid="ignore"):
+        truth = np.where(records > 0, raw / np.maximum(records, 1), np.nan)
+    return mean, half, truth, records
 
 
 # --- the command ------------------------------------------------------------------------
@@ -402,7 +452,13 @@ def format_summary(summary: dict[str, Any]) -> str:
             continue
         rel = f"{q['relative_error']:.3f}" if q.get("relative_error") is not None else "—"
         note = f"top-{q['k']} overlap {q['overlap']:.2f}, PAI {q['pai']:.2f} (exact {q['pai_exact']:.2f})" if q["kind"] == "top_k" else f"{q['cells']} cells"
-        lines.append(f"{name:<24} {q['kind']:<6} {q['released_sigma']:>8.3g} {q['mae']:>10.4g} {rel:>8}  {note}")
+        sigma = q["released_sigma"]
+        if q["kind"] in VALUE_KINDS:  # σ of the (fixed-point) sum, in the column's units
+            sigma = q["sum_released_sigma_value"]
+            note += f"; {q['column']} in [{q['bounds'][0]:g}, {q['bounds'][1]:g}]: {q['clamped']:,} clamped, {q['missing']:,} without a value"
+        if q.get("dropped_by_person_cap") is not None:
+            note += f"; {q['dropped_by_person_cap']:,} records over the person caps dropped"
+        lines.append(f"{name:<24} {q['kind']:<6} {sigma:>8.3g} {q['mae']:>10.4g} {rel:>8}  {note}")
     return "\n".join(lines)
 
 

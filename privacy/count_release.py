@@ -28,7 +28,7 @@ from privacy.accounting import ADD_REMOVE, MAX_SIGMA, CalibrationError, epsilon
 from privacy.mechanisms import DISCRETE_GAUSSIAN, MechanismEvent
 from privacy.noise import discrete_gaussian_variance
 
-__all__ = ["MIN_SHARE_SIGMA", "Z95", "ShareDesign", "calibrate_count_sigma", "count_event", "half_width", "share_floor", "sum_tv_bound"]
+__all__ = ["MIN_SHARE_SIGMA", "Z95", "ShareDesign", "calibrate_count_sigma", "calibrate_noise_multiplier", "count_event", "half_width", "share_floor", "sum_tv_bound"]
 
 COUNT_SENSITIVITY = 1  # one record, one cell, ±1
 # Smallest share σ: at s = 2 the sum's distance from a discrete Gaussian is ~1e-16 per cell
@@ -38,9 +38,44 @@ MAX_SHARE_FLOOR = 8.0  # a floor search stops here (huge ε budgets: e^ε multip
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
 
 
-def count_event(sigma: float, releases: int = 1) -> MechanismEvent:
-    """The ledger event of `releases` histograms with discrete Gaussian noise σ per cell."""
-    return MechanismEvent(DISCRETE_GAUSSIAN, sigma, COUNT_SENSITIVITY, 1.0, releases)
+def count_event(sigma: float, releases: int = 1, sensitivity: int = COUNT_SENSITIVITY) -> MechanismEvent:
+    """The ledger event of `releases` histograms with discrete Gaussian noise σ per cell, one
+    unit moving them by at most `sensitivity` (integer units: 1 for a count; QUANTA fixed-point
+    steps for a sum, tasks.analytics; more under a person cap, privacy.person_histogram)."""
+    return MechanismEvent(DISCRETE_GAUSSIAN, sigma, sensitivity, 1.0, releases)
+
+
+def calibrate_noise_multiplier(target_epsilon: float, delta: float, sensitivities: list[int], neighbouring: str = ADD_REMOVE, rel_tol: float = 0.002) -> float:
+    """Smallest multiplier m (to `rel_tol`) such that histograms with discrete Gaussian σ_i =
+    m·Δ_i at integer sensitivities Δ_i spend at most `target_epsilon` at `delta` together: every
+    histogram gets the same noise-to-sensitivity ratio, so each spends the same share (PLD,
+    exact for the discrete Gaussian). All Δ_i = 1 gives `calibrate_count_sigma`'s σ."""
+    if set(sensitivities) == {COUNT_SENSITIVITY}:
+        return calibrate_count_sigma(target_epsilon, delta, neighbouring, rel_tol, releases=len(sensitivities))
+    if not (target_epsilon > 0 and math.isfinite(target_epsilon)):
+        raise CalibrationError(f"an ε share must be a finite number > 0, got {target_epsilon!r}")
+    groups = {d: sensitivities.count(d) for d in set(sensitivities)}
+
+    def spent(m: float) -> float:
+        return epsilon([count_event(m * d, n, d) for d, n in sorted(groups.items())], delta, "pld", neighbouring)
+
+    # The discrete Gaussian at σ = m·Δ, shift Δ, is within float noise of the one at (m, 1) for m ≳ 1:
+    # start the search at the count σ and bracket it.
+    guess = calibrate_count_sigma(target_epsilon, delta, neighbouring, 0.02, releases=len(sensitivities))
+    lo, hi = guess / 1.1, guess * 1.1
+    while spent(hi) > target_epsilon:
+        lo, hi = hi, hi * 1.5
+        if hi > MAX_SIGMA * 100:
+            raise CalibrationError(f"no discrete Gaussian multiplier up to {MAX_SIGMA * 100:g} spends ε ≤ {target_epsilon:g} at δ={delta:g}")
+    while spent(lo) <= target_epsilon and lo > 0.05:
+        lo, hi = lo / 1.5, lo
+    while hi / lo > 1 + rel_tol:
+        mid = math.sqrt(lo * hi)
+        if spent(mid) > target_epsilon:
+            lo = mid
+        else:
+            hi = mid
+    return hi
 
 
 def calibrate_count_sigma(target_epsilon: float, delta: float, neighbouring: str = ADD_REMOVE, rel_tol: float = 0.002, releases: int = 1) -> float:

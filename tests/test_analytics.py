@@ -237,7 +237,9 @@ def test_peel_analyze_example_config_end_to_end(tmp_path: Path, capsys: pytest.C
     assert time.perf_counter() - started < 60
     (run_dir,) = (tmp_path / "runs").iterdir()
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))["analytics"]
-    assert set(summary["queries"]) == {"by_type_month", "by_agency_outcome", "no_suspect_rate", "hotspots"}
+    assert set(summary["queries"]) == {"by_type_month", "by_agency_outcome", "no_suspect_rate", "hotspots", "mean_centre_lat"}
+    centre = summary["queries"]["mean_centre_lat"]
+    assert centre["column"] == "latitude" and centre["missing"] > 0 and centre["mae"] < 0.05  # degrees of latitude
     for name, q in summary["queries"].items():
         assert q["refused"] is None and q["mode"] == "federated"
         frame = pd.read_csv(run_dir / "analytics" / f"{name}.csv")

@@ -81,7 +81,15 @@ def _row(name: str, q: dict[str, Any]) -> str:
         return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + f"<td colspan='6'>refused, nothing released: {escape(str(q['refused']))}</td></tr>"
     eps_after = max((q.get("epsilon_after") or {0: 0.0}).values())
     extra = f"overlap {fmt.percent(q.get('overlap'))}, PAI {fmt.num(q.get('pai'), 2)} / exact {fmt.num(q.get('pai_exact'), 2)}" if q.get("kind") == "top_k" else f"{q.get('cells')} cells"
-    cells += [fmt.num(q.get("released_sigma")), fmt.num(q.get("sigma_charged")), fmt.eps(eps_after), fmt.num(q.get("mae")), fmt.percent(q.get("relative_error"), 1), escape(extra)]
+    sigma = q.get("released_sigma")
+    if q.get("kind") in ("sum", "mean"):  # σ of the fixed-point sum in the column's units; the charged σ stays in steps
+        sigma = q.get("sum_released_sigma_value")
+        bounds = q.get("bounds") or [None, None]
+        extra += (f"; {q.get('column')} clamped into [{fmt.num(bounds[0])}, {fmt.num(bounds[1])}] ({q.get('clamped')} values clamped, {q.get('missing')} records without a value); "
+                  f"fixed point: 1 step = {fmt.num(q.get('quantum'))}, σ charged in steps at sensitivity {q.get('sensitivity_steps')}")
+    if q.get("dropped_by_person_cap") is not None:
+        extra += f"; {q.get('dropped_by_person_cap')} records over the person caps dropped"
+    cells += [fmt.num(sigma), fmt.num(q.get("sigma_charged")), fmt.eps(eps_after), fmt.num(q.get("mae")), fmt.percent(q.get("relative_error"), 1), escape(extra)]
     return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
 
 
@@ -98,8 +106,8 @@ def section(summary: dict[str, Any], run_dir: Path, figures: list[Plot] | None =
     return (
         f"<section id='analytics'><h2>{escape(TITLE)}</h2>"
         f"<p>Mode <b>{escape(mode)}</b>: {escape(TRUST.get(mode, ''))}. {block.get('agencies')} agencies, each spending at most ε = {fmt.num(block.get('epsilon'))} "
-        f"on these queries at δ = {block.get('delta')} (record level, add/remove-one; charged to each agency's ledger before the release left it). "
-        f"Errors are against the exact pooled counts.</p>"
+        f"on these queries at δ = {block.get('delta')} ({escape(str(block.get('unit_label') or 'record level, add/remove-one'))}; charged to each agency's ledger before the release left it). "
+        f"Errors are against the exact pooled counts (a sum or mean: against the raw values, neither clamped nor rounded).</p>"
         f"<table>{head}{rows}</table>{imgs}</section>"
     )
 
