@@ -55,7 +55,7 @@ def test_recommends_the_best_record_level_dp_within_budget(tmp_path):
     assert "analytics" not in items["releases"] and "noisy-counts" not in items["releases"]
     assert "raw records moved: 0" in items["releases"]
     # The fixture spends 0.99 × budget at the smallest agency, less at the others.
-    assert items["spent"].startswith("max over agencies ε 0.9900 (Tiny Police, budget 1)")
+    assert items["spent"].startswith("max over agencies ε 0.9900 per record (Tiny Police, budget 1)")
     assert "Big Constabulary 0.9600/1" in items["spent"]
     assert "AUC 0.510" in items["attack"] and "at most 0.620" in items["attack"] and "ε ≥ 0.20" in items["attack"]
     why = dict(a.not_recommended)
@@ -116,14 +116,14 @@ def test_spent_reads_the_ledgers_and_falls_back_when_they_cannot_be_read(tmp_pat
     summary["ledgers"] = {name: {"epsilon_spent_to_date": 0.5, "epsilon_budget": 2.0} for name, *_ in F.AGENCIES}
     summary["ledgers"]["Mid Police"]["epsilon_spent_to_date"] = 0.7
     spent = _items(_answer(F.write_run(tmp_path / "ledgers", summary)))["spent"]
-    assert spent.startswith("max over agencies ε 0.7000 (Mid Police, budget 2); per agency, spent/budget (each agency's ledger after the run")
+    assert spent.startswith("max over agencies ε 0.7000 per record (Mid Police, budget 2); per agency, spent/budget (each agency's ledger after the run")
     many = {f"Force {i:02d}": {"epsilon_spent_to_date": 0.5 + i / 100, "epsilon_budget": 1.0} for i in range(12)}
     spent = _items(_answer(F.write_run(tmp_path / "many", {**summary, "ledgers": many})))["spent"]  # a first screen, not a table
     assert "Force 11 0.6100/1; Force 10 0.6000/1; Force 09 0.5900/1; Force 08 0.5800/1; Force 07 0.5700/1; 7 more agencies, each ε ≤ 0.5700" in spent
     for name in summary["ledgers"]:  # unreadable ledgers: the architecture's own per-agency figures
         summary["ledgers"][name] = {"epsilon_spent_to_date": None, "epsilon_budget": None, "error": "cannot be read"}
     spent = _items(_answer(F.write_run(tmp_path / "unreadable", summary)))["spent"]
-    assert spent.startswith("max over agencies ε 0.9900 (Tiny Police, budget 1); per agency, spent/budget (fedavg-dp's ledger figures)")
+    assert spent.startswith("max over agencies ε 0.9900 per record (Tiny Police, budget 1); per agency, spent/budget (fedavg-dp's ledger figures)")
 
 
 def test_hotspot_unit_is_the_area_month_and_says_what_one_incident_gets(tmp_path):
@@ -251,17 +251,33 @@ def test_an_area_month_unit_has_no_person_item(tmp_path):
     assert a.recommended == "fedavg-dp" and "unit" in _items(a) and "person" not in _items(a)
 
 
-def test_a_person_unit_line_below_the_record_one_says_its_promise_is_stronger(tmp_path):
-    # A sweep over privacy.unit: fedavg-dp at the person unit scores a little lower at the same ε.
-    folder = tmp_path / "sweep"
+def _unit_sweep(folder: Path, record: float, person: float) -> Path:
+    """A sweep over privacy.unit: fedavg-dp at the record and the person unit, at the same ε."""
     cells = []
-    for unit, level in (("record", 0.755), ("person", 0.75)):
+    for unit, level in (("record", record), ("person", person)):
         summary = F.run_summary(archs=("central", "fedavg-dp"), levels={"fedavg-dp": level})
         summary["architectures"]["fedavg-dp"]["privacy_unit"] = unit
         F.write_run(folder / "cells" / unit, summary)
         cells.append({"cell": unit, "run_dir": f"cells/{unit}", "values": {"privacy.unit": unit}, "status": "done"})
     (folder / "sweep.json").write_text(json.dumps({"swept_keys": ["privacy.unit"], "cells": cells}), encoding="utf-8")
-    a = _answer(folder)
+    return folder
+
+
+def test_a_person_unit_line_far_below_the_record_one_says_its_promise_is_stronger(tmp_path):
+    a = _answer(_unit_sweep(tmp_path / "sweep", 0.78, 0.75))
     assert a.recommended == "fedavg-dp (privacy.unit=record)"
     why = dict(a.not_recommended)["fedavg-dp (privacy.unit=person)"]
-    assert why.startswith("AUC 0.748, 0.005 below fedavg-dp (privacy.unit=record)'s 0.753") and "holds per person" in why
+    assert why.startswith("AUC 0.748, 0.030 below fedavg-dp (privacy.unit=record)'s 0.778") and "holds per person" in why
+
+
+def test_spent_to_date_names_the_unit_its_ledger_counts(tmp_path):
+    a = _answer(F.write_run(tmp_path / "run", _with_block(PERSON_BLOCK, unit="person")))
+    assert " per person (" in _items(a)["spent"]
+
+
+def test_a_person_unit_line_close_to_the_record_one_is_recommended(tmp_path):
+    # Within UNIT_TIE the stronger promise wins, and the record line says what it would have given.
+    a = _answer(_unit_sweep(tmp_path / "sweep", 0.755, 0.75))
+    assert a.recommended == "fedavg-dp (privacy.unit=person)"
+    why = dict(a.not_recommended)["fedavg-dp (privacy.unit=record)"]
+    assert why.startswith("AUC 0.753, 0.005 above fedavg-dp (privacy.unit=person)'s 0.748, less than 0.01") and "per person" in why

@@ -22,6 +22,10 @@ from federation import architectures, contract
 
 # Utilities closer than this count as equal: the one whose coordinator sees less is preferred.
 TIE = 0.001
+# In a sweep over privacy.unit, a person-unit line this close to the best record-unit line is
+# recommended instead: the same ε then holds per person with all their records, a far stronger
+# promise, for a cost this small (the cost is stated beside the recommendation).
+UNIT_TIE = 0.01
 # Below this share of pooling's gain the recommendation says that little is kept.
 LOW_SHARE = 0.5
 # An agency-level row counts as "few agencies" below this many (its noise is σ·C/n on the mean).
@@ -31,6 +35,8 @@ FEW_AGENCIES = 20
 MAX_LISTED = 8
 TOP_LISTED = 5
 
+# What one ε figure protects, in the "ε spent to date" line (the ledger read is the unit's own).
+PER_UNIT = {"record": "per record", "person": "per person", "area-month": "per area-month example"}
 UNIT_WORDS = {
     "record": "one incident record",
     "person": "one person with every record attributed to them (victim, else suspect)",
@@ -230,7 +236,8 @@ def _spent(study: Study, focus: views.Focus, r: pd.Series) -> tuple[str, str]:
             if len(shown) < len(values):  # a first screen, not a table: the highest spenders, then a bound
                 per += f"; {len(values) - len(shown)} more agencies, each ε ≤ {fmt.eps(shown[-1][1])} (the table below lists all)"
             budget = f", budget {fmt.budget(top[2])}" if not fmt.missing(top[2]) else ""
-            return f"max over agencies ε {fmt.eps(top[1])} ({top[0]}{budget}); per agency, spent/budget ({where}): {per}", source
+            per_unit = f" {PER_UNIT[str(r['privacy_unit'])]}" if str(r["privacy_unit"]) in PER_UNIT else ""
+            return f"max over agencies ε {fmt.eps(top[1])}{per_unit} ({top[0]}{budget}); per agency, spent/budget ({where}): {per}", source
     source = f"{_source(study)} architectures.{r['architecture']}.epsilon_max"
     if fmt.missing(r["epsilon_max"]):
         return f"{fmt.NOT_MEASURED}: no ε recorded", source
@@ -388,11 +395,23 @@ def answer(study: Study, focus: views.Focus) -> Answer:
     if best is not None:  # a tie goes to the architecture whose coordinator sees only the sum
         ties = [line for line in eligible if rows[best]["headline"] - rows[line]["headline"] < TIE and _secagg(rows[line])]
         best = ties[0] if ties and not _secagg(rows[best]) else best
+        if str(rows[best]["privacy_unit"]) == "record":
+            per_person = [line for line in eligible if str(rows[line]["privacy_unit"]) == "person" and rows[best]["headline"] - rows[line]["headline"] < UNIT_TIE]
+            if per_person:
+                record_best = best
+                best = max(per_person, key=lambda line: (rows[line]["headline"], _secagg(rows[line])))
+                gap = rows[record_best]["headline"] - rows[best]["headline"]
+                why[record_best] = (
+                    f"{label} {fmt.num(rows[record_best]['headline'])}, {fmt.num(gap)} above {best}'s {fmt.num(rows[best]['headline'])}, "
+                    f"less than {UNIT_TIE:g}: {best} is preferred, its ε holds per person with all their records, not per record"
+                )
         for line in eligible:
-            if line != best:
+            if line != best and why[line] is None:
                 gap = rows[best]["headline"] - rows[line]["headline"]
                 values = f"{label} {fmt.num(rows[line]['headline'])} against {best}'s {fmt.num(rows[best]['headline'])}"
-                if gap < TIE and _secagg(rows[best]):
+                if gap < 0 and str(rows[best]["privacy_unit"]) == "person" and str(rows[line]["privacy_unit"]) == "record":  # UNIT_TIE
+                    why[line] = f"{values}: higher by less than {UNIT_TIE:g}, but its ε holds per record only; {best}'s holds per person"
+                elif gap < TIE and _secagg(rows[best]):
                     why[line] = f"{values}, a tie within {TIE:g}: {best} is preferred, its coordinator sees only the sum of the updates"
                 else:
                     extra = " (it adds secure aggregation: the coordinator sees only the sum)" if _secagg(rows[line]) else ""
