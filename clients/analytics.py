@@ -37,10 +37,13 @@ from privacy.count_release import ShareDesign, count_event
 from privacy.ledger import Ledger, LedgerError, RelationMismatch
 from privacy.mechanisms import MechanismEvent
 from privacy.noise import sample_discrete_gaussian
-from tasks.analytics import Domain, Histogram, cell_totals
+from privacy.person_histogram import PersonBounds, PersonCaps, cell_caps, person_bounds
+from privacy.person_histogram import sensitivity as person_sensitivity
+from privacy.person_unit import ADD_REMOVE_PERSON, accounting_relation, person_ledger_path
+from tasks.analytics import Domain, Histogram, cell_index, cell_totals
 
 ANALYTICS_ARCHITECTURE = "analytics"  # the ledger's `architecture` column for these releases
-NEIGHBOURING = "add-remove"  # a record added or removed changes one cell by one
+NEIGHBOURING = "add-remove"  # a record added or removed changes one cell by one (record unit)
 
 
 class AnalyticsRefused(ReleaseRefused):
@@ -58,11 +61,45 @@ class AnalyticsAgency:
     max_cell_count: int = 1_000_000_000
     keys: KeyPair = field(default_factory=KeyPair, repr=False)  # fresh per agency object (per run)
     trail: Path | None = None  # the hash-chained message log a line is appended to before each release leaves
+    # privacy.unit person: the records as capped persons (privacy.person_histogram); `ledger` is
+    # then the agency's person ledger. None: the record unit.
+    persons: PersonBounds | None = field(default=None, repr=False)
 
     @classmethod
-    def load(cls, name: str, folder: Path, ledger: Path, policy: AgencyPolicy, agency_column: str = "Falls within", agency_pattern: str | None = None, max_cell_count: int = 1_000_000_000, trail: Path | None = None) -> AnalyticsAgency:
+    def load(cls, name: str, folder: Path, ledger: Path, policy: AgencyPolicy, agency_column: str = "Falls within", agency_pattern: str | None = None, max_cell_count: int = 1_000_000_000, trail: Path | None = None, person_caps: PersonCaps | None = None) -> AnalyticsAgency:
+        """The agency from its own folder. Under `policy.unit` person, with its persons.csv and
+        federation.key bounded by `person_caps` (records cap: the policy's person_max_records),
+        charged to its person ledger."""
         records, _ = load_street_folder(folder, agency_column, agency_pattern)
-        return cls(name, ledger, policy, records[records["agency"] == name].reset_index(drop=True), max_cell_count, trail=trail)
+        records = records[records["agency"] == name].reset_index(drop=True)
+        persons = None
+        if policy.unit == "person":
+            caps = person_caps or PersonCaps(policy.person_max_records)
+            persons = person_bounds(records, folder, PersonCaps(policy.person_max_records, caps.max_cells, caps.max_per_cell))
+            ledger = person_ledger_path(ledger)
+            ledger.parent.mkdir(parents=True, exist_ok=True)
+        return cls(name, ledger, policy, records, max_cell_count, trail=trail, persons=persons)
+
+    @property
+    def neighbouring(self) -> str:
+        """The relation its releases are charged under: one record, or one person with every
+        record attributed to them (privacy.person_unit)."""
+        return ADD_REMOVE_PERSON if self.persons is not None else NEIGHBOURING
+
+    def person_kept(self, histogram: Histogram, domain: Domain) -> np.ndarray | None:
+        """Which records count under the person caps (None: the record unit, every record)."""
+        if self.persons is None:
+            return None
+        cell, counted = cell_index(self.records, histogram, domain)
+        return cell_caps(self.persons, cell, counted)
+
+    def dropped_by_person_cap(self, histogram: Histogram, domain: Domain) -> int | None:
+        """Records the histogram would count that the person caps drop (the harness's figure;
+        it never leaves the agency). None under the record unit."""
+        kept = self.person_kept(histogram, domain)
+        if kept is None:
+            return None
+        return int(cell_index(self.records, histogram, domain)[1].sum() - kept.sum())
 
     # --- inside the agency ---------------------------------------------------------------
     def _exact(self, histogram: Histogram, domain: Domain) -> np.ndarray:
@@ -70,11 +107,14 @@ class AnalyticsAgency:
         ±max_cell_count × a record's largest move (clamping is 1-Lipschitz, so it keeps the
         sensitivity; the secure sum's modulus is sized from that bound)."""
         bound = self.max_cell_count * histogram.sensitivity
-        return np.clip(cell_totals(self.records, histogram, domain), -bound, bound)
+        return np.clip(cell_totals(self.records, histogram, domain, self.person_kept(histogram, domain)), -bound, bound)
 
     def sensitivity(self, histogram: Histogram) -> int:
-        """How far one unit (here: one record) moves the histogram, in its integer units."""
-        return histogram.sensitivity
+        """How far one unit moves the histogram (L2, integer units): one record, or one person
+        within the caps (privacy.person_histogram)."""
+        if self.persons is None:
+            return histogram.sensitivity
+        return person_sensitivity(self.persons.caps, histogram.sensitivity)
 
     def _accountant(self) -> str:
         if self.policy.accountant not in ("auto", "pld"):
@@ -88,12 +128,12 @@ class AnalyticsAgency:
             return self.spent()
         try:
             with Ledger.open(self.ledger, self.name) as ledger:
-                if ledger.lifetime_history() and ledger.pinned_neighbouring() != NEIGHBOURING:
-                    raise AnalyticsRefused(f"{self.name}: its ledger accounts for {ledger.pinned_neighbouring()} neighbours; a count is charged for {NEIGHBOURING}")
+                if ledger.lifetime_history() and ledger.pinned_neighbouring() != self.neighbouring:
+                    raise AnalyticsRefused(f"{self.name}: its ledger accounts for {ledger.pinned_neighbouring()} neighbours; a count is charged for {self.neighbouring}")
                 pinned = ledger.pinned_delta()
                 if pinned is not None and pinned != self.policy.delta:
                     raise AnalyticsRefused(f"{self.name}: its ledger's δ is pinned at {pinned:g}, not {self.policy.delta:g}")
-                return epsilon_after([*ledger.history(), *events[:-1]], events[-1], budget=self.policy.budget, delta=self.policy.delta, accountant=self._accountant(), neighbouring=NEIGHBOURING)
+                return epsilon_after([*ledger.history(), *events[:-1]], events[-1], budget=self.policy.budget, delta=self.policy.delta, accountant=self._accountant(), neighbouring=accounting_relation(self.neighbouring))
         except BudgetExceeded as exc:
             raise AnalyticsRefused(f"{self.name}: {exc}") from None
         except LedgerError as exc:
@@ -106,7 +146,7 @@ class AnalyticsAgency:
             with Ledger.open(self.ledger, self.name) as ledger:
                 ledger.set_budget(self.policy.budget, self.policy.delta, source=f"analytics {run_id}")
                 number = 1 + sum(1 for r in ledger.rows() if r["run_id"] == run_id and r["architecture"] == ANALYTICS_ARCHITECTURE)
-                after = ledger.charge(run_id, ANALYTICS_ARCHITECTURE, number, event, delta=self.policy.delta, accountant=self._accountant(), budget=self.policy.budget, mechanism=label, neighbouring=NEIGHBOURING)
+                after = ledger.charge(run_id, ANALYTICS_ARCHITECTURE, number, event, delta=self.policy.delta, accountant=self._accountant(), budget=self.policy.budget, mechanism=label, neighbouring=self.neighbouring)
                 return after, number
         except (BudgetExceeded, RelationMismatch, LedgerError) as exc:
             raise AnalyticsRefused(f"{self.name}: {exc}") from None

@@ -101,6 +101,11 @@ class AnalyticsConfig(_Section):
     max_cell_count: int = Field(1_000_000_000, ge=1, le=2**40)
     # Side of the squares of `grid` cells, km (laid over the extent of the public areas table).
     grid_km: float = Field(2.0, ge=0.05, le=100, allow_inf_nan=False)
+    # privacy.unit person (privacy/person_histogram.py): of the privacy.person.max_records records a
+    # person keeps, at most this many cells of one histogram (None: no cap beyond max_records) and
+    # at most this many records in one cell; the L2 sensitivity follows from the three caps.
+    person_max_cells: int | None = Field(None, ge=1, le=10_000)
+    person_max_per_cell: int | None = Field(None, ge=1, le=10_000)
     # Relative error is reported on cells whose exact count (a rate: its denominator) is at least this.
     threshold: int = Field(100, ge=1)
     queries: list[QueryConfig] = Field(min_length=1, max_length=50)

@@ -34,13 +34,19 @@ from federation.secure_sum import modulus_for
 from federation.spec import TRAIL_FILE
 from policedata.loader import load_areas
 from privacy import audit_trail
+from privacy.accounting import Entry
 from privacy.count_release import Z95, ShareDesign, calibrate_noise_multiplier, count_event, share_floor
+from privacy.ledger import Ledger
 from privacy.mechanisms import MechanismEvent
 from privacy.noise import discrete_gaussian_variance
+from privacy.person_histogram import PersonCaps, l2_records
+from privacy.person_unit import federation_epsilon
 from server.analytics import secure_sum, trusted_sum
 from tasks.analytics import VALUE_KINDS, Domain, Grid, Histogram, Query, cell_counts, cell_frame, true_sums, value_report
 
 UNIT = "one incident record (add/remove-one); a record falls in one cell of a histogram"
+PERSON_UNIT = ("person: one person with every record attributed to them (victim, else suspect; a record without either is a person of its own), "
+               "added or removed; capped per agency (privacy/person_histogram.py), charged to the agency's person ledger")
 MECHANISM = {
     "central": "none: the exact pooled count (a central platform pools every record)",
     "local": "discrete Gaussian N_Z(0, σ²) per agency, summed: the noise of every agency adds up",
@@ -199,7 +205,11 @@ def run_query(q: QueryConfig, analytics: AnalyticsConfig, domain: Domain, agenci
         dropped = secrets.SystemRandom().sample([a.name for a in agencies], min(analytics.dropouts, n))
     releasing = [a for a in agencies if a.name not in dropped]
     design = {h.name: share_design(agencies, analytics.tolerate, sigmas[h.name], h.size(domain)) for h in hists}
-    summary: dict[str, Any] = {"kind": query.kind, "mode": mode, "mechanism": MECHANISM[mode], "unit": UNIT, "by": list(query.by), "cells": hists[0].size(domain)}
+    person = agencies[0].persons is not None
+    summary: dict[str, Any] = {"kind": query.kind, "mode": mode, "mechanism": MECHANISM[mode], "unit": "person" if person else "record", "unit_description": PERSON_UNIT if person else UNIT, "by": list(query.by), "cells": hists[0].size(domain)}
+    summary["sensitivity"] = {h.name: agencies[0].sensitivity(h) for h in hists}  # integer units (a sum: fixed-point steps), L2
+    if person:  # the harness's figure: records the person caps left out, over every agency
+        summary["dropped_by_person_cap"] = max(sum(a.dropped_by_person_cap(h, domain) or 0 for a in agencies) for h in hists)
     try:
         if mode == "federated" and n - len(releasing) > design[hists[0].name].tolerate:
             raise AnalyticsRefused(f"{n - len(releasing)} of {n} agencies dropped out; the shares tolerate {design[hists[0].name].tolerate}: the sum would carry less noise than σ, so nothing is released")
@@ -294,6 +304,26 @@ def _value_release(query: Query, hists: Sequence[Histogram], released: dict[str,
     return mean, half, truth, records
 
 
+def _unit_block(config: PeelConfig, agencies: Sequence[AnalyticsAgency]) -> dict[str, Any]:
+    """summary.json's unit figures of the block: the unit, and under the person unit the caps,
+    the derived sensitivity and the person's ε across the federation (training's rule: the worst
+    composition of privacy.person.max_agencies agencies' person ledgers, privacy.person_unit)."""
+    if not agencies or agencies[0].persons is None:
+        return {"unit": "record", "unit_label": "record level, add/remove-one"}
+    caps = agencies[0].persons.caps
+    histories: dict[str, list[Entry]] = {}
+    for a in agencies:
+        with Ledger.inspect(a.ledger) as ledger:  # read only
+            histories[a.name] = ledger.history()
+    across = federation_epsilon(histories, config.privacy.delta, config.privacy.person.max_agencies)
+    return {
+        "unit": "person",
+        "unit_label": f"person level: at most {caps.max_records} records, {caps.cells} cells and {caps.per_cell} records per cell per person and agency, L2 sensitivity {l2_records(caps):.3g} records",
+        "person_caps": {"max_records": caps.max_records, "max_cells": caps.cells, "max_per_cell": caps.per_cell, "l2_records": l2_records(caps)},
+        "person_across_federation": across.as_dict(),
+    }
+
+
 # --- the command ------------------------------------------------------------------------
 def _domain(config: PeelConfig, federation: Any, names: Sequence[str]) -> Domain:
     first, last = federation.period
@@ -327,8 +357,10 @@ def _load_agencies(config: PeelConfig, federation: Any, trail: Path) -> list[Ana
     """Every agency of the federation, each reading only its own folder and ledger."""
     assert config.analytics is not None
     return [
-        AnalyticsAgency.load(a["name"], Path(a["folder"]), Path(a["ledger"]), AgencyPolicy.from_dict(a["policy"]), config.data.agency.column, config.data.agency.pattern, config.analytics.max_cell_count, trail=trail)
+        AnalyticsAgency.load(a["name"], Path(a["folder"]), Path(a["ledger"]), policy, config.data.agency.column, config.data.agency.pattern, config.analytics.max_cell_count, trail=trail,
+                             person_caps=PersonCaps(policy.person_max_records, config.analytics.person_max_cells, config.analytics.person_max_per_cell))
         for a in federation.agencies
+        for policy in [AgencyPolicy.from_dict(a["policy"])]
     ]
 
 
@@ -342,7 +374,8 @@ def release_block(config: PeelConfig, federation: Any, agencies: Sequence[Analyt
     (out_dir / "configs").mkdir(exist_ok=True)
     write_atomic(out_dir / "configs" / "analytics.yaml", yaml.safe_dump({"analytics": analytics.model_dump(mode="json")}, sort_keys=False))
     (out_dir / "analytics").mkdir(exist_ok=True)
-    calibrated = histogram_sigmas(analytics, config.privacy.delta)
+    # Every agency shares the caps (one config), so one agency's sensitivities calibrate all.
+    calibrated = histogram_sigmas(analytics, config.privacy.delta, agencies[0].sensitivity if agencies else record_sensitivity)
     with_truth = config.data.source == "synthetic"
     results = {}
     for q in analytics.queries:
@@ -360,6 +393,7 @@ def release_block(config: PeelConfig, federation: Any, agencies: Sequence[Analyt
         "seconds": round(time.perf_counter() - started, 2),
         "queries": results,
         "max_epsilon_after": max((a.spent() for a in agencies), default=0.0),
+        **_unit_block(config, agencies),
     })
 
 
@@ -445,7 +479,8 @@ def _json_safe(value: Any) -> Any:
 def format_summary(summary: dict[str, Any]) -> str:
     """The end-of-run table: one line per query."""
     a = summary["analytics"]
-    lines = [f"analytics: mode {a['mode']}, {a['agencies']} agencies, ε per agency after: max {a['max_epsilon_after']:.3g} (δ={a['delta']:g})", f"{'query':<24} {'kind':<6} {'σ':>8} {'MAE':>10} {'rel.err':>8}  notes"]
+    unit = f", per person ({a['unit_label']}; person ε across the federation {a['person_across_federation']['epsilon']:.3g})" if a.get("unit") == "person" else ""
+    lines = [f"analytics: mode {a['mode']}, {a['agencies']} agencies, ε per agency after: max {a['max_epsilon_after']:.3g} (δ={a['delta']:g}){unit}", f"{'query':<24} {'kind':<6} {'σ':>8} {'MAE':>10} {'rel.err':>8}  notes"]
     for name, q in a["queries"].items():
         if q.get("refused"):
             lines.append(f"{name:<24} {q['kind']:<6} {'—':>8} {'—':>10} {'—':>8}  refused: {q['refused']}")
