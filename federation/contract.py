@@ -103,7 +103,7 @@ class Release:
 
 
 RECORD_UNIT = "one incident record (add/remove-one)"
-# DP-SGD's releases under an agency's policy unit (privacy/person_unit.py).
+# DP-SGD's releases and analytics histograms under an agency's policy unit (privacy/person_unit.py).
 TRAINING_UNIT = f"{RECORD_UNIT}; with privacy.unit person, one person with the records attributed to them (add-remove-person)"
 
 
@@ -140,8 +140,8 @@ RELEASES: tuple[Release, ...] = (
     _dp(SECAGG, MASKED_UPDATE, "the DP-SGD update above, weighted by the released count and masked (SecAgg+): the coordinator sees only the sum", "the same release as the training reply's arrays; masking adds protection, not ε", TRAINING_UNIT),
     _public(SECAGG, PROTOCOL_KEYS, "dp", "SecAgg+ public keys and secret shares: cryptographic material, independent of the records"),
     # --- analytics (`peel analyze`): one histogram per message -------------------------------------
-    _dp(ANALYTICS_REPLY, NOISY_COUNTS, "discrete Gaussian N_Z(0, σ²) per cell (sensitivity 1: a record falls in one cell), exact sampler from OS entropy", "local mode: the agency's own histogram, published with its own noise, charged to its ledger before it leaves"),
-    _dp(ANALYTICS_REPLY, MASKED_COUNTS, "the agency's share N_Z(0, σ²/(n − t)) of the sum's discrete Gaussian, pairwise-masked mod M (each masked vector alone is uniform mod M); charged as N_Z(0, σ²)", "federated mode: the coordinator learns only the sum over agencies, which keeps σ with up to t agencies missing or colluding with it"),
+    _dp(ANALYTICS_REPLY, NOISY_COUNTS, "discrete Gaussian N_Z(0, σ²) per cell of a count or a fixed-point sum of a clamped column (sensitivity: 1 for a count, as a record falls in one cell; 100 fixed-point steps for a sum; under the person unit the L2 bound of the person caps), exact sampler from OS entropy", "local mode: the agency's own histogram, published with its own noise, charged to its ledger before it leaves", TRAINING_UNIT),
+    _dp(ANALYTICS_REPLY, MASKED_COUNTS, "the agency's share N_Z(0, σ²/(n − t)) of the sum's discrete Gaussian on its counts or fixed-point sums, pairwise-masked mod M (each masked vector alone is uniform mod M); charged as N_Z(0, σ²) at the histogram's sensitivity", "federated mode: the coordinator learns only the sum over agencies, which keeps σ with up to t agencies missing or colluding with it", TRAINING_UNIT),
     _public(ANALYTICS_REPLY, ANALYTICS_PUBLIC_KEY, "dp", "X25519 public key for the pairwise masks: cryptographic material, independent of the records"),
     _public(ANALYTICS_REPLY, AGENCY, "dp", _MEMBERSHIP),
     _public(ANALYTICS_REPLY, EPSILON_SPENT_TO_DATE, "dp", "the ledger's cumulative ε: a function of the mechanisms' parameters (σ from the configured ε share)"),
