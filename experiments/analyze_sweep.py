@@ -57,7 +57,7 @@ def _rows(values: dict[str, Any], run_dir: Path) -> list[dict[str, Any]]:
             **values, "run": run_dir.name, "query": name, "kind": q["kind"], "mode": q["mode"], "epsilon": block["epsilon"],
             "max_epsilon_after": max(q["epsilon_after"].values()) if q.get("epsilon_after") else None, "released_sigma": q.get("released_sigma"),
             "mae": q.get("mae"), "relative_error": q.get("relative_error"), "overlap": q.get("overlap"), "pai": q.get("pai"), "pai_exact": q.get("pai_exact"),
-            "refused": q.get("refused"),
+            "unit": q.get("unit", "record"), "dropped_by_person_cap": q.get("dropped_by_person_cap"), "refused": q.get("refused"),
         })
     return rows
 
