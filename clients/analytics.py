@@ -109,6 +109,10 @@ class AnalyticsAgency:
         bound = self.max_cell_count * histogram.sensitivity
         return np.clip(cell_totals(self.records, histogram, domain, self.person_kept(histogram, domain)), -bound, bound)
 
+    def exact_capped(self, histogram: Histogram, domain: Domain) -> np.ndarray:
+        """Its exact totals under the caps, for the harness's cap-bias figure (never released)."""
+        return self._exact(histogram, domain)
+
     def sensitivity(self, histogram: Histogram) -> int:
         """How far one unit moves the histogram (L2, integer units): one record, or one person
         within the caps (privacy.person_histogram)."""

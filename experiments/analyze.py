@@ -208,8 +208,12 @@ def run_query(q: QueryConfig, analytics: AnalyticsConfig, domain: Domain, agenci
     person = agencies[0].persons is not None
     summary: dict[str, Any] = {"kind": query.kind, "mode": mode, "mechanism": MECHANISM[mode], "unit": "person" if person else "record", "unit_description": PERSON_UNIT if person else UNIT, "by": list(query.by), "cells": hists[0].size(domain)}
     summary["sensitivity"] = {h.name: agencies[0].sensitivity(h) for h in hists}  # integer units (a sum: fixed-point steps), L2
-    if person:  # the harness's figure: records the person caps left out, over every agency
+    if person:  # the harness's figures: records the person caps left out, over every agency, and
+        # (count, top_k, sum) the mean |capped − exact| per cell: the part of the error the caps cause
         summary["dropped_by_person_cap"] = max(sum(a.dropped_by_person_cap(h, domain) or 0 for a in agencies) for h in hists)
+        if len(hists) == 1:
+            capped = np.sum([a.exact_capped(hists[0], domain) for a in agencies], axis=0)
+            summary["cap_bias_mae"] = float(np.abs(capped - pooled(agencies, hists[0], domain)).mean()) * hists[0].scale
     try:
         if mode == "federated" and n - len(releasing) > design[hists[0].name].tolerate:
             raise AnalyticsRefused(f"{n - len(releasing)} of {n} agencies dropped out; the shares tolerate {design[hists[0].name].tolerate}: the sum would carry less noise than σ, so nothing is released")
@@ -493,6 +497,8 @@ def format_summary(summary: dict[str, Any]) -> str:
             note += f"; {q['column']} in [{q['bounds'][0]:g}, {q['bounds'][1]:g}]: {q['clamped']:,} clamped, {q['missing']:,} without a value"
         if q.get("dropped_by_person_cap") is not None:
             note += f"; {q['dropped_by_person_cap']:,} records over the person caps dropped"
+            if q.get("cap_bias_mae") is not None:
+                note += f" (MAE from the caps alone {q['cap_bias_mae']:.3g})"
         lines.append(f"{name:<24} {q['kind']:<6} {sigma:>8.3g} {q['mae']:>10.4g} {rel:>8}  {note}")
     return "\n".join(lines)
 

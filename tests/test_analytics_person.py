@@ -210,6 +210,7 @@ def test_peel_analyze_at_the_person_unit_end_to_end(tmp_path: Path, capsys: pyte
     for q in block["queries"].values():
         assert q["refused"] is None and q["unit"] == "person" and q["dropped_by_person_cap"] > 0
     assert block["queries"]["by_type"]["sensitivity"] == {"by_type": 3}  # ⌈√8⌉
+    assert block["queries"]["by_type"]["cap_bias_mae"] > 0 and "cap_bias_mae" not in block["queries"]["lat"]  # a mean has two histograms
     spec = json.loads((run_dir / "federation.json").read_text(encoding="utf-8"))
     kw = {"value_discretization_interval": 1e-4, "pessimistic_estimate": True}
     per_agency = {}
