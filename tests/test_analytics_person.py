@@ -234,3 +234,23 @@ def test_peel_analyze_at_the_person_unit_end_to_end(tmp_path: Path, capsys: pyte
         worst = max(worst, composed.get_epsilon_for_delta(1e-5))
     assert block["person_across_federation"]["epsilon"] == pytest.approx(worst, rel=0.01)
     assert block["person_across_federation"]["max_agencies"] == 2
+
+
+@pytest.mark.parametrize(("m", "k", "c"), [(5, None, None), (4, 2, 2), (6, 3, 1), (2, 5, 3)])
+def test_vectorised_caps_keep_what_the_greedy_rule_keeps_for_every_person(tmp_path: Path, m: int, k: int | None, c: int | None) -> None:
+    caps = PersonCaps(m, k, c)
+    agency = _agency(tmp_path, "a", caps, heavy=25)
+    assert agency.persons is not None
+    domain = Domain(MONTHS, ("a",), crime_types=TYPES)
+    h = Histogram("h", ("month", "crime_type"), where=(("crime_type", ("Burglary", "Robbery")),))
+    cell, counted = cell_index(agency.records, h, domain)
+    fast = cell_caps(agency.persons, cell, counted)
+    slow = np.zeros(len(cell), dtype=bool)
+    for unit in np.unique(agency.persons.unit):
+        rows = [i for i in np.flatnonzero(agency.persons.unit == unit) if counted[i]]
+        kept: dict[int, int] = {}
+        for i in sorted(rows, key=lambda i: agency.persons.rank[i]):
+            if sum(kept.values()) < m and (cell[i] in kept or len(kept) < caps.cells) and kept.get(int(cell[i]), 0) < caps.per_cell:
+                kept[int(cell[i])] = kept.get(int(cell[i]), 0) + 1
+                slow[i] = True
+    np.testing.assert_array_equal(fast, slow)
