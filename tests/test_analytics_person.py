@@ -240,16 +240,17 @@ def test_peel_analyze_at_the_person_unit_end_to_end(tmp_path: Path, capsys: pyte
 def test_vectorised_caps_keep_what_the_greedy_rule_keeps_for_every_person(tmp_path: Path, m: int, k: int | None, c: int | None) -> None:
     caps = PersonCaps(m, k, c)
     agency = _agency(tmp_path, "a", caps, heavy=25)
-    assert agency.persons is not None
+    persons = agency.persons
+    assert persons is not None
     domain = Domain(MONTHS, ("a",), crime_types=TYPES)
     h = Histogram("h", ("month", "crime_type"), where=(("crime_type", ("Burglary", "Robbery")),))
     cell, counted = cell_index(agency.records, h, domain)
-    fast = cell_caps(agency.persons, cell, counted)
+    fast = cell_caps(persons, cell, counted)
     slow = np.zeros(len(cell), dtype=bool)
-    for unit in np.unique(agency.persons.unit):
-        rows = [i for i in np.flatnonzero(agency.persons.unit == unit) if counted[i]]
+    for unit in np.unique(persons.unit):
+        rows = [i for i in np.flatnonzero(persons.unit == unit) if counted[i]]
         kept: dict[int, int] = {}
-        for i in sorted(rows, key=lambda i: agency.persons.rank[i]):
+        for i in sorted(rows, key=lambda i: persons.rank[i]):
             if sum(kept.values()) < m and (cell[i] in kept or len(kept) < caps.cells) and kept.get(int(cell[i]), 0) < caps.per_cell:
                 kept[int(cell[i])] = kept.get(int(cell[i]), 0) + 1
                 slow[i] = True
