@@ -9,7 +9,9 @@ refused with the reason and nothing leaves.
 
 Histograms hold counts, or fixed-point sums of a bounded numeric column (tasks.analytics): both
 integers, so the same noise and secure sum serve both, with the sensitivity one record (or one
-person) moves them by.
+person) moves them by. Under `privacy.unit: person` the agency reads its own persons.csv and
+federation.key, counts each person's records under the caps (privacy.person_histogram) and
+charges its person ledger (add-remove-person).
 
 Modes, per histogram:
 - local: its own counts + N_Z(0, σ²), published as they are;

@@ -5,6 +5,10 @@ The unit is one incident record under add/remove-one neighbours: a record falls 
 cell of a histogram, so adding or removing it changes one cell by 1 (L1 = L2 sensitivity 1).
 The privacy loss of a vector with one coordinate moved by 1 is that of the one-dimensional
 discrete Gaussian at sensitivity 1, so a whole histogram is one `discrete-gaussian` event.
+A fixed-point sum (tasks.analytics) moves one cell by up to QUANTA steps: the same event at that
+integer sensitivity; under the person unit the sensitivity is the caps' L2 bound
+(privacy.person_histogram). `calibrate_noise_multiplier` gives histograms of different
+sensitivities one noise-to-sensitivity ratio.
 
 Federated noise (`ShareDesign`): each of n agencies adds its own N_Z(0, s²) to its counts, and
 only the sum of the shares leaves secure aggregation. Up to t agencies may drop out before
