@@ -113,7 +113,7 @@ def _vectors(caps: PersonCaps) -> set[tuple[int, ...]]:
     return out
 
 
-@pytest.mark.parametrize(("caps", "sigma"), [(PersonCaps(5), 4.0), (PersonCaps(5), 20.0), (PersonCaps(5, 5, 1), 6.0), (PersonCaps(6, 3, 2), 9.0)])
+@pytest.mark.parametrize(("caps", "sigma"), [(PersonCaps(5), 4.0), (PersonCaps(5), 20.0), (PersonCaps(5), 50.0), (PersonCaps(5, 5, 1), 6.0), (PersonCaps(6, 3, 2), 9.0)])
 def test_charged_one_dimensional_shift_dominates_every_vector_the_caps_allow(caps: PersonCaps, sigma: float) -> None:
     """The accounting assumption (privacy/person_histogram.py): the exact PLD of every allowed
     shift vector (a composition of one-dimensional discrete Gaussians, the noise being
