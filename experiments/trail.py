@@ -10,6 +10,7 @@ from pathlib import Path
 from federation.spec import TRAIL_FILE
 from privacy.audit_trail import verify
 from privacy.ledger import Ledger, LedgerError, LedgerLost
+from privacy.person_unit import person_ledger_path
 
 
 def _ledger_path(agency: dict, spec: dict, run_dir: Path | None) -> Path:
@@ -25,26 +26,33 @@ def _ledger_path(agency: dict, spec: dict, run_dir: Path | None) -> Path:
 
 
 def ledger_rows(spec: dict, run_id: str, problems: list[str] | None = None, run_dir: Path | None = None) -> list[dict]:
-    """This run's releases as each agency's ledger recorded them. A ledger that cannot be read
+    """This run's releases as each agency's ledgers recorded them: its record ledger and, beside
+    it, its person ledger (privacy.unit person charges that one). A ledger that cannot be read
     (corrupt, or missing, emptied or replaced against its anchor) is added to `problems` when
     given."""
-    rows = []
+    rows: list[dict] = []
     for agency in spec["agencies"]:
-        path = _ledger_path(agency, spec, run_dir)
-        try:
-            with Ledger.inspect(path) as ledger:
-                for row in ledger.rows():
-                    if row["run_id"] == run_id:
-                        rows.append({"run": run_id, "architecture": row["architecture"], "round": row["round"], "agency": agency["name"], "epsilon": row["epsilon_after"]})
-        except LedgerLost as exc:
-            if problems is not None:
-                problems.append(f"ledger of {agency['name']}: {exc}")
-        except LedgerError as exc:
-            # No file and no anchor: an agency that never charged (a run without DP), unless
-            # the trail holds its releases, which the cross-check then names as missing.
-            if problems is not None and path.exists():
-                problems.append(f"ledger of {agency['name']}: {exc}")
+        record = _ledger_path(agency, spec, run_dir)
+        for path in (record, person_ledger_path(record)):
+            _read_rows(path, agency["name"], run_id, rows, problems)
     return rows
+
+
+def _read_rows(path: Path, agency: str, run_id: str, rows: list[dict], problems: list[str] | None) -> None:
+    """Append the run's releases in the ledger at `path` to `rows` (its problems to `problems`)."""
+    try:
+        with Ledger.inspect(path) as ledger:
+            for row in ledger.rows():
+                if row["run_id"] == run_id:
+                    rows.append({"run": run_id, "architecture": row["architecture"], "round": row["round"], "agency": agency, "epsilon": row["epsilon_after"]})
+    except LedgerLost as exc:
+        if problems is not None:
+            problems.append(f"ledger of {agency}: {exc}")
+    except LedgerError as exc:
+        # No file and no anchor: an agency that never charged (a run without DP), unless
+        # the trail holds its releases, which the cross-check then names as missing.
+        if problems is not None and path.exists():
+            problems.append(f"ledger of {agency}: {exc}")
 
 
 def _json(path: Path, what: str) -> dict | None:
