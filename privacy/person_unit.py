@@ -56,11 +56,12 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from privacy.accounting import ADD_REMOVE, REPLACE_ONE, Entry, epsilon
+from privacy.accounting import ADD_REMOVE, REPLACE_ONE, Entry, MechanismEvent, epsilon
+from privacy.mechanisms import DISCRETE_GAUSSIAN
 
 __all__ = [
     "ADD_REMOVE_PERSON",
@@ -123,8 +124,22 @@ def record_epsilon_of_person_releases(history: Sequence[Entry], delta: float) ->
     """ε per incident record of a person ledger's releases. Removing one record changes one
     unit's content (its owner's clipped sum, both sides within the C-ball; the cap's selection
     reads only that owner's records) or removes a one-record unit: each step is dominated by the
-    replace-one subsampled Gaussian at the same (σ, q), which the PLD accountant computes."""
-    return epsilon(history, delta, "pld", REPLACE_ONE) if history else 0.0
+    replace-one subsampled Gaussian at the same (σ, q), which the PLD accountant computes.
+
+    A person-capped histogram (discrete Gaussian at the person sensitivity Δ) is different: a
+    removed record the caps kept can let its owner's next record in, moving two cells by up to
+    one record's value each, √2 times what one record moves — more than Δ when the caps keep one
+    record per person. The ledger does not keep the caps, so such events are accounted at
+    ⌈√2·Δ⌉ (an upper bound, loose when the caps keep several records)."""
+    if not history:
+        return 0.0
+    return epsilon([_record_swap(e) for e in history], delta, "pld", REPLACE_ONE)
+
+
+def _record_swap(entry: Entry) -> Entry:
+    if isinstance(entry, MechanismEvent) and entry.kind == DISCRETE_GAUSSIAN:
+        return replace(entry, sensitivity=float(math.ceil(math.sqrt(2) * entry.sensitivity - 1e-9)))
+    return entry
 
 
 @dataclass(frozen=True)

@@ -156,3 +156,21 @@ def test_epsilon_by_unit_skips_a_ledger_of_another_relation(tmp_path) -> None:
     with Ledger.open(tmp_path / "ledger.sqlite", "h") as ledger:
         ledger.charge("run", "fedavg-dp", 1, (1.0, 0.1, 10), delta=DELTA, accountant="pld", budget=50.0, neighbouring=REPLACE_ONE)
     assert epsilon_by_unit("record", [AgencyLedger("h", tmp_path / "ledger.sqlite", HeaviestPerson(3, 2))], max_agencies=2) is None
+
+
+def test_a_person_capped_histogram_costs_a_record_swap_of_two_cells() -> None:
+    # Caps keeping one record per person: removing the kept record lets the next one in, moving two
+    # cells by one (L2 √2 > Δ = 1). The record figure accounts such events at ⌈√2·Δ⌉ = 2.
+    from privacy.accounting import REPLACE_ONE, MechanismEvent, epsilon
+
+    histogram = MechanismEvent("discrete-gaussian", 5.0, 1.0)
+    swapped = MechanismEvent("discrete-gaussian", 5.0, 2.0)
+    rounds = (1.0, 0.01, 200)
+    assert record_epsilon_of_person_releases([histogram], DELTA) == pytest.approx(epsilon([swapped], DELTA, "pld", REPLACE_ONE), rel=1e-9)
+    assert record_epsilon_of_person_releases([histogram], DELTA) > epsilon([histogram], DELTA, "pld", REPLACE_ONE)
+    both = record_epsilon_of_person_releases([rounds, histogram], DELTA)
+    assert both == pytest.approx(epsilon([rounds, swapped], DELTA, "pld", REPLACE_ONE), rel=1e-9)
+    # A larger Δ (caps keeping several records) is rounded up from √2·Δ: 3 → 5.
+    assert record_epsilon_of_person_releases([MechanismEvent("discrete-gaussian", 9.0, 3.0)], DELTA) == pytest.approx(
+        epsilon([MechanismEvent("discrete-gaussian", 9.0, 5.0)], DELTA, "pld", REPLACE_ONE), rel=1e-9
+    )
