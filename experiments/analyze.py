@@ -24,6 +24,7 @@ import pandas as pd
 import yaml
 
 from clients.analytics import AnalyticsAgency, AnalyticsRefused
+from experiments.analytics_audit import audit_note, audit_queries, floor_note
 from experiments.analytics_config import AnalyticsConfig, QueryConfig
 from experiments.analytics_scoring import count_errors, rate_errors, rate_half_width, rates, top_k, top_k_scores, value_errors
 from experiments.config import ConfigError, PeelConfig, dump
@@ -234,6 +235,9 @@ def run_query(q: QueryConfig, analytics: AnalyticsConfig, domain: Domain, agenci
         share_sigma=first.share_sigma,
         released_sigma=math.sqrt(first.variance),
         tolerate=design[hists[0].name].tolerate if mode == "federated" else None,
+        honest_shares=design[hists[0].name].honest if mode == "federated" else None,
+        # The share σ the sum-of-shares bound forces above σ/√(n − t) (experiments.analytics_audit.floor_note).
+        share_floored=mode == "federated" and first.sigma > 0 and design[hists[0].name].share_sigma > first.sigma / math.sqrt(design[hists[0].name].honest) * (1 + 1e-9),
         reporting=len(first.reporting),
         modulus_bits=int(first.modulus).bit_length() - 1 if first.modulus else None,
         delta_slack=first.delta_slack,
@@ -387,6 +391,8 @@ def release_block(config: PeelConfig, federation: Any, agencies: Sequence[Analyt
         if outcome.frame is not None:
             write_atomic(out_dir / "analytics" / f"{q.name}.csv", outcome.frame.to_csv(index=False, float_format="%.6g"))
         results[q.name] = outcome.summary
+    if config.audit.enabled and analytics.mode != "central" and not noise_off_for_tests:
+        audit_queries(results, config.privacy.delta)
     return _json_safe({
         "run_id": run_id,
         "mode": analytics.mode,
@@ -495,6 +501,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         if q["kind"] in VALUE_KINDS:  # σ of the (fixed-point) sum, in the column's units
             sigma = q["sum_released_sigma_value"]
             note += f"; {q['column']} in [{q['bounds'][0]:g}, {q['bounds'][1]:g}]: {q['clamped']:,} clamped, {q['missing']:,} without a value"
+        note += floor_note(q) + audit_note(q)
         if q.get("dropped_by_person_cap") is not None:
             note += f"; {q['dropped_by_person_cap']:,} records over the person caps dropped"
             if q.get("cap_bias_mae") is not None:

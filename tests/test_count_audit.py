@@ -25,6 +25,16 @@ def test_the_release_design_passes_its_audit(agencies: int, tolerate: int, epsil
     assert abs(audit.lower_bound - audit.ceiling) < 0.25
 
 
+def test_a_larger_sensitivity_is_audited_as_a_shift_of_that_many() -> None:
+    # A person-capped histogram (Δ = 3): charged for Δ = 3 it passes; charged for Δ = 1 it is caught.
+    sigma = 3 * calibrate_count_sigma(1.0, DELTA)
+    design = ShareDesign(3, 0, sigma)
+    right = audit_release(design.share_sigma, design.honest, design.guaranteed_sigma, DELTA, sensitivity=3, draws_per_world=DRAWS)
+    assert right.passed and right.claimed_epsilon == pytest.approx(1.0, rel=0.02)
+    wrong = audit_release(design.share_sigma, design.honest, 3 * design.guaranteed_sigma, DELTA, sensitivity=3, draws_per_world=DRAWS)
+    assert not wrong.passed
+
+
 def test_a_sampler_with_a_fifth_of_the_noise_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     import privacy.audit.count_audit as count_audit
     from privacy.noise import sample_discrete_gaussian as real

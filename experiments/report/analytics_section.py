@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
+from experiments.analytics_audit import audit_note, floor_note
 from experiments.report import fmt
 from experiments.report.figure import Plot, _png
 from privacy.durable import replace_durably
@@ -89,6 +90,7 @@ def _row(name: str, q: dict[str, Any]) -> str:
                   f"fixed point: 1 step = {fmt.num(q.get('quantum'))}, σ charged in steps at sensitivity {q.get('sensitivity_steps')}")
     if q.get("dropped_by_person_cap") is not None:
         extra += f"; {q.get('dropped_by_person_cap')} records over the person caps dropped"
+    extra += floor_note(q) + audit_note(q)  # the end table's words
     cells += [fmt.num(sigma), fmt.num(q.get("sigma_charged")), fmt.eps(eps_after), fmt.num(q.get("mae")), fmt.percent(q.get("relative_error"), 1), escape(extra)]
     return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
 

@@ -5,7 +5,7 @@ The released cell is the agencies' exact counts plus every reporting agency's no
 coordinator colluding with `tolerate` agencies subtracts their shares, so what protects a record
 is the sum of the n − t honest shares (`ShareDesign.honest`, each drawn by the real CSPRNG
 sampler at `ShareDesign.share_sigma`). The audit draws that sum in two worlds that differ by one
-record in the cell (count c and c + 1), and tests "released ≥ threshold" — the optimal test for
+unit in the cell (count c and c + Δ, Δ the histogram's integer sensitivity), and tests "released ≥ threshold" — the optimal test for
 a shift, since the noise is symmetric and unimodal. Any (ε, δ)-DP release obeys
 TPR ≤ e^ε·FPR + δ, so ε ≥ ln((TPR − δ)/FPR); with Clopper–Pearson bounds (TPR from below, FPR
 from above) this is a lower bound on the true ε at `confidence`. The thresholds are fixed before
@@ -37,12 +37,13 @@ __all__ = ["CountAudit", "audit_release", "audit_share_design"]
 class CountAudit:
     """The audit of one histogram's release design: the claim, and what the draws refute."""
 
-    claimed_epsilon: float  # ε of one histogram at the charged σ (the ledger's event), at δ
+    claimed_epsilon: float  # ε of one histogram at the charged σ and Δ (the ledger's event), at δ
     lower_bound: float  # ε the draws refute at `confidence` (0: nothing refuted)
     ceiling: float  # the bound this audit is expected to show if the release is exactly as charged
     delta: float
     honest_shares: int
     share_sigma: float
+    sensitivity: int
     draws_per_world: int
     threshold: int
     confidence: float
@@ -80,31 +81,34 @@ def _epsilon_of(false_pos: int, true_pos: int, draws: int, delta: float, confide
 THRESHOLD_SIGMAS = (0.5, 1.0, 1.5, 2.0, 2.5)
 
 
-def audit_release(share_sigma: float, honest_shares: int, charged_sigma: float, delta: float, *, draws_per_world: int = 10_000, confidence: float = 0.95) -> CountAudit:
+def audit_release(share_sigma: float, honest_shares: int, charged_sigma: float, delta: float, *, sensitivity: int = 1, draws_per_world: int = 10_000, confidence: float = 0.95) -> CountAudit:
     """Audit a cell whose noise is `honest_shares` shares of `share_sigma` (what is left when the
     coordinator and the colluding agencies subtract theirs) against the ε charged for one
-    histogram at `charged_sigma` and `delta`. World 0 releases 0 + noise, world 1 releases 1 + noise."""
+    histogram at `charged_sigma`, `sensitivity` and `delta`. World 0 releases 0 + noise, world 1
+    releases Δ + noise."""
+    if isinstance(sensitivity, bool) or int(sensitivity) != sensitivity or sensitivity < 1:
+        raise ValueError(f"sensitivity must be a whole number ≥ 1, got {sensitivity!r}")
     if draws_per_world < 100:
         raise ValueError(f"an audit needs at least 100 draws per world, got {draws_per_world}")
     if share_sigma <= 0 or honest_shares < 1:
         raise ValueError("no noise: nothing to audit (the release is not DP)")
     world0 = _noise_sums(share_sigma, honest_shares, draws_per_world)
-    world1 = _noise_sums(share_sigma, honest_shares, draws_per_world) + 1
+    world1 = _noise_sums(share_sigma, honest_shares, draws_per_world) + sensitivity
     spread = math.sqrt(honest_shares * discrete_gaussian_variance(share_sigma))
     each = 1 - (1 - confidence) / len(THRESHOLD_SIGMAS)  # Bonferroni over the thresholds tried
     lower, threshold, ceiling = 0.0, 0, 0.0
     for z in THRESHOLD_SIGMAS:
-        at = max(1, round(z * spread))
+        at = max(1, round(sensitivity / 2 + z * spread))
         found = _epsilon_of(*_rates(world0, world1, at), draws_per_world, delta, each)
         if found > lower:
             lower, threshold = found, at
         # Expected counts at this threshold under the charged noise (normal approximation, with
         # the continuity correction of an integer threshold): what an exact release would show.
-        expected = (norm.sf((at - 0.5) / charged_sigma), norm.sf((at - 1.5) / charged_sigma))
+        expected = (norm.sf((at - 0.5) / charged_sigma), norm.sf((at - 0.5 - sensitivity) / charged_sigma))
         false_pos, true_pos = (round(float(p) * draws_per_world) for p in expected)
         ceiling = max(ceiling, _epsilon_of(false_pos, true_pos, draws_per_world, delta, each))
-    claimed = epsilon([count_event(charged_sigma)], delta, "pld")
-    return CountAudit(claimed, lower, ceiling, delta, honest_shares, share_sigma, draws_per_world, threshold, confidence)
+    claimed = epsilon([count_event(charged_sigma, sensitivity=int(sensitivity))], delta, "pld")
+    return CountAudit(claimed, lower, ceiling, delta, honest_shares, share_sigma, int(sensitivity), draws_per_world, threshold, confidence)
 
 
 def audit_share_design(design: ShareDesign, delta: float, *, draws_per_world: int = 10_000, confidence: float = 0.95) -> CountAudit:
