@@ -140,7 +140,11 @@ def end_table_line(summary: dict[str, Any]) -> str | None:
 
     def figure(name: str) -> str:
         x = block.get(name)
-        return "-" if not x else f"{x['epsilon']:.3g}" + ("" if x["delta"] == block["record"]["delta"] else f" (δ={x['delta']:.2g})")
+        if not x:
+            return "-"
+        if x["epsilon"] is None:
+            return "unbounded (record-unit releases, no person keys)"
+        return f"{x['epsilon']:.3g}" + ("" if x["delta"] == block["record"]["delta"] else f" (δ={x['delta']:.2g})")
 
     across = block.get("person_across_federation") or {}
     line = (
@@ -148,6 +152,8 @@ def end_table_line(summary: dict[str, Any]) -> str | None:
         f"person within an agency {figure('person_within_agency')}, person across the federation (≤ {across.get('max_agencies', '?')} agencies) "
         f"{figure('person_across_federation')}"
     )
+    if block.get("released_at_both_units"):
+        line += f"; {', '.join(block['released_at_both_units'])} released at both units: both ledgers counted"
     conversion = block.get("group_conversion_heaviest_person")
     if conversion:
         line += (

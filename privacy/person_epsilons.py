@@ -7,10 +7,17 @@ From the agencies' ledgers, spent to date at each ledger's pinned δ; max over a
 average. Record unit: the record ledgers; the person figures are group conversions for the
 heaviest person (the only person-level statement record-level DP-SGD supports). Person unit: the
 person ledgers; the record figure is their replace-one ε (one record changes one unit's content).
+
+An agency that released at both units (its folder used in place by runs of either unit) has
+both ledgers: its record figure then composes the two under replace-one
+(`record_epsilon_of_both`), and under the person unit its person figure adds, by basic
+composition, the group conversion of its record-unit releases for its heaviest person (none is
+possible without person keys: the figure is then None, with the reason).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +29,14 @@ from policedata.persons import NO_PERSON, RecordPersons
 from privacy.accounting import ADD_REMOVE, Entry, epsilon
 from privacy.ledger import Ledger, LedgerError
 from privacy.person_clip import owners
-from privacy.person_unit import ADD_REMOVE_PERSON, federation_epsilon, group_conversion, person_ledger_path, record_epsilon_of_person_releases
+from privacy.person_unit import (
+    ADD_REMOVE_PERSON,
+    federation_epsilon,
+    group_conversion,
+    person_ledger_path,
+    record_epsilon_of_both,
+    record_epsilon_of_person_releases,
+)
 
 __all__ = ["AgencyLedger", "HeaviestPerson", "epsilon_by_unit", "heaviest_person"]
 
@@ -73,7 +87,21 @@ def _history(path: Path, relation: str) -> tuple[list[Entry], float | None]:
         return [], None
 
 
-def _figure(eps: float, delta: float, method: str, **extra: Any) -> dict[str, Any]:
+def _record_releases_for_person(history: list[Entry], delta: float, accountant: str, heaviest: HeaviestPerson | None) -> dict[str, Any]:
+    """What an agency's record-unit releases give its heaviest person: group privacy of their
+    record ε (k records); no bound (ε None) where the agency has no person keys to count k."""
+    eps = epsilon(history, delta, accountant, ADD_REMOVE)
+    if heaviest is None or heaviest.records == 0:
+        return {"epsilon": None, "delta": delta, "record_epsilon": eps, "method": "no person keys: a person's records cannot be counted, so no bound"}
+    return {**group_conversion(eps, delta, heaviest.records).as_dict(), "record_epsilon": eps}
+
+
+def _or_inf(eps: float | None) -> float:
+    """None (no bound) ranks above every ε."""
+    return math.inf if eps is None else eps
+
+
+def _figure(eps: float | None, delta: float, method: str, **extra: Any) -> dict[str, Any]:
     return {"epsilon": eps, "delta": delta, "method": method, **extra}
 
 
@@ -88,14 +116,20 @@ def epsilon_by_unit(unit: str, agencies: Sequence[AgencyLedger], *, max_agencies
     delta = max(float(d) for h, d in read.values() if h and d is not None)  # the weakest pinned δ
     heaviest = {a.name: a.heaviest for a in agencies if a.name in histories}
     per_agency: dict[str, dict[str, Any]] = {}
+    # The other unit's ledger of each agency (releases there count too, see the module docstring).
+    other_of = (lambda a: a.ledger) if unit == "person" else (lambda a: person_ledger_path(a.ledger))
+    others = {a.name: _history(other_of(a), ADD_REMOVE if unit == "person" else ADD_REMOVE_PERSON)[0] for a in agencies if a.name in histories}
     for name, history in histories.items():
         own = epsilon(history, delta, accountant, ADD_REMOVE)  # both relations are accounted add/remove
+        other = others.get(name) or []
         if unit == "person":
-            record = record_epsilon_of_person_releases(history, delta)
+            record = record_epsilon_of_both(other, history, delta) if other else record_epsilon_of_person_releases(history, delta)
             entry: dict[str, Any] = {"record": record, "person_within_agency": own}
         else:
-            record = own
+            record = record_epsilon_of_both(history, other, delta) if other else own
             entry = {"record": record, "person_within_agency": None}
+        if other:
+            entry["other_unit_releases"] = len(other)
         hp = heaviest.get(name)
         if hp is not None and hp.records > 0:
             entry["heaviest_person_records"] = hp.records
@@ -105,6 +139,10 @@ def epsilon_by_unit(unit: str, agencies: Sequence[AgencyLedger], *, max_agencies
                 entry["person_all_roles_heaviest"] = _all_roles(record, delta, hp.units)
             else:
                 entry["person_within_agency"] = entry["group_conversion_heaviest_person"]["epsilon"]
+        if unit == "person" and other:  # its record-unit releases protect a person by group privacy only
+            entry["record_unit_releases_group_conversion"] = _record_releases_for_person(other, delta, accountant, hp)
+            added = entry["record_unit_releases_group_conversion"]["epsilon"]
+            entry["person_within_agency"] = None if added is None else own + added
         per_agency[name] = entry
     worst = max(per_agency, key=lambda n: per_agency[n]["record"])
     out: dict[str, Any] = {
@@ -112,14 +150,26 @@ def epsilon_by_unit(unit: str, agencies: Sequence[AgencyLedger], *, max_agencies
         "record": _figure(per_agency[worst]["record"], delta, "replace-one PLD of the person ledgers (one record changes one person's clipped sum)" if unit == "person" else "the record ledgers (add/remove-one record)", agency=worst),
         "per_agency": per_agency,
     }
+    both = [n for n in per_agency if per_agency[n].get("other_unit_releases")]
+    if both:
+        out["record"]["method"] = f"replace-one PLD of each agency's record and person ledgers together ({', '.join(both)} released at both units)"
+        out["released_at_both_units"] = both
     conversions = {n: e["group_conversion_heaviest_person"] for n, e in per_agency.items() if "group_conversion_heaviest_person" in e}
     if conversions:
         top = max(conversions, key=lambda n: conversions[n]["epsilon"])
         out["group_conversion_heaviest_person"] = {**conversions[top], "agency": top, "method": f"group privacy (k·ε, k·e^((k-1)ε)·δ) of the record-level ε for the heaviest person (k = {conversions[top]['k']} records); for contrast"}
     if unit == "person":
-        within = max(per_agency, key=lambda n: per_agency[n]["person_within_agency"])
-        out["person_within_agency"] = _figure(per_agency[within]["person_within_agency"], delta, "add/remove one person with every record attributed to them (victim, else suspect), PLD of the person ledger", agency=within)
+        within = max(per_agency, key=lambda n: _or_inf(per_agency[n]["person_within_agency"]))
+        method = "add/remove one person with every record attributed to them (victim, else suspect), PLD of the person ledger"
+        if both:
+            method += f"; plus, by basic composition, the group conversion of the record-unit releases of {', '.join(both)} for their heaviest person"
+        out["person_within_agency"] = _figure(per_agency[within]["person_within_agency"], delta, method, agency=within)
         out["person_across_federation"] = federation_epsilon(histories, delta, max_agencies).as_dict()
+        if both:  # basic composition with the largest group conversions of record-unit releases
+            extra = sorted((_or_inf(per_agency[n]["record_unit_releases_group_conversion"]["epsilon"]) for n in both), reverse=True)[:max_agencies]
+            total = out["person_across_federation"]["epsilon"] + sum(extra)
+            out["person_across_federation"]["epsilon"] = None if math.isinf(total) else total
+            out["person_across_federation"]["method"] += f"; plus, by basic composition, the group conversions of the record-unit releases of {', '.join(both)}"
         spread = {n: e["person_all_roles_heaviest"] for n, e in per_agency.items() if e.get("person_all_roles_heaviest")}
         if spread:
             top = max(spread, key=lambda n: spread[n]["epsilon"])

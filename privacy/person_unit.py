@@ -71,6 +71,7 @@ __all__ = [
     "federation_epsilon",
     "group_conversion",
     "person_ledger_path",
+    "record_epsilon_of_both",
     "record_epsilon_of_person_releases",
 ]
 
@@ -134,6 +135,15 @@ def record_epsilon_of_person_releases(history: Sequence[Entry], delta: float) ->
     if not history:
         return 0.0
     return epsilon([_record_swap(e) for e in history], delta, "pld", REPLACE_ONE)
+
+
+def record_epsilon_of_both(record_history: Sequence[Entry], person_history: Sequence[Entry], delta: float) -> float:
+    """ε per incident record of an agency that released at both units: its record ledger's
+    releases and its person ledger's (as `record_epsilon_of_person_releases` converts them)
+    composed under replace-one, the relation both can be stated in (the record ledger's own
+    add/remove figure alone would leave the person-unit releases out)."""
+    history = [*record_history, *(_record_swap(e) for e in person_history)]
+    return epsilon(history, delta, "pld", REPLACE_ONE) if history else 0.0
 
 
 def _record_swap(entry: Entry) -> Entry:

@@ -134,18 +134,50 @@ def test_epsilon_by_unit_person_and_record(tmp_path) -> None:
     assert block["record"]["epsilon"] > 0 and block["person_all_roles_heaviest"]["units"] == 3
     conv = block["group_conversion_heaviest_person"]
     assert conv["k"] == 6 and conv["epsilon"] == pytest.approx(6 * block["per_agency"][conv["agency"]]["record"])
-    # the same agencies with no person ledger but record ledgers: record unit
+    # record ledgers alone (other folders): record unit, add/remove
+    alone = []
     for a, releases in RELEASES.items():
-        with Ledger.open(tmp_path / a / "ledger.sqlite", a) as ledger:
+        (tmp_path / "alone" / a).mkdir(parents=True)
+        with Ledger.open(tmp_path / "alone" / a / "ledger.sqlite", a) as ledger:
             for i, release in enumerate(releases):
                 ledger.charge("run", "fedavg-dp", i + 1, release, delta=DELTA, accountant="pld", budget=50.0)
-    record = epsilon_by_unit("record", agencies, max_agencies=2)
-    assert record is not None
+        alone.append(AgencyLedger(a, tmp_path / "alone" / a / "ledger.sqlite", HeaviestPerson(6, 3)))
+    record = epsilon_by_unit("record", alone, max_agencies=2)
+    assert record is not None and "released_at_both_units" not in record
     assert record["record"]["epsilon"] == pytest.approx(within, rel=0.01)
     assert record["person_within_agency"]["epsilon"] == pytest.approx(6 * record["record"]["epsilon"])
     top2 = sorted((6 * e["record"] for e in record["per_agency"].values()), reverse=True)[:2]
     assert record["person_across_federation"]["epsilon"] == pytest.approx(sum(top2))
     assert epsilon_by_unit("person", [AgencyLedger("x", tmp_path / "none" / "ledger.sqlite")], max_agencies=2) is None
+
+
+def test_an_agency_that_released_at_both_units_is_counted_in_both_figures(tmp_path) -> None:
+    # The same folders used in place by a person-unit run and then a record-unit run: each agency
+    # has both ledgers, and neither unit's figures may leave the other's releases out.
+    from privacy.accounting import REPLACE_ONE, epsilon
+    from privacy.person_epsilons import AgencyLedger, HeaviestPerson, epsilon_by_unit
+
+    _person_ledgers(tmp_path)
+    for a, releases in RELEASES.items():
+        with Ledger.open(tmp_path / a / "ledger.sqlite", a) as ledger:
+            for i, release in enumerate(releases):
+                ledger.charge("run2", "fedavg-dp", i + 1, release, delta=DELTA, accountant="pld", budget=50.0)
+    agencies = [AgencyLedger(a, tmp_path / a / "ledger.sqlite", HeaviestPerson(6, 3)) for a in RELEASES]
+    both = max(epsilon(r + r, DELTA, "pld", REPLACE_ONE) for r in RELEASES.values())  # replace-one over both ledgers
+    alone = max(epsilon(r, DELTA, "pld", ADD_REMOVE) for r in RELEASES.values())
+    for unit in ("record", "person"):
+        block = epsilon_by_unit(unit, agencies, max_agencies=2)
+        assert block is not None and sorted(block["released_at_both_units"]) == sorted(RELEASES)
+        assert block["record"]["epsilon"] == pytest.approx(both, rel=1e-6) and block["record"]["epsilon"] > alone
+        assert "record and person ledgers together" in block["record"]["method"]
+    person = epsilon_by_unit("person", agencies, max_agencies=2)
+    assert person is not None
+    for a, r in RELEASES.items():  # own person ε + 6 × the record-unit releases' ε (group privacy)
+        entry = person["per_agency"][a]
+        assert entry["person_within_agency"] == pytest.approx(epsilon(r, DELTA, "pld", ADD_REMOVE) * 7, rel=1e-6)
+    # Without person keys, the record-unit releases give a person no bound: said, not a number.
+    blind = epsilon_by_unit("person", [AgencyLedger(a, tmp_path / a / "ledger.sqlite") for a in RELEASES], max_agencies=2)
+    assert blind is not None and blind["person_within_agency"]["epsilon"] is None and blind["person_across_federation"]["epsilon"] is None
 
 
 def test_epsilon_by_unit_skips_a_ledger_of_another_relation(tmp_path) -> None:

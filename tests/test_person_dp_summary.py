@@ -33,3 +33,16 @@ def test_record_run_line_gives_the_delta_of_a_group_conversion() -> None:
     line = end_table_line(_summary(block))
     assert line is not None and "within an agency 191 (δ=1)" in line and "for contrast" not in line
     assert end_table_line(_summary(None)) is None
+
+
+def test_an_unbounded_figure_and_both_units_are_said() -> None:
+    block = {
+        "unit": "person",
+        "record": {"epsilon": 9.06, "delta": 1e-5},
+        "person_within_agency": {"epsilon": None, "delta": 1e-5},
+        "person_across_federation": {"epsilon": None, "delta": 1e-5, "max_agencies": 2},
+        "released_at_both_units": ["North Police"],
+    }
+    line = end_table_line(_summary(block))
+    assert line is not None and "within an agency unbounded (record-unit releases, no person keys)" in line
+    assert "North Police released at both units: both ledgers counted" in line

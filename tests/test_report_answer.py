@@ -224,6 +224,13 @@ def test_person_run_shows_both_person_epsilons_beside_the_record_one(tmp_path):
     assert keys.index("unit") + 1 == keys.index("person")  # right under the privacy unit
 
 
+def test_a_person_figure_without_a_bound_says_why_and_both_units_are_named(tmp_path):
+    block = {**PERSON_BLOCK, "person_within_agency": {"epsilon": None, "delta": 1e-5}, "released_at_both_units": ["Mid Police"]}
+    text = _items(_answer(F.write_run(tmp_path / "run", _with_block(block, unit="person"))))["person"]
+    assert text.startswith("person within one agency ε unbounded (an agency also released at the record unit")
+    assert text.endswith("Mid Police also released at the record unit: counted in every figure")
+
+
 def test_record_run_shows_the_heaviest_persons_group_epsilon(tmp_path):
     a = _answer(F.write_run(tmp_path / "run", _with_block(RECORD_BLOCK)))
     text = _items(a)["person"]

@@ -343,10 +343,12 @@ def _person(study: Study, focus: views.Focus, r: pd.Series) -> tuple[str, str] |
     delta = record.get("delta")
     if block.get("unit") == "person" and isinstance(within, dict) and isinstance(across, dict):
         text = (
-            f"person within one agency ε {fmt.eps(within['epsilon'])}{_figure_delta(within, delta)}; person across the federation ε "
-            f"{fmt.eps(across['epsilon'])}{_figure_delta(across, delta)} (a person in up to {across.get('max_agencies', '?')} agencies); "
+            f"person within one agency ε {_bound(within, delta)}; person across the federation ε "
+            f"{_bound(across, delta)} (a person in up to {across.get('max_agencies', '?')} agencies); "
             f"δ = {fmt.budget(delta)}. Per incident record ε {fmt.eps(record['epsilon'])} (one record changes one person's clipped sum)"
         )
+        if block.get("released_at_both_units"):
+            text += f". {', '.join(block['released_at_both_units'])} also released at the record unit: counted in every figure"
         return text, f"{source}.person_within_agency.epsilon, .person_across_federation.epsilon, .record.epsilon, .record.delta"
     text = f"record-level DP: ε {fmt.eps(record['epsilon'])} per incident record is not a person's guarantee"
     if isinstance(conversion, dict):
@@ -360,6 +362,13 @@ def _person(study: Study, focus: views.Focus, r: pd.Series) -> tuple[str, str] |
     else:
         source += ".record.epsilon (no person keys: no group_conversion_heaviest_person)"
     return text + ". A person-level guarantee needs privacy.unit: person", source
+
+
+def _bound(figure: dict[str, Any], delta: object) -> str:
+    """An ε figure with its δ, or why there is none (record-unit releases without person keys)."""
+    if figure.get("epsilon") is None:
+        return "unbounded (an agency also released at the record unit and has no person keys to bound a person's records)"
+    return f"{fmt.eps(figure['epsilon'])}{_figure_delta(figure, delta)}"
 
 
 def _against_alone(study: Study, focus: views.Focus, r: pd.Series, local: float) -> tuple[str, str] | None:
