@@ -65,7 +65,7 @@ from privacy.ledger_schema import (
     utc_now,
 )
 from privacy.mechanisms import entry_of, stored_form
-from privacy.person_unit import accounting_relation  # a person-level ledger pins add-remove-person
+from privacy.person_unit import accounting_relation, other_unit_ledger_path  # a person-level ledger pins add-remove-person
 
 # The ledger's names from before its schema and anchoring had modules of their own.
 __all__ = [
@@ -404,6 +404,7 @@ class Ledger:
                     f"{self.path}: refusing a charge for {neighbouring} neighbours: this ledger accounts for "
                     f"{relation or ADD_REMOVE} neighbours since its first charge (a task with another privacy unit needs its own ledger)"
                 )
+            self._refuse_if_other_unit_spent(neighbouring)
             history = self.history()
             before = self._last_after(len(history), delta, name)
             if before is None:
@@ -415,6 +416,23 @@ class Ledger:
                 (str(run_id), str(architecture), int(round), *checked[:3], before, after, delta, name, utc_now(), mechanism.strip(), *checked[3:]),
             )
         return after
+
+    def _refuse_if_other_unit_spent(self, neighbouring: str) -> None:
+        """RelationMismatch if the agency's ledger of the other unit (person beside record, or
+        record beside person) holds releases: each ledger's budget guards only its own unit, so
+        one agency's data released at both units would pass each guard while the record-level
+        total (privacy.person_epsilons composes both) passed its budget."""
+        other = other_unit_ledger_path(self.path)
+        if not other.is_file():
+            return
+        with Ledger.inspect(other) as book:
+            released = len(book.lifetime_history())
+        if released:
+            raise RelationMismatch(
+                f"{self.path}: refusing a charge for {neighbouring} neighbours: this agency's data already has {released} "
+                f"release(s) at the other privacy unit ({other}); each ledger's budget guards one unit only, so releasing "
+                "at both units would let the agency's total pass its budget unseen. Use a copy of the agency's folder for the other unit"
+            )
 
     def reset(self, reason: str, *, confirm: bool, actor: str | None = None) -> Reset:
         """Start counting the spend afresh. Refused unless `confirm` is True; recorded with

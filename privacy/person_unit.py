@@ -70,6 +70,7 @@ __all__ = [
     "accounting_relation",
     "federation_epsilon",
     "group_conversion",
+    "other_unit_ledger_path",
     "person_ledger_path",
     "record_epsilon_of_both",
     "record_epsilon_of_person_releases",
@@ -88,6 +89,12 @@ def accounting_relation(neighbouring: str) -> str:
     """The relation the accountants compute `neighbouring` as: a person-level release is a
     subsampled Gaussian over units, accounted add/remove exactly as records are."""
     return ADD_REMOVE if neighbouring == ADD_REMOVE_PERSON else neighbouring
+
+
+def other_unit_ledger_path(ledger: Path) -> Path:
+    """The agency's ledger of the other unit: the person ledger beside a record ledger, or the
+    record ledger a person ledger sits beside."""
+    return ledger.parent.parent / ledger.name if ledger.parent.name == PERSON_LEDGER_DIR else person_ledger_path(ledger)
 
 
 def person_ledger_path(record_ledger: Path) -> Path:

@@ -77,7 +77,8 @@ def test_a_person_ledger_refuses_record_charges_and_a_record_ledger_person_charg
         ledger.charge("r", "fedavg-dp", 1, (1.0, 0.1, 5), delta=DELTA, accountant="pld", budget=10.0, neighbouring=ADD_REMOVE_PERSON)
         with pytest.raises(RelationMismatch):
             ledger.charge("r", "fedavg-dp", 2, (1.0, 0.1, 5), delta=DELTA, accountant="pld", budget=10.0, neighbouring=ADD_REMOVE)
-    with Ledger.open(tmp_path / "ledger.sqlite", "a") as ledger:
+    (tmp_path / "other").mkdir()  # a record ledger without a person ledger beside it
+    with Ledger.open(tmp_path / "other" / "ledger.sqlite", "a") as ledger:
         ledger.charge("r", "fedavg-dp", 1, (1.0, 0.1, 5), delta=DELTA, accountant="pld", budget=10.0)
         with pytest.raises(RelationMismatch):
             ledger.charge("r", "fedavg-dp", 2, (1.0, 0.1, 5), delta=DELTA, accountant="pld", budget=10.0, neighbouring=ADD_REMOVE_PERSON)
@@ -157,11 +158,16 @@ def test_an_agency_that_released_at_both_units_is_counted_in_both_figures(tmp_pa
     from privacy.accounting import REPLACE_ONE, epsilon
     from privacy.person_epsilons import AgencyLedger, HeaviestPerson, epsilon_by_unit
 
+    # Charging both is refused now (test below); folders from before that rule can hold both, so
+    # the record ledgers are made elsewhere and moved in beside the person ledgers.
     _person_ledgers(tmp_path)
     for a, releases in RELEASES.items():
-        with Ledger.open(tmp_path / a / "ledger.sqlite", a) as ledger:
+        (tmp_path / "elsewhere" / a).mkdir(parents=True)
+        with Ledger.open(tmp_path / "elsewhere" / a / "ledger.sqlite", a) as ledger:
             for i, release in enumerate(releases):
                 ledger.charge("run2", "fedavg-dp", i + 1, release, delta=DELTA, accountant="pld", budget=50.0)
+        for moved in (tmp_path / "elsewhere" / a).iterdir():
+            moved.rename(tmp_path / a / moved.name)
     agencies = [AgencyLedger(a, tmp_path / a / "ledger.sqlite", HeaviestPerson(6, 3)) for a in RELEASES]
     both = max(epsilon(r + r, DELTA, "pld", REPLACE_ONE) for r in RELEASES.values())  # replace-one over both ledgers
     alone = max(epsilon(r, DELTA, "pld", ADD_REMOVE) for r in RELEASES.values())
@@ -206,3 +212,20 @@ def test_a_person_capped_histogram_costs_a_record_swap_of_two_cells() -> None:
     assert record_epsilon_of_person_releases([MechanismEvent("discrete-gaussian", 9.0, 3.0)], DELTA) == pytest.approx(
         epsilon([MechanismEvent("discrete-gaussian", 9.0, 5.0)], DELTA, "pld", REPLACE_ONE), rel=1e-9
     )
+
+
+def test_a_charge_at_one_unit_is_refused_where_the_other_unit_has_spent(tmp_path) -> None:
+    _person_ledgers(tmp_path)
+    with Ledger.open(tmp_path / "north" / "ledger.sqlite", "north") as ledger:
+        with pytest.raises(RelationMismatch, match="already has 2 release.*other privacy unit.*Use a copy of the agency's folder"):
+            ledger.charge("run2", "fedavg-dp", 1, (1.0, 0.1, 10), delta=DELTA, accountant="pld", budget=50.0)
+        assert ledger.rows() == []
+    # and the other way round: a record ledger that spent refuses person charges beside it
+    (tmp_path / "solo").mkdir()
+    with Ledger.open(tmp_path / "solo" / "ledger.sqlite", "solo") as ledger:
+        ledger.charge("run", "fedavg-dp", 1, (1.0, 0.1, 10), delta=DELTA, accountant="pld", budget=50.0)
+    person = person_ledger_path(tmp_path / "solo" / "ledger.sqlite")
+    person.parent.mkdir()
+    with Ledger.open(person, "solo") as ledger:
+        with pytest.raises(RelationMismatch, match="other privacy unit"):
+            ledger.charge("run2", "fedavg-dp", 1, (1.0, 0.1, 10), delta=DELTA, accountant="pld", budget=50.0, neighbouring=ADD_REMOVE_PERSON)
