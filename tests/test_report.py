@@ -5,7 +5,6 @@ missing optional data is stated as "not measured"."""
 from __future__ import annotations
 
 import base64
-import importlib.util
 import io
 import math
 import re
@@ -19,17 +18,7 @@ from PIL import Image
 from experiments.report import ReportError, fmt, reading, views, write_report
 from experiments.report.html import SECTIONS
 from experiments.report.load import load
-
-
-def _fixtures():
-    path = Path(__file__).parent / "fixtures" / "report" / "report_fixtures.py"
-    spec = importlib.util.spec_from_file_location("report_fixtures", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-F = _fixtures()
+from tests.fixtures.report import report_fixtures as F
 
 
 class _Page(HTMLParser):

@@ -5,24 +5,14 @@ promises (a glossary, titled figures with units, no "None", "Utility under attac
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
 
 from experiments.report import answer, views, write_report
 from experiments.report.load import load
+from tests.fixtures.report import report_fixtures as F
 
-
-def _fixtures():
-    path = Path(__file__).parent / "fixtures" / "report" / "report_fixtures.py"
-    spec = importlib.util.spec_from_file_location("report_fixtures", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-F = _fixtures()
 ALL = ("central", "local", "fedavg", "fedavg-dp", "fedavg-dp-secagg", "fedavg-central-dp")
 
 

@@ -9,7 +9,6 @@ ends."""
 from __future__ import annotations
 
 import fcntl
-import importlib.util
 import json
 import os
 import select
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from experiments.report import write_report
+from tests.fixtures.report import report_fixtures as F
 
 pytestmark = pytest.mark.browser
 
@@ -38,14 +38,6 @@ FLAGS = [
     "--window-size=1280,2000",
 ]
 TIMEOUT = 60.0
-
-
-def _fixtures():
-    path = Path(__file__).parent / "fixtures" / "report" / "report_fixtures.py"
-    spec = importlib.util.spec_from_file_location("report_fixtures", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _ours(sid: int, marker: str) -> list[int]:
@@ -228,7 +220,6 @@ class Chromium:
 
 def test_report_opens_in_headless_chromium(tmp_path):
     assert Path(CHROMIUM).exists(), f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium) to run the browser tests"
-    F = _fixtures()
     # The fullest report: a hotspot sweep (every figure, the quintile panels, error bars).
     folder = F.write_sweep(tmp_path / "sweep", task="hotspot", seeds=(0, 1), archs=("central", "local", "fedavg", "fedavg-dp", "fedavg-central-dp"))
     report = write_report(folder)
@@ -258,7 +249,6 @@ def test_first_screen_at_1400x900_holds_the_answer(tmp_path):
     architecture that fails at the budget (agency-level DP at 4 agencies, at AUC 0.448 test-weighted) is not
     recommended and says why."""
     assert Path(CHROMIUM).exists(), f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium) to run the browser tests"
-    F = _fixtures()
     archs = ("central", "local", "fedavg", "fedavg-dp", "fedavg-central-dp")
     folder = F.write_run(tmp_path / "run", F.run_summary(archs=archs, levels={"fedavg-central-dp": 0.45}))
     report = write_report(folder)

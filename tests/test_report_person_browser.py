@@ -5,28 +5,19 @@ Chromium is driven as in tests/test_report_browser.py (its Chromium class, reuse
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
 from experiments.report import write_report
+from tests import test_report_answer as A  # its epsilon_by_unit blocks
+from tests import test_report_browser as B  # its Chromium class
+from tests.fixtures.report import report_fixtures as F
 
 pytestmark = pytest.mark.browser
-HERE = Path(__file__).parent
 
 
-def _module(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-B = _module(HERE / "test_report_browser.py", "report_browser")
-F = _module(HERE / "fixtures" / "report" / "report_fixtures.py", "report_fixtures")
-A = _module(HERE / "test_report_answer.py", "report_answer")  # its epsilon_by_unit blocks
 ALL = ("central", "local", "fedavg", "fedavg-dp", "fedavg-dp-secagg", "fedavg-central-dp")
 
 

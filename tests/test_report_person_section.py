@@ -6,7 +6,6 @@ and a run without the sweep says how to get the curve."""
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -16,17 +15,8 @@ import pytest
 from experiments.report import person_section, views, write_report
 from experiments.report.figure import Missing, Plot
 from experiments.report.load import load
+from tests.fixtures.report import report_fixtures as F
 
-
-def _fixtures():
-    path = Path(__file__).parent / "fixtures" / "report" / "report_fixtures.py"
-    spec = importlib.util.spec_from_file_location("report_fixtures", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-F = _fixtures()
 ARCHS = ("central", "fedavg-dp")
 NAMES = [a[0] for a in F.AGENCIES]
 # Per agency (smallest first): records, people, top-5% victims' share, repeat share, heaviest, dropped.
