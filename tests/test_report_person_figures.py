@@ -91,13 +91,14 @@ def test_persons_of_a_prepared_person_unit_folder_counts_the_capped_records_inde
         run_dir = tmp_path / unit
         folder = open_folder(config, "", run_dir, materialise(config, run_dir / "data"))
         figures[unit] = persons_of(folder)
-    block = figures["person"]
-    assert block is not None and block["unit"] == "person" and block["max_records"] == 2
+    block, record = figures["person"], figures["record"]
+    assert block is not None and record is not None and block["unit"] == "person" and block["max_records"] == 2
     assert set(block["per_agency"]) == {a["name"] for a in folder.federation.agencies}
     total_dropped = 0
     for a in folder.federation.agencies:
         mine = block["per_agency"][a["name"]]
         keys = folder.splits[a["name"]].train_keys
+        assert keys is not None
         persons = load_persons(Path(a["folder"])).for_records(crime_ids_of_record_keys(keys))
         owner = np.where(persons.victim >= 0, persons.victim, persons.suspect)
         per_owner = pd.Series(owner[owner >= 0]).value_counts().to_numpy()
@@ -105,6 +106,6 @@ def test_persons_of_a_prepared_person_unit_folder_counts_the_capped_records_inde
         assert mine["dropped_by_cap"] == expected
         assert mine["records"] == len(keys)
         total_dropped += expected
-        assert figures["record"]["per_agency"][a["name"]]["dropped_by_cap"] is None
-        assert {k: v for k, v in figures["record"]["per_agency"][a["name"]].items() if k != "dropped_by_cap"} == {k: v for k, v in mine.items() if k != "dropped_by_cap"}
+        assert record["per_agency"][a["name"]]["dropped_by_cap"] is None
+        assert {k: v for k, v in record["per_agency"][a["name"]].items() if k != "dropped_by_cap"} == {k: v for k, v in mine.items() if k != "dropped_by_cap"}
     assert total_dropped > 0  # the cap of 2 bites somewhere, so the comparison says something
