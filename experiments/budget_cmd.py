@@ -15,8 +15,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from privacy.accounting import resolve_accountant
+from privacy.accounting import ADD_REMOVE, REPLACE_ONE, resolve_accountant
 from privacy.ledger import ANCHOR_SUFFIX, LEDGER_FILENAME, ConfirmationRequired, Ledger, LedgerError, LedgerLost, anchor_path, ledger_of_anchor
+from privacy.person_unit import ADD_REMOVE_PERSON
 
 
 class BudgetCommandError(Exception):
@@ -50,6 +51,10 @@ def _number(value: float) -> str:
     return "inf" if math.isinf(value) else f"{value:.4g}"
 
 
+# What one ε of a ledger protects, by the relation its first charge pinned.
+UNIT_OF_RELATION = {ADD_REMOVE: "record", ADD_REMOVE_PERSON: "person", REPLACE_ONE: "example (replace-one)"}
+
+
 def _summary(ledger: Ledger, accountant: str) -> list[str]:
     rows = ledger.rows()
     counted = [r for r in rows if r["counted"]]
@@ -70,6 +75,7 @@ def _summary(ledger: Ledger, accountant: str) -> list[str]:
         _number(max(0.0, budget.epsilon - spent)) if budget else "–",
         _number(lifetime),
         f"{last['run_id']} round {last['round']}, {last['recorded_at'][:19]}Z" if last else "–",
+        UNIT_OF_RELATION.get(ledger.pinned_neighbouring(), ledger.pinned_neighbouring()) if rows else "–",
     ]
 
 
@@ -86,7 +92,7 @@ def show(folder: Path, accountant: str = "auto") -> str:
     paths = find_ledgers(folder, lost=True)
     if not paths:
         return f"No agency ledgers ({LEDGER_FILENAME}, {CELL_LEDGERS_DIR}/*{LEDGER_SUFFIX} or anchored) under {folder}."
-    header = ["agency", "releases", "ε since reset", "δ (pinned)", "budget", "remaining", "ε lifetime", "last release", "ledger"]
+    header = ["agency", "releases", "ε since reset", "δ (pinned)", "budget", "remaining", "ε lifetime", "last release", "unit", "ledger"]
     table, problems = [], []
     for path in paths:
         try:

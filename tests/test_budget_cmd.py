@@ -46,6 +46,7 @@ def test_show_lists_every_agency_with_its_recomputed_spend(tree):
     assert float(avon[4]) == 2.0
     assert float(avon[5]) == pytest.approx(2.0 - spent, rel=1e-3)
     assert "run-abc round 3" in text
+    assert avon[-2] == "record"  # the unit one ε protects, from the relation the ledger pinned
     assert _row(text, "Kent")[1:6] == ["0", "0", "–", "–", "–"]
 
 
