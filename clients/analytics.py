@@ -13,11 +13,11 @@ person) moves them by. Under `privacy.unit: person` the agency reads its own per
 federation.key, counts each person's records under the caps (privacy.person_histogram) and
 charges its person ledger (add-remove-person).
 
-Modes, per histogram:
-- local: its own counts + N_Z(0, σ²), published as they are;
-- federated: its counts + its share N_Z(0, s²) (privacy.count_release.ShareDesign), masked
+Modes, per histogram (noise: discrete Gaussian N_Z(0, σ²) or Skellam Sk(σ²/2), `analytics.noise`):
+- local: its own counts + noise of std σ, published as they are;
+- federated: its counts + its noise share (privacy.count_release.ShareDesign), masked
   pairwise (federation.secure_sum) so the coordinator sees only the sum;
-- federated-trusted: its exact counts, to a coordinator trusted to add N_Z(0, σ²).
+- federated-trusted: its exact counts, to a coordinator trusted to add noise of std σ.
 """
 
 from __future__ import annotations
@@ -35,10 +35,9 @@ from federation.secure_sum import KeyPair, MaskedVector, mask
 from policedata.loader import load_street_folder
 from privacy.audit_trail import append, payload_sha256
 from privacy.budget import BudgetExceeded, ReleaseRefused, epsilon_after
-from privacy.count_release import ShareDesign, count_event
+from privacy.count_release import ShareDesign, count_event, sample_noise
 from privacy.ledger import Ledger, LedgerError, RelationMismatch
-from privacy.mechanisms import MechanismEvent
-from privacy.noise import sample_discrete_gaussian
+from privacy.mechanisms import DISCRETE_GAUSSIAN, MechanismEvent
 from privacy.person_histogram import PersonBounds, PersonCaps, cell_caps, person_bounds
 from privacy.person_histogram import sensitivity as person_sensitivity
 from privacy.person_unit import ADD_REMOVE_PERSON, accounting_relation, person_ledger_path
@@ -124,7 +123,7 @@ class AnalyticsAgency:
 
     def _accountant(self) -> str:
         if self.policy.accountant not in ("auto", "pld"):
-            raise AnalyticsRefused(f"{self.name}: its accountant {self.policy.accountant} cannot account for a discrete Gaussian count; set accountant auto or pld")
+            raise AnalyticsRefused(f"{self.name}: its accountant {self.policy.accountant} cannot account for a discrete Gaussian or Skellam count; set accountant auto or pld")
         return "pld"
 
     def check(self, events: Sequence[MechanismEvent]) -> float:
@@ -169,13 +168,13 @@ class AnalyticsAgency:
         })
 
     # --- what leaves ---------------------------------------------------------------------
-    def local_release(self, histogram: Histogram, domain: Domain, sigma: float, run_id: str) -> np.ndarray:
-        """Its own counts + N_Z(0, σ²), charged first: published as they are (local mode)."""
+    def local_release(self, histogram: Histogram, domain: Domain, sigma: float, run_id: str, noise: str = DISCRETE_GAUSSIAN) -> np.ndarray:
+        """Its own counts + `noise` of std σ, charged first: published as they are (local mode)."""
         fields = contract.check(contract.ANALYTICS_REPLY, "dp", [contract.NOISY_COUNTS, contract.AGENCY, contract.EPSILON_SPENT_TO_DATE])
         exact = self._exact(histogram, domain)
-        event = count_event(sigma, sensitivity=self.sensitivity(histogram))
-        spent, number = self._charge(event, run_id, f"discrete-gaussian-count:{histogram.name}:local")
-        noisy = exact + sample_discrete_gaussian(sigma, exact.size)
+        event = count_event(sigma, sensitivity=self.sensitivity(histogram), noise=noise)
+        spent, number = self._charge(event, run_id, f"{noise}-count:{histogram.name}:local")
+        noisy = exact + sample_noise(noise, sigma, exact.size)
         self._record(run_id, number, fields, noisy, event, spent)
         return noisy
 
@@ -186,8 +185,8 @@ class AnalyticsAgency:
 
     def masked_share(self, histogram: Histogram, domain: Domain, design: ShareDesign, peers: Mapping[str, bytes], modulus: int, context: bytes, run_id: str, *, noise_off_for_tests: bool = False) -> MaskedVector:
         """Its counts + its noise share, masked with every peer: what the coordinator receives
-        (federated mode). Charged as the discrete Gaussian σ the sum guarantees with up to
-        `design.tolerate` shares missing. σ = 0 (no noise, nothing charged) only when a test
+        (federated mode). Charged as the noise the sum guarantees with up to `design.tolerate`
+        shares missing (`ShareDesign.event`). σ = 0 (no noise, nothing charged) only when a test
         says so explicitly: no config or command reaches it."""
         fields = contract.check(contract.ANALYTICS_REPLY, "dp", [contract.MASKED_COUNTS, contract.AGENCY, contract.EPSILON_SPENT_TO_DATE])
         exact = self._exact(histogram, domain)
@@ -195,24 +194,24 @@ class AnalyticsAgency:
             if not noise_off_for_tests:
                 raise AnalyticsRefused(f"{self.name}: refusing to send counts without noise")
             return mask(self.name, self.keys, peers, exact, modulus, context)
-        event = count_event(design.guaranteed_sigma, sensitivity=self.sensitivity(histogram))
-        spent, number = self._charge(event, run_id, f"discrete-gaussian-count:{histogram.name}:federated-share")
-        masked = mask(self.name, self.keys, peers, exact + sample_discrete_gaussian(design.share_sigma, exact.size), modulus, context)
+        event = design.event(self.sensitivity(histogram))
+        spent, number = self._charge(event, run_id, f"{design.noise}-count:{histogram.name}:federated-share")
+        masked = mask(self.name, self.keys, peers, exact + design.sample_share(exact.size), modulus, context)
         self._record(run_id, number, fields, masked.values, event, spent)
         return masked
 
-    def exact_to_trusted(self, histogram: Histogram, domain: Domain, sigma: float, run_id: str) -> np.ndarray:
-        """Its exact counts for a coordinator trusted to add N_Z(0, σ²): charged for the noised
-        release the coordinator promises (federated-trusted mode)."""
+    def exact_to_trusted(self, histogram: Histogram, domain: Domain, sigma: float, run_id: str, noise: str = DISCRETE_GAUSSIAN) -> np.ndarray:
+        """Its exact counts for a coordinator trusted to add `noise` of std σ: charged for the
+        noised release the coordinator promises (federated-trusted mode)."""
         fields = contract.check(contract.ANALYTICS_REPLY, "plain", [contract.EXACT_COUNTS, contract.AGENCY])
         exact = self._exact(histogram, domain)
-        event = count_event(sigma, sensitivity=self.sensitivity(histogram))
-        spent, number = self._charge(event, run_id, f"discrete-gaussian-count:{histogram.name}:trusted-coordinator")
+        event = count_event(sigma, sensitivity=self.sensitivity(histogram), noise=noise)
+        spent, number = self._charge(event, run_id, f"{noise}-count:{histogram.name}:trusted-coordinator")
         self._record(run_id, number, fields, exact, event, spent)
         return exact
 
     def spent(self) -> float:
         """ε its ledger has spent (at its pinned δ), read with PLD: the one accountant that
-        composes discrete-Gaussian counts with DP-SGD rounds (whatever the policy names)."""
+        composes discrete-Gaussian and Skellam counts with DP-SGD rounds (whatever the policy names)."""
         with Ledger.open(self.ledger, self.name) as ledger:
             return ledger.spent(accountant="pld") if ledger.history() else 0.0

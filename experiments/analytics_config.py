@@ -89,6 +89,9 @@ class AnalyticsConfig(_Section):
     # agency publishes its own DP counts; federated: noise shares summed under secure
     # aggregation; federated-trusted: exact counts to a coordinator trusted to add the noise.
     mode: Literal["central", "local", "federated", "federated-trusted"] = "federated"
+    # The integer noise of every mode (privacy/count_release.py): discrete-gaussian N_Z(0, σ²), or
+    # skellam Sk(σ²/2), whose federated shares sum to exactly a Skellam (no share floor).
+    noise: Literal["discrete-gaussian", "skellam"] = "discrete-gaussian"
     # Each agency's ε for this block, split equally over the histograms of the queries that do
     # not set their own (a rate is two histograms), at the agency's δ (privacy.delta).
     epsilon: float = Field(1.0, gt=0, le=MAX_ANALYTICS_EPSILON, allow_inf_nan=False)

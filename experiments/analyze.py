@@ -36,10 +36,10 @@ from federation.spec import TRAIL_FILE
 from policedata.loader import load_areas
 from privacy import audit_trail
 from privacy.accounting import Entry
-from privacy.count_release import Z95, ShareDesign, calibrate_noise_multiplier, count_event, share_floor
+from privacy.count_release import Z95, ShareDesign, calibrate_noise_multiplier, count_event, noise_variance, share_floor
 from privacy.ledger import Ledger
-from privacy.mechanisms import MechanismEvent
-from privacy.noise import discrete_gaussian_variance
+from privacy.mechanisms import DISCRETE_GAUSSIAN, SKELLAM, MechanismEvent
+from privacy.noise import skellam_mu
 from privacy.person_histogram import PersonCaps, l2_records
 from privacy.person_unit import federation_epsilon
 from server.analytics import secure_sum, trusted_sum
@@ -53,6 +53,11 @@ MECHANISM = {
     "local": "discrete Gaussian N_Z(0, σ²) per agency, summed: the noise of every agency adds up",
     "federated": "discrete Gaussian shares N_Z(0, s²), s = σ/√(n − t), summed under a pairwise-masked modular sum (secure aggregation)",
     "federated-trusted": "discrete Gaussian N_Z(0, σ²) added by a coordinator trusted with the exact counts",
+}
+SKELLAM_MECHANISM = {
+    "local": "Skellam Sk(μ), μ = σ²/2, per agency, summed: the noise of every agency adds up",
+    "federated": "Skellam shares Sk(μ/(n − t)), μ = σ²/2, summed under a pairwise-masked modular sum (secure aggregation): the n − t honest shares sum to exactly Sk(μ)",
+    "federated-trusted": "Skellam Sk(μ), μ = σ²/2, added by a coordinator trusted with the exact counts",
 }
 # A federated release is refused if the sum's distance from a discrete Gaussian would add more
 # than this share of the agencies' δ (privacy.count_release.ShareDesign.delta_slack).
@@ -68,9 +73,9 @@ class Released:
 
     values: np.ndarray  # released count per cell
     variance: float  # noise variance per cell of the released values
-    sigma: float  # the σ the ε share calibrates (0: central)
-    sigma_charged: float | None  # the discrete Gaussian each releasing agency's ledger was charged
-    share_sigma: float | None  # federated: each agency's share
+    sigma: float  # the noise std the ε share calibrates (0: central)
+    sigma_charged: float | None  # the noise std each releasing agency's ledger was charged (Skellam: √(2μ))
+    share_sigma: float | None  # federated: each agency's share (std)
     reporting: tuple[str, ...]  # agencies whose counts are in the sum
     modulus: int | None = None  # federated: the secure sum's modulus
     delta_slack: float | None = None  # federated: what the sum's distance from N_Z adds to δ
@@ -97,13 +102,18 @@ def pooled(agencies: Sequence[AnalyticsAgency], histogram: Histogram, domain: Do
     return np.sum([cell_counts(a.records, histogram, domain) for a in agencies], axis=0).astype(np.int64)
 
 
-def charged_sigma(mode: str, sigma: float, design: ShareDesign | None) -> float | None:
+def mechanism_of(mode: str, noise: str) -> str:
+    """summary.json's words for the mechanism of `mode` with `noise`."""
+    return SKELLAM_MECHANISM[mode] if noise == SKELLAM and mode in SKELLAM_MECHANISM else MECHANISM[mode]
+
+
+def charged_event(mode: str, sigma: float, design: ShareDesign, sensitivity: int, noise: str) -> MechanismEvent | None:
+    """The event each releasing agency is charged for one histogram (None: central)."""
     if mode == "central":
         return None
     if mode == "federated":
-        assert design is not None
-        return design.guaranteed_sigma
-    return sigma
+        return design.event(sensitivity)
+    return count_event(sigma, sensitivity=sensitivity, noise=noise)
 
 
 def preflight(agencies: Sequence[AnalyticsAgency], events: list[MechanismEvent]) -> dict[str, float]:
@@ -124,15 +134,16 @@ def release(mode: str, histogram: Histogram, domain: Domain, agencies: Sequence[
     """One histogram released in `mode` (charges ledgers; raises AnalyticsRefused before anything
     leaves if the federated sum could not keep σ)."""
     cells = histogram.size(domain)
+    noise = analytics.noise
     if mode == "central":
         return Released(pooled(agencies, histogram, domain), 0.0, 0.0, None, None, tuple(a.name for a in agencies))
     if mode == "local":
-        values = np.sum([a.local_release(histogram, domain, sigma, run_id) for a in agencies], axis=0)
-        return Released(values, len(agencies) * discrete_gaussian_variance(sigma), sigma, sigma, None, tuple(a.name for a in agencies))
+        values = np.sum([a.local_release(histogram, domain, sigma, run_id, noise) for a in agencies], axis=0)
+        return Released(values, len(agencies) * noise_variance(noise, sigma), sigma, sigma, None, tuple(a.name for a in agencies))
     if mode == "federated-trusted":
-        exact = [a.exact_to_trusted(histogram, domain, sigma, run_id) for a in agencies]
-        return Released(trusted_sum(exact, sigma), discrete_gaussian_variance(sigma), sigma, sigma, None, tuple(a.name for a in agencies))
-    design = share_design(agencies, analytics.tolerate, 0.0 if noise_off_for_tests else sigma, cells)
+        exact = [a.exact_to_trusted(histogram, domain, sigma, run_id, noise) for a in agencies]
+        return Released(trusted_sum(exact, sigma, noise), noise_variance(noise, sigma), sigma, sigma, None, tuple(a.name for a in agencies))
+    design = share_design(agencies, analytics.tolerate, 0.0 if noise_off_for_tests else sigma, cells, noise)
     reporting = [a for a in agencies if a.name not in set(dropped)]
     if len(agencies) - len(reporting) > design.tolerate:
         raise AnalyticsRefused(f"{len(agencies) - len(reporting)} of {len(agencies)} agencies dropped out; the shares tolerate {design.tolerate}: the sum would carry less noise than σ = {sigma:.3g}, so nothing is released")
@@ -155,11 +166,14 @@ def stated_epsilon(agencies: Sequence[AnalyticsAgency]) -> float:
     return max(a.policy.budget for a in agencies)
 
 
-def share_design(agencies: Sequence[AnalyticsAgency], tolerate: int, sigma: float, cells: int) -> ShareDesign:
-    """Federated noise shares for `agencies`, the share σ floored where the sum of n − t shares is
-    a discrete Gaussian to within MAX_DELTA_SLACK_SHARE of δ over `cells` cells."""
+def share_design(agencies: Sequence[AnalyticsAgency], tolerate: int, sigma: float, cells: int, noise: str = DISCRETE_GAUSSIAN) -> ShareDesign:
+    """Federated noise shares for `agencies`: discrete Gaussian shares floored where the sum of
+    n − t shares is a discrete Gaussian to within MAX_DELTA_SLACK_SHARE of δ over `cells` cells;
+    Skellam shares unfloored (their sum is exactly a Skellam)."""
     n = len(agencies)
     t = min(tolerate, n - 1)
+    if noise == SKELLAM:
+        return ShareDesign(n, t, sigma, 0.0, SKELLAM)
     floor = share_floor(cells, n - t, stated_epsilon(agencies), MAX_DELTA_SLACK_SHARE * analytics_delta(agencies))
     return ShareDesign(n, t, sigma, floor)
 
@@ -175,7 +189,7 @@ def record_sensitivity(histogram: Histogram) -> int:
 
 
 def histogram_sigmas(analytics: AnalyticsConfig, delta: float, sensitivity: Callable[[Histogram], int] = record_sensitivity) -> dict[str, tuple[float, float]]:
-    """(σ in the histogram's integer units, nominal ε share) per histogram. The histograms of
+    """(noise std σ in the histogram's integer units, nominal ε share) per histogram, for `analytics.noise`. The histograms of
     queries without their own ε share one noise-to-sensitivity ratio m (σ = m·Δ), calibrated so
     that all of them together spend `analytics.epsilon` at δ; a query with its own ε has its
     histograms (a rate or a mean: two) calibrated together to it. Equal ratios: equal ε shares."""
@@ -183,12 +197,12 @@ def histogram_sigmas(analytics: AnalyticsConfig, delta: float, sensitivity: Call
     shared = [h for q in queries if q.epsilon is None for h in q.histograms()]
     out: dict[str, tuple[float, float]] = {}
     if shared:
-        m = calibrate_noise_multiplier(analytics.epsilon, delta, [sensitivity(h) for h in shared])
+        m = calibrate_noise_multiplier(analytics.epsilon, delta, [sensitivity(h) for h in shared], noise=analytics.noise)
         out.update({h.name: (m * sensitivity(h), analytics.epsilon / len(shared)) for h in shared})
     for q in queries:
         if q.epsilon is not None:
             hs = q.histograms()
-            m = calibrate_noise_multiplier(q.epsilon, delta, [sensitivity(h) for h in hs])
+            m = calibrate_noise_multiplier(q.epsilon, delta, [sensitivity(h) for h in hs], noise=analytics.noise)
             out.update({h.name: (m * sensitivity(h), q.epsilon / len(hs)) for h in hs})
     return out
 
@@ -205,9 +219,10 @@ def run_query(q: QueryConfig, analytics: AnalyticsConfig, domain: Domain, agenci
     if mode == "federated" and analytics.dropouts:
         dropped = secrets.SystemRandom().sample([a.name for a in agencies], min(analytics.dropouts, n))
     releasing = [a for a in agencies if a.name not in dropped]
-    design = {h.name: share_design(agencies, analytics.tolerate, sigmas[h.name], h.size(domain)) for h in hists}
+    noise = analytics.noise
+    design = {h.name: share_design(agencies, analytics.tolerate, sigmas[h.name], h.size(domain), noise) for h in hists}
     person = agencies[0].persons is not None
-    summary: dict[str, Any] = {"kind": query.kind, "mode": mode, "mechanism": MECHANISM[mode], "unit": "person" if person else "record", "unit_description": PERSON_UNIT if person else UNIT, "by": list(query.by), "cells": hists[0].size(domain)}
+    summary: dict[str, Any] = {"kind": query.kind, "mode": mode, "noise": noise if mode != "central" else None, "mechanism": mechanism_of(mode, noise), "unit": "person" if person else "record", "unit_description": PERSON_UNIT if person else UNIT, "by": list(query.by), "cells": hists[0].size(domain)}
     summary["sensitivity"] = {h.name: agencies[0].sensitivity(h) for h in hists}  # integer units (a sum: fixed-point steps), L2
     if person:  # the harness's figures: records the person caps left out, over every agency, and
         # (count, top_k, sum) the mean |capped − exact| per cell: the part of the error the caps cause
@@ -219,7 +234,7 @@ def run_query(q: QueryConfig, analytics: AnalyticsConfig, domain: Domain, agenci
         if mode == "federated" and n - len(releasing) > design[hists[0].name].tolerate:
             raise AnalyticsRefused(f"{n - len(releasing)} of {n} agencies dropped out; the shares tolerate {design[hists[0].name].tolerate}: the sum would carry less noise than σ, so nothing is released")
         if mode != "central" and not noise_off_for_tests:
-            events = [count_event(s, sensitivity=releasing[0].sensitivity(h)) for h in hists if (s := charged_sigma(mode, sigmas[h.name], design[h.name])) is not None]
+            events = [e for h in hists if (e := charged_event(mode, sigmas[h.name], design[h.name], releasing[0].sensitivity(h), noise)) is not None]
             preflight(releasing, events)
         released = {h.name: release(mode, h, domain, agencies, sigmas[h.name], analytics, run_id, dropped=dropped, noise_off_for_tests=noise_off_for_tests) for h in hists}
     except AnalyticsRefused as exc:
@@ -237,7 +252,11 @@ def run_query(q: QueryConfig, analytics: AnalyticsConfig, domain: Domain, agenci
         tolerate=design[hists[0].name].tolerate if mode == "federated" else None,
         honest_shares=design[hists[0].name].honest if mode == "federated" else None,
         # The share σ the sum-of-shares bound forces above σ/√(n − t) (experiments.analytics_audit.floor_note).
-        share_floored=mode == "federated" and first.sigma > 0 and design[hists[0].name].share_sigma > first.sigma / math.sqrt(design[hists[0].name].honest) * (1 + 1e-9),
+        share_floored=mode == "federated" and design[hists[0].name].floored,
+        # Skellam: μ of the noise of std σ (Sk(μ), variance 2μ), the μ charged, each share's μ.
+        mu=skellam_mu(first.sigma) if noise == SKELLAM and mode != "central" else None,
+        mu_charged=skellam_mu(first.sigma_charged) if noise == SKELLAM and first.sigma_charged is not None else None,
+        share_mu=design[hists[0].name].share_mu if noise == SKELLAM and mode == "federated" and first.sigma > 0 else None,
         reporting=len(first.reporting),
         modulus_bits=int(first.modulus).bit_length() - 1 if first.modulus else None,
         delta_slack=first.delta_slack,
@@ -382,6 +401,8 @@ def release_block(config: PeelConfig, federation: Any, agencies: Sequence[Analyt
     (out_dir / "configs").mkdir(exist_ok=True)
     write_atomic(out_dir / "configs" / "analytics.yaml", yaml.safe_dump({"analytics": analytics.model_dump(mode="json")}, sort_keys=False))
     (out_dir / "analytics").mkdir(exist_ok=True)
+    if analytics.noise == SKELLAM and any(a.persons is not None for a in agencies):
+        raise ConfigError("analytics.noise: skellam is accounted for the record unit only; an agency counts persons (privacy.unit person): use discrete-gaussian")
     # Every agency shares the caps (one config), so one agency's sensitivities calibrate all.
     calibrated = histogram_sigmas(analytics, config.privacy.delta, agencies[0].sensitivity if agencies else record_sensitivity)
     with_truth = config.data.source == "synthetic"
@@ -397,6 +418,7 @@ def release_block(config: PeelConfig, federation: Any, agencies: Sequence[Analyt
         "run_id": run_id,
         "mode": analytics.mode,
         "epsilon": analytics.epsilon,
+        "noise": analytics.noise,
         "delta": config.privacy.delta,
         "agencies": len(agencies),
         "data": config.data.source,
@@ -440,6 +462,8 @@ def check_beside(config: PeelConfig, federation: Any, where: str = "config") -> 
         raise ConfigError(f"{where}: analytics: a query groups by area or grid, which needs the public areas table (data.areas)")
     _domain(config, federation, [a["name"] for a in federation.agencies])  # a grid too fine to hold is refused here
     n = len(federation.agencies)
+    if analytics.noise == SKELLAM and config.privacy.unit == "person":
+        raise ConfigError(f"{where}: analytics.noise: skellam is accounted for the record unit only (a person moves several cells; only the discrete Gaussian's multi-cell accounting is checked): use discrete-gaussian")
     if analytics.mode == "federated" and analytics.tolerate >= n:
         raise ConfigError(f"{where}: analytics.tolerate: {analytics.tolerate} with {n} agencies; at most {n - 1} (one agency's share must remain)")
     if analytics.dropouts > n:
@@ -490,7 +514,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     """The end-of-run table: one line per query."""
     a = summary["analytics"]
     unit = f", per person ({a['unit_label']}; person ε across the federation {a['person_across_federation']['epsilon']:.3g})" if a.get("unit") == "person" else ""
-    lines = [f"analytics: mode {a['mode']}, {a['agencies']} agencies, ε per agency after: max {a['max_epsilon_after']:.3g} (δ={a['delta']:g}){unit}", f"{'query':<24} {'kind':<6} {'σ':>8} {'MAE':>10} {'rel.err':>8}  notes"]
+    noise = f", {a['noise']} noise" if a.get("noise") and a["mode"] != "central" else ""
+    lines = [f"analytics: mode {a['mode']}{noise}, {a['agencies']} agencies, ε per agency after: max {a['max_epsilon_after']:.3g} (δ={a['delta']:g}){unit}", f"{'query':<24} {'kind':<6} {'σ':>8} {'MAE':>10} {'rel.err':>8}  notes"]
     for name, q in a["queries"].items():
         if q.get("refused"):
             lines.append(f"{name:<24} {q['kind']:<6} {'—':>8} {'—':>10} {'—':>8}  refused: {q['refused']}")

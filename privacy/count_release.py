@@ -21,18 +21,29 @@ variation τ_k = 10 Σ_{j=1}^{k−1} exp(−2π² s² j/(j+1)) of N_Z(0, k s²) 
 noise is within TV τ of one that is (ε, δ)-DP is (ε, δ + (1 + e^ε) τ)-DP; `delta_slack` states
 that term for a whole histogram and the share σ is floored (`share_floor`: the smallest s that
 keeps it below a given slack; MIN_SHARE_SIGMA by default) so it stays far below δ. Each agency charges its ledger the discrete Gaussian of σ_guard = √(n − t)·s ≥ σ.
+
+Skellam noise (`noise="skellam"`, Agarwal, Kairouz, Liu 2021) removes that floor: a sum of
+independent Sk(μ_i) is exactly Sk(Σ μ_i), so each of the n agencies adds Sk(μ/(n − t)), μ = σ²/2,
+and the n − t honest shares are exactly Sk(μ) — no slack, no floor; each agency charges the
+Skellam event of μ (privacy.mechanisms: its PLD built from the pmfs). Everything here takes the
+noise's standard deviation σ for both noises (the Skellam's parameter is σ²/2, noise.skellam_mu).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
 
 from privacy.accounting import ADD_REMOVE, MAX_SIGMA, CalibrationError, epsilon
-from privacy.mechanisms import DISCRETE_GAUSSIAN, MechanismEvent
-from privacy.noise import discrete_gaussian_variance
+from privacy.mechanisms import DISCRETE_GAUSSIAN, SKELLAM, MechanismEvent
+from privacy.noise import discrete_gaussian_variance, sample_discrete_gaussian, sample_skellam, skellam_mu
 
-__all__ = ["MIN_SHARE_SIGMA", "Z95", "ShareDesign", "calibrate_count_sigma", "calibrate_noise_multiplier", "count_event", "half_width", "share_floor", "sum_tv_bound"]
+__all__ = ["MIN_SHARE_SIGMA", "NOISES", "Z95", "ShareDesign", "calibrate_count_sigma", "calibrate_noise_multiplier", "count_event", "half_width", "noise_variance", "sample_noise", "share_floor", "sum_tv_bound"]
+
+NOISES = (DISCRETE_GAUSSIAN, SKELLAM)  # analytics.noise
 
 COUNT_SENSITIVITY = 1  # one record, one cell, ±1
 # Smallest share σ: at s = 2 the sum's distance from a discrete Gaussian is ~1e-16 per cell
@@ -42,35 +53,56 @@ MAX_SHARE_FLOOR = 8.0  # a floor search stops here (huge ε budgets: e^ε multip
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
 
 
-def count_event(sigma: float, releases: int = 1, sensitivity: int = COUNT_SENSITIVITY) -> MechanismEvent:
-    """The ledger event of `releases` histograms with discrete Gaussian noise σ per cell, one
-    unit moving them by at most `sensitivity` (integer units: 1 for a count; QUANTA fixed-point
-    steps for a sum, tasks.analytics; more under a person cap, privacy.person_histogram)."""
+def _check_noise(noise: str) -> None:
+    if noise not in NOISES:
+        raise ValueError(f"unknown count noise {noise!r}: use one of {', '.join(NOISES)}")
+
+
+def count_event(sigma: float, releases: int = 1, sensitivity: int = COUNT_SENSITIVITY, noise: str = DISCRETE_GAUSSIAN) -> MechanismEvent:
+    """The ledger event of `releases` histograms with noise of std σ per cell (discrete Gaussian
+    N_Z(0, σ²), or Skellam Sk(σ²/2)), one unit moving them by at most `sensitivity` (integer
+    units: 1 for a count; QUANTA fixed-point steps for a sum, tasks.analytics; more under a
+    person cap, privacy.person_histogram)."""
+    _check_noise(noise)
+    if noise == SKELLAM:
+        return MechanismEvent(SKELLAM, skellam_mu(sigma), sensitivity, 1.0, releases)
     return MechanismEvent(DISCRETE_GAUSSIAN, sigma, sensitivity, 1.0, releases)
 
 
-def calibrate_noise_multiplier(target_epsilon: float, delta: float, sensitivities: list[int], neighbouring: str = ADD_REMOVE, rel_tol: float = 0.002) -> float:
-    """Smallest multiplier m (to `rel_tol`) such that histograms with discrete Gaussian σ_i =
+def noise_variance(noise: str, sigma: float) -> float:
+    """Variance of one draw of `noise` at std parameter σ (Skellam: exactly 2μ = σ²)."""
+    _check_noise(noise)
+    return 2 * skellam_mu(sigma) if noise == SKELLAM else discrete_gaussian_variance(sigma)
+
+
+def sample_noise(noise: str, sigma: float, size: int) -> np.ndarray:
+    """`size` draws of `noise` at std parameter σ, from the CSPRNG (σ = 0: zeros, noise off)."""
+    _check_noise(noise)
+    return sample_skellam(skellam_mu(sigma), size) if noise == SKELLAM else sample_discrete_gaussian(sigma, size)
+
+
+def calibrate_noise_multiplier(target_epsilon: float, delta: float, sensitivities: list[int], neighbouring: str = ADD_REMOVE, rel_tol: float = 0.002, noise: str = DISCRETE_GAUSSIAN) -> float:
+    """Smallest multiplier m (to `rel_tol`) such that histograms with `noise` of std σ_i =
     m·Δ_i at integer sensitivities Δ_i spend at most `target_epsilon` at `delta` together: every
-    histogram gets the same noise-to-sensitivity ratio, so each spends the same share (PLD,
-    exact for the discrete Gaussian). All Δ_i = 1 gives `calibrate_count_sigma`'s σ."""
+    histogram gets the same noise-to-sensitivity ratio (PLD, exact for the discrete Gaussian and
+    the Skellam). All Δ_i = 1 gives `calibrate_count_sigma`'s σ."""
     if set(sensitivities) == {COUNT_SENSITIVITY}:
-        return calibrate_count_sigma(target_epsilon, delta, neighbouring, rel_tol, releases=len(sensitivities))
+        return calibrate_count_sigma(target_epsilon, delta, neighbouring, rel_tol, releases=len(sensitivities), noise=noise)
     if not (target_epsilon > 0 and math.isfinite(target_epsilon)):
         raise CalibrationError(f"an ε share must be a finite number > 0, got {target_epsilon!r}")
     groups = {d: sensitivities.count(d) for d in set(sensitivities)}
 
     def spent(m: float) -> float:
-        return epsilon([count_event(m * d, n, d) for d, n in sorted(groups.items())], delta, "pld", neighbouring)
+        return epsilon([count_event(m * d, n, d, noise) for d, n in sorted(groups.items())], delta, "pld", neighbouring)
 
-    # The discrete Gaussian at σ = m·Δ, shift Δ, is within float noise of the one at (m, 1) for m ≳ 1:
-    # start the search at the count σ and bracket it.
-    guess = calibrate_count_sigma(target_epsilon, delta, neighbouring, 0.02, releases=len(sensitivities))
+    # The discrete Gaussian at σ = m·Δ, shift Δ, is within float noise of the one at (m, 1) for m ≳ 1
+    # (the Skellam close to it): start the search at the count σ and bracket it.
+    guess = calibrate_count_sigma(target_epsilon, delta, neighbouring, 0.02, releases=len(sensitivities), noise=noise)
     lo, hi = guess / 1.1, guess * 1.1
     while spent(hi) > target_epsilon:
         lo, hi = hi, hi * 1.5
         if hi > MAX_SIGMA * 100:
-            raise CalibrationError(f"no discrete Gaussian multiplier up to {MAX_SIGMA * 100:g} spends ε ≤ {target_epsilon:g} at δ={delta:g}")
+            raise CalibrationError(f"no {noise} multiplier up to {MAX_SIGMA * 100:g} spends ε ≤ {target_epsilon:g} at δ={delta:g}")
     while spent(lo) <= target_epsilon and lo > 0.05:
         lo, hi = lo / 1.5, lo
     while hi / lo > 1 + rel_tol:
@@ -82,20 +114,20 @@ def calibrate_noise_multiplier(target_epsilon: float, delta: float, sensitivitie
     return hi
 
 
-def calibrate_count_sigma(target_epsilon: float, delta: float, neighbouring: str = ADD_REMOVE, rel_tol: float = 0.002, releases: int = 1) -> float:
-    """Smallest σ (to `rel_tol`) such that `releases` discrete Gaussian histograms at σ spend at
-    most `target_epsilon` at `delta` together (PLD, exact for the discrete Gaussian)."""
+def calibrate_count_sigma(target_epsilon: float, delta: float, neighbouring: str = ADD_REMOVE, rel_tol: float = 0.002, releases: int = 1, noise: str = DISCRETE_GAUSSIAN) -> float:
+    """Smallest std σ (to `rel_tol`) such that `releases` histograms with `noise` at σ spend at
+    most `target_epsilon` at `delta` together (PLD, exact for the discrete Gaussian and the Skellam)."""
     if not (target_epsilon > 0 and math.isfinite(target_epsilon)):
         raise CalibrationError(f"an ε share must be a finite number > 0, got {target_epsilon!r}")
 
     def spent(sigma: float) -> float:
-        return epsilon([count_event(sigma, releases)], delta, "pld", neighbouring)
+        return epsilon([count_event(sigma, releases, noise=noise)], delta, "pld", neighbouring)
 
     lo, hi = 0.05, 1.0
     while spent(hi) > target_epsilon:
         lo, hi = hi, hi * 2
         if hi > MAX_SIGMA * 100:
-            raise CalibrationError(f"no discrete Gaussian σ up to {MAX_SIGMA * 100:g} spends ε ≤ {target_epsilon:g} at δ={delta:g}")
+            raise CalibrationError(f"no {noise} σ up to {MAX_SIGMA * 100:g} spends ε ≤ {target_epsilon:g} at δ={delta:g}")
     while hi / lo > 1 + rel_tol:
         mid = math.sqrt(lo * hi)
         if spent(mid) > target_epsilon:
@@ -134,21 +166,25 @@ def share_floor(cells: int, shares: int, epsilon_: float, max_slack: float) -> f
 
 def half_width(variance: float) -> float:
     """95% interval half-width of a released value whose noise has this variance (normal
-    approximation: the discrete Gaussian and its sums are within ~1e-16 of normal quantiles at σ ≥ 2)."""
+    approximation: the discrete Gaussian and its sums are within ~1e-16 of normal quantiles at σ ≥ 2;
+    a Skellam Sk(μ) is close to normal for μ ≳ 4 — its excess kurtosis is 1/(2μ))."""
     return Z95 * math.sqrt(variance)
 
 
 @dataclass(frozen=True)
 class ShareDesign:
     """Federated noise shares: `agencies` agencies, up to `tolerate` of which may drop out or
-    collude with the coordinator, and a target σ the released sum must keep."""
+    collude with the coordinator, and a target σ the released sum must keep. Discrete Gaussian
+    shares keep a least σ (`floor`); Skellam shares have none (their sums are exact)."""
 
     agencies: int
     tolerate: int
     sigma: float
-    floor: float = MIN_SHARE_SIGMA  # the least share σ (share_floor)
+    floor: float = MIN_SHARE_SIGMA  # the least discrete Gaussian share σ (share_floor)
+    noise: str = DISCRETE_GAUSSIAN
 
     def __post_init__(self) -> None:
+        _check_noise(self.noise)
         if self.agencies < 1:
             raise ValueError("a federation needs at least one agency")
         if not 0 <= self.tolerate < self.agencies:
@@ -161,20 +197,62 @@ class ShareDesign:
 
     @property
     def share_sigma(self) -> float:
-        """σ of each agency's share: σ/√(n − t), at least `floor` (σ = 0: noise off)."""
+        """Std of each agency's share: σ/√(n − t); a discrete Gaussian's at least `floor` (σ = 0: noise off)."""
         if self.sigma == 0:
             return 0.0
+        if self.noise == SKELLAM:
+            return math.sqrt(2 * self.share_mu)
         return max(self.sigma / math.sqrt(self.honest), self.floor)
 
     @property
+    def share_mu(self) -> float:
+        """Skellam: μ of each agency's share, μ/(n − t) with μ = σ²/2."""
+        return skellam_mu(self.sigma) / self.honest
+
+    @property
+    def guaranteed_mu(self) -> float:
+        """Skellam: μ of the n − t honest shares' sum, (n − t)·μ_share, rounded down if the float
+        product rounds up (the charge never exceeds the noise drawn)."""
+        total = self.honest * self.share_mu
+        if Fraction(total) > self.honest * Fraction(self.share_mu):
+            total = math.nextafter(total, 0.0)
+        return total
+
+    @property
     def guaranteed_sigma(self) -> float:
-        """σ of the discrete Gaussian each agency charges: √(n − t)·s (≥ σ)."""
+        """Std of the noise each agency charges: √(n − t)·s (discrete Gaussian, ≥ σ), √(2μ) (Skellam)."""
+        if self.noise == SKELLAM:
+            return math.sqrt(2 * self.guaranteed_mu)
         return math.sqrt(self.honest) * self.share_sigma
+
+    @property
+    def floored(self) -> bool:
+        """Whether the share σ was raised above σ/√(n − t) by the floor (discrete Gaussian only)."""
+        return self.noise == DISCRETE_GAUSSIAN and self.sigma > 0 and self.share_sigma > self.sigma / math.sqrt(self.honest) * (1 + 1e-9)
+
+    def event(self, sensitivity: int) -> MechanismEvent:
+        """The ledger event each agency is charged for one histogram: the noise the honest sum carries."""
+        if self.noise == SKELLAM:
+            return MechanismEvent(SKELLAM, self.guaranteed_mu, sensitivity, 1.0, 1)
+        return count_event(self.guaranteed_sigma, sensitivity=sensitivity)
+
+    def sample_share(self, size: int) -> np.ndarray:
+        """`size` draws of one agency's share, from the CSPRNG (σ = 0: zeros, noise off)."""
+        if self.sigma == 0:
+            return np.zeros(size, dtype=np.int64)
+        if self.noise == SKELLAM:
+            return sample_skellam(self.share_mu, size)
+        return sample_discrete_gaussian(self.share_sigma, size)
 
     def released_variance(self, reporting: int) -> float:
         """Variance of the noise in a sum of `reporting` agencies' shares."""
+        if self.noise == SKELLAM:
+            return reporting * 2 * self.share_mu
         return reporting * discrete_gaussian_variance(self.share_sigma)
 
     def delta_slack(self, epsilon_: float, cells: int) -> float:
-        """(1 + e^ε)·cells·τ: what the sum's distance from a discrete Gaussian adds to δ per histogram."""
+        """(1 + e^ε)·cells·τ: what the sum's distance from a discrete Gaussian adds to δ per
+        histogram (Skellam: 0, its sum is exactly a Skellam)."""
+        if self.noise == SKELLAM:
+            return 0.0
         return delta_slack(self.share_sigma, self.honest, epsilon_, cells)

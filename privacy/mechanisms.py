@@ -15,6 +15,17 @@ L1/L2 sensitivity it was calibrated to:
   but it has its exact privacy loss (`from_discrete_gaussian_mechanism`): that PLD is composed
   directly, not the continuous Gaussian's (which is neither needed nor, for (ε, δ), a proven
   upper bound for it).
+- "skellam": symmetric Skellam Sk(μ) = Pois(μ) − Pois(μ) with μ = `noise` (variance 2μ) on an
+  integer statistic of integer sensitivity Δ (Agarwal, Kairouz, Liu 2021), unsampled only. Its PLD
+  is built from the two probability mass functions themselves (`skellam_pld`): Sk(μ) and Sk(μ)
+  shifted by Δ, log-pmfs over [−K, K + Δ] (P[x] = e^{−2μ}·I_|x|(2μ), scipy's Bessel `ive`), and the mass of Sk(μ) outside that support
+  (at most 2·P(X ≥ K), bounded by the exact Chernoff bound of the Skellam's MGF, K chosen so that is
+  ≤ 1e-20) counted as infinite privacy loss: pessimistic. Sk(μ) is symmetric, so one PLD serves both
+  directions of add/remove. Sk(μ) is log-concave (a convolution of log-concave pmfs), so its shifts
+  have monotone likelihood ratios and the optimal test between Sk(μ) and its shift by d ≤ Δ is a
+  threshold test whose power grows with d: the shift by Δ dominates every smaller one (and
+  compositions keep that order), so a statistic one unit moves by at most Δ in one coordinate is
+  charged exactly as the shift by Δ.
 
 Only PLD composes the new kinds; PRV and RDP (Opacus) model subsampled Gaussians only and refuse
 a history holding another kind (ValueError naming it). Under replace-one neighbours the stated
@@ -27,23 +38,29 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
+
+import numpy as np
 
 from privacy.accountants import ADD_REMOVE, REPLACE_ONE, Release, check_neighbouring
 
-__all__ = ["KINDS", "Entry", "MechanismEvent", "as_event", "dp_event", "is_tuple_case", "to_release"]
+__all__ = ["KINDS", "SKELLAM", "Entry", "MechanismEvent", "as_event", "dp_event", "is_tuple_case", "skellam_pld", "to_release"]
 
 SUBSAMPLED_GAUSSIAN = "subsampled-gaussian"
 GAUSSIAN = "gaussian"
 LAPLACE = "laplace"
 DISCRETE_GAUSSIAN = "discrete-gaussian"
-KINDS = (SUBSAMPLED_GAUSSIAN, GAUSSIAN, LAPLACE, DISCRETE_GAUSSIAN)
+SKELLAM = "skellam"
+KINDS = (SUBSAMPLED_GAUSSIAN, GAUSSIAN, LAPLACE, DISCRETE_GAUSSIAN, SKELLAM)
+INTEGER_KINDS = (DISCRETE_GAUSSIAN, SKELLAM)  # integer noise on integer statistics: whole-number Δ
+SKELLAM_TAIL_MASS = 1e-20  # at most this much of Sk(μ) lies outside the support its PLD is built over
 
 
 @dataclass(frozen=True)
 class MechanismEvent:
     """One release: `steps` self-composed applications of mechanism `kind` with noise parameter
-    `noise` (σ multiplier, Gaussian std, Laplace scale b, or discrete-Gaussian σ) calibrated to
+    `noise` (σ multiplier, Gaussian std, Laplace scale b, discrete-Gaussian σ, or Skellam μ) calibrated to
     `sensitivity`, each on a Poisson sample at rate `sample_rate` (1: the whole data)."""
 
     kind: str
@@ -62,12 +79,14 @@ class MechanismEvent:
             raise ValueError(f"{self.kind} sensitivity must be a finite number > 0, got {self.sensitivity!r}")
         if self.kind == SUBSAMPLED_GAUSSIAN and sens != 1.0:
             raise ValueError(f"a subsampled-gaussian noise is a multiplier (sensitivity 1), got sensitivity {sens!r}")
-        if self.kind == DISCRETE_GAUSSIAN and sens != int(sens):
-            raise ValueError(f"discrete-gaussian sensitivity must be a whole number, got {sens!r}")
+        if self.kind in INTEGER_KINDS and sens != int(sens):
+            raise ValueError(f"{self.kind} sensitivity must be a whole number, got {sens!r}")
         if not 0 < q <= 1:
             raise ValueError(f"{self.kind} sample rate must be in (0, 1], got {self.sample_rate!r}")
         if isinstance(self.steps, bool) or int(self.steps) != self.steps or self.steps < 0:
             raise ValueError(f"{self.kind} steps must be a whole number ≥ 0, got {self.steps!r}")
+        if self.kind == SKELLAM and q != 1.0:
+            raise ValueError(f"a skellam release is accounted unsampled only (sample rate 1), got {self.sample_rate!r}")
         object.__setattr__(self, "noise", noise)
         object.__setattr__(self, "sensitivity", sens)
         object.__setattr__(self, "sample_rate", q)
@@ -101,7 +120,7 @@ def to_release(event: MechanismEvent) -> Release:
 
 def dp_event(event: Entry) -> Any:
     """The dp-accounting DpEvent of one release (for RDP and independent cross-checks);
-    UnsupportedDpEvent for the discrete Gaussian, which dp-accounting 0.6 has no event for."""
+    UnsupportedDpEvent for the discrete Gaussian and Skellam, which dp-accounting 0.6 has no event for."""
     from dp_accounting import dp_event as ev
 
     e = as_event(event)
@@ -130,7 +149,7 @@ def check_accountable(events: Sequence[MechanismEvent], accountant: str, neighbo
 
 
 def event_pld(event: MechanismEvent, interval: float, neighbouring: str = ADD_REMOVE) -> Any:
-    """Pessimistic PLD of a Laplace or discrete-Gaussian event at discretisation `interval`."""
+    """Pessimistic PLD of a Laplace, discrete-Gaussian or Skellam event at discretisation `interval`."""
     from dp_accounting.pld import privacy_loss_distribution as pld
 
     if event.kind == LAPLACE:
@@ -150,13 +169,59 @@ def event_pld(event: MechanismEvent, interval: float, neighbouring: str = ADD_RE
             pessimistic_estimate=True,
             use_connect_dots=True,
         )
+    elif event.kind == SKELLAM:
+        one = skellam_pld(event.noise, int(event.sensitivity), interval)
     else:
-        raise ValueError(f"event_pld is for laplace and discrete-gaussian releases, got {event.kind}")
+        raise ValueError(f"event_pld is for laplace, discrete-gaussian and skellam releases, got {event.kind}")
     return one.self_compose(event.steps)
 
 
+def skellam_tail_bound(mu: float, k: int) -> float:
+    """An upper bound on P(X ≥ k) for X ~ Sk(μ), k > 0: Chernoff with the exact MGF
+    E e^{tX} = exp(μ(e^t + e^{−t} − 2)) at its best t = asinh(k / 2μ)."""
+    t = math.asinh(k / (2 * mu))
+    return math.exp(-k * t + 2 * mu * (math.cosh(t) - 1))
+
+
+def skellam_support(mu: float, sensitivity: int) -> int:
+    """K: the PLD's support is [−K, K + Δ]; the mass of Sk(μ) outside it is ≤ 2·P(X ≥ K) ≤ SKELLAM_TAIL_MASS."""
+    k = max(1, math.ceil(8 * math.sqrt(2 * mu)) + 10)
+    while 2 * skellam_tail_bound(mu, k) > SKELLAM_TAIL_MASS:
+        k = math.ceil(k * 1.1) + 1
+    return k
+
+
+@lru_cache(maxsize=256)
+def _skellam_log_pmfs(mu: float, sensitivity: int) -> tuple[dict[Any, float], dict[Any, float]]:
+    """(lower, upper) log-pmfs of the Skellam PLD: Sk(μ) shifted by Δ, and Sk(μ) itself plus one
+    outcome only it holds ("outside") carrying the mass beyond the support, so dp-accounting counts
+    it as infinite privacy loss (from_two_probability_mass_functions ignores outcomes absent from
+    both maps: without it that mass would be dropped, an optimistic error)."""
+    from scipy.special import ive
+
+    k = skellam_support(mu, sensitivity)
+    x = np.arange(-k, k + sensitivity + 1)
+    with np.errstate(divide="ignore"):  # an underflowed mass (< 1e-308) is log 0: dropped (counted in "outside")
+        # P[Sk(μ) = x] = e^{−2μ}·I_|x|(2μ) = ive(|x|, 2μ) (scipy's exponentially scaled Bessel I)
+        upper_log = np.log(ive(np.abs(x), 2 * mu))
+        lower_log = np.log(ive(np.abs(x - sensitivity), 2 * mu))
+    outside = max(2 * skellam_tail_bound(mu, k), 1.0 - math.fsum(np.exp(upper_log)))
+    upper: dict[Any, float] = {int(v): float(p) for v, p in zip(x, upper_log, strict=True)}
+    upper["outside"] = math.log(outside)
+    lower: dict[Any, float] = {int(v): float(p) for v, p in zip(x, lower_log, strict=True)}
+    return lower, upper
+
+
+def skellam_pld(mu: float, sensitivity: int, interval: float) -> Any:
+    """Pessimistic PLD of one Sk(μ) release at integer sensitivity Δ (module docstring)."""
+    from dp_accounting.pld import privacy_loss_distribution as pld
+
+    lower, upper = _skellam_log_pmfs(float(mu), int(sensitivity))
+    return pld.from_two_probability_mass_functions(lower, upper, pessimistic_estimate=True, value_discretization_interval=interval, symmetric=True)
+
+
 def mixed_pld_epsilon(history: Sequence[Release | MechanismEvent], delta: float, neighbouring: str = ADD_REMOVE) -> float:
-    """ε (upper bound) of a merged history holding Laplace or discrete-Gaussian events beside
+    """ε (upper bound) of a merged history holding Laplace, discrete-Gaussian or Skellam events beside
     (σ, q, steps) releases, composed in order with dp-accounting PLDs, refining the
     discretisation as `privacy.accountants.pld_epsilon` does (same start, step and stop)."""
     from privacy import accountants as acc

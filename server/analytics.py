@@ -3,7 +3,7 @@
 - `secure_sum`: federated mode. It receives only masked vectors (federation/secure_sum.py), each
   uniformly random mod M on its own, and learns only their sum: the agencies' noisy counts summed.
 - `trusted_sum`: federated-trusted mode. It receives every agency's exact counts and adds the
-  discrete Gaussian noise itself; the guarantee holds only if the coordinator is trusted to add
+  noise (discrete Gaussian or Skellam) itself; the guarantee holds only if the coordinator is trusted to add
   the noise and forget the exact counts (labelled so in every output).
 """
 
@@ -14,7 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from federation.secure_sum import MaskedVector, decode
-from privacy.noise import sample_discrete_gaussian
+from privacy.count_release import sample_noise
+from privacy.mechanisms import DISCRETE_GAUSSIAN
 
 __all__ = ["secure_sum", "trusted_sum"]
 
@@ -33,9 +34,9 @@ def secure_sum(vectors: Sequence[MaskedVector]) -> np.ndarray:
     return decode(total, modulus)
 
 
-def trusted_sum(exact: Sequence[np.ndarray], sigma: float) -> np.ndarray:
-    """Sum of the agencies' exact counts plus N_Z(0, σ²) per cell, added by the coordinator."""
+def trusted_sum(exact: Sequence[np.ndarray], sigma: float, noise: str = DISCRETE_GAUSSIAN) -> np.ndarray:
+    """Sum of the agencies' exact counts plus `noise` of std σ per cell, added by the coordinator."""
     if not exact:
         raise ValueError("nothing to sum")
     total = np.sum(np.stack(exact), axis=0).astype(np.int64)
-    return total + sample_discrete_gaussian(sigma, total.size).reshape(total.shape)
+    return total + sample_noise(noise, sigma, total.size).reshape(total.shape)

@@ -15,6 +15,8 @@ with a Bonferroni correction over them, so trying several costs its confidence h
 It audits the share design and the sampler together (a design that splits σ over too many
 shares, or a sampler with too little spread, shows a lower bound above the claim); the secure
 sum itself is exact (tests: noise off, federated == central), so it is not re-run per draw.
+Skellam designs (`noise="skellam"`) are audited the same way: shares from the Skellam sampler at
+each share's μ = s²/2, against the Skellam event charged at μ = σ²/2.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ import numpy as np
 from scipy.stats import beta, norm
 
 from privacy.accounting import epsilon
-from privacy.count_release import ShareDesign, count_event
-from privacy.noise import discrete_gaussian_variance, sample_discrete_gaussian
+from privacy.count_release import ShareDesign, count_event, noise_variance
+from privacy.mechanisms import DISCRETE_GAUSSIAN, SKELLAM
+from privacy.noise import sample_discrete_gaussian, sample_skellam, skellam_mu
 
 __all__ = ["CountAudit", "audit_release", "audit_share_design"]
 
@@ -44,6 +47,7 @@ class CountAudit:
     honest_shares: int
     share_sigma: float
     sensitivity: int
+    noise: str
     draws_per_world: int
     threshold: int
     confidence: float
@@ -57,9 +61,10 @@ class CountAudit:
         return {**asdict(self), "passed": self.passed}
 
 
-def _noise_sums(share_sigma: float, shares: int, draws: int) -> np.ndarray:
+def _noise_sums(share_sigma: float, shares: int, draws: int, noise: str = DISCRETE_GAUSSIAN) -> np.ndarray:
     """`draws` sums of `shares` noise shares, each from the release's own sampler."""
-    sums: np.ndarray = sample_discrete_gaussian(share_sigma, draws * shares).reshape(draws, shares).sum(axis=1)
+    flat = sample_skellam(skellam_mu(share_sigma), draws * shares) if noise == SKELLAM else sample_discrete_gaussian(share_sigma, draws * shares)
+    sums: np.ndarray = flat.reshape(draws, shares).sum(axis=1)
     return sums
 
 
@@ -81,20 +86,20 @@ def _epsilon_of(false_pos: int, true_pos: int, draws: int, delta: float, confide
 THRESHOLD_SIGMAS = (0.5, 1.0, 1.5, 2.0, 2.5)
 
 
-def audit_release(share_sigma: float, honest_shares: int, charged_sigma: float, delta: float, *, sensitivity: int = 1, draws_per_world: int = 10_000, confidence: float = 0.95) -> CountAudit:
-    """Audit a cell whose noise is `honest_shares` shares of `share_sigma` (what is left when the
-    coordinator and the colluding agencies subtract theirs) against the ε charged for one
-    histogram at `charged_sigma`, `sensitivity` and `delta`. World 0 releases 0 + noise, world 1
-    releases Δ + noise."""
+def audit_release(share_sigma: float, honest_shares: int, charged_sigma: float, delta: float, *, sensitivity: int = 1, draws_per_world: int = 10_000, confidence: float = 0.95, noise: str = DISCRETE_GAUSSIAN) -> CountAudit:
+    """Audit a cell whose noise is `honest_shares` shares of `noise` at std `share_sigma` (what is
+    left when the coordinator and the colluding agencies subtract theirs) against the ε charged
+    for one histogram at `charged_sigma` (Skellam: μ = σ²/2), `sensitivity` and `delta`. World 0
+    releases 0 + noise, world 1 releases Δ + noise."""
     if isinstance(sensitivity, bool) or int(sensitivity) != sensitivity or sensitivity < 1:
         raise ValueError(f"sensitivity must be a whole number ≥ 1, got {sensitivity!r}")
     if draws_per_world < 100:
         raise ValueError(f"an audit needs at least 100 draws per world, got {draws_per_world}")
     if share_sigma <= 0 or honest_shares < 1:
         raise ValueError("no noise: nothing to audit (the release is not DP)")
-    world0 = _noise_sums(share_sigma, honest_shares, draws_per_world)
-    world1 = _noise_sums(share_sigma, honest_shares, draws_per_world) + sensitivity
-    spread = math.sqrt(honest_shares * discrete_gaussian_variance(share_sigma))
+    world0 = _noise_sums(share_sigma, honest_shares, draws_per_world, noise)
+    world1 = _noise_sums(share_sigma, honest_shares, draws_per_world, noise) + sensitivity
+    spread = math.sqrt(honest_shares * noise_variance(noise, share_sigma))
     each = 1 - (1 - confidence) / len(THRESHOLD_SIGMAS)  # Bonferroni over the thresholds tried
     lower, threshold, ceiling = 0.0, 0, 0.0
     for z in THRESHOLD_SIGMAS:
@@ -107,11 +112,11 @@ def audit_release(share_sigma: float, honest_shares: int, charged_sigma: float, 
         expected = (norm.sf((at - 0.5) / charged_sigma), norm.sf((at - 0.5 - sensitivity) / charged_sigma))
         false_pos, true_pos = (round(float(p) * draws_per_world) for p in expected)
         ceiling = max(ceiling, _epsilon_of(false_pos, true_pos, draws_per_world, delta, each))
-    claimed = epsilon([count_event(charged_sigma, sensitivity=int(sensitivity))], delta, "pld")
-    return CountAudit(claimed, lower, ceiling, delta, honest_shares, share_sigma, int(sensitivity), draws_per_world, threshold, confidence)
+    claimed = epsilon([count_event(charged_sigma, sensitivity=int(sensitivity), noise=noise)], delta, "pld")
+    return CountAudit(claimed, lower, ceiling, delta, honest_shares, share_sigma, int(sensitivity), noise, draws_per_world, threshold, confidence)
 
 
 def audit_share_design(design: ShareDesign, delta: float, *, draws_per_world: int = 10_000, confidence: float = 0.95) -> CountAudit:
     """`audit_release` of a federated design as analytics releases it: its honest shares against
-    the σ each agency is charged (`ShareDesign.guaranteed_sigma`)."""
-    return audit_release(design.share_sigma, design.honest, design.guaranteed_sigma, delta, draws_per_world=draws_per_world, confidence=confidence)
+    the σ each agency is charged (`ShareDesign.guaranteed_sigma`), with the design's noise."""
+    return audit_release(design.share_sigma, design.honest, design.guaranteed_sigma, delta, draws_per_world=draws_per_world, confidence=confidence, noise=design.noise)
