@@ -31,7 +31,7 @@ def test_a_larger_sensitivity_is_audited_as_a_shift_of_that_many() -> None:
     design = ShareDesign(3, 0, sigma)
     right = audit_release(design.share_sigma, design.honest, design.guaranteed_sigma, DELTA, sensitivity=3, draws_per_world=DRAWS)
     assert right.passed and right.claimed_epsilon == pytest.approx(1.0, rel=0.02)
-    wrong = audit_release(design.share_sigma, design.honest, 3 * design.guaranteed_sigma, DELTA, sensitivity=3, draws_per_world=DRAWS)
+    wrong = audit_release(design.share_sigma, design.honest, 10 * design.guaranteed_sigma, DELTA, sensitivity=3, draws_per_world=DRAWS)
     assert not wrong.passed
 
 
