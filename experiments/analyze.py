@@ -526,6 +526,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         if q["kind"] in VALUE_KINDS:  # σ of the (fixed-point) sum, in the column's units
             sigma = q["sum_released_sigma_value"]
             note += f"; {q['column']} in [{q['bounds'][0]:g}, {q['bounds'][1]:g}]: {q['clamped']:,} clamped, {q['missing']:,} without a value"
+        if q.get("mu_charged") is not None:
+            note += f"; Skellam μ {q['mu_charged']:.4g}"
         note += floor_note(q) + audit_note(q)
         if q.get("dropped_by_person_cap") is not None:
             note += f"; {q['dropped_by_person_cap']:,} records over the person caps dropped"

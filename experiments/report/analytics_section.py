@@ -1,5 +1,5 @@
 """The report's analytics section (summary.json ``analytics``, written by `peel analyze`): per
-query the mode, the mechanism, σ, each agency's ε after the release and the error against the
+query the mode, the mechanism and its noise (discrete Gaussian or Skellam: μ), σ, each agency's ε after the release and the error against the
 exact pooled counts; for a top-k query the exact and the DP hotspot maps side by side (area
 centroids coloured by count, the flagged areas ringed). Nothing for a run without analytics.
 
@@ -90,6 +90,8 @@ def _row(name: str, q: dict[str, Any]) -> str:
                   f"fixed point: 1 step = {fmt.num(q.get('quantum'))}, σ charged in steps at sensitivity {q.get('sensitivity_steps')}")
     if q.get("dropped_by_person_cap") is not None:
         extra += f"; {q.get('dropped_by_person_cap')} records over the person caps dropped"
+    if q.get("noise") == "skellam" and q.get("mu_charged") is not None:
+        extra += f"; Skellam noise: μ charged {fmt.num(q.get('mu_charged'))} (σ = √(2μ))" + (f", each share Sk({fmt.num(q.get('share_mu'))})" if q.get("share_mu") is not None else "")
     extra += floor_note(q) + audit_note(q)  # the end table's words
     cells += [fmt.num(sigma), fmt.num(q.get("sigma_charged")), fmt.eps(eps_after), fmt.num(q.get("mae")), fmt.percent(q.get("relative_error"), 1), escape(extra)]
     return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
@@ -102,12 +104,14 @@ def section(summary: dict[str, Any], run_dir: Path, figures: list[Plot] | None =
         return ""
     figures = plots(summary, run_dir) if figures is None else figures
     mode = str(block.get("mode"))
+    noise = {"skellam": "Skellam Sk(μ), μ = σ²/2: federated shares sum to exactly a Skellam, so no share floor",
+             "discrete-gaussian": "discrete Gaussian N_Z(0, σ²)"}.get(str(block.get("noise") or "discrete-gaussian"), "")
     head = "<tr><th>query</th><th>kind</th><th>mode</th><th>σ of released noise</th><th>σ charged</th><th>max ε per agency after</th><th>MAE</th><th>relative error (cells ≥ threshold)</th><th></th></tr>"
     rows = "".join(_row(n, q) for n, q in block["queries"].items())
     imgs = "".join(f"<figure><img alt='{escape(p.alt)}' src='data:image/png;base64,{base64.b64encode(p.png).decode()}'><figcaption>{escape(p.caption)}</figcaption></figure>" for p in figures)
     return (
         f"<section id='analytics'><h2>{escape(TITLE)}</h2>"
-        f"<p>Mode <b>{escape(mode)}</b>: {escape(TRUST.get(mode, ''))}. {block.get('agencies')} agencies, each spending at most ε = {fmt.num(block.get('epsilon'))} "
+        f"<p>Mode <b>{escape(mode)}</b>: {escape(TRUST.get(mode, ''))}. Noise: {escape(noise if mode != 'central' else 'none')}. {block.get('agencies')} agencies, each spending at most ε = {fmt.num(block.get('epsilon'))} "
         f"on these queries at δ = {block.get('delta')} ({escape(str(block.get('unit_label') or 'record level, add/remove-one'))}; charged to each agency's ledger before the release left it). "
         f"Errors are against the exact pooled counts (a sum or mean: against the raw values, neither clamped nor rounded).</p>"
         f"<table>{head}{rows}</table>{imgs}</section>"
