@@ -36,7 +36,7 @@ from federation.spec import TRAIL_FILE
 from policedata.loader import load_areas
 from privacy import audit_trail
 from privacy.accounting import Entry
-from privacy.count_release import Z95, ShareDesign, calibrate_noise_multiplier, count_event, noise_variance, share_floor
+from privacy.count_release import Z95, ShareDesign, calibrate_noise_multiplier, count_event, half_width, noise_variance, share_floor
 from privacy.ledger import Ledger
 from privacy.mechanisms import DISCRETE_GAUSSIAN, SKELLAM, MechanismEvent
 from privacy.noise import skellam_mu
@@ -280,7 +280,7 @@ def run_query(q: QueryConfig, analytics: AnalyticsConfig, domain: Domain, agenci
         errors = rate_errors(frame["released"].to_numpy(), truth, ex_den, analytics.threshold)
     else:
         frame["released"] = first.values
-        frame["half_width_95"] = Z95 * math.sqrt(first.variance)
+        frame["half_width_95"] = half_width(first.variance, noise if mode != "central" else DISCRETE_GAUSSIAN)
         truth = exact[hists[0].name]
         errors = count_errors(first.values, truth, analytics.threshold)
     if with_truth:

@@ -164,10 +164,21 @@ def share_floor(cells: int, shares: int, epsilon_: float, max_slack: float) -> f
     return hi
 
 
-def half_width(variance: float) -> float:
-    """95% interval half-width of a released value whose noise has this variance (normal
-    approximation: the discrete Gaussian and its sums are within ~1e-16 of normal quantiles at σ ≥ 2;
-    a Skellam Sk(μ) is close to normal for μ ≳ 4 — its excess kurtosis is 1/(2μ))."""
+EXACT_SKELLAM_BELOW = 1000.0  # μ below which a Skellam count's half-width is its exact quantile
+
+
+def half_width(variance: float, noise: str = DISCRETE_GAUSSIAN) -> float:
+    """95% interval half-width of a released count whose noise has this variance. Normal
+    approximation for the discrete Gaussian (its sums are within ~1e-16 of normal quantiles at
+    σ ≥ 2) and for a Skellam of μ ≥ EXACT_SKELLAM_BELOW; below, the Skellam's own quantile (a
+    released Skellam noise is exactly Sk(variance/2); normal is off for μ ≲ 4, e.g. at μ = 0.06
+    the noise is 0 in 88% of cells): the least integer h with P(|X| ≤ h) ≥ 0.95."""
+    _check_noise(noise)
+    mu = variance / 2
+    if noise == SKELLAM and 0 < mu < EXACT_SKELLAM_BELOW:
+        from scipy.stats import skellam
+
+        return float(skellam.ppf(0.975, mu, mu))  # P(|X| ≤ h) = 2·F(h) − 1 by symmetry
     return Z95 * math.sqrt(variance)
 
 

@@ -239,3 +239,15 @@ def test_skellam_with_the_person_unit_is_a_config_error(tmp_path: Path) -> None:
     federation = type("F", (), {"agencies": [{"name": "a"}, {"name": "b"}], "areas": None, "period": ("2024-01", "2024-02")})()
     with pytest.raises(ConfigError, match="record unit only"):
         an.check_beside(config, federation)
+
+
+@pytest.mark.parametrize("mu", [0.06, 0.5, 4.0, 60.0])
+def test_a_skellam_counts_half_width_is_its_exact_95_quantile(mu: float) -> None:
+    from scipy.stats import skellam
+
+    from privacy.count_release import half_width
+
+    h = half_width(2 * mu, "skellam")
+    assert h == int(h) and 2 * skellam.cdf(h, mu, mu) - 1 >= 0.95 > 2 * skellam.cdf(h - 1, mu, mu) - 1
+    draws = sample_skellam(mu, 20_000)
+    assert np.mean(np.abs(draws) <= h) >= 0.94  # the sampler's noise is covered as stated
