@@ -251,3 +251,17 @@ def test_a_skellam_counts_half_width_is_its_exact_95_quantile(mu: float) -> None
     assert h == int(h) and 2 * skellam.cdf(h, mu, mu) - 1 >= 0.95 > 2 * skellam.cdf(h - 1, mu, mu) - 1
     draws = sample_skellam(mu, 20_000)
     assert np.mean(np.abs(draws) <= h) >= 0.94  # the sampler's noise is covered as stated
+
+
+def test_peel_analyzes_audit_and_summary_carry_the_skellam_design(tmp_path: Path) -> None:
+    from experiments.analytics_audit import audit_queries
+
+    agencies = _agencies(tmp_path, [40, 90, 10])
+    analytics = AnalyticsConfig.model_validate(dict(epsilon=1.0, noise="skellam", tolerate=1, queries=[{"name": "q", "by": ["month", "crime_type"]}]))
+    outcome = an.run_query(analytics.queries[0], analytics, _domain(agencies), agencies, DELTA, an.histogram_sigmas(analytics, DELTA), "r", with_truth=True)
+    q = outcome.summary
+    assert q["noise"] == "skellam" and "Skellam" in q["mechanism"] and not q["share_floored"]
+    assert q["mu"] == pytest.approx(q["sigma"] ** 2 / 2) and q["mu_charged"] == pytest.approx(q["mu"]) and q["share_mu"] == pytest.approx(q["mu"] / 2)
+    assert q["released_sigma"] == pytest.approx(math.sqrt(3 * 2 * q["share_mu"]))  # 3 shares of Sk(μ/2)
+    audit_queries({"q": q}, DELTA)
+    assert q["audit"]["noise"] == "skellam" and q["audit"]["passed"]
