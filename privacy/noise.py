@@ -147,7 +147,7 @@ class PoissonTable:
 @lru_cache(maxsize=64)
 def poisson_table(mu: float) -> PoissonTable:
     """The inversion table of Pois(μ), μ > 0 (cached: one per share parameter in a run)."""
-    import mpmath  # type: ignore[import-untyped]  # installed with torch (sympy); no stubs
+    import mpmath  # type: ignore[import-untyped]  # no stubs
 
     if not (mu > 0 and math.isfinite(mu)):
         raise ValueError(f"a Poisson mean must be a finite number > 0, got {mu!r}")
