@@ -54,7 +54,7 @@ def _rows(values: dict[str, Any], run_dir: Path) -> list[dict[str, Any]]:
     rows = []
     for name, q in block["queries"].items():
         rows.append({
-            **values, "run": run_dir.name, "query": name, "kind": q["kind"], "mode": q["mode"], "epsilon": block["epsilon"],
+            **values, "run": run_dir.name, "query": name, "kind": q["kind"], "mode": q["mode"], "noise": q.get("noise") or "none", "epsilon": block["epsilon"],
             "max_epsilon_after": max(q["epsilon_after"].values()) if q.get("epsilon_after") else None, "released_sigma": q.get("released_sigma"),
             "mae": q.get("mae"), "relative_error": q.get("relative_error"), "overlap": q.get("overlap"), "pai": q.get("pai"), "pai_exact": q.get("pai_exact"),
             "unit": q.get("unit", "record"), "dropped_by_person_cap": q.get("dropped_by_person_cap"), "refused": q.get("refused"),
@@ -63,15 +63,17 @@ def _rows(values: dict[str, Any], run_dir: Path) -> list[dict[str, Any]]:
 
 
 def _figure(frame: pd.DataFrame) -> bytes:
-    """MAE against ε per mode, one panel per query (a line per mode: the mean over other swept keys)."""
+    """MAE against ε per mode, one panel per query (a line per mode and noise: the mean over the
+    other swept keys; the noise is named only where the sweep used more than one)."""
     queries = list(dict.fromkeys(frame["query"]))
     fig = Figure(figsize=(4.2 * len(queries), 3.6))
     for i, query in enumerate(queries):
         ax = fig.add_subplot(1, len(queries), i + 1)
         part = frame[(frame["query"] == query) & frame["refused"].isna()]
-        for mode, lines in part.groupby("mode"):
+        several = part.loc[part["noise"] != "none", "noise"].nunique() > 1  # central adds no noise
+        for (mode, noise), lines in part.groupby(["mode", "noise"]):
             mean = lines.groupby("epsilon")["mae"].mean()
-            ax.plot(mean.index, mean.to_numpy(), marker="o", label=str(mode))
+            ax.plot(mean.index, mean.to_numpy(), marker="o", label=f"{mode}, {noise}" if several and noise != "none" else str(mode))
         ax.set_xscale("log")
         ax.set_yscale("log")
         for axis in (ax.xaxis, ax.yaxis):  # plain numbers, not mathtext powers of ten

@@ -3,8 +3,10 @@ states, what the coordinator holds, accounting in the agency's ledger, and refus
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -378,3 +380,29 @@ def test_grid_cells_cover_the_public_box_and_ignore_points_outside() -> None:
     domain = Domain(MONTHS, ("a",), grid=grid)
     counts = cell_counts(records, Histogram("g", ("grid",)), domain)
     assert counts.sum() == 3 and len(counts) == 12  # the two points outside or without coordinates count nowhere
+
+
+def test_analyze_sweep_rows_carry_the_noise_and_central_stays_in_the_figure(tmp_path: Path) -> None:
+    import matplotlib.axes
+
+    from experiments import analyze_sweep
+
+    rows = []
+    for mode, noise, mae in (("central", None, 0.5), ("federated", "discrete-gaussian", 5.0), ("federated", "skellam", 3.0)):
+        run = tmp_path / f"{mode}-{noise}"
+        run.mkdir()
+        q = {"kind": "count", "mode": mode, "noise": noise, "mae": mae, "epsilon_after": {"a": 1.0}}
+        (run / "summary.json").write_text(json.dumps({"analytics": {"epsilon": 1.0, "queries": {"q": q}}}), encoding="utf-8")
+        rows += analyze_sweep._rows({"analytics.noise": noise}, run)
+    assert [r["noise"] for r in rows] == ["none", "discrete-gaussian", "skellam"]
+    labels: list[str] = []
+    real = matplotlib.axes.Axes.plot
+
+    def plot(self: matplotlib.axes.Axes, *args: Any, **kwargs: Any) -> Any:
+        labels.append(str(kwargs.get("label")))
+        return real(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(matplotlib.axes.Axes, "plot", plot)
+        analyze_sweep._figure(pd.DataFrame(rows))
+    assert sorted(labels) == ["central", "federated, discrete-gaussian", "federated, skellam"]
