@@ -32,6 +32,7 @@ noise's standard deviation σ for both noises (the Skellam's parameter is σ²/2
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -98,20 +99,7 @@ def calibrate_noise_multiplier(target_epsilon: float, delta: float, sensitivitie
     # The discrete Gaussian at σ = m·Δ, shift Δ, is within float noise of the one at (m, 1) for m ≳ 1
     # (the Skellam close to it): start the search at the count σ and bracket it.
     guess = calibrate_count_sigma(target_epsilon, delta, neighbouring, 0.02, releases=len(sensitivities), noise=noise)
-    lo, hi = guess / 1.1, guess * 1.1
-    while spent(hi) > target_epsilon:
-        lo, hi = hi, hi * 1.5
-        if hi > MAX_SIGMA * 100:
-            raise CalibrationError(f"no {noise} multiplier up to {MAX_SIGMA * 100:g} spends ε ≤ {target_epsilon:g} at δ={delta:g}")
-    while spent(lo) <= target_epsilon and lo > 0.05:
-        lo, hi = lo / 1.5, lo
-    while hi / lo > 1 + rel_tol:
-        mid = math.sqrt(lo * hi)
-        if spent(mid) > target_epsilon:
-            lo = mid
-        else:
-            hi = mid
-    return hi
+    return _smallest_noise(spent, target_epsilon, guess / 1.1, guess * 1.1, rel_tol, f"no {noise} multiplier up to {MAX_SIGMA * 100:g} spends ε ≤ {target_epsilon:g} at δ={delta:g}")
 
 
 def calibrate_count_sigma(target_epsilon: float, delta: float, neighbouring: str = ADD_REMOVE, rel_tol: float = 0.002, releases: int = 1, noise: str = DISCRETE_GAUSSIAN) -> float:
@@ -123,11 +111,18 @@ def calibrate_count_sigma(target_epsilon: float, delta: float, neighbouring: str
     def spent(sigma: float) -> float:
         return epsilon([count_event(sigma, releases, noise=noise)], delta, "pld", neighbouring)
 
-    lo, hi = 0.05, 1.0
+    return _smallest_noise(spent, target_epsilon, 0.05, 1.0, rel_tol, f"no {noise} σ up to {MAX_SIGMA * 100:g} spends ε ≤ {target_epsilon:g} at δ={delta:g}")
+
+
+def _smallest_noise(spent: Callable[[float], float], target_epsilon: float, lo: float, hi: float, rel_tol: float, too_large: str) -> float:
+    """The smallest noise parameter x (to `rel_tol`) with spent(x) ≤ target (spent falls as x
+    grows): bracket from [lo, hi] outwards, then bisect geometrically."""
     while spent(hi) > target_epsilon:
-        lo, hi = hi, hi * 2
+        lo, hi = hi, hi * 1.5
         if hi > MAX_SIGMA * 100:
-            raise CalibrationError(f"no {noise} σ up to {MAX_SIGMA * 100:g} spends ε ≤ {target_epsilon:g} at δ={delta:g}")
+            raise CalibrationError(too_large)
+    while spent(lo) <= target_epsilon and lo > 0.05:
+        lo, hi = lo / 1.5, lo
     while hi / lo > 1 + rel_tol:
         mid = math.sqrt(lo * hi)
         if spent(mid) > target_epsilon:
