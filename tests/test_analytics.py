@@ -72,15 +72,16 @@ def test_noise_off_is_refused_unless_a_test_asks(tmp_path: Path) -> None:
         an.release("federated", HIST, _domain(agencies), agencies, 0.0, _settings(), "r")
 
 
+@pytest.mark.parametrize("noise", ["discrete-gaussian", "skellam"])
 @pytest.mark.parametrize("mode", ["local", "federated", "federated-trusted"])
-def test_error_std_and_interval_coverage_over_200_releases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+def test_error_std_and_interval_coverage_over_200_releases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, noise: str) -> None:
     """The noise each mode states: 200 releases of a 24-cell histogram (4,800 errors: the
     coverage's sd is 0.3%, its bounds 6 sd away). The ledger
     is tested below; here charging is counted, not written (200 PLD charges take minutes)."""
-    charged: list[float] = []
+    charged: list[MechanismEvent] = []
 
     def _count_charge(self: AnalyticsAgency, event: MechanismEvent, run_id: str, label: str) -> tuple[float, int]:
-        charged.append(event.noise)
+        charged.append(event)
         return (0.0, 1)
 
     monkeypatch.setattr(AnalyticsAgency, "_charge", _count_charge)
@@ -91,7 +92,7 @@ def test_error_std_and_interval_coverage_over_200_releases(tmp_path: Path, monke
     sigma = 6.0
     errors, covered = [], 0
     for i in range(200):
-        out = an.release(mode, wide, domain, agencies, sigma, _settings(tolerate=1), f"r{i}")
+        out = an.release(mode, wide, domain, agencies, sigma, _settings(tolerate=1, noise=noise), f"r{i}")
         error = out.values - exact
         errors.append(error)
         covered += int((np.abs(error) <= Z95 * math.sqrt(out.variance)).sum())
@@ -100,11 +101,13 @@ def test_error_std_and_interval_coverage_over_200_releases(tmp_path: Path, monke
     assert abs(errors_all.std() / stated - 1) < 0.10, (errors_all.std(), stated)
     coverage = covered / errors_all.size
     assert 0.93 <= coverage <= 0.97, coverage
+    assert {e.kind for e in charged} == {noise}
     if mode == "local":
         assert stated == pytest.approx(sigma * 2, rel=1e-6)  # four agencies' noise adds up: 2σ
     elif mode == "federated":
-        assert stated == pytest.approx(sigma * math.sqrt(4 / 3), rel=1e-6)  # 4 shares of σ²/3 (t = 1)
-        assert charged[0] == pytest.approx(sigma)  # each agency is charged the σ the sum keeps with 1 share missing
+        assert stated == pytest.approx(sigma * math.sqrt(4 / 3), rel=1e-6)  # 4 shares of σ²/3 (t = 1; Skellam: no floor)
+        # each agency is charged the noise the sum keeps with 1 share missing: σ, or Sk(σ²/2)
+        assert charged[0].noise == pytest.approx(sigma if noise == "discrete-gaussian" else sigma**2 / 2, rel=1e-12)
     else:
         assert stated == pytest.approx(sigma, rel=1e-6)
 
