@@ -16,7 +16,7 @@ from experiments import analyze as an
 from experiments.analytics_config import AnalyticsConfig
 from privacy.accounting import epsilon
 from privacy.audit.count_audit import audit_release, audit_share_design
-from privacy.count_release import Z95, ShareDesign, calibrate_count_sigma, count_event, share_floor
+from privacy.count_release import ShareDesign, calibrate_count_sigma, count_event, share_floor
 from privacy.ledger import Ledger
 from privacy.mechanisms import SKELLAM, MechanismEvent
 from privacy.noise import poisson_table, sample_skellam
