@@ -22,7 +22,7 @@ def test_the_release_design_passes_its_audit(agencies: int, tolerate: int, epsil
     assert audit.passed, audit
     # What the draws show is about what an exact release at the charged σ is expected to show.
     assert 0 < audit.ceiling <= audit.claimed_epsilon
-    assert abs(audit.lower_bound - audit.ceiling) < 0.25
+    assert abs(audit.lower_bound - audit.ceiling) < 0.3  # its spread over runs: sd ≈ 0.07
 
 
 def test_a_larger_sensitivity_is_audited_as_a_shift_of_that_many() -> None:
