@@ -139,17 +139,23 @@ def test_coordinator_never_holds_one_agencys_counts(tmp_path: Path, monkeypatch:
     assert np.abs(out.values).max() < 60  # the sum is the noise shares alone (exact counts 0)
 
 
+def charge_dpsgd_rounds(agencies: list[AnalyticsAgency]) -> tuple[float, float, int]:
+    """Three DP-SGD rounds on each agency's ledger, charged as clients/app.py charges them; the round."""
+    sgd = (1.1, 0.02, 200)
+    for a in agencies:
+        with Ledger.open(a.ledger, a.name) as ledger:
+            for r in range(3):
+                ledger.charge("run", "fedavg-dp", r + 1, sgd, delta=DELTA, accountant="pld", budget=a.policy.budget)
+    return sgd
+
+
 def test_ledger_after_dpsgd_and_analytics_matches_dp_accounting(tmp_path: Path) -> None:
     """A ledger holding DP-SGD rounds (charged as clients/app.py charges them), then the analytics
     block, reports the ε an independent dp-accounting PLD composition gives, within 1%."""
     from dp_accounting.pld import privacy_loss_distribution as pld
 
     agencies = _agencies(tmp_path, [40, 90])
-    sgd = (1.1, 0.02, 200)
-    for a in agencies:
-        with Ledger.open(a.ledger, a.name) as ledger:
-            for r in range(3):
-                ledger.charge("run", "fedavg-dp", r + 1, sgd, delta=DELTA, accountant="pld", budget=a.policy.budget)
+    sgd = charge_dpsgd_rounds(agencies)
     analytics = AnalyticsConfig.model_validate(dict(epsilon=1.0, queries=[{"name": "q", "by": ["month", "crime_type"]}, {"name": "r", "kind": "rate", "by": ["crime_type"], "numerator": {"crime_type": ["Drugs"]}}]))
     calibrated = an.histogram_sigmas(analytics, DELTA)
     domain = _domain(agencies)

@@ -20,7 +20,7 @@ from privacy.count_release import ShareDesign, calibrate_count_sigma, count_even
 from privacy.ledger import Ledger
 from privacy.mechanisms import SKELLAM, MechanismEvent
 from privacy.noise import poisson_table, sample_skellam
-from tests.test_analytics import HIST, _agencies, _domain, _settings
+from tests.test_analytics import HIST, _agencies, _domain, _settings, charge_dpsgd_rounds
 
 DELTA = 1e-5
 SKELLAM_SETTINGS = {"noise": "skellam"}
@@ -113,11 +113,7 @@ def test_a_ledger_of_dpsgd_rounds_and_skellam_counts_matches_an_independent_comp
     from dp_accounting.pld import privacy_loss_distribution as pld
 
     agencies = _agencies(tmp_path, [40, 90])
-    sgd = (1.1, 0.02, 200)
-    for a in agencies:
-        with Ledger.open(a.ledger, a.name) as ledger:
-            for r in range(3):
-                ledger.charge("run", "fedavg-dp", r + 1, sgd, delta=DELTA, accountant="pld", budget=a.policy.budget)
+    sgd = charge_dpsgd_rounds(agencies)
     analytics = AnalyticsConfig.model_validate(dict(epsilon=1.0, noise="skellam", queries=[{"name": "q", "by": ["month", "crime_type"]}, {"name": "r", "kind": "rate", "by": ["crime_type"], "numerator": {"crime_type": ["Drugs"]}}]))
     calibrated = an.histogram_sigmas(analytics, DELTA)
     for q in analytics.queries:
