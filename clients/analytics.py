@@ -97,10 +97,10 @@ class AnalyticsAgency:
     def dropped_by_person_cap(self, histogram: Histogram, domain: Domain) -> int | None:
         """Records the histogram would count that the person caps drop (the harness's figure;
         it never leaves the agency). None under the record unit."""
-        kept = self.person_kept(histogram, domain)
-        if kept is None:
+        if self.persons is None:
             return None
-        return int(cell_index(self.records, histogram, domain)[1].sum() - kept.sum())
+        cell, counted = cell_index(self.records, histogram, domain)
+        return int(counted.sum() - cell_caps(self.persons, cell, counted).sum())
 
     # --- inside the agency ---------------------------------------------------------------
     def _exact(self, histogram: Histogram, domain: Domain) -> np.ndarray:

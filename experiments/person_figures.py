@@ -16,7 +16,7 @@ from experiments.config import PeelConfig
 from experiments.run_folder import RunFolder
 from policedata.errors import DataError
 from policedata.persons import NO_PERSON, RecordPersons, crime_ids_of_record_keys, has_persons, load_persons
-from privacy.person_epsilons import AgencyLedger, HeaviestPerson, epsilon_by_unit, heaviest_person
+from privacy.person_epsilons import AgencyLedger, epsilon_by_unit, heaviest_person
 from privacy.person_unit import person_ledger_path
 
 log = logging.getLogger("peel.run")
@@ -34,19 +34,28 @@ def _record_persons(folder: Path, train_keys: Any) -> RecordPersons | None:
     return table.for_records(crime_ids_of_record_keys(train_keys))
 
 
-def _heaviest(folder: Path, train_keys: Any) -> HeaviestPerson | None:
-    persons = _record_persons(folder, train_keys)
-    return heaviest_person(persons) if persons is not None else None
+def record_persons_of(folder: RunFolder) -> dict[str, RecordPersons]:
+    """Per agency with person keys, who is in each of its training records (read once: both
+    `epsilon_by_unit_of` and `persons_of` take it); empty for a task whose examples are not records."""
+    if folder.config.task.name != "outcome":  # a hotspot example is an area-month, not a person's record
+        return {}
+    out = {}
+    for a in folder.federation.agencies:
+        persons = _record_persons(Path(a["folder"]), getattr(folder.splits[a["name"]], "train_keys", None))
+        if persons is not None:
+            out[a["name"]] = persons
+    return out
 
 
-def epsilon_by_unit_of(folder: RunFolder) -> dict[str, Any] | None:
+def epsilon_by_unit_of(folder: RunFolder, persons: dict[str, RecordPersons]) -> dict[str, Any] | None:
     """`epsilon_by_unit` of the run's ledgers, spent to date like `epsilon` (so the same block for
-    every DP architecture of the run); None if no agency has charged anything."""
+    every DP architecture of the run); None if no agency has charged anything. `persons`:
+    `record_persons_of(folder)`."""
     config = folder.config
-    if config.task.name != "outcome":  # a hotspot example is an area-month, not a person's record
+    if config.task.name != "outcome":
         return None
     agencies = [
-        AgencyLedger(a["name"], Path(a["ledger"]), _heaviest(Path(a["folder"]), getattr(folder.splits[a["name"]], "train_keys", None)))
+        AgencyLedger(a["name"], Path(a["ledger"]), heaviest_person(persons[a["name"]]) if a["name"] in persons else None)
         for a in folder.federation.agencies
     ]
     return epsilon_by_unit(config.privacy.unit, agencies, max_agencies=config.privacy.person.max_agencies, accountant=config.privacy.accountant)
@@ -92,20 +101,17 @@ def who_pays(persons: RecordPersons, dropped: int | None = None) -> dict[str, An
     }
 
 
-def persons_of(folder: RunFolder) -> dict[str, Any] | None:
+def persons_of(folder: RunFolder, persons: dict[str, RecordPersons]) -> dict[str, Any] | None:
     """summary.json's `persons`: per agency, who_pays of its training records (under privacy.unit
     person with the records the cap dropped, as its ClientApp bounds them); None for a task
-    whose examples are not records, or when no agency has person keys."""
+    whose examples are not records, or when no agency has person keys. `persons`:
+    `record_persons_of(folder)`."""
     config = folder.config
-    if config.task.name != "outcome":
-        return None
     person_unit = config.privacy.unit == "person"
     per_agency: dict[str, dict[str, Any]] = {}
     for index, a in enumerate(folder.federation.agencies):
-        persons = _record_persons(Path(a["folder"]), getattr(folder.splits[a["name"]], "train_keys", None))
-        if persons is None:
-            continue
-        per_agency[a["name"]] = who_pays(persons, _dropped(folder, index) if person_unit else None)
+        if a["name"] in persons:
+            per_agency[a["name"]] = who_pays(persons[a["name"]], _dropped(folder, index) if person_unit else None)
     if not per_agency:
         return None
     return {"unit": config.privacy.unit, "max_records": config.privacy.person.max_records, "top_share": TOP_SHARE, "per_agency": per_agency, "note": PERSONS_NOTE}

@@ -10,7 +10,7 @@ from pathlib import Path
 from experiments.config import PeelConfig
 from experiments.hotspot_baselines import hotspot_baselines
 from experiments.ledgers import agency_figures
-from experiments.person_figures import epsilon_by_unit_of, person_canary_of, persons_of, unit_ledgers
+from experiments.person_figures import epsilon_by_unit_of, person_canary_of, persons_of, record_persons_of, unit_ledgers
 from experiments.reference import outcome_reference
 from experiments.results import write_json
 from experiments.run_folder import RunFolder
@@ -169,7 +169,8 @@ def summarise(folder: RunFolder) -> Path:
                 audit["person_canary"] = result
                 audit["canary_unavailable"] = "this run is person-level: the person canary audit is person_canary"
     config, splits, federation = folder.config, folder.splits, folder.federation
-    by_unit = epsilon_by_unit_of(folder) if any(architectures.is_record_dp(a) for a in config.architectures) else None
+    record_persons = record_persons_of(folder)  # each agency's persons.csv, read once for both figures
+    by_unit = epsilon_by_unit_of(folder, record_persons) if any(architectures.is_record_dp(a) for a in config.architectures) else None
     for arch in config.architectures:  # the three ε's (record, person within agency, across the federation)
         if architectures.is_record_dp(arch) and arch in folder.results:
             folder.results[arch]["epsilon_by_unit"] = by_unit
@@ -189,7 +190,7 @@ def summarise(folder: RunFolder) -> Path:
         "releases": contract.release_table(),
         "architectures": {a: folder.results[a] for a in config.architectures},
         # Outcome with person keys: who pays per agency (people, repeat shares, records the cap dropped; the harness's).
-        "persons": persons_of(folder),
+        "persons": persons_of(folder, record_persons),
         "bayes_optimal": ceiling(folder),
         # Outcome: a pooled logistic regression and the base rate by category on the same rows (non-private, the harness's).
         "reference": _reference(folder),

@@ -79,7 +79,7 @@ def test_persons_of_a_prepared_person_unit_folder_counts_the_capped_records_inde
     Σ over owners (victim, else suspect) of max(0, records − max_records), counted here from
     persons.csv without the clients' bounding code; the record unit has no such count."""
     from experiments.config import validate
-    from experiments.person_figures import persons_of
+    from experiments.person_figures import persons_of, record_persons_of
     from experiments.prepare import materialise
     from experiments.run_folder import open_folder
     from policedata.persons import crime_ids_of_record_keys, load_persons
@@ -90,7 +90,7 @@ def test_persons_of_a_prepared_person_unit_folder_counts_the_capped_records_inde
         config = validate({**tiny, "privacy": {"epsilon": 2.0, "unit": unit, "person": {"max_records": 2}}}, "tiny")
         run_dir = tmp_path / unit
         folder = open_folder(config, "", run_dir, materialise(config, run_dir / "data"))
-        figures[unit] = persons_of(folder)
+        figures[unit] = persons_of(folder, record_persons_of(folder))
     block, record = figures["person"], figures["record"]
     assert block is not None and record is not None and block["unit"] == "person" and block["max_records"] == 2
     assert set(block["per_agency"]) == {a["name"] for a in folder.federation.agencies}
