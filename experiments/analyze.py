@@ -43,7 +43,7 @@ from privacy.noise import skellam_mu
 from privacy.person_histogram import PersonCaps, l2_records
 from privacy.person_unit import federation_epsilon
 from server.analytics import secure_sum, trusted_sum
-from tasks.analytics import VALUE_KINDS, Domain, Grid, Histogram, Query, cell_counts, cell_frame, true_sums, value_report
+from tasks.analytics import VALUE_KINDS, Domain, Grid, Histogram, Query, cell_frame, cell_totals, true_sums, value_report
 
 UNIT = "one incident record (add/remove-one); a record falls in one cell of a histogram"
 PERSON_UNIT = ("person: one person with every record attributed to them (victim, else suspect; a record without either is a person of its own), "
@@ -99,7 +99,7 @@ def query_of(q: QueryConfig) -> Query:
 
 def pooled(agencies: Sequence[AnalyticsAgency], histogram: Histogram, domain: Domain) -> np.ndarray:
     """The exact pooled count per cell: every agency's records in one place (central's view)."""
-    return np.sum([cell_counts(a.records, histogram, domain) for a in agencies], axis=0).astype(np.int64)
+    return np.sum([cell_totals(a.records, histogram, domain) for a in agencies], axis=0).astype(np.int64)
 
 
 def mechanism_of(mode: str, noise: str) -> str:

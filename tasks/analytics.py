@@ -44,7 +44,7 @@ import pandas as pd
 
 from policedata.schema import CRIME_TYPES, OUTCOME_CATEGORIES
 
-__all__ = ["DIMENSIONS", "KINDS", "NUMERIC_COLUMNS", "QUANTA", "Bounded", "ValueReport", "cell_totals", "numeric_values", "value_report", "MAP_DIMENSIONS", "NO_OUTCOME", "Domain", "Grid", "Histogram", "Query", "cell_counts", "cell_frame"]
+__all__ = ["DIMENSIONS", "KINDS", "NUMERIC_COLUMNS", "QUANTA", "Bounded", "ValueReport", "cell_totals", "numeric_values", "value_report", "MAP_DIMENSIONS", "NO_OUTCOME", "Domain", "Grid", "Histogram", "Query", "cell_frame"]
 
 KINDS = ("count", "rate", "top_k", "sum", "mean")
 VALUE_KINDS = ("sum", "mean")  # kinds over a bounded numeric column
@@ -294,13 +294,6 @@ def cell_totals(records: pd.DataFrame, histogram: Histogram, domain: Domain, kee
     # Integer weights summed in float64: exact while |total| < 2^53 (max_cell_count·QUANTA is far below).
     weights = record_contributions(records, histogram)[counted].astype(np.float64)
     return np.bincount(index[counted], weights=weights, minlength=histogram.size(domain)).round().astype(np.int64)
-
-
-def cell_counts(records: pd.DataFrame, histogram: Histogram, domain: Domain) -> np.ndarray:
-    """Exact count of `records` per cell (int64, in `cell_frame` order) — for a value histogram
-    the sum of fixed-point values (`cell_totals`); records outside the domain or the `where`
-    filter count nowhere."""
-    return cell_totals(records, histogram, domain)
 
 
 def true_sums(records: pd.DataFrame, histogram: Histogram, domain: Domain) -> np.ndarray:

@@ -21,7 +21,7 @@ from federation.secure_sum import MaskedVector
 from privacy.count_release import Z95, calibrate_count_sigma
 from privacy.ledger import Ledger
 from privacy.mechanisms import MechanismEvent
-from tasks.analytics import Domain, Histogram, Query, cell_counts
+from tasks.analytics import Domain, Histogram, Query, cell_totals
 
 MONTHS = ("2024-01", "2024-02")
 TYPES = ("Burglary", "Drugs", "Robbery")
@@ -213,7 +213,7 @@ def test_a_replace_one_ledger_refuses_a_count(tmp_path: Path) -> None:
 def test_cells_come_from_public_domains_only() -> None:
     records = pd.DataFrame({"month": ["2024-01", "2024-01", "2030-01"], "crime_type": ["Drugs", "Not a type", "Drugs"], "outcome": ["", "", ""], "agency": ["a"] * 3, "lsoa_code": ["x"] * 3})
     domain = Domain(MONTHS, ("a",), crime_types=TYPES)
-    counts = cell_counts(records, Histogram("h", ("month", "crime_type")), domain)
+    counts = cell_totals(records, Histogram("h", ("month", "crime_type")), domain)
     assert counts.tolist() == [0, 1, 0, 0, 0, 0]  # only the in-domain record counts
     with pytest.raises(ValueError, match="top_k ranks areas"):
         Query("t", "top_k", ("month",))
@@ -387,7 +387,7 @@ def test_grid_cells_cover_the_public_box_and_ignore_points_outside() -> None:
     assert pos[0] == 0 and pos[1] == grid.rows * grid.cols - 1 and 0 <= pos[2] < 12 and pos[3] == -1 and pos[4] == -1
     records = pd.DataFrame({"month": ["2024-01"] * 5, "crime_type": ["Drugs"] * 5, "outcome": [""] * 5, "agency": ["a"] * 5, "lsoa_code": ["x"] * 5, "longitude": lon, "latitude": lat})
     domain = Domain(MONTHS, ("a",), grid=grid)
-    counts = cell_counts(records, Histogram("g", ("grid",)), domain)
+    counts = cell_totals(records, Histogram("g", ("grid",)), domain)
     assert counts.sum() == 3 and len(counts) == 12  # the two points outside or without coordinates count nowhere
 
 
